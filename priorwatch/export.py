@@ -1,0 +1,109 @@
+"""Read-side views of results for the CLI (`results --json`, `status`) and exports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from priorwatch.models import Comparison, Finding, Job, JobState, Study, StudyState, WorklistItem
+
+
+def comparison_records(session: Session) -> list[dict[str, Any]]:
+    """Every comparison, newest study version first, with its findings in the vocabulary."""
+    rows = session.exec(select(Comparison).order_by(Comparison.id)).all()
+    studies = {s.id: s for s in session.exec(select(Study)).all()}
+    out: list[dict[str, Any]] = []
+    for c in rows:
+        cur = studies[c.study_id]
+        prior = studies.get(c.prior_study_id) if c.prior_study_id else None
+        findings = session.exec(select(Finding).where(Finding.comparison_id == c.id)).all()
+        out.append(
+            {
+                "comparison_id": c.id,
+                "current_study_uid": cur.study_uid,
+                "prior_study_uid": prior.study_uid if prior else None,
+                "accession_number": cur.accession,
+                "study_version": c.study_version,
+                "status": c.status,
+                "no_prior_reason": c.no_prior_reason,
+                "interval_days": c.interval_days,
+                "urgent": c.urgent,
+                "draft_text": c.draft_text,
+                "engine": c.engine,
+                "engine_version": c.engine_version,
+                "model": c.model,
+                "model_version": c.model_version,
+                "structured": c.structured,
+                "fallback": c.fallback,
+                "findings": [
+                    {
+                        "finding": f.finding,
+                        "side": f.side,
+                        "zone": f.zone,
+                        "change": f.change,
+                        "urgent": f.urgent,
+                        "confidence": round(f.confidence, 3),
+                        "guard": f.guard,
+                        "evidence": json.loads(f.evidence_json) if f.evidence_json else None,
+                    }
+                    for f in findings
+                ],
+                "created_at": c.created_at.isoformat(),
+            }
+        )
+    return out
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """Counts by pipeline state: studies receiving/complete/queued/done/failed, plus jobs."""
+    counts = {s.value: 0 for s in StudyState}
+    for state, n in session.exec(select(Study.state, func.count()).group_by(Study.state)).all():
+        counts[state] = n
+    for state, n in session.exec(select(Job.state, func.count()).group_by(Job.state)).all():
+        counts[f"jobs_{state}"] = n
+    for s in JobState:
+        counts.setdefault(f"jobs_{s.value}", 0)
+    return counts
+
+
+def failed_jobs(session: Session) -> list[tuple[str, str]]:
+    rows = session.exec(
+        select(Study.accession, Job.error).join(Study, Study.id == Job.study_id).where(
+            Job.state == JobState.failed
+        )
+    ).all()
+    return [(acc or "-", err or "") for acc, err in rows]
+
+
+def worklist_rows(session: Session) -> list[dict[str, Any]]:
+    """Open worklist items, urgent first, then by waiting time (oldest first)."""
+    q = (
+        select(WorklistItem, Comparison, Study)
+        .join(Comparison, Comparison.id == WorklistItem.comparison_id)
+        .join(Study, Study.id == WorklistItem.study_id)
+        .where(WorklistItem.status.in_(["pending", "in_review"]))  # type: ignore[attr-defined]
+        .order_by(WorklistItem.priority, WorklistItem.created_at)
+    )
+    out = []
+    for item, comp, study in session.exec(q).all():
+        findings = session.exec(select(Finding).where(Finding.comparison_id == comp.id)).all()
+        out.append(
+            {
+                "item_id": item.id,
+                "priority": item.priority,
+                "accession": study.accession,
+                "study_uid": study.study_uid,
+                "urgent": comp.urgent,
+                "status": comp.status,
+                "findings": [
+                    f"{f.finding} {f.side or ''} {f.zone or ''} {f.change} ({f.confidence:.2f})"
+                    + (" URGENT" if f.urgent else "")
+                    for f in findings
+                ],
+                "draft_text": comp.draft_text,
+            }
+        )
+    return out

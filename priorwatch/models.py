@@ -1,0 +1,186 @@
+"""The database schema: the node's index, the pipeline's jobs, results, worklist and reviews.
+
+Shaped for what follows: the dashboard reads worklist items and writes reviews and audit
+rows; monitoring reads studies (metadata for drift), comparisons, findings and reviews.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from enum import StrEnum
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class StudyState(StrEnum):
+    receiving = "receiving"  # instances arriving
+    complete = "complete"  # closed; a job is about to be queued
+    queued = "queued"  # a pipeline job is queued or running
+    done = "done"  # the latest version has a result
+    failed = "failed"  # the latest version's job failed permanently
+
+
+class StudyRole(StrEnum):
+    incoming = "incoming"  # sent to us for comparison: runs the pipeline
+    prior = "prior"  # fetched because we asked for it: never starts a job
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class WorklistStatus(StrEnum):
+    pending = "pending"
+    in_review = "in_review"
+    accepted = "accepted"
+    edited = "edited"
+    rejected = "rejected"
+
+
+class Study(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    study_uid: str = Field(index=True, unique=True, max_length=64)
+    patient_id: str = Field(index=True, max_length=64)
+    issuer: str = Field(default="", max_length=64)
+    patient_name: str = Field(default="", max_length=128)
+    patient_sex: str = Field(default="", max_length=16)
+    patient_birth_date: date | None = None
+    accession: str = Field(default="", index=True, max_length=64)
+    study_date: date | None = None
+    study_datetime: datetime | None = None
+    modality: str = Field(default="", max_length=16)
+    body_part: str = Field(default="", max_length=64)
+    description: str = Field(default="", max_length=128)
+    institution: str = Field(default="", max_length=128)
+    reason: str = Field(default="", max_length=256)  # indication / reason for study
+    calling_ae: str = Field(default="", max_length=16)
+    role: str = Field(default=StudyRole.incoming, max_length=16)
+    state: str = Field(default=StudyState.receiving, index=True, max_length=16)
+    version: int = 1  # bumped when instances arrive after completion
+    n_instances: int = 0
+    first_received_at: datetime = Field(default_factory=utcnow)
+    last_received_at: datetime = Field(default_factory=utcnow)
+    released_at: datetime | None = None  # sender released an association carrying this study
+    completed_at: datetime | None = None
+
+
+class Instance(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(index=True, unique=True, max_length=64)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    series_uid: str = Field(max_length=64)
+    sop_class_uid: str = Field(max_length=64)
+    transfer_syntax: str = Field(default="", max_length=64)
+    path: str = Field(max_length=1024)
+    size: int = 0
+    received_at: datetime = Field(default_factory=utcnow)
+    study_version: int = 1  # the study version this instance arrived in
+    # Metadata kept for prior selection, image choice and drift monitoring.
+    modality: str = Field(default="", max_length=16)
+    view_position: str = Field(default="", max_length=16)
+    manufacturer: str = Field(default="", max_length=64)
+    model_name: str = Field(default="", max_length=64)
+    station_name: str = Field(default="", max_length=64)
+    photometric: str = Field(default="", max_length=16)
+    rows: int | None = None
+    columns: int | None = None
+    pixel_spacing: float | None = None
+    kvp: float | None = None
+    exposure: float | None = None
+
+
+class Job(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    study_version: int = 1
+    idempotency_key: str = Field(unique=True, max_length=64)  # study + instance set + engine
+    state: str = Field(default=JobState.queued, index=True, max_length=16)
+    attempts: int = 0
+    enqueued_at: datetime | None = None  # None: not yet handed to the broker (retry sending)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Comparison(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    prior_study_id: int | None = Field(default=None, foreign_key="study.id")
+    study_version: int = 1
+    status: str = Field(default="done", max_length=16)  # done | no_prior
+    no_prior_reason: str | None = None
+    interval_days: int | None = None
+    urgent: bool = False
+    draft_text: str = Field(default="", sa_column=Column(Text))
+    engine: str = Field(default="", max_length=64)
+    engine_version: str = Field(default="", max_length=32)
+    model: str = Field(default="", max_length=128)
+    model_version: str = Field(default="", max_length=64)
+    structured: bool = True
+    fallback: bool = False
+    overlay_path: str | None = None
+    result_json: str = Field(default="{}", sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Finding(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    finding: str = Field(max_length=32)
+    side: str | None = Field(default=None, max_length=16)
+    zone: str | None = Field(default=None, max_length=16)
+    change: str = Field(max_length=16)
+    urgent: bool = False
+    confidence: float = 0.0
+    guard: str | None = Field(default=None, max_length=16)
+    evidence_json: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class WorklistItem(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("comparison_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    priority: int = Field(default=5, index=True)  # 1 = urgent first
+    status: str = Field(default=WorklistStatus.pending, index=True, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    password_hash: str = Field(max_length=256)
+    role: str = Field(default="radiologist", max_length=16)  # radiologist | qa | admin
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Review(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    worklist_item_id: int = Field(foreign_key="worklistitem.id", index=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    reviewer: str = Field(max_length=64)
+    action: str = Field(max_length=16)  # accepted | edited | rejected
+    reason: str | None = None
+    final_text: str = Field(default="", sa_column=Column(Text))
+    final_labels_json: str = Field(default="[]", sa_column=Column(Text))
+    started_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+    time_spent_s: float | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    user: str = Field(max_length=64)
+    action: str = Field(max_length=32)  # view | edit | accept | reject | login ...
+    study_id: int | None = Field(default=None, foreign_key="study.id")
+    detail: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,0 +1,131 @@
+"""Settings: `PRIORWATCH_*` environment variables or a TOML file, never code edits.
+
+The embedded default needs nothing: SQLite and a filesystem Celery broker in the data dir
+and a local Triton. Server mode is the same code with `database_url`, `broker_url` and
+`triton_url` set.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "priorwatch"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRIORWATCH_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None  # default: sqlite in data_dir
+    broker_url: str | None = None  # default: kombu filesystem transport in data_dir
+
+    # DICOM node
+    ae_title: str = "PRIORWATCH"
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = 11112
+    allowed_calling_aes: list[str] = Field(default_factory=list)  # empty: accept any calling AE
+    fsync: bool = True  # durable before the C-STORE success response
+    completion_grace_s: float = 2.0  # after the sender releases, wait this long for more
+    quiet_period_s: dict[str, float] = Field(
+        default_factory=lambda: {"CR": 60.0, "DX": 60.0, "CT": 120.0, "MR": 180.0, "default": 90.0}
+    )
+    monitor_interval_s: float = 0.25
+
+    # Workers
+    lookback_days: int = 3650
+    worker_concurrency: int = 1
+    task_max_retries: int = 5
+    task_retry_backoff_s: float = 2.0
+    task_retry_backoff_max_s: float = 60.0
+
+    # Comparison / Triton
+    triton_url: str | None = None  # gRPC host:port of a remote Triton; None starts a local one
+    triton_grpc_port: int = 18001
+    triton_http_port: int = 18000
+    triton_metrics_port: int = 18002
+    triton_timeout_s: float = 120.0
+    engine: str = "registration"
+    image_size: int = 512  # long side, pixels, of the arrays sent to engines
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = os.environ.get("PRIORWATCH_CONFIG")
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)
+
+    # Derived locations ------------------------------------------------------------------
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'priorwatch.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    def quiet_period_for(self, modality: str | None) -> float:
+        return self.quiet_period_s.get(modality or "", self.quiet_period_s.get("default", 90.0))
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.spool_dir, self.results_dir, self.broker_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()
+
+
+def as_env(settings: Settings) -> dict[str, Any]:
+    """The environment a child process needs to see the same settings."""
+    env: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        key = f"PRIORWATCH_{name.upper()}"
+        if isinstance(value, (list, dict)):
+            import json
+
+            env[key] = json.dumps(value)
+        else:
+            env[key] = str(value)
+    return env
