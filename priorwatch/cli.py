@@ -58,3 +58,5 @@ def main() -> None:
     configure_logging()
     _load_plugins()
     app()
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_hijack_root_logger": False,
+        "task_default_queue": settings.queue_name,
     }
     if conf["broker_url"] == "filesystem://":
         settings.broker_dir.mkdir(parents=True, exist_ok=True)

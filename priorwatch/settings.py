@@ -33,12 +33,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None  # default: sqlite in data_dir
     broker_url: str | None = None  # default: kombu filesystem transport in data_dir
+    queue_name: str = "priorwatch"
 
     # DICOM node
     ae_title: str = "PRIORWATCH"
     dicom_host: str = "127.0.0.1"
     dicom_port: int = 11112
     allowed_calling_aes: list[str] = Field(default_factory=list)  # empty: accept any calling AE
+    # Calling AEs whose sends are priors (an archive, or our own C-MOVE/C-GET): filed, no job.
+    prior_source_aes: list[str] = Field(default_factory=list)
     fsync: bool = True  # durable before the C-STORE success response
     completion_grace_s: float = 2.0  # after the sender releases, wait this long for more
     quiet_period_s: dict[str, float] = Field(

@@ -1,0 +1,36 @@
+"""Fixtures shared by every room's tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """In CI a missing peer is an install bug: fail. Elsewhere, skip with the reason."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed; scripts/install.sh must install it")
+        pytest.skip(f"{name} is not installed (run scripts/install.sh)")
+    return path
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    d = Path(os.environ.get("PRIORWATCH_ARTIFACTS", REPO / "artifacts"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -1,0 +1,13 @@
+"""The Celery app the workers run (`celery -A workers.app worker`)."""
+
+from __future__ import annotations
+
+from priorwatch.log import configure_logging
+from priorwatch.queue import make_celery
+from priorwatch.settings import get_settings
+
+configure_logging()
+app = make_celery(get_settings(), name="workers")
+app.conf.imports = ("workers.tasks",)
+
+import workers.tasks  # noqa: E402,F401  (registers the tasks on `app`)

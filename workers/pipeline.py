@@ -1,0 +1,185 @@
+"""One pipeline job: choose the prior, compare through the engine, store result and worklist item.
+
+Kept free of Celery so it can be run and tested directly; `tasks.py` adds the retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlmodel import Session, select
+
+from comparison import CompareContext, EngineError, EngineUnavailable, TritonComparator, load_image
+from priorwatch.db import session_scope
+from priorwatch.log import phi_safe
+from priorwatch.models import (
+    Comparison,
+    Finding,
+    Job,
+    JobState,
+    Study,
+    StudyState,
+    WorklistItem,
+    utcnow,
+)
+from priorwatch.settings import Settings
+from priorwatch.vocabulary import ComparisonResult
+from workers.errors import PermanentError, TransientError
+from workers.priors import choose_prior, frontal_instance
+
+log = logging.getLogger(__name__)
+
+URGENT_PRIORITY = 1
+ROUTINE_PRIORITY = 5
+
+
+def triton_url(settings: Settings) -> str:
+    return settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
+
+
+def _start(session: Session, job_id: int) -> Job | None:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise PermanentError(f"job {job_id} does not exist")
+    if job.state == JobState.done or session.exec(select(Comparison).where(Comparison.job_id == job_id)).first():
+        return None  # idempotent: this instance set already has a result
+    job.state = JobState.running
+    job.attempts += 1
+    job.updated_at = utcnow()
+    session.add(job)
+    return job
+
+
+def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None = None) -> int | None:
+    """Run job `job_id`; returns the comparison id, or None if it was already done."""
+    with session_scope(settings) as s:
+        job = _start(s, job_id)
+        if job is None:
+            log.info("job %s already has a result; skipping", job_id)
+            return None
+        study = s.get(Study, job.study_id)
+        assert study is not None
+        current = frontal_instance(s, study.id, job.study_version)  # type: ignore[arg-type]
+        if current is None:
+            raise PermanentError("the study holds no image to compare")
+        choice = choose_prior(s, study, settings.lookback_days)
+        prior_inst = frontal_instance(s, choice.prior_id) if choice.prior_id else None
+        if choice.prior_id and prior_inst is None:
+            choice.reason, choice.prior_id = "the comparable prior holds no image", None
+        ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=None)
+        cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
+        study_id, version = study.id, job.study_version
+
+    try:
+        cur_img = load_image(Path(cur_path), size=settings.image_size)
+        prior_img = load_image(Path(prior_path), size=settings.image_size) if prior_path else None
+    except FileNotFoundError as exc:
+        raise PermanentError(f"image file missing from the spool: {Path(exc.filename or '').name}") from exc
+    except Exception as exc:  # unreadable pixel data is not going to improve on retry
+        raise PermanentError(f"could not read image: {type(exc).__name__}: {exc}") from exc
+
+    comparator = comparator or TritonComparator(triton_url(settings), timeout_s=settings.triton_timeout_s)
+    try:
+        out = comparator.compare(cur_img.pixels, prior_img.pixels if prior_img else None, ctx)
+    except EngineUnavailable as exc:
+        raise TransientError(f"comparison engine unavailable: {exc}") from exc
+    except EngineError as exc:
+        raise PermanentError(f"comparison engine rejected the input: {exc}") from exc
+
+    result: ComparisonResult = out.result
+    with session_scope(settings) as s:
+        comp = Comparison(
+            job_id=job_id,
+            study_id=study_id,
+            prior_study_id=choice.prior_id,
+            study_version=version,
+            status="done" if choice.prior_id else "no_prior",
+            no_prior_reason=None if choice.prior_id else choice.reason,
+            interval_days=choice.interval_days,
+            urgent=result.urgent,
+            draft_text=result.draft_text,
+            engine=result.engine,
+            engine_version=result.engine_version,
+            model=result.model,
+            model_version=result.model_version,
+            structured=result.structured,
+            fallback=result.fallback,
+            result_json=result.model_dump_json(),
+        )
+        s.add(comp)
+        s.flush()
+        assert comp.id is not None
+        if out.heatmap is not None:
+            comp.overlay_path = str(_save_heatmap(settings, comp.id, out.heatmap))
+        for f in result.findings:
+            s.add(
+                Finding(
+                    comparison_id=comp.id,
+                    finding=f.finding,
+                    side=f.side,
+                    zone=f.zone,
+                    change=f.change,
+                    urgent=f.urgent,
+                    confidence=f.confidence,
+                    guard=f.guard,
+                    evidence_json=f.evidence.model_dump_json() if f.evidence else None,
+                )
+            )
+        s.add(
+            WorklistItem(
+                comparison_id=comp.id,
+                study_id=study_id,
+                priority=URGENT_PRIORITY if result.urgent else ROUTINE_PRIORITY,
+            )
+        )
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.state, job.error, job.updated_at = JobState.done, None, utcnow()
+        study = s.get(Study, study_id)
+        assert study is not None
+        if study.version == version:  # a newer version (late series) keeps its own state
+            study.state = StudyState.done
+        s.add_all([job, study])
+        log.info(
+            "job %s study %s v%s: %s, urgent=%s, %d findings",
+            job_id, phi_safe(study.study_uid), version, comp.status, comp.urgent, len(result.findings),
+        )
+        return comp.id
+
+
+def _save_heatmap(settings: Settings, comparison_id: int, heatmap: np.ndarray) -> Path:
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.results_dir / f"comparison-{comparison_id}-diff.png"
+    Image.fromarray(np.asarray(heatmap, dtype=np.uint8)).save(path)
+    return path
+
+
+def mark_failed(job_id: int, reason: str, settings: Settings) -> None:
+    """A permanently failed job stays visible, with its reason, on the job and its study."""
+    with session_scope(settings) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return
+        job.state, job.error, job.updated_at = JobState.failed, reason[:2000], utcnow()
+        study = s.get(Study, job.study_id)
+        if study is not None and study.version == job.study_version:
+            study.state = StudyState.failed
+            s.add(study)
+        s.add(job)
+    log.warning("job %s failed: %s", job_id, reason)
+
+
+def note_retry(job_id: int, reason: str, settings: Settings) -> None:
+    with session_scope(settings) as s:
+        job = s.get(Job, job_id)
+        if job is not None:
+            job.state, job.error, job.updated_at = JobState.queued, f"retrying: {reason}"[:2000], utcnow()
+            s.add(job)
+
+
+def result_summary(comp: Comparison) -> str:
+    return json.dumps({"id": comp.id, "urgent": comp.urgent, "status": comp.status})
