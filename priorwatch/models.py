@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from enum import StrEnum
 
+from pydantic import NaiveDatetime
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
+    """Naive UTC: every timestamp in the database is naive UTC (DICOM dates are naive local)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -55,7 +57,7 @@ class Study(SQLModel, table=True):
     patient_birth_date: date | None = None
     accession: str = Field(default="", index=True, max_length=64)
     study_date: date | None = None
-    study_datetime: datetime | None = None
+    study_datetime: NaiveDatetime | None = None
     modality: str = Field(default="", max_length=16)
     body_part: str = Field(default="", max_length=64)
     description: str = Field(default="", max_length=128)
@@ -66,10 +68,10 @@ class Study(SQLModel, table=True):
     state: str = Field(default=StudyState.receiving, index=True, max_length=16)
     version: int = 1  # bumped when instances arrive after completion
     n_instances: int = 0
-    first_received_at: datetime = Field(default_factory=utcnow)
-    last_received_at: datetime = Field(default_factory=utcnow)
-    released_at: datetime | None = None  # sender released an association carrying this study
-    completed_at: datetime | None = None
+    first_received_at: NaiveDatetime = Field(default_factory=utcnow)
+    last_received_at: NaiveDatetime = Field(default_factory=utcnow)
+    released_at: NaiveDatetime | None = None  # sender released an association carrying this study
+    completed_at: NaiveDatetime | None = None
 
 
 class Instance(SQLModel, table=True):
@@ -81,7 +83,7 @@ class Instance(SQLModel, table=True):
     transfer_syntax: str = Field(default="", max_length=64)
     path: str = Field(max_length=1024)
     size: int = 0
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: NaiveDatetime = Field(default_factory=utcnow)
     study_version: int = 1  # the study version this instance arrived in
     # Metadata kept for prior selection, image choice and drift monitoring.
     modality: str = Field(default="", max_length=16)
@@ -104,10 +106,10 @@ class Job(SQLModel, table=True):
     idempotency_key: str = Field(unique=True, max_length=64)  # study + instance set + engine
     state: str = Field(default=JobState.queued, index=True, max_length=16)
     attempts: int = 0
-    enqueued_at: datetime | None = None  # None: not yet handed to the broker (retry sending)
+    enqueued_at: NaiveDatetime | None = None  # None: not yet handed to the broker (retry sending)
     error: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Comparison(SQLModel, table=True):
@@ -129,7 +131,7 @@ class Comparison(SQLModel, table=True):
     fallback: bool = False
     overlay_path: str | None = None
     result_json: str = Field(default="{}", sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Finding(SQLModel, table=True):
@@ -152,7 +154,7 @@ class WorklistItem(SQLModel, table=True):
     study_id: int = Field(foreign_key="study.id", index=True)
     priority: int = Field(default=5, index=True)  # 1 = urgent first
     status: str = Field(default=WorklistStatus.pending, index=True, max_length=16)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class User(SQLModel, table=True):
@@ -160,7 +162,7 @@ class User(SQLModel, table=True):
     username: str = Field(unique=True, index=True, max_length=64)
     password_hash: str = Field(max_length=256)
     role: str = Field(default="radiologist", max_length=16)  # radiologist | qa | admin
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Review(SQLModel, table=True):
@@ -172,14 +174,14 @@ class Review(SQLModel, table=True):
     reason: str | None = None
     final_text: str = Field(default="", sa_column=Column(Text))
     final_labels_json: str = Field(default="[]", sa_column=Column(Text))
-    started_at: datetime | None = None
-    finished_at: datetime = Field(default_factory=utcnow)
+    started_at: NaiveDatetime | None = None
+    finished_at: NaiveDatetime = Field(default_factory=utcnow)
     time_spent_s: float | None = None
 
 
 class AuditLog(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: NaiveDatetime = Field(default_factory=utcnow, index=True)
     user: str = Field(max_length=64)
     action: str = Field(max_length=32)  # view | edit | accept | reject | login ...
     study_id: int | None = Field(default=None, foreign_key="study.id")
