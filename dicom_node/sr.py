@@ -1,0 +1,86 @@
+"""The result as a DICOM Comprehensive SR (highdicom): plainly a preliminary AI draft,
+naming the prior it compared against and listing each finding with change and urgency."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+DISCLAIMER = (
+    "PRELIMINARY AI DRAFT - NOT A FINAL REPORT. Generated automatically for radiologist review; "
+    "it has not been verified by a physician."
+)
+
+_REPORT = Code("18748-4", "LN", "Diagnostic imaging report")
+_COMMENT = Code("121106", "DCM", "Comment")
+_COMPARISON = Code("18834-2", "LN", "Radiology Comparison study (narrative)")
+_NARRATIVE = Code("18782-3", "LN", "Radiology Study observation (narrative)")
+_FINDINGS = Code("121070", "DCM", "Findings")
+_FINDING = Code("121071", "DCM", "Finding")
+_ALGORITHM = Code("111001", "DCM", "Algorithm Name")
+_ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+
+
+def _text(name: Code, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=value[:10000] or "-", relationship_type="CONTAINS")
+
+
+def finding_sentence(f: dict[str, Any]) -> str:
+    where = " ".join(x for x in (f.get("side"), f.get("zone")) if x)
+    urgent = " URGENT" if f.get("urgent") else ""
+    guard = f" [{f['guard']}]" if f.get("guard") else ""
+    return f"{f['finding']}{' ' + where if where else ''}: {f['change']} (confidence {f['confidence']:.2f}){urgent}{guard}"
+
+
+def build_result_sr(
+    evidence: Sequence[Dataset],
+    record: dict[str, Any],
+    *,
+    prior_description: str | None = None,
+    series_number: int = 9901,
+    instance_number: int = 1,
+    manufacturer: str = "PriorWatch",
+) -> hd.sr.ComprehensiveSR:
+    """`evidence`: header datasets of the current study's compared instances.
+    `record`: one entry of `priorwatch.export.comparison_records`."""
+    items: list[Any] = [_text(_COMMENT, DISCLAIMER)]
+    if record.get("prior_study_uid"):
+        comp = f"Compared with prior study {record['prior_study_uid']}"
+        if prior_description:
+            comp += f" ({prior_description})"
+        if record.get("interval_days") is not None:
+            comp += f", interval {record['interval_days']} days"
+        items.append(_text(_COMPARISON, comp + "."))
+    else:
+        items.append(_text(_COMPARISON, f"No prior available: {record.get('no_prior_reason') or 'none found'}."))
+    findings = hd.sr.ContainerContentItem(name=_FINDINGS, relationship_type="CONTAINS")
+    findings.ContentSequence = [_text(_FINDING, finding_sentence(f)) for f in record.get("findings", [])] or [
+        _text(_FINDING, "No finding reported by the engine.")
+    ]
+    items.append(findings)
+    items.append(_text(_NARRATIVE, record.get("draft_text") or ""))
+    items.append(_text(_ALGORITHM, f"{record.get('engine')} / {record.get('model')}"))
+    items.append(_text(_ALGORITHM_VERSION, f"{record.get('engine_version')} / {record.get('model_version')}"))
+    if record.get("urgent"):
+        items.append(_text(_COMMENT, "URGENT: the draft flags a finding that needs prompt review."))
+    root = hd.sr.ContainerContentItem(name=_REPORT)
+    root.ContentSequence = items
+    sr = hd.sr.ComprehensiveSR(
+        evidence=list(evidence),
+        content=root,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=instance_number,
+        manufacturer=manufacturer,
+        is_complete=False,
+        is_final=False,
+        is_verified=False,
+    )
+    sr.SeriesDescription = "PriorWatch AI draft (preliminary)"
+    return sr
