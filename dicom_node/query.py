@@ -116,3 +116,47 @@ def count_instances(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORWA
     if not found or found[0].get("NumberOfStudyRelatedInstances") in (None, ""):
         return None
     return int(found[0].NumberOfStudyRelatedInstances)
+
+
+def _qido_value(item: dict, tag: str) -> str:  # type: ignore[type-arg]
+    vals = item.get(tag, {}).get("Value") or [""]
+    v = vals[0]
+    return str(v.get("Alphabetic", "") if isinstance(v, dict) else v)
+
+
+def find_studies_qido(pacs: PacsConfig, patient_id: str, issuer: str = "") -> list[StudyHit]:
+    """The same query over DICOMweb QIDO-RS, for a PACS reached by HTTP."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not pacs.dicomweb_url:
+        raise PacsError(f"{pacs.ae_title}: QIDO-RS selected but no dicomweb_url configured")
+    params = {"PatientID": patient_id, "includefield": "00080061,00201208,00081030,00080050,00080020,00100021"}
+    url = f"{pacs.dicomweb_url.rstrip('/')}/studies?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/dicom+json"}),
+                                    timeout=pacs.timeout_s) as rsp:
+            body = rsp.read()
+    except urllib.error.HTTPError as exc:
+        raise (PacsUnavailable if exc.code >= 500 else PacsError)(f"{pacs.ae_title}: QIDO-RS HTTP {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise PacsUnavailable(f"{pacs.ae_title}: QIDO-RS unreachable: {exc}") from exc
+    hits = []
+    for item in json.loads(body or b"[]"):
+        iss = _qido_value(item, "00100021")
+        if issuer and iss not in ("", issuer):
+            continue
+        n = _qido_value(item, "00201208")
+        hits.append(StudyHit(
+            study_uid=_qido_value(item, "0020000D"),
+            patient_id=_qido_value(item, "00100020") or patient_id,
+            issuer=iss or issuer,
+            study_date=_date(_qido_value(item, "00080020")),
+            modalities=[str(m) for m in (item.get("00080061", {}).get("Value") or [])],
+            description=_qido_value(item, "00081030"),
+            accession=_qido_value(item, "00080050"),
+            n_instances=int(n) if n else None,
+        ))
+    return hits
