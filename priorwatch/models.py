@@ -157,6 +157,21 @@ class WorklistItem(SQLModel, table=True):
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
+class Delivery(SQLModel, table=True):
+    """One delivery of one result (an SR to the PACS, an urgent webhook). Unique per kind, so a
+    retried job never sends twice; the SR's UID is fixed before the first attempt."""
+
+    __table_args__ = (UniqueConstraint("comparison_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    kind: str = Field(max_length=16)  # sr | webhook
+    state: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    sop_instance_uid: str | None = Field(default=None, max_length=64)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    sent_at: NaiveDatetime | None = None
+
+
 class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=64)

@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     )
     monitor_interval_s: float = 0.25
 
+    # PACS for priors and results (None: the node's own store answers for priors)
+    pacs_ae_title: str | None = None
+    pacs_host: str = "127.0.0.1"
+    pacs_port: int = 104
+    pacs_query_model: str = "study"  # study | patient (C-FIND information model root)
+    pacs_query: str = "dimse"  # dimse (C-FIND) | qido (QIDO-RS)
+    pacs_retrieve: str = "c-get"  # c-get | c-move | wado-rs
+    pacs_dicomweb_url: str | None = None
+    pacs_timeout_s: float = 30.0
+    prior_baseline: bool = False  # also fetch the oldest comparable study as a baseline
+    send_sr_to_pacs: bool = False
+    urgent_webhook_url: str | None = None
+
     # Workers
     lookback_days: int = 3650
     worker_concurrency: int = 1
