@@ -32,6 +32,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "data_folder_in": str(settings.broker_dir),
             "data_folder_out": str(settings.broker_dir),
             "processed_folder": str(settings.broker_dir / "processed"),
+            "control_folder": str(settings.broker_dir / "control"),
             "store_processed": False,
             "polling_interval": 0.1,
         }

@@ -1,0 +1,168 @@
+"""Images for the review page: a study's frontal instance as display-ready uint8.
+
+Window/level presets for chest imaging: ``default`` (the file's own VOI window, else a
+robust 1-99 % range), ``lung``, ``mediastinum`` and ``bone``. CT-like data in Hounsfield
+units gets the classic HU windows; projection radiographs (CR/DX, arbitrary units) get
+windows placed on the image's own intensity distribution, because their values carry no
+absolute meaning. The output is always "bright = dense" (MONOCHROME1 is inverted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PRESETS: tuple[str, ...] = ("default", "lung", "mediastinum", "bone")
+# Hounsfield windows (center, width).
+HU_WINDOWS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+}
+# Projection radiographs: windows as percentile ranges of the (bright = dense) image.
+PERCENTILE_WINDOWS: dict[str, tuple[float, float]] = {
+    "default": (1.0, 99.0),
+    "lung": (1.0, 75.0),  # the dark, aerated range stretched
+    "mediastinum": (35.0, 99.5),  # the soft-tissue / mediastinal range
+    "bone": (60.0, 99.9),  # only the densest structures
+}
+DISPLAY_MAX = 1024  # long side, pixels
+
+
+class ImageUnavailable(Exception):
+    """The image cannot be shown; the message says why in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    pixels: np.ndarray  # float32, bright = dense, downsampled to DISPLAY_MAX
+    hu: bool  # values are Hounsfield units
+    voi: tuple[float, float] | None  # the file's own (center, width), if any
+    full_shape: tuple[int, int]
+
+
+def _first(v: object) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v[0]) if hasattr(v, "__len__") and not isinstance(v, str) else float(v)  # type: ignore[index, arg-type]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _downsample(a: np.ndarray, max_side: int) -> np.ndarray:
+    step = int(np.ceil(max(a.shape[:2]) / max_side))
+    if step <= 1:
+        return a
+    h, w = (a.shape[0] // step) * step, (a.shape[1] // step) * step
+    return a[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+
+
+def load_dicom(path: str | Path, max_side: int = DISPLAY_MAX) -> LoadedImage:
+    """Read one DICOM image for display. Raises ImageUnavailable with a clear reason."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageUnavailable(f"image file is missing: {p}")
+    try:
+        ds = pydicom.dcmread(p)
+        arr = ds.pixel_array
+    except InvalidDicomError:
+        raise ImageUnavailable(f"not a readable DICOM file: {p.name}") from None
+    except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
+        raise ImageUnavailable(f"could not decode the image in {p.name}: {exc}") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # colour: show luminance
+        arr = arr[..., :3].mean(axis=-1)
+    elif arr.ndim == 3:  # multi-frame: first frame
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ImageUnavailable(f"unsupported image shape {arr.shape} in {p.name}")
+    full_shape = (int(arr.shape[0]), int(arr.shape[1]))
+    data = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    hu = str(ds.get("RescaleType", "")).upper() == "HU" or ds.get("Modality") == "CT"
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    voi = (center, width) if center is not None and width and width > 0 else None
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        # Invert so that bright = dense; the VOI window inverts with it.
+        lo, hi = float(np.min(data)), float(np.max(data))
+        data = (lo + hi) - data
+        if voi is not None:
+            voi = ((lo + hi) - voi[0], voi[1])
+    return LoadedImage(_downsample(data, max_side).astype(np.float32), hu, voi, full_shape)
+
+
+def window_bounds(img: LoadedImage, preset: str) -> tuple[float, float]:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown window preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if preset == "default" and img.voi is not None:
+        c, w = img.voi
+        return c - w / 2.0, c + w / 2.0
+    if img.hu and preset in HU_WINDOWS:
+        c, w = HU_WINDOWS[preset]
+        return c - w / 2.0, c + w / 2.0
+    lo_p, hi_p = PERCENTILE_WINDOWS[preset]
+    lo, hi = np.percentile(img.pixels, [lo_p, hi_p])
+    return float(lo), float(hi)
+
+
+def apply_window(img: LoadedImage, preset: str = "default") -> np.ndarray:
+    """uint8 (H, W), ready for st.image or PNG."""
+    lo, hi = window_bounds(img, preset)
+    if hi <= lo:
+        hi = lo + 1.0
+    out = (np.clip(img.pixels, lo, hi) - lo) / (hi - lo)
+    return (out * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay_heatmap(gray: np.ndarray, overlay_path: str | Path | None, alpha: float = 0.45) -> np.ndarray:
+    """Blend a PNG heat-map onto a uint8 grey image; RGB uint8 (H, W, 3).
+
+    An RGBA PNG uses its own alpha; a grey PNG is drawn in red with its intensity as alpha;
+    an RGB PNG is blended with a constant alpha. Raises ImageUnavailable when the file is
+    missing or unreadable.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not overlay_path:
+        raise ImageUnavailable("this result has no difference overlay")
+    p = Path(overlay_path)
+    if not p.is_file():
+        raise ImageUnavailable(f"overlay file is missing: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            size = (gray.shape[1], gray.shape[0])
+            if mode in ("L", "I", "I;16", "F", "1"):
+                m = np.asarray(im.convert("L").resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
+                color = np.zeros((*gray.shape, 3), np.float32)
+                color[..., 0] = 255.0
+                color[..., 1] = 255.0 * (1.0 - m) * 0.3
+                a = (m * alpha)[..., None] * 1.6
+            elif "A" in mode or mode == "P":
+                rgba = np.asarray(im.convert("RGBA").resize(size, Image.BILINEAR), dtype=np.float32)
+                color = rgba[..., :3]
+                a = (rgba[..., 3:] / 255.0) * alpha * 1.6
+            else:
+                color = np.asarray(im.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32)
+                a = np.full((*gray.shape, 1), alpha, np.float32)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageUnavailable(f"overlay file is not a readable image: {p.name} ({exc})") from None
+    a = np.clip(a, 0.0, 0.85)
+    base = np.repeat(gray[..., None].astype(np.float32), 3, axis=2)
+    return (base * (1.0 - a) + color * a + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def to_png(arr: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,425 @@
+"""What the dashboard reads and writes, with no Streamlit in sight.
+
+The worklist query (urgent first, then by waiting time, with filters), the detail of one
+study for the review page, recording a radiologist's decision as a Review, and the audit
+log. Every function takes an open session; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import case
+from sqlmodel import Session, select
+
+from priorwatch import models
+from priorwatch.models import (
+    AuditLog,
+    Comparison,
+    Finding,
+    Instance,
+    Review,
+    Study,
+    WorklistItem,
+    WorklistStatus,
+    utcnow,
+)
+from priorwatch.vocabulary import Change, FindingType, Side, Zone
+
+OPEN_STATUSES: tuple[str, ...] = (WorklistStatus.pending.value, WorklistStatus.in_review.value)
+ALL_STATUSES: tuple[str, ...] = tuple(s.value for s in WorklistStatus)
+REVIEW_ACTIONS: tuple[str, ...] = ("accepted", "edited", "rejected")
+FRONTAL_VIEWS = ("PA", "AP")
+# Which change matters most when picking a study's "top finding".
+_CHANGE_RANK = {"new": 0, "worsened": 1, "no_prior": 2, "stable": 3, "improved": 4, "resolved": 5}
+
+
+class ReviewError(ValueError):
+    """A review could not be recorded (bad input, or the item was already decided)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting helpers
+# ---------------------------------------------------------------------------------------
+def age_at(birth: date | None, on: date | None) -> int | None:
+    if birth is None or on is None:
+        return None
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def format_age_sex(birth: date | None, on: date | None, sex: str) -> str:
+    age = age_at(birth, on)
+    parts = [f"{age} y" if age is not None else "", (sex or "").strip().upper()[:1]]
+    return " ".join(p for p in parts if p) or "—"
+
+
+def format_interval(days: int | None) -> str:
+    if days is None:
+        return "—"
+    if days < 61:
+        return f"{days} d"
+    if days < 730:
+        return f"{round(days / 30.44)} mo"
+    years, rem = divmod(days, 365.25)
+    months = round(rem / 30.44)
+    return f"{int(years)} y {months} mo" if months else f"{int(years)} y"
+
+
+def format_waiting(since: datetime, now: datetime) -> str:
+    secs = max(0, int((now - since).total_seconds()))
+    if secs < 3600:
+        return f"{secs // 60} min"
+    if secs < 86400:
+        return f"{secs // 3600} h {secs % 3600 // 60:02d} min"
+    return f"{secs // 86400} d {secs % 86400 // 3600} h"
+
+
+def finding_label(f: Finding | dict[str, Any]) -> str:
+    g = (lambda k: f.get(k)) if isinstance(f, dict) else (lambda k: getattr(f, k))
+    where = " ".join(x for x in (g("side"), g("zone")) if x)
+    name = str(g("finding")).replace("_", " ")
+    return f"{name} ({where})" if where else name
+
+
+def top_finding(findings: list[Finding]) -> Finding | None:
+    if not findings:
+        return None
+    return sorted(
+        findings, key=lambda f: (not f.urgent, _CHANGE_RANK.get(f.change, 9), -f.confidence)
+    )[0]
+
+
+def study_label(study: Study) -> str:
+    desc = study.description or study.body_part or "study"
+    d = study.study_date.isoformat() if study.study_date else "date unknown"
+    return f"{study.modality or '?'} {desc} · {d}"
+
+
+# ---------------------------------------------------------------------------------------
+# Worklist
+# ---------------------------------------------------------------------------------------
+@dataclass
+class WorklistFilters:
+    statuses: tuple[str, ...] = OPEN_STATUSES
+    urgency: str = "all"  # all | urgent | routine
+    modalities: tuple[str, ...] = ()  # empty: all
+    sites: tuple[str, ...] = ()  # empty: all
+
+
+def filter_options(session: Session) -> dict[str, list[str]]:
+    """Distinct modalities and sites among studies on the worklist (for filter widgets)."""
+    rows = session.exec(
+        select(Study.modality, Study.institution)
+        .join(WorklistItem, WorklistItem.study_id == Study.id)
+        .distinct()
+    ).all()
+    return {
+        "modalities": sorted({m for m, _ in rows if m}),
+        "sites": sorted({s for _, s in rows if s}),
+    }
+
+
+def worklist(
+    session: Session, filters: WorklistFilters | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Worklist rows: urgent first, then by waiting time (longest waiting first)."""
+    f = filters or WorklistFilters()
+    now = now or utcnow()
+    q = (
+        select(WorklistItem, Comparison, Study)
+        .join(Comparison, Comparison.id == WorklistItem.comparison_id)
+        .join(Study, Study.id == WorklistItem.study_id)
+    )
+    if f.statuses:
+        q = q.where(WorklistItem.status.in_(list(f.statuses)))  # type: ignore[attr-defined]
+    if f.urgency == "urgent":
+        q = q.where(Comparison.urgent == True)  # noqa: E712
+    elif f.urgency == "routine":
+        q = q.where(Comparison.urgent == False)  # noqa: E712
+    if f.modalities:
+        q = q.where(Study.modality.in_(list(f.modalities)))  # type: ignore[attr-defined]
+    if f.sites:
+        q = q.where(Study.institution.in_(list(f.sites)))  # type: ignore[attr-defined]
+    q = q.order_by(
+        case((Comparison.urgent == True, 0), else_=1),  # noqa: E712
+        WorklistItem.priority,
+        WorklistItem.created_at,
+        WorklistItem.id,
+    )
+    rows = session.exec(q).all()
+    if not rows:
+        return []
+    comp_ids = [c.id for _, c, _ in rows]
+    by_comp: dict[int, list[Finding]] = {}
+    for fd in session.exec(select(Finding).where(Finding.comparison_id.in_(comp_ids))).all():  # type: ignore[attr-defined]
+        by_comp.setdefault(fd.comparison_id, []).append(fd)
+    prior_ids = {c.prior_study_id for _, c, _ in rows if c.prior_study_id}
+    priors = (
+        {s.id: s for s in session.exec(select(Study).where(Study.id.in_(prior_ids))).all()}  # type: ignore[union-attr]
+        if prior_ids
+        else {}
+    )
+    out: list[dict[str, Any]] = []
+    for item, comp, study in rows:
+        prior = priors.get(comp.prior_study_id) if comp.prior_study_id else None
+        top = top_finding(by_comp.get(comp.id, []))
+        out.append(
+            {
+                "item_id": item.id,
+                "comparison_id": comp.id,
+                "study_id": study.id,
+                "urgent": bool(comp.urgent),
+                "patient": f"{study.patient_name or '—'} ({study.patient_id})",
+                "age_sex": format_age_sex(study.patient_birth_date, study.study_date, study.patient_sex),
+                "study": study_label(study),
+                "accession": study.accession,
+                "modality": study.modality,
+                "site": study.institution,
+                "prior_date": prior.study_date.isoformat() if prior and prior.study_date else "—",
+                "interval": format_interval(comp.interval_days)
+                if comp.prior_study_id
+                else "no prior",
+                "top_finding": finding_label(top) if top else "no finding",
+                "change": top.change if top else "—",
+                "confidence": round(top.confidence, 2) if top else None,
+                "status": item.status,
+                "waiting": format_waiting(item.created_at, now),
+                "created_at": item.created_at,
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Study detail
+# ---------------------------------------------------------------------------------------
+@dataclass
+class StudyDetail:
+    item: WorklistItem
+    comparison: Comparison
+    study: Study
+    prior: Study | None
+    findings: list[Finding]
+    current_instance: Instance | None
+    prior_instance: Instance | None
+    prior_report: str | None
+    reviews: list[Review] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.item.status in OPEN_STATUSES
+
+
+def frontal_instance(session: Session, study_id: int) -> Instance | None:
+    """The study's frontal (PA/AP) image, else its first image."""
+    insts = session.exec(
+        select(Instance).where(Instance.study_id == study_id).order_by(Instance.id)
+    ).all()
+    for inst in insts:
+        if (inst.view_position or "").upper() in FRONTAL_VIEWS:
+            return inst
+    return insts[0] if insts else None
+
+
+def prior_report(session: Session, prior_study_id: int | None) -> str | None:
+    """The latest signed text for the prior study: a report table if the schema has one,
+    else the final text of the prior's own accepted or edited review."""
+    if prior_study_id is None:
+        return None
+    for name in ("SignedReport", "Report"):
+        table = getattr(models, name, None)
+        if table is None or not hasattr(table, "study_id"):
+            continue
+        text_attr = next((a for a in ("text", "report_text", "body") if hasattr(table, a)), None)
+        if text_attr is None:
+            continue
+        order = getattr(table, "id")
+        row = session.exec(
+            select(table).where(table.study_id == prior_study_id).order_by(order.desc())  # type: ignore[attr-defined]
+        ).first()
+        if row is not None and getattr(row, text_attr):
+            return str(getattr(row, text_attr))
+    rev = session.exec(
+        select(Review)
+        .join(Comparison, Comparison.id == Review.comparison_id)
+        .where(Comparison.study_id == prior_study_id)
+        .where(Review.action.in_(["accepted", "edited"]))  # type: ignore[attr-defined]
+        .order_by(Review.finished_at.desc())  # type: ignore[attr-defined]
+    ).first()
+    return rev.final_text if rev and rev.final_text else None
+
+
+def study_detail(session: Session, item_id: int) -> StudyDetail | None:
+    item = session.get(WorklistItem, item_id)
+    if item is None:
+        return None
+    comp = session.get(Comparison, item.comparison_id)
+    study = session.get(Study, item.study_id)
+    if comp is None or study is None:
+        return None
+    prior = session.get(Study, comp.prior_study_id) if comp.prior_study_id else None
+    findings = list(
+        session.exec(
+            select(Finding).where(Finding.comparison_id == comp.id).order_by(Finding.id)
+        ).all()
+    )
+    findings.sort(key=lambda f: (not f.urgent, _CHANGE_RANK.get(f.change, 9), -f.confidence))
+    reviews = list(
+        session.exec(select(Review).where(Review.worklist_item_id == item.id).order_by(Review.id)).all()
+    )
+    return StudyDetail(
+        item=item,
+        comparison=comp,
+        study=study,
+        prior=prior,
+        findings=findings,
+        current_instance=frontal_instance(session, study.id),  # type: ignore[arg-type]
+        prior_instance=frontal_instance(session, prior.id) if prior else None,  # type: ignore[arg-type]
+        prior_report=prior_report(session, prior.id if prior else None),
+        reviews=reviews,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Audit and reviews
+# ---------------------------------------------------------------------------------------
+def audit(
+    session: Session,
+    user: str,
+    action: str,
+    study_id: int | None = None,
+    detail: dict[str, Any] | str | None = None,
+) -> AuditLog:
+    """One audit row. `detail` must carry no PHI (ids, labels, counts only)."""
+    text = json.dumps(detail, sort_keys=True) if isinstance(detail, dict) else detail
+    row = AuditLog(user=user, action=action, study_id=study_id, detail=text)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def open_review(session: Session, item_id: int, user: str) -> StudyDetail | None:
+    """Open an item for review: mark it in review (if pending) and log the view."""
+    detail = study_detail(session, item_id)
+    if detail is None:
+        return None
+    if detail.item.status == WorklistStatus.pending:
+        detail.item.status = WorklistStatus.in_review.value
+        session.add(detail.item)
+    audit(session, user, "view", detail.study.id, {"worklist_item_id": item_id})
+    return detail
+
+
+def model_labels(findings: list[Finding]) -> list[dict[str, Any]]:
+    return [
+        {"finding": f.finding, "side": f.side, "zone": f.zone, "change": f.change, "urgent": bool(f.urgent)}
+        for f in findings
+    ]
+
+
+def normalise_label(label: dict[str, Any]) -> dict[str, Any]:
+    """A final label in the vocabulary: {finding, side, zone, change, urgent}."""
+    try:
+        finding = FindingType(label["finding"]).value
+        change = Change(label["change"]).value
+        side = Side(label["side"]).value if label.get("side") else None
+        zone = Zone(label["zone"]).value if label.get("zone") else None
+    except (KeyError, ValueError) as exc:
+        raise ReviewError(f"finding label outside the vocabulary: {exc}") from None
+    return {"finding": finding, "side": side, "zone": zone, "change": change, "urgent": bool(label.get("urgent"))}
+
+
+def apply_corrections(
+    findings: list[Finding],
+    wrong_ids: set[int] | frozenset[int] = frozenset(),
+    relabel: dict[int, dict[str, Any]] | None = None,
+    missed: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Final labels: the model's findings minus those marked wrong, with per-finding fixes
+    (e.g. a different change or urgency), plus findings the model missed."""
+    relabel = relabel or {}
+    out: list[dict[str, Any]] = []
+    for f in findings:
+        if f.id in wrong_ids:
+            continue
+        lab = model_labels([f])[0]
+        lab.update(relabel.get(f.id or -1, {}))
+        out.append(normalise_label(lab))
+    for m in missed or []:
+        out.append(normalise_label(m))
+    return out
+
+
+def record_review(
+    session: Session,
+    item_id: int,
+    reviewer: str,
+    action: str,
+    final_text: str,
+    final_labels: list[dict[str, Any]],
+    *,
+    reason: str | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    corrections: dict[str, Any] | None = None,
+) -> Review:
+    """Store one decision as a Review, close the worklist item and write the audit rows."""
+    if action not in REVIEW_ACTIONS:
+        raise ReviewError(f"action must be one of {', '.join(REVIEW_ACTIONS)}")
+    reason = (reason or "").strip() or None
+    if action == "rejected" and not reason:
+        raise ReviewError("a rejection needs a reason")
+    if action != "rejected" and not final_text.strip():
+        raise ReviewError("the report text is empty")
+    item = session.get(WorklistItem, item_id)
+    if item is None:
+        raise ReviewError(f"worklist item {item_id} does not exist")
+    if item.status not in OPEN_STATUSES:
+        raise ReviewError(f"this study was already reviewed ({item.status}); reload the worklist")
+    comp = session.get(Comparison, item.comparison_id)
+    assert comp is not None
+    labels = [normalise_label(lab) for lab in final_labels]
+    finished_at = finished_at or utcnow()
+    spent = (finished_at - started_at).total_seconds() if started_at else None
+    review = Review(
+        worklist_item_id=item_id,
+        comparison_id=comp.id,  # type: ignore[arg-type]
+        reviewer=reviewer,
+        action=action,
+        reason=reason,
+        final_text=final_text,
+        final_labels_json=json.dumps(labels),
+        started_at=started_at,
+        finished_at=finished_at,
+        time_spent_s=round(spent, 3) if spent is not None else None,
+    )
+    session.add(review)
+    item.status = action
+    session.add(item)
+    session.flush()
+    text_changed = final_text != comp.draft_text
+    if action == "edited" or (action == "rejected" and (text_changed or corrections)):
+        audit(
+            session,
+            reviewer,
+            "edit",
+            item.study_id,
+            {
+                "review_id": review.id,
+                "text_changed": text_changed,
+                "chars_before": len(comp.draft_text),
+                "chars_after": len(final_text),
+                **(corrections or {}),
+            },
+        )
+    audit(
+        session,
+        reviewer,
+        "reject" if action == "rejected" else "accept",
+        item.study_id,
+        {"review_id": review.id, "worklist_item_id": item_id, "action": action},
+    )
+    return review
