@@ -1,0 +1,29 @@
+"""The DICOM edge: Storage SCP, spool, study completion; query/retrieve SCU, SR writer.
+
+Public API::
+
+    StorageNode(settings).start() / .stop() / .port      the Storage SCP (+ completion monitor)
+    CompletionMonitor(settings)                           closes studies, creates and sends jobs
+    Ingest(settings).store(raw, ...) / .sink(role)        file one Part-10 byte string
+    send_files(paths, host, port, called_ae, calling_ae)  Storage SCU, one association
+    echo(host, port, called_ae, calling_ae)               C-ECHO
+    statuses                                              the C-STORE statuses we answer
+"""
+
+from dicom_node import statuses
+from dicom_node.completion import CompletionMonitor
+from dicom_node.ingest import Ingest, StoreResult
+from dicom_node.scp import StorageNode
+from dicom_node.scu import NOT_SENT, echo, send_files, send_files_detailed
+
+__all__ = [
+    "NOT_SENT",
+    "CompletionMonitor",
+    "Ingest",
+    "StorageNode",
+    "StoreResult",
+    "echo",
+    "send_files",
+    "send_files_detailed",
+    "statuses",
+]

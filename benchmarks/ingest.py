@@ -1,0 +1,195 @@
+"""C-STORE ingest rate: our node vs DCMTK storescp vs Orthanc, same sender (pynetdicom SCU).
+
+Each receiver runs as its own process on a free loopback port (TCP_NODELAY=1 for DCMTK and
+Orthanc), fresh for every run. Small instances are a real chest CR downsampled to ~0.45 MB;
+large ones the real CR itself (~7.2 MB); every instance has its own UIDs. Prints instances/s,
+MB/s and the ratios ours/storescp and ours/Orthanc.
+
+    .venv/bin/python benchmarks/ingest.py [--small 200] [--large 20] [--parallel 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pydicom import dcmread  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+
+from dicom_node import echo, send_files  # noqa: E402
+from priorwatch.settings import Settings, as_env  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def make_instances(out: Path, n: int, size: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    src = dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    if size == "small":
+        arr = src.pixel_array[::4, ::4].copy()
+        src.Rows, src.Columns = arr.shape
+        src.PixelData = arr.tobytes()
+        src.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    study = generate_uid()
+    paths = []
+    for i in range(n):
+        sop = generate_uid()
+        src.StudyInstanceUID = study
+        src.SOPInstanceUID = sop
+        src.file_meta.MediaStorageSOPInstanceUID = sop
+        p = out / f"{size}{i:05d}.dcm"
+        src.save_as(p, enforce_file_format=True)
+        paths.append(p)
+    return paths
+
+
+class Receiver:
+    name = ""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.aet = "RECEIVER"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self) -> "Receiver":
+        self.work.mkdir(parents=True, exist_ok=True)
+        cmd, env = self.command()
+        self.log = open(self.work / "log.txt", "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {(self.work / 'log.txt').read_text()[-2000:]}")
+            if echo(HOST, self.port, self.aet, timeout=1) == 0:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Ours(Receiver):
+    name = "ours"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        self.aet = "PRIORWATCH"
+        s = Settings(data_dir=self.work / "data", dicom_port=self.port, ae_title=self.aet,
+                     quiet_period_s={"default": 600.0}, completion_grace_s=2.0)
+        env = {**os.environ, **as_env(s), "PYTHONPATH": str(REPO), "PRIORWATCH_LOG_LEVEL": "WARNING"}
+        env.pop("PRIORWATCH_CONFIG", None)
+        return [sys.executable, "-m", "dicom_node"], env
+
+
+class StoreSCP(Receiver):
+    name = "storescp"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        out = self.work / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("storescp") or "storescp"
+        return [exe, "-aet", self.aet, "-od", str(out), "--max-pdu", "131072", str(self.port)], {**os.environ, "TCP_NODELAY": "1"}
+
+
+class Orthanc(Receiver):
+    name = "orthanc"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        self.aet = "ORTHANC"
+        cfg = {
+            "Name": "bench", "StorageDirectory": str(self.work / "storage"), "IndexDirectory": str(self.work / "storage"),
+            "DicomAet": self.aet, "DicomPort": self.port, "HttpPort": free_port(), "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "DicomCheckCalledAet": False, "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True, "MaximumPduLength": 131072, "Plugins": [],
+        }
+        (self.work / "orthanc.json").write_text(json.dumps(cfg))
+        exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        return [exe, str(self.work / "orthanc.json")], {**os.environ, "TCP_NODELAY": "1"}
+
+
+def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int) -> tuple[float, int]:
+    recv = cls(work).start()
+    try:
+        chunks = [files[i::parallel] for i in range(parallel)]
+        results: list[list[int]] = [[] for _ in range(parallel)]
+
+        def send(i: int) -> None:
+            results[i] = send_files(chunks[i], HOST, recv.port, recv.aet, calling_ae=f"BENCH{i}")
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(parallel)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dt = time.perf_counter() - t0
+    finally:
+        recv.stop()
+    ok = sum(1 for r in results for s in r if s == 0)
+    return dt, ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", type=int, default=200, help="small instances per run (~0.45 MB)")
+    ap.add_argument("--large", type=int, default=20, help="large instances per run (~7.2 MB)")
+    ap.add_argument("--parallel", type=int, nargs="+", default=[1, 4], help="associations in parallel")
+    ap.add_argument("--receivers", nargs="+", default=["ours", "storescp", "orthanc"])
+    args = ap.parse_args()
+    classes = {"ours": Ours, "storescp": StoreSCP, "orthanc": Orthanc}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
+        root = Path(tmp)
+        data = {"small": make_instances(root / "src-small", args.small, "small"),
+                "large": make_instances(root / "src-large", args.large, "large")}
+        for size, files in data.items():
+            if not files:
+                continue
+            mb = sum(p.stat().st_size for p in files) / 1e6
+            for par in args.parallel:
+                rates: dict[str, tuple[float, float]] = {}
+                for name in args.receivers:
+                    dt, ok = run_once(classes[name], root / f"{name}-{size}-{par}", files, par)
+                    if ok != len(files):
+                        print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
+                    rates[name] = (len(files) / dt, mb / dt)
+                    print(f"{size:5s} x{len(files):4d} ({mb / len(files):.2f} MB) assoc={par}  {name:9s} "
+                          f"{rates[name][0]:8.1f} inst/s {rates[name][1]:8.1f} MB/s", flush=True)
+                ours = rates.get("ours", (0, 0))[0]
+                ratio = "  ".join(f"ours/{k}={ours / v[0]:.2f}" for k, v in rates.items() if k != "ours" and v[0])
+                print(f"      -> {ratio}", flush=True)
+                rows.append((size, par, rates))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The node's index: short write transactions on Study / Instance / Job, safe for many threads.
+
+SQLite (WAL) allows one writer at a time: within this process writers queue on a lock per
+database, and across processes (workers, dashboard) SQLite's busy timeout plus a retry on
+"database is locked" carry us through. PostgreSQL takes the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from priorwatch.models import Instance, Job, JobState, Study, StudyRole, StudyState, utcnow
+
+from dicom_node.headers import Header
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+study_t = Study.__table__  # type: ignore[attr-defined]
+instance_t = Instance.__table__  # type: ignore[attr-defined]
+job_t = Job.__table__  # type: ignore[attr-defined]
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+# Modalities that describe a study less well than the image modality that comes with them.
+_NON_IMAGE = {"", "SR", "PR", "KO", "DOC", "REG", "SEG"}
+
+
+def write_lock(engine: Engine) -> threading.Lock:
+    key = str(engine.url)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _is_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def with_retry(engine: Engine, fn: Callable[[Connection], T], *, attempts: int = 8, what: str = "index") -> T:
+    """Run `fn` in one transaction under the process write lock, retrying when the database is
+    locked by another process or a unique key raced with another writer."""
+    delay = 0.05
+    for attempt in range(1, attempts + 1):
+        try:
+            with write_lock(engine):
+                with engine.begin() as conn:
+                    return fn(conn)
+        except OperationalError as exc:
+            if not _is_locked(exc) or attempt == attempts:
+                raise
+            log.warning("%s: database is locked (attempt %d), retrying", what, attempt)
+        except IntegrityError:
+            # A unique key raced with another writer (same study or instance created meanwhile):
+            # run the transaction again; it re-reads and decides (existing study, Duplicate).
+            if attempt == attempts:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise RuntimeError("unreachable")
+
+
+class Duplicate(Exception):
+    """The SOP Instance UID is already indexed."""
+
+
+def is_indexed(engine: Engine, sop_instance_uid: str) -> int | None:
+    """The study id of an already indexed instance, or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(instance_t.c.study_id).where(instance_t.c.sop_instance_uid == sop_instance_uid)
+        ).scalar()
+
+
+@dataclass(slots=True)
+class Indexed:
+    study_id: int
+    study_version: int
+    instance_id: int
+    new_version: bool
+
+
+def index_instance(
+    engine: Engine, header: Header, *, path: str, size: int, calling_ae: str, role: str
+) -> Indexed:
+    """Insert the instance, creating its study or reopening it under a new version when it had
+    already been closed. Raises Duplicate if the instance is already indexed."""
+
+    def txn(conn: Connection) -> Indexed:
+        now = utcnow()
+        if conn.execute(
+            select(instance_t.c.id).where(instance_t.c.sop_instance_uid == header.sop_instance_uid)
+        ).first() is not None:
+            raise Duplicate()
+        row = conn.execute(
+            select(study_t.c.id, study_t.c.modality).where(study_t.c.study_uid == header.study_uid)
+        ).first()
+        if row is None:
+            values = {k: v for k, v in header.study.items()}
+            values.update(
+                study_uid=header.study_uid, calling_ae=calling_ae[:16], role=role,
+                state=StudyState.receiving.value, version=1, n_instances=0,
+                first_received_at=now, last_received_at=now,
+            )
+            study_id = conn.execute(insert(study_t).values(**values)).inserted_primary_key[0]
+            modality = header.study.get("modality", "")
+        else:
+            study_id, modality = row
+        # Reopen a closed study: a late instance re-runs the study under a new version.
+        reopened = conn.execute(
+            update(study_t)
+            .where(and_(study_t.c.id == study_id, study_t.c.state != StudyState.receiving.value))
+            .values(state=StudyState.receiving.value, version=study_t.c.version + 1,
+                    released_at=None, completed_at=None)
+        ).rowcount
+        version = conn.execute(select(study_t.c.version).where(study_t.c.id == study_id)).scalar_one()
+        instance_id = conn.execute(
+            insert(instance_t).values(
+                sop_instance_uid=header.sop_instance_uid, study_id=study_id,
+                series_uid=header.series_uid, sop_class_uid=header.sop_class_uid,
+                transfer_syntax=header.transfer_syntax, path=path, size=size,
+                received_at=now, study_version=version, **header.instance,
+            )
+        ).inserted_primary_key[0]
+        changes: dict[str, object] = {"n_instances": study_t.c.n_instances + 1, "last_received_at": now}
+        new_modality = header.instance.get("modality", "")
+        if modality in _NON_IMAGE and new_modality not in _NON_IMAGE:
+            changes["modality"] = new_modality
+        conn.execute(update(study_t).where(study_t.c.id == study_id).values(**changes))
+        return Indexed(study_id, version, instance_id, bool(reopened))
+
+    return with_retry(engine, txn, what="index_instance")
+
+
+def mark_released(engine: Engine, study_ids: Iterable[int]) -> int:
+    ids = sorted(set(study_ids))
+    if not ids:
+        return 0
+
+    def txn(conn: Connection) -> int:
+        return conn.execute(
+            update(study_t)
+            .where(and_(study_t.c.id.in_(ids), study_t.c.state == StudyState.receiving.value))
+            .values(released_at=utcnow())
+        ).rowcount
+
+    return with_retry(engine, txn, what="mark_released")
+
+
+def idempotency_key(study_uid: str, sop_uids: Iterable[str]) -> str:
+    return hashlib.sha256((study_uid + "\n".join(sorted(sop_uids))).encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Candidate:
+    study_id: int
+    modality: str
+    version: int
+    n_instances: int
+    last_received_at: object
+    released_at: object
+
+
+def receiving_studies(engine: Engine) -> list[Candidate]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(study_t.c.id, study_t.c.modality, study_t.c.version, study_t.c.n_instances,
+                   study_t.c.last_received_at, study_t.c.released_at)
+            .where(study_t.c.state == StudyState.receiving.value)
+        ).all()
+    return [Candidate(*r) for r in rows]
+
+
+def complete_study(engine: Engine, c: Candidate) -> int | None:
+    """Close a receiving study if nothing changed since `c` was read: receiving → complete →
+    queued in one transaction, creating its Job. Returns the new job id to send, or None
+    (someone else closed it, an instance arrived meanwhile, it is a prior, or the job for this
+    instance set already exists)."""
+
+    def txn(conn: Connection) -> int | None:
+        now = utcnow()
+        closed = conn.execute(
+            update(study_t)
+            .where(and_(study_t.c.id == c.study_id, study_t.c.state == StudyState.receiving.value,
+                        study_t.c.version == c.version, study_t.c.n_instances == c.n_instances))
+            .values(state=StudyState.complete.value, completed_at=now)
+        ).rowcount
+        if closed != 1:
+            return None
+        study_uid, role = conn.execute(
+            select(study_t.c.study_uid, study_t.c.role).where(study_t.c.id == c.study_id)
+        ).one()
+        if role == StudyRole.prior.value:
+            return None  # filed, complete, never a job
+        sops = conn.execute(
+            select(instance_t.c.sop_instance_uid).where(instance_t.c.study_id == c.study_id)
+        ).scalars().all()
+        key = idempotency_key(study_uid, sops)
+        existing = conn.execute(select(job_t.c.id, job_t.c.state).where(job_t.c.idempotency_key == key)).first()
+        if existing is not None:
+            # The same instance set already has its job: the study follows that job's state.
+            state = {JobState.done.value: StudyState.done.value,
+                     JobState.failed.value: StudyState.failed.value}.get(existing.state, StudyState.queued.value)
+            conn.execute(update(study_t).where(study_t.c.id == c.study_id).values(state=state))
+            return None
+        job_id = conn.execute(
+            insert(job_t).values(study_id=c.study_id, study_version=c.version, idempotency_key=key,
+                                 state=JobState.queued.value, attempts=0, enqueued_at=None,
+                                 created_at=now, updated_at=now)
+        ).inserted_primary_key[0]
+        conn.execute(
+            update(study_t)
+            .where(and_(study_t.c.id == c.study_id, study_t.c.state == StudyState.complete.value))
+            .values(state=StudyState.queued.value)
+        )
+        return int(job_id)
+
+    return with_retry(engine, txn, what="complete_study")
+
+
+def unsent_jobs(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(job_t.c.id).where(and_(job_t.c.enqueued_at.is_(None), job_t.c.state == JobState.queued.value))
+            .order_by(job_t.c.id)
+        ).scalars())
+
+
+def mark_enqueued(engine: Engine, job_id: int) -> None:
+    def txn(conn: Connection) -> None:
+        conn.execute(update(job_t).where(job_t.c.id == job_id).values(enqueued_at=utcnow(), updated_at=utcnow()))
+
+    with_retry(engine, txn, what="mark_enqueued")
+
+
+def count_instances(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(instance_t)).scalar_one())

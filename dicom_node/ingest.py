@@ -1,0 +1,122 @@
+"""Ingest one received instance: header → spool file (durable) → index → status.
+
+Shared by the Storage SCP (C-STORE from scanners, archives, C-MOVE) and by retrieval (C-GET,
+WADO-RS), which hands whole Part-10 byte strings to `Ingest.sink(role="prior")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from priorwatch.db import get_engine, init_db
+from priorwatch.log import phi_safe
+from priorwatch.models import StudyRole
+from priorwatch.settings import Settings
+
+from dicom_node import statuses
+from dicom_node.headers import IngestError, read_header
+from dicom_node.index import Duplicate, index_instance, is_indexed
+from dicom_node.spool import instance_path, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StoreResult:
+    status: int
+    comment: str = ""
+    study_id: int | None = None
+    duplicate: bool = False
+
+
+class Ingest:
+    """Thread-safe: many associations may call `store` at once."""
+
+    def __init__(self, settings: Settings, *, create_schema: bool = True) -> None:
+        self.settings = settings
+        if create_schema:
+            init_db(settings)
+        else:
+            settings.ensure_dirs()
+        self.engine = get_engine(settings)
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def _count(self, what: str) -> None:
+        with self._counts_lock:
+            self.counts[what] += 1
+
+    def role_for(self, calling_ae: str) -> str:
+        return StudyRole.prior.value if calling_ae.strip() in self.settings.prior_source_aes else StudyRole.incoming.value
+
+    def store(self, raw: bytes, *, calling_ae: str = "", expected_sop_uid: str | None = None,
+              role: str | None = None) -> StoreResult:
+        """Store one Part-10 byte string. Never raises: every outcome is a C-STORE status."""
+        try:
+            return self._store(raw, calling_ae, expected_sop_uid, role or self.role_for(calling_ae))
+        except IngestError as exc:
+            self._count("refused")
+            log.warning("refused instance from %s: 0x%04X %s (sop %s)", calling_ae or "-", exc.status,
+                        exc.comment, phi_safe(expected_sop_uid))
+            return StoreResult(exc.status, exc.comment)
+        except Exception as exc:  # never take the node down: refuse this one, keep serving
+            self._count("errors")
+            log.exception("internal error storing instance (sop %s): %s", phi_safe(expected_sop_uid), type(exc).__name__)
+            return StoreResult(statuses.INDEX_UNAVAILABLE, f"internal error: {type(exc).__name__}")
+
+    def sink(self, role: str = StudyRole.prior.value, calling_ae: str = ""):  # type: ignore[no-untyped-def]
+        """A `dicom_node.retrieve.Sink`: bytes → status, filing what arrives under `role`."""
+
+        def _sink(raw: bytes) -> int:
+            return self.store(raw, calling_ae=calling_ae, role=role).status
+
+        return _sink
+
+    def _store(self, raw: bytes, calling_ae: str, expected_sop_uid: str | None, role: str) -> StoreResult:
+        header = read_header(raw)
+        sop = header.sop_instance_uid
+        if expected_sop_uid is not None and expected_sop_uid.strip("\x00 ") != sop:
+            raise IngestError(statuses.DATASET_MISMATCH)
+        existing = is_indexed(self.engine, sop)
+        if existing is not None:
+            self._count("duplicates")
+            log.info("duplicate instance %s (study id %s): already stored", phi_safe(sop), existing)
+            return StoreResult(statuses.SUCCESS, "duplicate", existing, duplicate=True)
+
+        path = instance_path(self.settings.spool_dir, header.study_uid, sop)
+        try:
+            write_atomic(path, raw, fsync=self.settings.fsync)
+        except OSError as exc:
+            self._count("write_errors")
+            log.error("cannot write instance %s to the spool: %s", phi_safe(sop), os.strerror(exc.errno or 0) or type(exc).__name__)
+            return StoreResult(statuses.OUT_OF_RESOURCES, f"out of resources: {os.strerror(exc.errno or 0) or 'write failed'}")
+
+        try:
+            indexed = index_instance(self.engine, header, path=str(path), size=len(raw), calling_ae=calling_ae, role=role)
+        except Duplicate:
+            self._count("duplicates")
+            return StoreResult(statuses.SUCCESS, "duplicate", is_indexed(self.engine, sop), duplicate=True)
+        except Exception as exc:
+            self._count("index_errors")
+            log.error("cannot index instance %s: %s", phi_safe(sop), type(exc).__name__)
+            if is_indexed_safe(self, sop) is None:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+            return StoreResult(statuses.INDEX_UNAVAILABLE, f"out of resources: index unavailable ({type(exc).__name__})")
+        self._count("stored")
+        if indexed.new_version:
+            log.info("study %s reopened as version %d by a late instance", indexed.study_id, indexed.study_version)
+        return StoreResult(statuses.SUCCESS, "", indexed.study_id)
+
+
+def is_indexed_safe(ingest: Ingest, sop: str) -> int | None:
+    try:
+        return is_indexed(ingest.engine, sop)
+    except Exception:
+        return 0  # unknown: keep the file

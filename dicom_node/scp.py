@@ -1,0 +1,157 @@
+"""The Storage SCP: C-ECHO and C-STORE for every storage SOP class, any transfer syntax as sent.
+
+The hot path never decodes pixel data: the raw bytes as received (`event.encoded_dataset()`)
+are parsed for the header only, written durably to the spool, indexed, and only then answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from typing import cast
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import AssociationSocket
+
+from priorwatch.log import phi_safe
+from priorwatch.settings import Settings
+
+from dicom_node.completion import CompletionMonitor
+from dicom_node.index import mark_released
+from dicom_node.ingest import Ingest
+
+log = logging.getLogger(__name__)
+
+
+def _recv_large(self: AssociationSocket, nr_bytes: int) -> bytearray:
+    """`AssociationSocket.recv` reading straight into one buffer, up to 1 MiB per call.
+
+    pynetdicom reads 4 KiB per `recv` and extends a bytearray: ~1,800 calls and copies for a
+    7 MB P-DATA PDU (we accept PDUs of any size, `maximum_pdu_size = 0`). Same contract: block
+    until `nr_bytes` are read, or return what was read when the peer closes.
+    """
+    sock = cast(socket.socket, self.socket)
+    buf = bytearray(nr_bytes)
+    view = memoryview(buf)
+    n = 0
+    try:
+        while n < nr_bytes:
+            k = sock.recv_into(view[n:], min(nr_bytes - n, 1 << 20))
+            if not k:
+                break
+            n += k
+    finally:
+        view.release()
+    if n < nr_bytes:
+        del buf[n:]
+    return buf
+
+
+AssociationSocket.recv = _recv_large  # type: ignore[method-assign]
+
+
+class StorageNode:
+    """A Storage SCP on `settings.dicom_host:settings.dicom_port` (port 0: any free port).
+
+    `start()` returns once the node listens; `stop()` closes it and its completion monitor.
+    """
+
+    def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int = 16) -> None:
+        self.settings = settings
+        self.ingest = Ingest(settings)
+        self.monitor: CompletionMonitor | None = CompletionMonitor(settings) if monitor else None
+        self._max_associations = max_associations
+        self._server = None  # type: ignore[var-annotated]
+        self._touched: dict[int, set[int]] = {}
+        self._touched_lock = threading.Lock()
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.settings.dicom_port
+        return int(self._server.server_address[1])
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.ingest.counts
+
+    def start(self) -> "StorageNode":
+        if self._server is not None:
+            return self
+        ae = AE(ae_title=self.settings.ae_title)
+        ae.maximum_pdu_size = 0  # accept P-DATA of any size: fewer, larger reads
+        ae.maximum_associations = self._max_associations
+        ae.require_calling_aet = list(self.settings.allowed_calling_aes)
+        ae.require_called_aet = False
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_closed),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        self._server = ae.start_server(
+            (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers
+        )
+        if self.monitor is not None:
+            self.monitor.start()
+        log.info("storage node %s listening on %s:%d", self.settings.ae_title, self.settings.dicom_host, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    def __enter__(self) -> "StorageNode":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- handlers ----------------------------------------------------------------------------
+    def _on_store(self, event: evt.Event) -> Dataset:
+        calling = (event.assoc.requestor.ae_title or "").strip()
+        expected = str(event.request.AffectedSOPInstanceUID or "")
+        try:
+            raw = event.encoded_dataset()
+        except Exception as exc:
+            log.warning("cannot read the received data set (sop %s): %s", phi_safe(expected), type(exc).__name__)
+            return _status(0xC210, "cannot understand: the data set could not be read")
+        result = self.ingest.store(raw, calling_ae=calling, expected_sop_uid=expected)
+        if result.study_id is not None:
+            with self._touched_lock:
+                self._touched.setdefault(id(event.assoc), set()).add(result.study_id)
+        return _status(result.status, result.comment if result.status else None)
+
+    def _on_released(self, event: evt.Event) -> None:
+        with self._touched_lock:
+            ids = self._touched.pop(id(event.assoc), set())
+        if ids:
+            try:
+                mark_released(self.ingest.engine, ids)
+            except Exception as exc:  # the quiet period still closes these studies
+                log.warning("cannot record release of %d studies: %s", len(ids), type(exc).__name__)
+
+    def _on_closed(self, event: evt.Event) -> None:
+        # Aborted or dropped: no release, the quiet period decides.
+        with self._touched_lock:
+            self._touched.pop(id(event.assoc), None)
+
+
+def _status(code: int, comment: str | None) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]  # LO
+    return ds

@@ -1,0 +1,68 @@
+"""The spool: one file per instance, `<spool>/<study-hash>/<sop-hash>.dcm`, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def uid_hash(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:32]
+
+
+def instance_path(spool_dir: Path, study_uid: str, sop_instance_uid: str) -> Path:
+    return spool_dir / uid_hash(study_uid) / f"{uid_hash(sop_instance_uid)}.dcm"
+
+
+def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write `data` to `path` so that `path` is either absent or complete, never partial.
+
+    A temporary file in the same folder is written, renamed over the target, then fsynced
+    (when asked) before it is closed. Fsyncing after the rename makes the file's data and, on
+    journalling file systems (ext4, xfs), the rename itself durable in one journal commit,
+    instead of a second commit for an fsync of the folder per instance; a newly made folder is
+    fsynced into its parent. Readers never see a partial file (the rename is atomic); a crash
+    between rename and fsync can only leave an unindexed file, because the index row is written
+    after this returns, and a re-send overwrites it. Any OSError (ENOSPC, EIO, EACCES...)
+    propagates after the temporary file is removed (a failed fsync after the rename leaves a
+    complete but unindexed file, which the caller refuses and a re-send overwrites).
+    """
+    folder = path.parent
+    made = False
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        made = True
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.replace(tmp, path)
+            tmp = ""
+            if fsync:
+                os.fsync(f.fileno())
+    except BaseException:
+        if tmp:  # a failed write leaves no temporary file behind
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    if fsync and made:
+        _fsync_dir(folder)
+        _fsync_dir(folder.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
