@@ -1,0 +1,137 @@
+"""Classical lung fields on a frontal chest radiograph (private to `comparison`).
+
+Input: float image in [0, 1], higher = denser (MONOCHROME2 sense), PA/AP display
+orientation (the patient's right on the image's left). The lungs are the two large dark
+regions inside the thorax: an Otsu threshold on a smoothed image, an opening to cut them
+from the dark background outside the body, the largest dark region in each half, then a
+convex hull per side so that vessels, nodules and the dense lung bases behind the
+diaphragm domes and soft tissue count as lung. When that fails, a template of two
+ellipses in the usual place stands in (and says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from priorwatch.vocabulary import Side, Zone
+
+
+@dataclass
+class LungFields:
+    right: np.ndarray  # bool mask of the patient's right lung (image-left in PA)
+    left: np.ndarray  # bool mask of the patient's left lung
+    midline: float  # column between the lungs
+    template: bool  # True when the template stood in for a failed segmentation
+
+    @property
+    def both(self) -> np.ndarray:
+        return self.right | self.left
+
+    def side_of(self, col: float) -> Side:
+        return Side.right if col < self.midline else Side.left
+
+    def mask(self, side: Side) -> np.ndarray:
+        return self.right if side == Side.right else self.left
+
+    def extent(self, side: Side) -> tuple[int, int]:
+        rows = np.nonzero(self.mask(side).any(axis=1))[0]
+        if rows.size == 0:
+            h = self.right.shape[0]
+            return int(0.1 * h), int(0.8 * h)
+        return int(rows[0]), int(rows[-1])
+
+    def zone_of(self, side: Side, row: float) -> Zone:
+        top, bottom = self.extent(side)
+        f = (row - top) / max(1.0, bottom - top)
+        return Zone.upper if f < 1 / 3 else Zone.middle if f < 2 / 3 else Zone.lower
+
+
+def otsu(values: np.ndarray, bins: int = 128) -> float:
+    hist, edges = np.histogram(values, bins=bins)
+    p = hist / max(1, hist.sum())
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m = np.cumsum(p * centres)
+    sb = (m[-1] * w0 - m) ** 2 / (w0 * (1 - w0) + 1e-12)
+    return float(centres[int(np.argmax(sb))])
+
+
+def _disk(r: int) -> np.ndarray:
+    y, x = np.ogrid[-r : r + 1, -r : r + 1]
+    return (x * x + y * y) <= r * r
+
+
+def fill_convex_hull(mask: np.ndarray) -> np.ndarray:
+    from PIL import Image, ImageDraw
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.argwhere(mask)
+    if len(pts) < 3:
+        return mask.copy()
+    try:
+        hull = ConvexHull(pts[:, ::-1].astype(float))
+    except QhullError:
+        return mask.copy()
+    poly = [tuple(map(float, pts[v, ::-1])) for v in hull.vertices]
+    im = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
+    ImageDraw.Draw(im).polygon(poly, fill=1, outline=1)
+    return np.asarray(im, dtype=bool) | mask
+
+
+def template_lungs(shape: tuple[int, int]) -> LungFields:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def ell(cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
+        return ((yy - cy * h) / (ry * h)) ** 2 + ((xx - cx * w) / (rx * w)) ** 2 <= 1.0
+
+    return LungFields(right=ell(0.43, 0.29, 0.30, 0.15), left=ell(0.45, 0.71, 0.31, 0.15), midline=w / 2, template=True)
+
+
+def segment_lungs(img: np.ndarray) -> LungFields:
+    h, w = img.shape
+    scale = max(h, w) / 256.0
+    s = ndi.gaussian_filter(img.astype(np.float32), 2.0 * scale)
+    core = s[int(h * 0.1) : int(h * 0.9), int(w * 0.1) : int(w * 0.9)]
+    dark = s < otsu(core)
+    r = max(1, int(round(6 * scale)))
+    core_dark = ndi.binary_erosion(dark, structure=_disk(r))  # cut thin bridges to the outside
+    lab, n = ndi.label(core_dark)
+    if n == 0:
+        return template_lungs(img.shape)
+    idx = np.arange(1, n + 1)
+    sizes = ndi.sum(core_dark, lab, idx)
+    coms = ndi.center_of_mass(core_dark, lab, idx)
+    boxes = ndi.find_objects(lab)
+    cands: dict[str, tuple[float, int]] = {}
+    min_area = 0.008 * h * w
+    edge = 0.02
+    for i, sz, (cy, cx), bx in zip(idx, sizes, coms, boxes):
+        if sz < min_area or bx is None:
+            continue
+        if (bx[0].start <= edge * h or bx[1].start <= edge * w
+                or bx[0].stop >= (1 - edge) * h or bx[1].stop >= (1 - edge) * w):
+            continue  # touches the frame: background outside the body
+        if not (0.12 * h < cy < 0.8 * h and 0.1 * w < cx < 0.9 * w):
+            continue
+        key = "right" if cx < w / 2 else "left"
+        if key not in cands or sz > cands[key][0]:
+            cands[key] = (float(sz), int(i))
+    if set(cands) != {"right", "left"}:
+        return template_lungs(img.shape)
+    masks = {}
+    for key, (_, i) in cands.items():
+        m = ndi.binary_dilation(lab == i, structure=_disk(1), iterations=r, mask=dark)
+        m = ndi.binary_fill_holes(m)
+        masks[key] = fill_convex_hull(m)
+    right, left = masks["right"], masks["left"]
+    overlap = right & left
+    right &= ~overlap
+    left &= ~overlap
+    rc = np.nonzero(right.any(axis=0))[0]
+    lc = np.nonzero(left.any(axis=0))[0]
+    midline = (rc[-1] + lc[0]) / 2.0 if rc.size and lc.size and rc[-1] < lc[0] else w / 2.0
+    return LungFields(right=right, left=left, midline=float(midline), template=False)

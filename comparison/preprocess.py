@@ -1,0 +1,169 @@
+"""DICOM pixel data to the arrays engines compare (runs in the worker, never on the receive path).
+
+`load_image` decodes any transfer syntax pydicom can (pylibjpeg handles JPEG / JPEG 2000 /
+JPEG-LS / RLE), applies the modality LUT (rescale) and the VOI LUT or window, turns
+MONOCHROME1 into the MONOCHROME2 sense (higher = denser, so lungs are dark), resamples
+anisotropic pixels to a square millimetre grid and scales the long side to `size`.
+The result is float32 in [0, 1]; the meta data says where it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+__all__ = ["PreparedImage", "load_image", "prepare_dataset"]
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image ready for an engine: `pixels` float32 [H, W] in [0, 1], higher = denser."""
+
+    pixels: np.ndarray
+    rows: int  # original Rows
+    cols: int  # original Columns
+    pixel_spacing_mm: tuple[float, float] | None  # original (row, col) spacing; None when unknown
+    spacing_mm: float | None  # spacing of `pixels` (square); None when the original is unknown
+    view_position: str | None
+    photometric: str
+    bits_stored: int
+    transfer_syntax: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def load_image(path: str | Path, size: int = 512) -> PreparedImage:
+    """Read one DICOM image file and prepare it (see the module docstring).
+
+    Raises FileNotFoundError for a missing file and ValueError for a file without usable
+    single-channel image data.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "No such file", str(p))
+    ds = pydicom.dcmread(p)
+    return prepare_dataset(ds, size=size)
+
+
+def _spacing(ds: Dataset) -> tuple[float, float] | None:
+    for kw in ("PixelSpacing", "ImagerPixelSpacing"):
+        v = ds.get(kw)
+        try:
+            if v is not None and len(v) == 2:
+                r, c = float(v[0]), float(v[1])
+                if r > 0 and c > 0 and np.isfinite(r) and np.isfinite(c):
+                    return r, c
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _first(v: object) -> float:
+    if isinstance(v, (list, tuple, pydicom.multival.MultiValue)):
+        v = v[0]
+    return float(v)  # type: ignore[arg-type]
+
+
+def _percentile_norm(a: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(a, [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _voi(arr: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndarray:
+    """Apply the VOI LUT or window to modality values; return [0, 1]."""
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
+        item = ds.VOILUTSequence[0]
+        out = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float32)
+        lut = np.asarray(item.LUTData, dtype=np.float64).ravel()
+        lo, hi = float(lut.min()), float(lut.max())
+        if hi > lo:
+            notes.append("voi: lut")
+            return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+    wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if wc is not None and ww is not None:
+        try:
+            c, w = _first(wc), _first(ww)
+        except (TypeError, ValueError):
+            c, w = 0.0, 0.0
+        if w > 1.0:
+            # Let pydicom apply the window (LINEAR / LINEAR_EXACT / SIGMOID); its output range
+            # is found by windowing the extremes, so the [0, 1] mapping is exact.
+            out = apply_voi_lut(arr, ds, index=0, prefer_lut=False).astype(np.float32)
+            ext = apply_voi_lut(np.array([c - 1e9, c + 1e9], dtype=np.float64), ds, index=0, prefer_lut=False)
+            lo, hi = float(np.min(ext)), float(np.max(ext))
+            if hi > lo:
+                notes.append("voi: window")
+                return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+    notes.append("voi: percentile")
+    return _percentile_norm(arr)
+
+
+def _resize(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32))
+    return np.asarray(im.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+
+
+def prepare_dataset(ds: Dataset, size: int = 512) -> PreparedImage:
+    """`load_image` for a dataset already in memory."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ValueError("the dataset has no pixel data")
+    if size < 16:
+        raise ValueError(f"size must be at least 16, not {size}")
+    notes: list[str] = []
+    arr = ds.pixel_array
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]
+        notes.append("first frame of a multi-frame image")
+    if arr.ndim == 3:  # colour: luminance
+        if photometric.startswith("YBR"):
+            arr = arr[..., 0]
+        else:
+            arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        notes.append(f"colour ({photometric}) reduced to luminance")
+        photometric = "MONOCHROME2"
+    if arr.ndim != 2 or min(arr.shape) < 8:
+        raise ValueError(f"not a usable 2-D image: shape {arr.shape}")
+    rows, cols = int(arr.shape[0]), int(arr.shape[1])
+    mod = apply_modality_lut(arr, ds)
+    img = _voi(np.asarray(mod, dtype=np.float64), ds, notes).astype(np.float32)
+    if photometric == "MONOCHROME1":
+        img = 1.0 - img
+    if not np.isfinite(img).all():
+        img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
+
+    spacing = _spacing(ds)
+    sr, sc = spacing if spacing is not None else (1.0, 1.0)
+    h_mm, w_mm = rows * sr, cols * sc  # physical extent (or pixels when unknown)
+    scale = size / max(h_mm, w_mm)
+    out_h, out_w = max(1, int(round(h_mm * scale))), max(1, int(round(w_mm * scale)))
+    if (out_h, out_w) != (rows, cols):
+        img = np.clip(_resize(img, out_h, out_w), 0.0, 1.0)
+    out_spacing = (h_mm / out_h) if spacing is not None else None
+    if spacing is not None and abs(sr - sc) > 1e-6:
+        notes.append(f"anisotropic pixels {sr:.4g}x{sc:.4g} mm resampled to a square grid")
+    vp = ds.get("ViewPosition")
+    return PreparedImage(
+        pixels=np.ascontiguousarray(img, dtype=np.float32),
+        rows=rows,
+        cols=cols,
+        pixel_spacing_mm=spacing,
+        spacing_mm=out_spacing,
+        view_position=str(vp).upper() if vp else None,
+        photometric=photometric,
+        bits_stored=int(ds.get("BitsStored", 8) or 8),
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID) if hasattr(ds, "file_meta") and "TransferSyntaxUID" in ds.file_meta else "",
+        notes=tuple(notes),
+    )
