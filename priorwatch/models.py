@@ -201,3 +201,83 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=32)  # view | edit | accept | reject | login ...
     study_id: int | None = Field(default=None, foreign_key="study.id")
     detail: str | None = Field(default=None, sa_column=Column(Text))
+
+
+# --- monitoring (appended by the monitoring room) ------------------------------------------
+
+
+class SignedReport(SQLModel, table=True):
+    """A signed (final) report for a study: from HL7 ORU^R01 over MLLP, or from the review page.
+
+    Matched to the study by accession number. A re-sent message (same sender control id) is
+    acknowledged again but stored once."""
+
+    __table_args__ = (UniqueConstraint("source", "message_control_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    accession: str = Field(default="", index=True, max_length=64)
+    source: str = Field(default="hl7", max_length=16)  # hl7 | review | simulate
+    message_control_id: str = Field(default="", max_length=64)
+    result_status: str = Field(default="F", max_length=4)  # OBR-25: F final, C corrected, P prelim
+    text: str = Field(default="", sa_column=Column(Text))
+    critical: bool = False  # OBX-8 abnormal flag of critical (HH/LL/AA) or an explicit critical cue
+    signed_by: str = Field(default="", max_length=64)
+    signed_at: NaiveDatetime | None = None
+    received_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+
+
+class HL7Inbox(SQLModel, table=True):
+    """An HL7 message that could not be filed (malformed, wrong type, unknown accession):
+    kept verbatim for inspection after an error ACK was sent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+    peer: str = Field(default="", max_length=64)
+    message_control_id: str = Field(default="", max_length=64)
+    ack_code: str = Field(default="AE", max_length=4)  # AE application error | AR rejected
+    error: str = Field(default="", sa_column=Column(Text))
+    raw: str = Field(default="", sa_column=Column(Text))
+
+
+class ImageStatistics(SQLModel, table=True):
+    """Intensity statistics of one image (normalised to 0-1), kept for drift monitoring."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    instance_id: int | None = Field(default=None, foreign_key="instance.id", index=True)
+    mean: float = 0.0
+    std: float = 0.0
+    p05: float = 0.0
+    p95: float = 0.0
+    entropy: float = 0.0
+
+
+class MonitoringSnapshot(SQLModel, table=True):
+    """One monitoring computation: windows, headline figures and the full payload as JSON."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    computed_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+    as_of: NaiveDatetime = Field(index=True)
+    current_start: NaiveDatetime
+    reference_start: NaiveDatetime
+    n_current: int = 0
+    n_reference: int = 0
+    drift_score: float | None = None
+    revision_rate: float | None = None
+    payload_json: str = Field(default="{}", sa_column=Column(Text))
+    report_html_path: str | None = None
+
+
+class MonitoringAlert(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: int | None = Field(default=None, foreign_key="monitoringsnapshot.id", index=True)
+    created_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+    as_of: NaiveDatetime = Field(index=True)
+    kind: str = Field(max_length=32, index=True)  # drift | revision_rise | subgroup_gap
+    subject: str = Field(default="", max_length=128)  # e.g. "site=B metric=revision_rate"
+    value: float = 0.0
+    threshold: float = 0.0
+    message: str = Field(default="", sa_column=Column(Text))
+    webhook_state: str = Field(default="none", max_length=16)  # none | sent | failed
+    webhook_error: str | None = Field(default=None, sa_column=Column(Text))
+    acknowledged: bool = False

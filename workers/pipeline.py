@@ -22,13 +22,17 @@ from priorwatch.models import (
     Job,
     JobState,
     Study,
+    StudyRole,
     StudyState,
     WorklistItem,
     utcnow,
 )
 from priorwatch.settings import Settings
 from priorwatch.vocabulary import ComparisonResult
+from dicom_node import Ingest
+from workers.deliver import pacs_config
 from workers.errors import PermanentError, TransientError
+from workers.fetch import fetch_priors
 from workers.priors import choose_prior, frontal_instance
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,31 @@ def _start(session: Session, job_id: int) -> Job | None:
     return job
 
 
-def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None = None) -> int | None:
+def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> str | None:
+    """Pull comparable priors from the PACS into our store; returns why none came, if so."""
+    pacs = pacs_config(settings)
+    if pacs is None:
+        return None
+    if pacs.retrieve == "c-move":
+        _expect_priors_from(pacs.ae_title, settings)
+    sink = Ingest(settings, create_schema=False).sink(role=StudyRole.prior.value, calling_ae=pacs.ae_title)
+    try:
+        outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query)
+    except TransientError as exc:
+        if not final_attempt:
+            raise
+        return f"PACS unreachable: {exc}"
+    return outcome.reason
+
+
+def _expect_priors_from(ae_title: str, settings: Settings) -> None:
+    # C-MOVE answers arrive at the node as C-STOREs from the PACS's AE: file them as priors.
+    if ae_title not in settings.prior_source_aes:
+        settings.prior_source_aes.append(ae_title)
+
+
+def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None = None,
+            final_attempt: bool = False) -> int | None:
     """Run job `job_id`; returns the comparison id, or None if it was already done."""
     with session_scope(settings) as s:
         job = _start(s, job_id)
@@ -63,16 +91,23 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None
             return None
         study = s.get(Study, job.study_id)
         assert study is not None
-        current = frontal_instance(s, study.id, job.study_version)  # type: ignore[arg-type]
+        study_id, version = study.id, job.study_version
+    pacs_reason = _fetch_from_pacs(study, settings, final_attempt)
+
+    with session_scope(settings) as s:
+        study = s.get(Study, study_id)
+        assert study is not None and study_id is not None
+        current = frontal_instance(s, study_id, version)
         if current is None:
             raise PermanentError("the study holds no image to compare")
         choice = choose_prior(s, study, settings.lookback_days)
         prior_inst = frontal_instance(s, choice.prior_id) if choice.prior_id else None
         if choice.prior_id and prior_inst is None:
             choice.reason, choice.prior_id = "the comparable prior holds no image", None
+        if choice.prior_id is None and pacs_reason:
+            choice.reason = pacs_reason
         ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=None)
         cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
-        study_id, version = study.id, job.study_version
 
     try:
         cur_img = load_image(Path(cur_path), size=settings.image_size)

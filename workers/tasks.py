@@ -29,7 +29,8 @@ def _backoff(retries: int) -> float:
 def process_study(self: Task, job_id: int) -> int | None:
     settings = get_settings()
     try:
-        comparison_id = run_job(job_id, settings)
+        final = self.request.retries >= settings.task_max_retries
+        comparison_id = run_job(job_id, settings, final_attempt=final)
         if comparison_id is not None:
             deliver_result.delay(comparison_id)
         return comparison_id

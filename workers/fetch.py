@@ -1,0 +1,94 @@
+"""Step 1 and 2 against a real PACS: find the patient's studies, choose comparable priors by
+the same policy as the local store, and retrieve the ones we do not already hold."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlmodel import select
+
+from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable, StudyHit
+from dicom_node.query import find_studies, find_studies_qido
+from dicom_node.retrieve import Sink, retriever_for
+from priorwatch.db import session_scope
+from priorwatch.log import phi_safe
+from priorwatch.models import Instance, Study
+from priorwatch.settings import Settings
+from workers.errors import PermanentError, TransientError
+from workers.priors import _MODALITY_GROUPS, when
+
+log = logging.getLogger(__name__)
+
+
+class FetchOutcome(BaseModel):
+    fetched: list[str] = []  # study UIDs retrieved now
+    already_held: list[str] = []
+    reason: str | None = None  # why no prior came from the PACS (none found, not comparable, unreachable)
+
+
+def _comparable_hit(current: Study, hit: StudyHit) -> bool:
+    group = _MODALITY_GROUPS.get(current.modality, current.modality)
+    if not any(_MODALITY_GROUPS.get(m, m) == group for m in hit.modalities):
+        return False
+    a, b = current.body_part.upper().strip(), hit.body_part.upper().strip()
+    return not a or not b or a == b
+
+
+def choose_hits(current: Study, hits: list[StudyHit], lookback_days: int, baseline: bool) -> tuple[list[StudyHit], str | None]:
+    others = [h for h in hits if h.study_uid != current.study_uid]
+    if not others:
+        return [], "no earlier study for this patient in the PACS"
+    cur = when(current)
+    dated = [h for h in others if h.study_date and datetime.combine(h.study_date, datetime.min.time()) < cur]
+    if not dated:
+        return [], "no earlier study for this patient in the PACS"
+    comp = [h for h in dated if _comparable_hit(current, h)]
+    if not comp:
+        return [], "no comparable earlier study in the PACS (modality/body part)"
+    window = [h for h in comp if cur - datetime.combine(h.study_date, datetime.min.time()) <= timedelta(days=lookback_days)]  # type: ignore[arg-type]
+    if not window:
+        return [], f"no comparable study in the PACS within {lookback_days} days"
+    window.sort(key=lambda h: h.study_date)  # type: ignore[arg-type,return-value]
+    chosen = [window[-1]]
+    if baseline and len(window) > 1:
+        chosen.append(window[0])
+    return chosen, None
+
+
+def _held(settings: Settings, hit: StudyHit) -> bool:
+    with session_scope(settings) as s:
+        st = s.exec(select(Study).where(Study.study_uid == hit.study_uid)).first()
+        if st is None:
+            return False
+        n = len(s.exec(select(Instance.id).where(Instance.study_id == st.id)).all())
+    return hit.n_instances is None or n >= hit.n_instances
+
+
+def fetch_priors(current: Study, pacs: PacsConfig, settings: Settings, sink: Sink, query: str = "dimse") -> FetchOutcome:
+    try:
+        hits = (find_studies_qido(pacs, current.patient_id, current.issuer) if query == "qido"
+                else find_studies(pacs, current.patient_id, current.issuer, settings.ae_title))
+    except PacsUnavailable as exc:
+        raise TransientError(f"PACS unreachable while finding priors: {exc}") from exc
+    except PacsError as exc:
+        raise PermanentError(f"PACS query failed: {exc}") from exc
+    chosen, reason = choose_hits(current, hits, settings.lookback_days, settings.prior_baseline)
+    out = FetchOutcome(reason=reason)
+    for hit in chosen:
+        if _held(settings, hit):
+            out.already_held.append(hit.study_uid)
+            continue
+        try:
+            report = retriever_for(pacs, settings.ae_title).retrieve(pacs, hit.study_uid, sink, settings.ae_title)
+        except PacsUnavailable as exc:
+            raise TransientError(f"PACS unreachable while retrieving a prior: {exc}") from exc
+        except PacsError as exc:
+            raise PermanentError(f"prior retrieval failed: {exc}") from exc
+        if report.partial and report.stored == 0:
+            raise TransientError(f"prior retrieval incomplete: {report.reason}")
+        if report.partial:
+            log.warning("prior %s retrieved partially: %s", phi_safe(hit.study_uid), report.reason)
+        out.fetched.append(hit.study_uid)
+    return out
