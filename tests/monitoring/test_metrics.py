@@ -1,0 +1,68 @@
+import numpy as np
+import pandas as pd
+
+from monitoring.metrics import (add_revision_columns, study_revision, subgroup_table, two_proportion_p, wilson,
+                                window_metrics, word_edit_distance)
+
+
+def test_word_edit_distance():
+    assert word_edit_distance("Stable right effusion.", "stable right effusion") == 0.0
+    assert word_edit_distance("a b c d", "a b x d") == 0.25
+    assert word_edit_distance("a b", "") == 1.0
+
+
+def test_study_revision_significant_and_agreement():
+    r = study_revision("Stable right pleural effusion.", "The right pleural effusion is unchanged.", False)
+    assert r["tp"] == 1 and r["fp"] == 0 and r["fn"] == 0
+    assert not r["accepted_unchanged"] and not r["significant_revision"]
+    r = study_revision("Stable right pleural effusion.", "Stable right pleural effusion. New right pneumothorax.",
+                       False)
+    assert r["fn"] == 1 and r["significant_revision"] and r["final_urgent"]
+    r = study_revision("New right pneumothorax.", "No pneumothorax.", True)
+    assert r["fp"] == 1 and r["significant_revision"] and not r["final_urgent"]
+
+
+def test_window_metrics_kappa_and_urgent_confusion():
+    df = pd.DataFrame({
+        "draft_text": ["New right pneumothorax.", "Stable cardiomegaly.", "New right pneumothorax.", "Normal."],
+        "final_text": ["New right pneumothorax.", "Stable cardiomegaly.", "No pneumothorax.", "New left pneumothorax."],
+        "urgent": [True, False, True, False], "final_critical": [False] * 4, "has_prior": [True] * 4,
+    })
+    m = window_metrics(add_revision_columns(df))
+    assert m["urgent_confusion"] == {"tp": 1, "fp": 1, "fn": 1, "tn": 1}
+    assert m["urgent_ppv"] == 0.5 and m["urgent_sensitivity"] == 0.5
+    assert m["precision"] == 2 / 3 and m["recall"] == 2 / 3
+    assert 0 < m["kappa"] < 1
+    assert m["accepted_unchanged_rate"] == 0.5
+
+
+def test_wilson_and_p():
+    lo, hi = wilson(np.array([5]), np.array([10]))
+    assert abs(lo[0] - 0.2366) < 1e-3 and abs(hi[0] - 0.7634) < 1e-3
+    assert two_proportion_p([50], [100], [20], [100])[0] < 0.001
+    assert two_proportion_p([20], [100], [21], [100])[0] > 0.5
+
+
+def test_subgroup_min_count_guard_and_flag():
+    rng = np.random.default_rng(0)
+    n = 600
+    site = np.where(np.arange(n) < 150, "B", "A")
+    revised = np.where(site == "B", rng.random(n) < 0.5, rng.random(n) < 0.15)
+    df = pd.DataFrame({"has_final": True, "revised": revised, "significant_revision": revised, "urgent": False,
+                       "final_urgent": False, "site": site, "sex": np.where(np.arange(n) < 10, "O", "F")})
+    t = subgroup_table(df, min_count=30, gap_threshold=0.1, alpha=0.01)
+    row = t[(t.dimension == "site") & (t.level == "B") & (t.metric == "revision_rate")].iloc[0]
+    assert row.flagged and row.lo < row.rate < row.hi
+    assert not t[(t.dimension == "site") & (t.level == "A")].flagged.any()  # better, not worse
+    small = t[(t.dimension == "sex") & (t.level == "O")].iloc[0]
+    assert small.insufficient and not small.flagged
+
+
+def test_image_statistics():
+    from monitoring.imagestats import image_statistics
+
+    ramp = np.tile(np.arange(256, dtype=np.uint16), (16, 1))
+    st = image_statistics(ramp)
+    assert abs(st["mean"] - 0.5) < 1e-9 and abs(st["entropy"] - 8.0) < 1e-9
+    inv = image_statistics(ramp, monochrome1=True)
+    assert abs(inv["p05"] - (1 - st["p95"])) < 1e-2
