@@ -263,3 +263,12 @@ class MLLPListener:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_service(settings: Settings) -> "MLLPListener | None":
+    """Entry point `priorwatch.services`: started by `priorwatch serve` when HL7 intake is enabled."""
+    from monitoring.settings import get_monitoring_settings
+
+    if not get_monitoring_settings().hl7_enabled:
+        return None
+    return MLLPListener(settings).start()

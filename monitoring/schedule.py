@@ -36,3 +36,10 @@ def beat_schedule(settings: MonitoringSettings | Any = None) -> dict[str, dict[s
     """The beat entries: one snapshot every `schedule_s` seconds (PRIORWATCH_MONITORING_SCHEDULE_S)."""
     ms = settings if isinstance(settings, MonitoringSettings) else get_monitoring_settings()
     return {"monitoring-snapshot": {"task": TASK_NAME, "schedule": float(ms.schedule_s), "options": {"expires": float(ms.schedule_s)}}}
+
+
+def install(app: Any) -> None:
+    """Entry point `priorwatch.celery`: the workers' app loads it by name, never by import,
+    so `workers` stays free of `monitoring` (DESIGN.md's one-way flow)."""
+    register_tasks(app)
+    app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **beat_schedule(get_monitoring_settings())}

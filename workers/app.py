@@ -11,3 +11,9 @@ app = make_celery(get_settings(), name="workers")
 app.conf.imports = ("workers.tasks",)
 
 import workers.tasks  # noqa: E402,F401  (registers the tasks on `app`)
+
+# Other rooms add tasks and beat entries (monitoring snapshots) by entry point, not by import.
+from importlib.metadata import entry_points  # noqa: E402
+
+for _ep in entry_points(group="priorwatch.celery"):
+    _ep.load()(app)

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         if not settings.allowed_calling_aes:
             typer.echo("warning: no calling-AE allow-list set; any AE may send", err=True)
-        with Runtime(settings) as rt:
+        with Runtime(settings, beat=True, services=True) as rt:
             typer.echo(
                 f"PriorWatch {settings.ae_title} listening on {settings.dicom_host}:{rt.settings.dicom_port}; "
                 f"Triton {rt.settings.triton_url}; data dir {settings.data_dir}"

@@ -14,7 +14,7 @@ from dicom_node.query import find_studies, find_studies_qido
 from dicom_node.retrieve import Sink, retriever_for
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
-from priorwatch.models import Instance, Study
+from priorwatch.models import Instance, Study, StudyRole
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError
 from workers.priors import _MODALITY_GROUPS, when
@@ -66,6 +66,20 @@ def _held(settings: Settings, hit: StudyHit) -> bool:
     return hit.n_instances is None or n >= hit.n_instances
 
 
+def _expect_prior(settings: Settings, hit: StudyHit) -> None:
+    """File the study as a prior before asking for it: C-MOVE's instances reach the node as
+    C-STOREs from the PACS's AE, which may also route new studies to us, so the calling AE
+    alone cannot tell a prior from a new study. An existing study keeps its role."""
+    with session_scope(settings) as s:
+        if s.exec(select(Study.id).where(Study.study_uid == hit.study_uid)).first() is not None:
+            return
+        s.add(Study(
+            study_uid=hit.study_uid, patient_id=hit.patient_id, issuer=hit.issuer, accession=hit.accession,
+            study_date=hit.study_date, modality=(hit.modalities or [""])[0], body_part=hit.body_part,
+            description=hit.description, role=StudyRole.prior.value,
+        ))
+
+
 def fetch_priors(current: Study, pacs: PacsConfig, settings: Settings, sink: Sink, query: str = "dimse") -> FetchOutcome:
     try:
         hits = (find_studies_qido(pacs, current.patient_id, current.issuer) if query == "qido"
@@ -80,6 +94,7 @@ def fetch_priors(current: Study, pacs: PacsConfig, settings: Settings, sink: Sin
         if _held(settings, hit):
             out.already_held.append(hit.study_uid)
             continue
+        _expect_prior(settings, hit)
         try:
             report = retriever_for(pacs, settings.ae_title).retrieve(pacs, hit.study_uid, sink, settings.ae_title)
         except PacsUnavailable as exc:

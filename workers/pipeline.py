@@ -16,8 +16,10 @@ from sqlmodel import Session, select
 from comparison import CompareContext, EngineError, EngineUnavailable, TritonComparator, load_image
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
+from priorwatch.imagestats import image_statistics
 from priorwatch.models import (
     Comparison,
+    ImageStatistics,
     Finding,
     Job,
     JobState,
@@ -63,8 +65,6 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> s
     pacs = pacs_config(settings)
     if pacs is None:
         return None
-    if pacs.retrieve == "c-move":
-        _expect_priors_from(pacs.ae_title, settings)
     sink = Ingest(settings, create_schema=False).sink(role=StudyRole.prior.value, calling_ae=pacs.ae_title)
     try:
         outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query)
@@ -73,12 +73,6 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> s
             raise
         return f"PACS unreachable: {exc}"
     return outcome.reason
-
-
-def _expect_priors_from(ae_title: str, settings: Settings) -> None:
-    # C-MOVE answers arrive at the node as C-STOREs from the PACS's AE: file them as priors.
-    if ae_title not in settings.prior_source_aes:
-        settings.prior_source_aes.append(ae_title)
 
 
 def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None = None,
@@ -108,6 +102,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None
             choice.reason = pacs_reason
         ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=None)
         cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
+        cur_instance_id = current.id
 
     try:
         cur_img = load_image(Path(cur_path), size=settings.image_size)
@@ -164,6 +159,8 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None
                     evidence_json=f.evidence.model_dump_json() if f.evidence else None,
                 )
             )
+        # Drift monitoring watches these; they come from pixels already decoded here.
+        s.add(ImageStatistics(study_id=study_id, instance_id=cur_instance_id, **image_statistics(cur_img.pixels)))
         s.add(
             WorklistItem(
                 comparison_id=comp.id,

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 
@@ -27,22 +28,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def worker_command(settings: Settings, name: str = "priorwatch") -> list[str]:
+def worker_command(settings: Settings, name: str = "priorwatch", beat: bool = False) -> list[str]:
+    beat_args = ["-B", "-s", str(settings.data_dir / "celerybeat-schedule")] if beat else []
     return [
         sys.executable, "-m", "celery", "-A", "workers.app", "worker",
         "--pool=threads", f"--concurrency={settings.worker_concurrency}",
         "-Q", settings.queue_name, "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"{name}-{os.getpid()}@%h",
+        "-n", f"{name}-{os.getpid()}@%h", *beat_args,
     ]
+
 
 
 class Runtime:
     """Start order: Triton, then workers, then the node (so nothing accepted waits on a dead engine)."""
 
-    def __init__(self, settings: Settings, *, workers: bool = True, node: bool = True) -> None:
+    def __init__(self, settings: Settings, *, workers: bool = True, node: bool = True, beat: bool = False,
+                 services: bool = False) -> None:
         self.settings = settings
         self.want_workers = workers
         self.want_node = node
+        self.want_beat = beat  # periodic tasks (monitoring snapshots) in the embedded worker
+        self.want_services = services  # other rooms' listeners (HL7 intake), by entry point
+        self.services: list[object] = []
         self.triton: LocalTriton | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.node: StorageNode | None = None
@@ -68,13 +75,23 @@ class Runtime:
         if self.want_workers:
             env = {**os.environ, **as_env(s)}
             out = open(self.log_dir / "worker.log", "ab")
-            self.worker = subprocess.Popen(worker_command(s), env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.worker = subprocess.Popen(worker_command(s, beat=self.want_beat), env=env, stdout=out,
+                                           stderr=subprocess.STDOUT)
         if self.want_node:
             self.node = StorageNode(s)
             self.node.start()
+        if self.want_services:
+            for ep in entry_points(group="priorwatch.services"):
+                svc = ep.load()(s)
+                if svc is not None:
+                    self.services.append(svc)
+                    log.info("started service %s", ep.name)
         return self
 
     def stop(self) -> None:
+        for svc in self.services:
+            svc.stop()  # type: ignore[attr-defined]
+        self.services = []
         if self.node is not None:
             self.node.stop()
             self.node = None
@@ -109,5 +126,5 @@ class Runtime:
                 log.error("worker exited with %s; restarting it", self.worker.returncode)
                 env = {**os.environ, **as_env(self.settings)}
                 out = open(self.log_dir / "worker.log", "ab")
-                self.worker = subprocess.Popen(worker_command(self.settings), env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.worker = subprocess.Popen(worker_command(self.settings, beat=self.want_beat), env=env, stdout=out, stderr=subprocess.STDOUT)
             time.sleep(0.5)

@@ -1,0 +1,194 @@
+"""The hallucination guard: every VLM claim checked against the registration engine's evidence.
+
+Runs in the worker on every VLM result (`guard`). For each claimed finding:
+
+- a change claim (new / worsened, improved / resolved) is ``supported`` when the registration
+  evidence shows a change in the same direction in a matching zone and side, and
+  ``unsupported`` when it shows nothing there or the opposite direction;
+- a ``stable`` claim is ``supported`` unless the evidence shows a change there;
+- with no prior, a comparison claim (anything but ``no_prior``) is ``unsupported`` and
+  comparison words in the draft text are flagged; a ``no_prior`` claim is ``unverified`` unless
+  the evidence has something in that zone (change evidence needs a prior);
+- an urgent claim is never dropped and never demoted: where the rules above would say
+  ``unsupported`` it is kept urgent and marked ``unverified``, with a note;
+- urgent evidence the model did not mention is added as a finding (marked ``supported``), and
+  evidence of change the model did not describe is noted, so nothing the images show is lost.
+
+The result keeps the VLM's engine and model, and records the evidence engine's versions too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, GuardMark, Side, Zone
+
+APPEARING = frozenset({Change.new, Change.worsened})
+DISAPPEARING = frozenset({Change.improved, Change.resolved})
+CHANGED = APPEARING | DISAPPEARING
+
+# Words that only make sense against a prior (matched on word boundaries, case-insensitive).
+COMPARISON_WORDS = (
+    "new", "newly", "worse", "worsened", "worsening", "unchanged", "stable", "improved", "improving",
+    "improvement", "resolved", "resolving", "resolution", "increased", "increasing", "decreased",
+    "decreasing", "interval", "progressed", "progression", "persistent", "persists", "again seen",
+    "since the prior", "compared with", "compared to", "previously", "prior study", "prior exam",
+)
+_COMPARISON_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in COMPARISON_WORDS) + r")\b", re.I)
+# "no new", "no prior", "no previous", "without comparison": statements about the absence of a prior.
+_NEGATED_RE = re.compile(r"\b(no|without)\s+(prior|previous|comparison)\b", re.I)
+
+
+def comparison_words(text: str) -> list[str]:
+    """Comparison words used in `text` (lower case, each once, in order of first use)."""
+    cleaned = _NEGATED_RE.sub(" ", text or "")
+    seen: list[str] = []
+    for m in _COMPARISON_RE.finditer(cleaned):
+        w = m.group(1).lower()
+        if w not in seen:
+            seen.append(w)
+    return seen
+
+
+def _where(f: FindingResult) -> tuple[Side | None, Zone | None]:
+    side = f.side or (f.evidence.side if f.evidence else None)
+    zone = f.zone or (f.evidence.zone if f.evidence else None)
+    return side, zone
+
+
+def _side_match(a: Side | None, b: Side | None) -> bool:
+    return a is None or b is None or a == b or Side.bilateral in (a, b)
+
+
+def _zone_match(a: Zone | None, b: Zone | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def _label(f: FindingResult) -> str:
+    side, zone = _where(f)
+    where = " ".join(x for x in (side, zone) if x) or "unlocalised"
+    return f"{f.change} {f.finding} ({where})"
+
+
+def _matching(claim: FindingResult, evidence: Iterable[FindingResult]) -> list[FindingResult]:
+    cs, cz = _where(claim)
+    out = []
+    for e in evidence:
+        es, ez = _where(e)
+        if _side_match(cs, es) and _zone_match(cz, ez):
+            out.append(e)
+    # Same finding type first, then the strongest evidence.
+    return sorted(out, key=lambda e: (e.finding != claim.finding, -(e.confidence or 0.0)))
+
+
+def _evidence_of(e: FindingResult) -> Evidence:
+    if e.evidence is not None:
+        ev = e.evidence.model_copy()
+        side, zone = _where(e)
+        return ev.model_copy(update={"side": ev.side or side, "zone": ev.zone or zone})
+    side, zone = _where(e)
+    return Evidence(zone=zone, side=side, score=e.confidence)
+
+
+def _judge(claim: FindingResult, evidence: list[FindingResult], has_prior: bool) -> tuple[GuardMark, str | None,
+                                                                                            FindingResult | None]:
+    """(mark, reason when not supported, the evidence finding that backs it)."""
+    if not has_prior:
+        if claim.change != Change.no_prior:
+            return GuardMark.unsupported, f"claims '{claim.change}' but there is no prior to compare with", None
+        m = _matching(claim, evidence)
+        if m:
+            return GuardMark.supported, None, m[0]
+        return GuardMark.unverified, "no prior: nothing to check it against", None
+    if claim.change == Change.no_prior:
+        return GuardMark.unverified, "the model wrote 'no_prior' although a prior was compared", None
+    m = _matching(claim, evidence)
+    if claim.change in CHANGED:
+        same = APPEARING if claim.change in APPEARING else DISAPPEARING
+        agree = [e for e in m if e.change in same]
+        if agree:
+            return GuardMark.supported, None, agree[0]
+        against = [e for e in m if e.change in CHANGED]
+        if against:
+            return GuardMark.unsupported, f"contradicted: the evidence shows {_label(against[0])}", None
+        return GuardMark.unsupported, "no change in the image evidence for that zone", None
+    # stable
+    changed = [e for e in m if e.change in CHANGED]
+    if changed:
+        return GuardMark.unsupported, f"contradicted: the evidence shows {_label(changed[0])}", None
+    return GuardMark.supported, None, None
+
+
+def guard(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) -> ComparisonResult:
+    """Mark each of `vlm`'s findings against `evidence` (the registration result) and add notes.
+
+    Parameters
+    ----------
+    vlm
+        The VLM's result (already parsed); not modified.
+    evidence
+        The registration engine's result for the same current/prior pair.
+    has_prior
+        Whether the worker compared against a prior (the truth, whatever the model wrote).
+
+    Returns
+    -------
+    ComparisonResult
+        A copy of `vlm` with each finding's ``guard`` set, urgent claims kept urgent, notes
+        explaining every mark that is not ``supported``, and both engines' versions.
+    """
+    notes = list(vlm.notes)
+    ev_findings = list(evidence.findings)
+    out: list[FindingResult] = []
+    used: set[int] = set()
+    for i, claim in enumerate(vlm.findings):
+        mark, why, backing = _judge(claim, ev_findings, has_prior)
+        update: dict[str, object] = {"guard": mark}
+        if backing is not None:
+            used.add(id(backing))
+            if claim.evidence is None:
+                update["evidence"] = _evidence_of(backing)
+        for e in _matching(claim, ev_findings):
+            if mark == GuardMark.supported or e.change not in CHANGED:
+                used.add(id(e))
+        if mark == GuardMark.unsupported and claim.urgent:
+            update["guard"] = GuardMark.unverified
+            notes.append(
+                f"urgent claim {_label(claim)} is not backed by the image evidence ({why}): "
+                "kept urgent, marked unverified, for the radiologist to confirm"
+            )
+        elif mark != GuardMark.supported and why:
+            notes.append(f"claim {i + 1} {_label(claim)}: {mark}: {why}")
+        out.append(claim.model_copy(update=update))
+
+    if not has_prior:
+        words = comparison_words(vlm.draft_text)
+        if words:
+            notes.append(
+                "no prior was available, but the draft uses comparison words "
+                f"({', '.join(words)}): do not read them as interval change"
+            )
+    else:
+        for e in ev_findings:
+            if id(e) in used:
+                continue
+            if e.urgent:
+                out.append(e.model_copy(update={"guard": GuardMark.supported}))
+                notes.append(f"urgent image evidence {_label(e)} was not mentioned by the model: added")
+            elif e.change in CHANGED:
+                notes.append(f"image evidence shows {_label(e)}, which the model did not describe")
+
+    result = vlm.model_copy(
+        update={
+            "findings": out,
+            "has_prior": has_prior,
+            "urgent": vlm.urgent or any(f.urgent for f in out),
+            "engine_version": (
+                f"{vlm.engine_version}; evidence {evidence.engine} {evidence.engine_version} "
+                f"({evidence.model} {evidence.model_version})"
+            ),
+            "notes": notes,
+        }
+    )
+    return ComparisonResult.model_validate(result.model_dump())
