@@ -75,7 +75,18 @@ class Settings(BaseSettings):
     triton_http_port: int = 18000
     triton_metrics_port: int = 18002
     triton_timeout_s: float = 120.0
-    engine: str = "registration"
+    engine: str = "registration"  # registration | vlm (VLM draft, guarded by registration evidence)
+    # VLM (read by the Triton model from PRIORWATCH_VLM_* too): a local HF image-text-to-text folder.
+    vlm_model_dir: Path | None = None
+    vlm_dtype: str = "auto"
+    vlm_device: str = "cpu"
+    vlm_max_new_tokens: int = 384
+    vlm_family: str = "auto"  # auto | gemma3 | medgemma | maira2 | llava
+    vlm_trust_remote_code: bool = False
+    vlm_timeout_s: float = 120.0
+    vlm_retries: int = 2
+    vlm_backoff_s: float = 0.5
+    triton_startup_timeout_s: float = 180.0
     image_size: int = 512  # long side, pixels, of the arrays sent to engines
 
     @classmethod

@@ -14,6 +14,7 @@ from PIL import Image
 from sqlmodel import Session, select
 
 from comparison import CompareContext, EngineError, EngineUnavailable, TritonComparator, load_image
+from comparison.vlm import VlmComparator, VlmTritonClient
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.imagestats import image_statistics
@@ -60,6 +61,17 @@ def _start(session: Session, job_id: int) -> Job | None:
     return job
 
 
+def make_comparator(settings: Settings) -> TritonComparator | VlmComparator:
+    """The registration engine, or the VLM guarded by it (falling back to it, visibly)."""
+    url = triton_url(settings)
+    registration = TritonComparator(url, timeout_s=settings.triton_timeout_s)
+    if settings.engine != "vlm":
+        return registration
+    vlm = VlmTritonClient(url, timeout_s=settings.vlm_timeout_s, retries=settings.vlm_retries,
+                          backoff_s=settings.vlm_backoff_s)
+    return VlmComparator(registration, vlm)
+
+
 def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> str | None:
     """Pull comparable priors from the PACS into our store; returns why none came, if so."""
     pacs = pacs_config(settings)
@@ -75,7 +87,7 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> s
     return outcome.reason
 
 
-def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None = None,
+def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmComparator | None = None,
             final_attempt: bool = False) -> int | None:
     """Run job `job_id`; returns the comparison id, or None if it was already done."""
     with session_scope(settings) as s:
@@ -112,7 +124,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | None
     except Exception as exc:  # unreadable pixel data is not going to improve on retry
         raise PermanentError(f"could not read image: {type(exc).__name__}: {exc}") from exc
 
-    comparator = comparator or TritonComparator(triton_url(settings), timeout_s=settings.triton_timeout_s)
+    comparator = comparator or make_comparator(settings)
     try:
         out = comparator.compare(cur_img.pixels, prior_img.pixels if prior_img else None, ctx)
     except EngineUnavailable as exc:

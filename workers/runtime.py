@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from comparison import LocalTriton
+from comparison.vlm import vlm_env
 from dicom_node import StorageNode
 from priorwatch.db import init_db
 from priorwatch.settings import Settings, as_env
@@ -64,7 +65,16 @@ class Runtime:
         self.log_dir.mkdir(exist_ok=True)
         init_db(s)
         if s.triton_url is None:
+            models: tuple[str, ...] = ("registration",)
+            if s.vlm_model_dir:
+                # The Triton model reads its VLM settings from PRIORWATCH_VLM_* in its environment.
+                os.environ.update(vlm_env(s.vlm_model_dir, dtype=s.vlm_dtype, device=s.vlm_device,
+                                          max_new_tokens=s.vlm_max_new_tokens, family=s.vlm_family,
+                                          trust_remote_code=s.vlm_trust_remote_code))
+                models = ("registration", "vlm")
             self.triton = LocalTriton(
+                models=models,
+                startup_timeout_s=s.triton_startup_timeout_s,
                 grpc_port=s.triton_grpc_port,
                 http_port=s.triton_http_port,
                 metrics_port=s.triton_metrics_port,
