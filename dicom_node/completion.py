@@ -18,23 +18,33 @@ import time
 from datetime import datetime
 
 from celery import Celery
+from sqlalchemy import select
 
 from priorwatch.db import get_engine
-from priorwatch.models import utcnow
+from priorwatch.models import Study, StudyRole, utcnow
 from priorwatch.queue import enqueue_study_job, make_celery
 from priorwatch.settings import Settings
 
+from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable
+from dicom_node.query import count_instances
 from dicom_node.index import Candidate, complete_study, mark_enqueued, receiving_studies, unsent_jobs
 
 log = logging.getLogger(__name__)
 
 
-def is_complete(c: Candidate, settings: Settings, now: datetime) -> bool:
+def completion_reason(c: Candidate, settings: Settings, now: datetime) -> str | None:
+    """"quiet" (the per-modality fallback), "released" (release + grace), or None (not yet)."""
     last = c.last_received_at
+    if (now - last).total_seconds() >= settings.quiet_period_for(c.modality or None):
+        return "quiet"
     if c.released_at is not None and c.released_at >= last:
         if (now - c.released_at).total_seconds() >= settings.completion_grace_s:
-            return True
-    return (now - last).total_seconds() >= settings.quiet_period_for(c.modality or None)
+            return "released"
+    return None
+
+
+def is_complete(c: Candidate, settings: Settings, now: datetime) -> bool:
+    return completion_reason(c, settings, now) is not None
 
 
 class CompletionMonitor(threading.Thread):
@@ -50,6 +60,7 @@ class CompletionMonitor(threading.Thread):
         self._broker_failures = 0
         self.jobs_created = 0
         self.jobs_sent = 0
+        self._pacs_counts: dict[tuple[int, int], tuple[bool, float]] = {}
 
     @property
     def app(self) -> Celery:
@@ -79,8 +90,11 @@ class CompletionMonitor(threading.Thread):
         now = utcnow()
         created = 0
         for c in receiving_studies(self.engine):
-            if not is_complete(c, self.settings, now):
+            reason = completion_reason(c, self.settings, now)
+            if reason is None:
                 continue
+            if reason == "released" and not self._pacs_agrees(c):
+                continue  # the PACS holds more: wait for the rest (the quiet period still closes it)
             job_id = complete_study(self.engine, c)
             if job_id is not None:
                 created += 1
@@ -90,6 +104,35 @@ class CompletionMonitor(threading.Thread):
                 log.debug("study %s closed without a new job", c.study_id)
         self.send_pending()
         return created
+
+    def _pacs_agrees(self, c: Candidate) -> bool:
+        """Where the sender is our queryable PACS, confirm its instance count by C-FIND first.
+        A PACS that cannot be asked does not hold the study back: the timers decide then."""
+        s = self.settings
+        if not s.pacs_ae_title:
+            return True
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Study.study_uid, Study.calling_ae, Study.patient_id, Study.role).where(Study.id == c.study_id)
+            ).first()
+        if row is None or row.calling_ae != s.pacs_ae_title or row.role == StudyRole.prior.value:
+            return True
+        key = (c.study_id, c.n_instances)
+        cached = self._pacs_counts.get(key)
+        if cached is not None and time.monotonic() - cached[1] < 5.0:
+            return cached[0]
+        pacs = PacsConfig(ae_title=s.pacs_ae_title, host=s.pacs_host, port=s.pacs_port,
+                          query_model=s.pacs_query_model, timeout_s=min(s.pacs_timeout_s, 10.0))
+        try:
+            expected = count_instances(pacs, row.study_uid, s.ae_title, row.patient_id)
+        except (PacsUnavailable, PacsError) as exc:
+            log.warning("cannot confirm study %s with the PACS (%s); closing on timers", c.study_id, exc)
+            expected = None
+        agrees = expected is None or c.n_instances >= expected
+        if not agrees:
+            log.info("study %s: %d of %d instances received; waiting for the rest", c.study_id, c.n_instances, expected)
+        self._pacs_counts[key] = (agrees, time.monotonic())
+        return agrees
 
     def send_pending(self) -> int:
         if time.monotonic() < self._broker_down_until:
