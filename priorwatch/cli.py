@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import typer
 
 from priorwatch.db import init_db, session_scope
-from priorwatch.export import comparison_records, failed_jobs, state_counts
+from priorwatch.export import comparison_records, delivery_problems, failed_jobs, state_counts
 from priorwatch.log import configure_logging
 from priorwatch.settings import get_settings
 
@@ -37,10 +37,13 @@ def status() -> None:
     with session_scope() as s:
         counts = state_counts(s)
         failures = failed_jobs(s)
+        undelivered = delivery_problems(s)
     for k, v in counts.items():
         typer.echo(f"{k:16s} {v}")
     for acc, err in failures:
         typer.echo(f"failed {acc}: {err}")
+    for acc, kind, state, err in undelivered:
+        typer.echo(f"delivery {kind} {state} {acc}: {err}")
     typer.echo(f"data dir: {get_settings().data_dir}")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from priorwatch.models import Comparison, Finding, Job, JobState, Study, StudyState, WorklistItem
+from priorwatch.models import Comparison, Delivery, Finding, Job, JobState, Study, StudyState, WorklistItem
 
 
 def comparison_records(session: Session) -> list[dict[str, Any]]:
@@ -76,6 +76,17 @@ def failed_jobs(session: Session) -> list[tuple[str, str]]:
         )
     ).all()
     return [(acc or "-", err or "") for acc, err in rows]
+
+
+def delivery_problems(session: Session) -> list[tuple[str, str, str, str]]:
+    """Deliveries (SR, urgent webhook) not sent: (accession, kind, state, error). Shown, never silent."""
+    rows = session.exec(
+        select(Study.accession, Delivery.kind, Delivery.state, Delivery.error)
+        .join(Comparison, Comparison.id == Delivery.comparison_id)
+        .join(Study, Study.id == Comparison.study_id)
+        .where(Delivery.state != "sent")
+    ).all()
+    return [(acc or "-", kind, state, err or "") for acc, kind, state, err in rows]
 
 
 def worklist_rows(session: Session) -> list[dict[str, Any]]:
