@@ -56,9 +56,3 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-def dispose_engines() -> None:
-    for engine in list(_engine_for.cache_info() and []):  # pragma: no cover - cache is opaque
-        engine.dispose()
-    _engine_for.cache_clear()
