@@ -224,24 +224,19 @@ def frontal_instance(session: Session, study_id: int) -> Instance | None:
     return insts[0] if insts else None
 
 
-def prior_report(session: Session, prior_study_id: int | None) -> str | None:
-    """The latest signed text for the prior study: a report table if the schema has one,
-    else the final text of the prior's own accepted or edited review."""
+def prior_report(session: Session, prior_study_id: int | None, comp: Comparison | None = None) -> str | None:
+    """The prior's report: its latest signed report (HL7 or review page), else the SR report the
+    pipeline found in the prior study, else the final text of the prior's own review."""
     if prior_study_id is None:
         return None
-    for name in ("SignedReport", "Report"):
-        table = getattr(models, name, None)
-        if table is None or not hasattr(table, "study_id"):
-            continue
-        text_attr = next((a for a in ("text", "report_text", "body") if hasattr(table, a)), None)
-        if text_attr is None:
-            continue
-        order = getattr(table, "id")
-        row = session.exec(
-            select(table).where(table.study_id == prior_study_id).order_by(order.desc())  # type: ignore[attr-defined]
-        ).first()
-        if row is not None and getattr(row, text_attr):
-            return str(getattr(row, text_attr))
+    signed = session.exec(
+        select(models.SignedReport).where(models.SignedReport.study_id == prior_study_id)
+        .order_by(models.SignedReport.id.desc())  # type: ignore[union-attr]
+    ).first()
+    if signed is not None and signed.text:
+        return signed.text
+    if comp is not None and comp.prior_report:
+        return comp.prior_report
     rev = session.exec(
         select(Review)
         .join(Comparison, Comparison.id == Review.comparison_id)
@@ -278,7 +273,7 @@ def study_detail(session: Session, item_id: int) -> StudyDetail | None:
         findings=findings,
         current_instance=frontal_instance(session, study.id),  # type: ignore[arg-type]
         prior_instance=frontal_instance(session, prior.id) if prior else None,  # type: ignore[arg-type]
-        prior_report=prior_report(session, prior.id if prior else None),
+        prior_report=prior_report(session, prior.id if prior else None, comp),
         reviews=reviews,
     )
 

@@ -75,21 +75,22 @@ def _study_query(study_uid: str) -> Dataset:
     return q
 
 
-def _interpret(report: RetrieveReport, pacs: PacsConfig, rsp: Dataset) -> None:
+def _interpret(report: RetrieveReport, pacs: PacsConfig, rsp: Dataset, destination: str | None = None) -> None:
     code = int(rsp.Status)
     report.final_status = code
     report.completed = int(rsp.get("NumberOfCompletedSuboperations", report.completed) or 0)
     report.failed = int(rsp.get("NumberOfFailedSuboperations", report.failed) or 0)
     report.warning = int(rsp.get("NumberOfWarningSuboperations", report.warning) or 0)
+    dest = f" to {destination}" if destination else ""
     if code == 0xA801:
-        raise PacsError(f"{pacs.ae_title} does not know the move destination (0xA801): add our AE to the PACS")
+        raise PacsError(f"{pacs.ae_title} does not know the move destination{dest} (0xA801): add our AE to the PACS")
+    if code in (0xA701, 0xA702):
+        raise PacsUnavailable(f"{pacs.ae_title} is out of resources (0x{code:04X})")
+    if code == 0xC000 and report.method == RetrieveMethod.c_move and report.completed == 0:
+        raise PacsError(f"{pacs.ae_title} refused the C-MOVE{dest} (0xC000): destination unknown, not allowed or unreachable")
     if code == 0xB000 or report.failed or report.warning:
         report.partial = True
-    elif code == 0xA702 or code == 0xA701:
-        raise PacsUnavailable(f"{pacs.ae_title} is out of resources (0x{code:04X})")
-    elif code != 0x0000 and code not in (0xFF00,):
-        if code == 0xC000 and report.method == RetrieveMethod.c_move:
-            raise PacsError(f"{pacs.ae_title} refused the C-MOVE (0xC000): destination unknown or not allowed")
+    elif code != 0x0000:
         raise PacsError(f"{pacs.ae_title}: retrieve failed with status 0x{code:04X}")
 
 
@@ -128,7 +129,7 @@ class CGetRetriever:
         try:
             for status, _ in assoc.send_c_get(_study_query(study_uid), StudyRootQueryRetrieveInformationModelGet):
                 if not status:
-                    raise PacsUnavailable(f"{pacs.ae_title}: C-GET timed out or was aborted")
+                    raise PacsUnavailable(f"{pacs.ae_title}: C-GET timed out or was aborted (is our AE {calling_ae} known to the PACS?)")
                 if int(status.Status) not in (0xFF00, 0xFF01):
                     _interpret(report, pacs, status)
         finally:
@@ -155,9 +156,9 @@ class CMoveRetriever:
                 _study_query(study_uid), self.destination_ae, StudyRootQueryRetrieveInformationModelMove
             ):
                 if not status:
-                    raise PacsUnavailable(f"{pacs.ae_title}: C-MOVE timed out or was aborted")
+                    raise PacsUnavailable(f"{pacs.ae_title}: C-MOVE timed out or was aborted (is our AE {calling_ae} known to the PACS?)")
                 if int(status.Status) not in (0xFF00, 0xFF01):
-                    _interpret(report, pacs, status)
+                    _interpret(report, pacs, status, self.destination_ae)
         finally:
             if assoc.is_established:
                 assoc.release()

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket
 
 from priorwatch.log import phi_safe
+from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
 from dicom_node.completion import CompletionMonitor
@@ -128,7 +129,11 @@ class StorageNode:
         except Exception as exc:
             log.warning("cannot read the received data set (sop %s): %s", phi_safe(expected), type(exc).__name__)
             return _status(0xC210, "cannot understand: the data set could not be read")
-        result = self.ingest.store(raw, calling_ae=calling, expected_sop_uid=expected)
+        # A C-STORE sub-operation of a C-MOVE we asked for names us as its Move Originator:
+        # file it as a prior whatever the calling AE (a PACS also forwards new studies to us).
+        originator = str(getattr(event.request, "MoveOriginatorApplicationEntityTitle", None) or "").strip()
+        role = StudyRole.prior.value if originator and originator == self.settings.ae_title.strip() else None
+        result = self.ingest.store(raw, calling_ae=calling, expected_sop_uid=expected, role=role)
         if result.study_id is not None:
             with self._touched_lock:
                 self._touched.setdefault(id(event.assoc), set()).add(result.study_id)

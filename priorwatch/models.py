@@ -130,6 +130,7 @@ class Comparison(SQLModel, table=True):
     structured: bool = True
     fallback: bool = False
     overlay_path: str | None = None
+    prior_report: str | None = Field(default=None, sa_column=Column(Text))  # the prior's SR report text
     result_json: str = Field(default="{}", sa_column=Column(Text))
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 

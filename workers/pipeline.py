@@ -21,6 +21,7 @@ from priorwatch.imagestats import image_statistics
 from priorwatch.models import (
     Comparison,
     ImageStatistics,
+    Instance,
     Finding,
     Job,
     JobState,
@@ -33,6 +34,7 @@ from priorwatch.models import (
 from priorwatch.settings import Settings
 from priorwatch.vocabulary import ComparisonResult
 from dicom_node import Ingest
+from dicom_node.report_text import report_text
 from workers.deliver import pacs_config
 from workers.errors import PermanentError, TransientError
 from workers.fetch import fetch_priors
@@ -40,6 +42,7 @@ from workers.priors import choose_prior, frontal_instance
 
 log = logging.getLogger(__name__)
 
+SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 URGENT_PRIORITY = 1
 ROUTINE_PRIORITY = 5
 
@@ -87,6 +90,14 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> s
     return outcome.reason
 
 
+def _prior_report(session: Session, prior_id: int) -> str | None:
+    """The prior's own report, when its study holds one as an SR document (not our AI drafts)."""
+    srs = session.exec(select(Instance.path).where(
+        Instance.study_id == prior_id, Instance.sop_class_uid.startswith(SR_CLASS_PREFIX)  # type: ignore[attr-defined]
+    )).all()
+    return report_text(list(srs)) if srs else None
+
+
 def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmComparator | None = None,
             final_attempt: bool = False) -> int | None:
     """Run job `job_id`; returns the comparison id, or None if it was already done."""
@@ -112,7 +123,8 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
             choice.reason, choice.prior_id = "the comparable prior holds no image", None
         if choice.prior_id is None and pacs_reason:
             choice.reason = pacs_reason
-        ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=None)
+        prior_report = _prior_report(s, choice.prior_id) if choice.prior_id else None
+        ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=prior_report)
         cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
         cur_instance_id = current.id
 
@@ -142,6 +154,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
             status="done" if choice.prior_id else "no_prior",
             no_prior_reason=None if choice.prior_id else choice.reason,
             interval_days=choice.interval_days,
+            prior_report=ctx.prior_report,
             urgent=result.urgent,
             draft_text=result.draft_text,
             engine=result.engine,

@@ -183,10 +183,6 @@ def test_cget_into_the_ingest_sink_files_priors_without_a_job(pacs: Pacs, tmp_pa
     assert _jobs(settings) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "StorageNode files by calling AE only: a C-MOVE'd prior is 'incoming' unless the PACS AE is in "
-    "prior_source_aes, which would also file the studies that PACS forwards for comparison as priors. "
-    "Orthanc sets MoveOriginatorApplicationEntityTitle = our AE on each sub-operation; the node should use it."))
 def test_cmove_prior_recognised_by_move_originator(pacs: Pacs, tmp_path: Path) -> None:
     settings = _settings(tmp_path, pacs.node_port, pacs.orthanc.aet).model_copy(update={"prior_source_aes": []})
     with StorageNode(settings) as node:
