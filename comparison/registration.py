@@ -14,8 +14,18 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    at rib and heart edges does not count) are thresholded against the noise inside the
    union of both lung fields;
 6. each changed region is typed (nodule / mass / consolidation / effusion / pneumothorax)
-   from its shape, place and texture, its direction from how the region looked on each
-   image, and placed by side (patient's, PA convention) and zone (thirds of that lung).
+   from its shape, place and texture (a dome-shaped compact change is a nodule / mass, a
+   flat-topped or irregular one consolidation), its direction from evidence in both images:
+   a ring of change around an unchanged core (the lesion is on both: worsened / improved,
+   not new / resolved), fluid on both images below a moving basal level, a featureless
+   band next to a pneumothorax's change on the prior (worsened) or on the current
+   (improved); placed by side (patient's, PA convention) and zone (thirds of that lung);
+7. one pneumothorax per side; a decrease of density inside a new or enlarging pneumothorax
+   is the lucency itself and never reported as a resolved / improved opacity;
+8. confidence: the raw score mapped by `comparison.calibration` (Platt, fitted offline).
+
+No deformable (BSpline) stage: on the benchmark the residual errors are typing and
+direction, not misregistration (stable and different-matrix pairs already stay silent).
 """
 
 from __future__ import annotations
@@ -29,13 +39,14 @@ from pydantic import BaseModel, Field
 from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, segment_lungs
+from comparison.calibration import calibrate
 from comparison.draft import render_draft
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.1.0"
+ENGINE_VERSION = "0.2.0"
 MODEL_NAME = "sitk-affine-mi"
 
 
@@ -109,12 +120,13 @@ class RegistrationEngine:
     ENGINE_VERSION = ENGINE_VERSION
 
     def __init__(self, work_size: int = 256, threads: int = 1, seed: int = 1234, max_findings: int = 6,
-                 z_threshold: float = 4.0) -> None:
+                 z_threshold: float = 4.0, calibrated: bool = True) -> None:
         self.work_size = work_size
         self.threads = threads
         self.seed = seed
         self.max_findings = max_findings
         self.z_threshold = z_threshold
+        self.calibrated = calibrated  # False: raw scores (what `comparison.calibration` is fitted on)
         self.last_features: list[dict[str, object]] = []
 
     # Public ---------------------------------------------------------------------------
@@ -143,6 +155,7 @@ class RegistrationEngine:
         roi = lungs.both & ndi.binary_erosion(valid, iterations=3)
         quality = _ncc(cw, mapped, roi)
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
+        self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
         spacing = ctx.pixel_spacing_mm * (max(cur.shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
         findings, notes = [], []
         self.last_features = []
@@ -152,7 +165,7 @@ class RegistrationEngine:
             f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, quality, cur.shape)
             if f is not None:
                 described.append((f, reg.mask))
-        findings = _merge(_absorb_pneumothorax(described))[: self.max_findings]
+        findings = _merge(_absorb_pneumothorax(described, tex_c, lungs))[: self.max_findings]
         if lungs_c.template:
             notes.append("Lung fields could not be segmented on the current image; a template was used.")
         if quality < 0.8 or not fit_ok:
@@ -296,35 +309,74 @@ class RegistrationEngine:
         basal = contact >= 0.6 and w >= 0.25 * lung_w and cy > top + 0.5 * lung_h
         dist_edge = ndi.distance_transform_edt(side_mask)
         peripheral = float(np.median(dist_edge[m])) < 0.12 * lung_w
-        self.last_features.append(dict(sign=reg.sign, z=round(reg.z, 1), area=area, c_peak=round(c_peak / sigma, 1),
-                                       p_peak=round(p_peak / sigma, 1), tex_c=round(t_c, 2), tex_p=round(t_p, 2),
-                                       sol=round(solidity, 2), h=h, w=w, lung_w=lung_w, contact=round(contact, 2),
-                                       periph=bool(peripheral), diam=round(diam_mm), side=side.value, zone=zone.value,
-                                       top=top, bottom=bottom))
-        opacity = _opacity_type(basal, solidity, h, w, diam_mm)
+        # Evidence from the difference alone (anatomy cancels): a lesion that grew or shrank
+        # changes as a ring around a core that is the same on both images; one that appeared
+        # or went away changes most at its centre.
+        hull = _hull_mask(m)
+        dh = ndi.distance_transform_edt(hull)
+        core = dh >= 0.6 * dh.max()
+        sd = self._raw * reg.sign
+        p90 = float(np.percentile(sd[m], 90)) + 1e-6
+        core_ratio = float(sd[core].mean() / p90)
+        peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))  # 2/3 for a dome, ~1 for a plateau
+        # Basal evidence: below the changed band, is the change continuing (new / resolved) or is
+        # there fluid on both images (the band is only the level moving: worsened / improved)?
+        below = np.zeros_like(m)
+        for c_ in reg_cols:
+            rb = int(m.shape[0] - 1 - np.argmax(m[::-1, c_]))
+            below[rb + 3 : rb + 12, c_] = True
+        other = mapped if reg.sign > 0 else cw  # the image with less of the change
+        d_below = float(sd[below].mean() / sigma) if below.any() else 0.0
+        o_below = float((other[below].mean() - other[m].mean()) / sigma) if below.any() else 0.0
+        fluid_both = d_below < 0.6 * reg.z and o_below > 10.0
+        # Pneumothorax evidence: a featureless band right next to the region on each image.
+        near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
+        fl_p = float(np.mean(tex_p[near] < 0.45)) if near.any() else 0.0
+        fl_c = float(np.mean(tex_c[near] < 0.45)) if near.any() else 0.0
+        feats = dict(sign=reg.sign, z=round(reg.z, 1), area=area, c_peak=round(c_peak / sigma, 1),
+                     p_peak=round(p_peak / sigma, 1), tex_c=round(t_c, 2), tex_p=round(t_p, 2),
+                     sol=round(solidity, 2), h=h, w=w, lung_w=lung_w, contact=round(contact, 2),
+                     periph=bool(peripheral), diam=round(diam_mm), side=side.value, zone=zone.value,
+                     core_ratio=round(core_ratio, 2), peaked=round(peaked, 2), d_below=round(d_below, 1),
+                     o_below=round(o_below, 1), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2))
+        self.last_features.append(feats)
+        # the lesion's core is on both images: a clear ring, or a dome-less partial ring
+        persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < 0.78)
+        opacity = _opacity_type(basal, solidity, h, w, diam_mm, core_ratio, peaked, area)
         finding: FindingType
         change: Change
         if reg.sign > 0:
             if t_p < 0.45 and t_c > t_p + 0.25 and p_peak < 0:
                 # the prior was lucent and featureless here: a pneumothorax that shrank
                 finding = FindingType.pneumothorax
-                change = Change.improved if _featureless_near(tex_c, m, side_mask) else Change.resolved
+                change = Change.improved if fl_c >= 0.07 else Change.resolved
+            elif opacity == FindingType.effusion:
+                finding = opacity
+                change = Change.worsened if fluid_both else Change.new
             else:
                 finding = opacity
-                change = Change.worsened if p_peak > max(3 * sigma, 0.5 * c_peak) else Change.new
+                change = Change.worsened if (p_peak > max(3 * sigma, 0.5 * c_peak) or persists) else Change.new
         else:
             if t_c < 0.6 and t_p > t_c + 0.25 and (zone == Zone.upper or peripheral or t_c < 0.5):
                 finding = FindingType.pneumothorax
-                change = Change.worsened if _featureless_near(tex_p, m, side_mask) else Change.new
-            elif p_peak > 3 * sigma and p_peak > 0.5 * float((mapped[peak] - cw[peak]).mean()):
-                # an opacity that was there and is less now: typed by the prior's shape
+                change = Change.worsened if fl_p >= 0.12 else Change.new
+            elif opacity == FindingType.effusion:
                 finding = opacity
-                change = Change.improved if c_peak > 0.45 * p_peak else Change.resolved
+                change = Change.improved if fluid_both else Change.resolved
+            elif (p_peak > 3 * sigma or persists) and t_c >= 0.5:
+                # an opacity that was there and is less now (lung markings are back: not a
+                # lucency such as a pneumothorax); typed by the prior's shape
+                finding = opacity
+                change = Change.improved if (persists or c_peak > 0.45 * p_peak) else Change.resolved
             else:
                 return None
+        feats.update(finding=finding.value, change=change.value)
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
             finding == FindingType.effusion and change == Change.new and h >= 0.2 * lung_h)
         conf = _confidence(reg.z, self.z_threshold, area, quality)
+        feats["raw_confidence"] = round(conf, 4)
+        if self.calibrated:
+            conf = float(calibrate(conf))
         sy, sx = cur_shape[0] / cw.shape[0], cur_shape[1] / cw.shape[1]
         box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
         return FindingResult(
@@ -386,10 +438,21 @@ def _hull_area(m: np.ndarray) -> float:
         return float(len(pts))
 
 
-def _opacity_type(basal: bool, solidity: float, h: int, w: int, diam_mm: float) -> FindingType:
+def _hull_mask(m: np.ndarray) -> np.ndarray:
+    from comparison._anatomy import fill_convex_hull
+
+    return fill_convex_hull(m)
+
+
+def _opacity_type(basal: bool, solidity: float, h: int, w: int, diam_mm: float, core_ratio: float = 1.0,
+                  peaked: float = 0.67, area: int = 0) -> FindingType:
+    """Effusion (basal, meniscus), nodule / mass (round, compact, dome-shaped change) or
+    consolidation (patchy: irregular outline, or a flat-topped change without a dome)."""
     if basal:
         return FindingType.effusion
     aspect = max(h, w) / max(1, min(h, w))
+    if (core_ratio >= 0.8 and peaked >= 0.77) or (peaked >= 0.79 and area >= 200):
+        return FindingType.consolidation  # a plateau of density, not a dome: patchy airspace opacity
     if solidity >= 0.8 and aspect <= 1.6:
         return FindingType.nodule if diam_mm <= 30 else FindingType.mass
     return FindingType.consolidation
@@ -422,17 +485,49 @@ def _combine(cur: LungFields, prior: LungFields) -> LungFields:
     return LungFields(right=out[Side.right], left=out[Side.left], midline=cur.midline, template=cur.template and prior.template)
 
 
-def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]]) -> list[FindingResult]:
-    """Changes touching a pneumothorax on the same side are parts of it (its edge, its line)."""
+def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]], tex_c: np.ndarray | None = None,
+                         lungs: LungFields | None = None) -> list[FindingResult]:
+    """One pneumothorax per side, and what lies in it is part of it.
+
+    Changes touching a pneumothorax on the same side are its edge or its pleural line; and
+    inside a new or enlarging pneumothorax the lung markings are gone, so a decrease of
+    density there is the lucency itself, never a resolved or improved opacity. Every region
+    of a side's pneumothorax gets the direction of its largest region.
+    """
     ptx = [(f, m) for f, m in items if f.finding == FindingType.pneumothorax]
     if not ptx:
         return [f for f, _ in items]
-    keep = []
+    extent: dict[Side | None, np.ndarray] = {}
+    lead: dict[Side | None, tuple[FindingResult, int]] = {}
+    for f, m in ptx:
+        if f.side not in lead or m.sum() > lead[f.side][1]:
+            lead[f.side] = (f, int(m.sum()))
+    for side, (f0, _) in lead.items():
+        masks = [m for f, m in ptx if f.side == side]
+        u = np.logical_or.reduce(masks)
+        ext = ndi.binary_dilation(_hull_mask(u), iterations=16)
+        if tex_c is not None and lungs is not None and side is not None and f0.change in (Change.new, Change.worsened):
+            sm = lungs.mask(side)
+            top, bottom = lungs.extent(side)
+            featureless = (tex_c < 0.45) & sm
+            featureless[int(top + 0.66 * (bottom - top)) :] = False
+            ext |= featureless
+        extent[side] = ext
+    keep: list[FindingResult] = []
+    done: set[Side | None] = set()
     for f, m in items:
-        if f.finding != FindingType.pneumothorax:
-            near = any(pf.side == f.side and (ndi.binary_dilation(pm, iterations=16) & m).any() for pf, pm in ptx)
-            if near:
+        if f.finding == FindingType.pneumothorax:
+            if f.side in done:
                 continue
+            done.add(f.side)
+            f0 = lead[f.side][0]
+            keep.append(f.model_copy(update=dict(change=f0.change, urgent=any(g.urgent for g, _ in ptx if g.side == f.side),
+                                                 confidence=max(g.confidence for g, _ in ptx if g.side == f.side),
+                                                 zone=f0.zone, evidence=f0.evidence)))
+            continue
+        ext = extent.get(f.side)
+        if ext is not None and (ext & m).any():
+            continue
         keep.append(f)
     return keep
 

@@ -6,7 +6,8 @@ stored-value space (an opacity lowers the value by an attenuation map; a pneumot
 replaces lung markings by a smooth, more lucent field behind a thin pleural line), at a
 severity for the prior and one for the current. The current then gets realistic nuisance:
 a small rotation, shift and scale, an exposure (gain, offset, gamma) change and noise.
-Both are written as uncompressed 15-bit CR DICOM files with their own patient, study,
+Optionally the current is written on another matrix (`matrix`: another
+size and pixel spacing, as from another detector). Both are written as uncompressed 15-bit CR DICOM files with their own patient, study,
 series and SOP identifiers; the prior's StudyDate is `interval_days` before the current's.
 
 Simplifications (documented, deliberate): the same anatomy for every patient; a
@@ -335,6 +336,7 @@ def make_pair(
     nuisance: Nuisance | None = None,
     nuisance_strength: float = 1.0,
     scale: float = 0.5,
+    matrix: float = 1.0,
     sex: str = "F",
     birth_date: str = "19500101",
 ) -> PairSpec:
@@ -344,7 +346,11 @@ def make_pair(
     differs only by pose, exposure and noise. Without a prior (`with_prior=False`) only the
     current is written (with the lesion at its current severity) and the change is no_prior.
     Effusions sit in the lower zone; `nuisance` defaults to a random one from `seed`.
+    `matrix` != 1 writes the current on another detector grid: its matrix is `matrix` times
+    the prior's and its PixelSpacing is divided by `matrix` (same anatomy in millimetres).
     """
+    if not 0.25 <= matrix <= 4.0:
+        raise ValueError(f"matrix must be within 0.25..4, not {matrix}")
     out = Path(out_dir)
     les = None if lesion in (None, "none", "") else FindingType(lesion)  # type: ignore[arg-type]
     chg = Change(change)
@@ -364,13 +370,19 @@ def make_pair(
     nz = nuisance if nuisance is not None else Nuisance.random(rng, nuisance_strength)
     cur = _render(base, lungs, les, sev_cur, sd, zn, centre, px_mm, geom_seed)
     cur = _apply_nuisance(cur, nz, rng)
+    cur_mm = px_mm
+    if abs(matrix - 1.0) > 1e-6:
+        cur = _resize(cur, max(16, int(round(cur.shape[0] * matrix))), max(16, int(round(cur.shape[1] * matrix))))
+        cur_mm = px_mm / matrix
     today = current_date or dt.date.today()
-    key = (patient_id, seed, les, chg, sd, zn, with_prior, scale, today.isoformat())
+    key: tuple[object, ...] = (patient_id, seed, les, chg, sd, zn, with_prior, scale, today.isoformat())
+    if abs(matrix - 1.0) > 1e-6:
+        key += (matrix,)
     acc = "A" + _uid(*key, "acc").split(".")[-1][-10:]
     cur_uid = _uid(*key, "study-cur")
     cur_path = _write(out / patient_id / "current.dcm", cur, patient_id=patient_id, sex=sex, birth=birth_date,
                       accession=acc, study_date=today, study_uid=cur_uid, series_uid=_uid(*key, "series-cur"),
-                      sop_uid=_uid(*key, "sop-cur"), spacing_mm=px_mm, desc="PA")
+                      sop_uid=_uid(*key, "sop-cur"), spacing_mm=cur_mm, desc="PA")
     prior_paths: tuple[Path, ...] = ()
     prior_uid = prior_acc = None
     if with_prior:
