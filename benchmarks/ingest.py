@@ -1,11 +1,14 @@
 """C-STORE ingest rate: our node vs DCMTK storescp vs Orthanc, same sender (pynetdicom SCU).
 
 Each receiver runs as its own process on a free loopback port (TCP_NODELAY=1 for DCMTK and
-Orthanc), fresh for every run. Small instances are a real chest CR downsampled to ~0.45 MB;
+Orthanc), fresh for every run; the sender is DCMTK storescu by default. Small instances are a real chest CR downsampled to ~0.45 MB;
 large ones the real CR itself (~7.2 MB); every instance has its own UIDs. Prints instances/s,
 MB/s and the ratios ours/storescp and ours/Orthanc.
 
     .venv/bin/python benchmarks/ingest.py [--small 200] [--large 20] [--parallel 1 4]
+        [--sender storescu|pynetdicom] [--repeat 3]
+
+Each cell is the median of --repeat runs, each on a fresh receiver after a short warm-up send.
 """
 
 from __future__ import annotations
@@ -136,14 +139,27 @@ class Orthanc(Receiver):
         return [exe, str(self.work / "orthanc.json")], {**os.environ, "TCP_NODELAY": "1"}
 
 
-def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int) -> tuple[float, int]:
+def _storescu(paths: list[Path], port: int, aet: str, calling: str) -> list[int]:
+    """DCMTK's storescu as the sender: a C sender that is never the bottleneck."""
+    exe = shutil.which("storescu") or "storescu"
+    rc = subprocess.run([exe, "-aet", calling, "-aec", aet, HOST, str(port), *map(str, paths)],
+                        env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True).returncode
+    return [0 if rc == 0 else -1] * len(paths)
+
+
+def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int, sender: str = "storescu",
+             warmup: list[Path] | None = None) -> tuple[float, int]:
     recv = cls(work).start()
+    send_fn = _storescu if sender == "storescu" else (
+        lambda paths, port, aet, calling: send_files(paths, HOST, port, aet, calling_ae=calling))
     try:
+        if warmup:  # first association, first database connection, imports: not the steady rate
+            send_fn(warmup, recv.port, recv.aet, "WARMUP")
         chunks = [files[i::parallel] for i in range(parallel)]
         results: list[list[int]] = [[] for _ in range(parallel)]
 
         def send(i: int) -> None:
-            results[i] = send_files(chunks[i], HOST, recv.port, recv.aet, calling_ae=f"BENCH{i}")
+            results[i] = send_fn(chunks[i], recv.port, recv.aet, f"BENCH{i}")
 
         threads = [threading.Thread(target=send, args=(i,)) for i in range(parallel)]
         t0 = time.perf_counter()
@@ -164,6 +180,9 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=20, help="large instances per run (~7.2 MB)")
     ap.add_argument("--parallel", type=int, nargs="+", default=[1, 4], help="associations in parallel")
     ap.add_argument("--receivers", nargs="+", default=["ours", "storescp", "orthanc"])
+    ap.add_argument("--sender", choices=["storescu", "pynetdicom"], default="storescu",
+                    help="the same sender for every receiver (storescu: C, never the bottleneck)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
     args = ap.parse_args()
     classes = {"ours": Ours, "storescp": StoreSCP, "orthanc": Orthanc}
     rows = []
@@ -171,6 +190,8 @@ def main() -> int:
         root = Path(tmp)
         data = {"small": make_instances(root / "src-small", args.small, "small"),
                 "large": make_instances(root / "src-large", args.large, "large")}
+        warm = {"small": make_instances(root / "warm-small", 5, "small"),
+                "large": make_instances(root / "warm-large", 2, "large")}
         for size, files in data.items():
             if not files:
                 continue
@@ -178,9 +199,15 @@ def main() -> int:
             for par in args.parallel:
                 rates: dict[str, tuple[float, float]] = {}
                 for name in args.receivers:
-                    dt, ok = run_once(classes[name], root / f"{name}-{size}-{par}", files, par)
-                    if ok != len(files):
-                        print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
+                    times = []
+                    for rep in range(args.repeat):
+                        dt, ok = run_once(classes[name], root / f"{name}-{size}-{par}-{rep}", files, par,
+                                          args.sender, warm[size])
+                        if ok != len(files):
+                            print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
+                        times.append(dt)
+                        shutil.rmtree(root / f"{name}-{size}-{par}-{rep}", ignore_errors=True)
+                    dt = sorted(times)[len(times) // 2]
                     rates[name] = (len(files) / dt, mb / dt)
                     print(f"{size:5s} x{len(files):4d} ({mb / len(files):.2f} MB) assoc={par}  {name:9s} "
                           f"{rates[name][0]:8.1f} inst/s {rates[name][1]:8.1f} MB/s", flush=True)
