@@ -190,7 +190,7 @@ def main() -> int:
         root = Path(tmp)
         data = {"small": make_instances(root / "src-small", args.small, "small"),
                 "large": make_instances(root / "src-large", args.large, "large")}
-        warm = {"small": make_instances(root / "warm-small", 5, "small"),
+        warm = {"small": make_instances(root / "warm-small", 20, "small"),
                 "large": make_instances(root / "warm-large", 2, "large")}
         for size, files in data.items():
             if not files:
