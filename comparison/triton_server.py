@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -67,7 +68,9 @@ class LocalTriton:
         models: tuple[str, ...] = ("registration",),
         startup_timeout_s: float = 60.0,
         host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        self.env = {k: str(v) for k, v in (env or {}).items()}  # e.g. the VLM's PRIORWATCH_VLM_*
         self.model_repository = Path(model_repository) if model_repository else DEFAULT_MODEL_REPOSITORY
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -127,6 +130,10 @@ class LocalTriton:
         parts = [str(_REPO_ROOT), *dict.fromkeys(site), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(x for x in parts if x)
         env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env.setdefault("PRIORWATCH_SOURCE_DIR", str(_REPO_ROOT))
+        env.update(self.env)
         return env
 
     def start(self) -> "LocalTriton":

@@ -11,7 +11,6 @@ Session state used across reruns:
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
 from typing import Any

@@ -66,14 +66,16 @@ class Runtime:
         init_db(s)
         if s.triton_url is None:
             models: tuple[str, ...] = ("registration",)
+            env: dict[str, str] = {}
             if s.vlm_model_dir:
                 # The Triton model reads its VLM settings from PRIORWATCH_VLM_* in its environment.
-                os.environ.update(vlm_env(s.vlm_model_dir, dtype=s.vlm_dtype, device=s.vlm_device,
-                                          max_new_tokens=s.vlm_max_new_tokens, family=s.vlm_family,
-                                          trust_remote_code=s.vlm_trust_remote_code))
+                env = vlm_env(s.vlm_model_dir, dtype=s.vlm_dtype, device=s.vlm_device,
+                              max_new_tokens=s.vlm_max_new_tokens, family=s.vlm_family,
+                              trust_remote_code=s.vlm_trust_remote_code)
                 models = ("registration", "vlm")
             self.triton = LocalTriton(
                 models=models,
+                env=env,
                 startup_timeout_s=s.triton_startup_timeout_s,
                 grpc_port=s.triton_grpc_port,
                 http_port=s.triton_http_port,

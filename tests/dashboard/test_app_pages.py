@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 from sqlmodel import select
@@ -62,7 +61,7 @@ def test_sigterm_stops_node(tmp_path: Path) -> None:
 def test_restart_mid_study_loses_nothing(tmp_path: Path, maker: StudyMaker) -> None:
     settings = make_settings(tmp_path, quiet_period_s={"default": 60.0})
     files = maker.study(6, CT)
-    first, rest = files[:3], files[3:]
+    first = files[:3]
     proc = _start(settings)
     try:
         ae = AE(ae_title="MODALITY")

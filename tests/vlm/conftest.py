@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from comparison.vlm import TritonProcess, VlmEngine, build_tiny_llava, vlm_env
-from comparison.vlm.serving import MODEL_REPOSITORY
 
 MAX_NEW_TOKENS = 8
 
@@ -34,13 +33,9 @@ def engine(tiny_model_dir: Path) -> VlmEngine:
     return VlmEngine(tiny_model_dir, dtype="float32", device="cpu", max_new_tokens=MAX_NEW_TOKENS)
 
 
-def has_registration_model() -> bool:
-    return (MODEL_REPOSITORY / "registration" / "config.pbtxt").is_file()
-
-
 @pytest.fixture(scope="module")
 def triton(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
-    models = ["vlm"] + (["registration"] if has_registration_model() else [])
+    models = ["vlm", "registration"]
     log = tmp_path_factory.mktemp("triton") / "triton.log"
     with TritonProcess(models=models, env=vlm_env(tiny_model_dir, max_new_tokens=MAX_NEW_TOKENS),
                        log_path=log) as t:

@@ -17,7 +17,7 @@ from comparison.vlm.client import EngineError, EngineUnavailable
 from comparison.vlm.engine import model_identity
 from comparison.vlm.serving import free_port
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
-from tests.vlm.conftest import Ctx, has_registration_model
+from tests.vlm.conftest import Ctx
 
 pytestmark = pytest.mark.triton
 
@@ -156,7 +156,6 @@ def test_vlm_entry_without_a_model_folder_fails_alone(tmp_path: Path) -> None:
     assert "no VLM model folder configured" in (tmp_path / "t.log").read_text()
 
 
-@pytest.mark.skipif(not has_registration_model(), reason="the registration model is not in the repository yet")
 def test_same_repository_serves_registration_and_vlm(triton: TritonProcess) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -165,7 +164,6 @@ def test_same_repository_serves_registration_and_vlm(triton: TritonProcess) -> N
     c.close()
 
 
-@pytest.mark.skipif(not has_registration_model(), reason="the registration model is not in the repository yet")
 def test_registration_loads_without_a_vlm_folder(tmp_path: Path) -> None:
     with TritonProcess(models=["registration"], env={"PRIORWATCH_VLM_MODEL_DIR": ""},
                        log_path=tmp_path / "t.log") as t:

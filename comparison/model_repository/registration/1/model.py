@@ -7,7 +7,6 @@ a prior). Bad input answers INVALID_ARG; anything else INTERNAL.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
