@@ -193,6 +193,8 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=2, help="instances of the real CR (~7.2 MB each)")
     ap.add_argument("--small", type=int, default=100, help="instances of CT_small (~39 kB each)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per method and study (median reported)")
+    ap.add_argument("--latency-studies", type=int, default=10,
+                    help="2-image chest studies for the complete->comparison latency (0: skip)")
     args = ap.parse_args()
     for exe in ("Orthanc", "getscu", "movescu", "storescp"):
         if shutil.which(exe) is None and not (exe == "Orthanc" and Path("/usr/sbin/Orthanc").exists()):
@@ -246,6 +248,15 @@ def main() -> int:
                 print(f"  {size:6s} " + "  ".join(f"{a}/{b}={table[(size, a)] / table[(size, b)]:.2f}" for a, b in RATIOS))
         finally:
             orthanc.stop()
+        if args.latency_studies:
+            from benchmarks.pipeline_latency import pct, run
+
+            print(f"\nstudy complete -> comparison started, prior in Orthanc ({args.latency_studies} studies each)")
+            for method in ("c-get", "c-move", "wado-rs"):
+                lat = run(method, args.latency_studies, root / "latency")
+                if lat:
+                    print(f"  {method:8s} p50 {statistics.median(lat):.3f} s  p95 {pct(lat, 0.95):.3f} s  "
+                          f"(target p95 < 1 s: {'met' if pct(lat, 0.95) < 1.0 else 'NOT met'})", flush=True)
     print(f"\ntotal {time.monotonic() - t_start:.0f} s")
     return 0
 

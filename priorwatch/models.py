@@ -107,6 +107,7 @@ class Job(SQLModel, table=True):
     state: str = Field(default=JobState.queued, index=True, max_length=16)
     attempts: int = 0
     enqueued_at: NaiveDatetime | None = None  # None: not yet handed to the broker (retry sending)
+    started_at: NaiveDatetime | None = None  # a worker picked it up (latest attempt)
     error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: NaiveDatetime = Field(default_factory=utcnow)
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
@@ -132,6 +133,7 @@ class Comparison(SQLModel, table=True):
     overlay_path: str | None = None
     prior_report: str | None = Field(default=None, sa_column=Column(Text))  # the prior's SR report text
     result_json: str = Field(default="{}", sa_column=Column(Text))
+    engine_started_at: NaiveDatetime | None = None  # priors in hand, the engine was called
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 

@@ -59,7 +59,7 @@ def _start(session: Session, job_id: int) -> Job | None:
         return None  # idempotent: this instance set already has a result
     job.state = JobState.running
     job.attempts += 1
-    job.updated_at = utcnow()
+    job.updated_at = job.started_at = utcnow()
     session.add(job)
     return job
 
@@ -128,6 +128,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
         cur_instance_id = current.id
 
+    engine_started_at = utcnow()  # priors in hand: comparison starts (image decoding included)
     try:
         cur_img = load_image(Path(cur_path), size=settings.image_size)
         prior_img = load_image(Path(prior_path), size=settings.image_size) if prior_path else None
@@ -164,6 +165,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
             structured=result.structured,
             fallback=result.fallback,
             result_json=result.model_dump_json(),
+            engine_started_at=engine_started_at,
         )
         s.add(comp)
         s.flush()
