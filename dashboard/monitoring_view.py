@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
+from dashboard.queries import acknowledge_alert
 from monitoring.read import latest_snapshot, list_alerts, snapshot_series
 from priorwatch.db import get_engine, init_db
 
@@ -91,10 +92,24 @@ def render() -> None:
         st.dataframe(view[["dimension", "level", "n", "rate", "lo", "hi", "rest_rate", "p", "insufficient",
                            "flagged"]], hide_index=True)
 
+    open_alerts = [a for a in alerts if not a.acknowledged]
+    if open_alerts:
+        st.subheader("Alerts to acknowledge")
+        user = (st.session_state.get("user") or {}).get("username", "unknown")
+        for a in open_alerts[:20]:
+            cols = st.columns([5, 1])
+            cols[0].write(f"{a.as_of:%Y-%m-%d} **{a.kind}** {a.subject}: {a.message}")
+            if cols[1].button("Acknowledge", key=f"ack-{a.id}"):
+                with Session(get_engine()) as s:
+                    acknowledge_alert(s, a.id, user)  # type: ignore[arg-type]
+                    s.commit()
+                st.rerun()
+
     st.subheader("Alert history")
     if alerts:
         st.dataframe(pd.DataFrame([{"as_of": a.as_of, "kind": a.kind, "subject": a.subject, "value": a.value,
-                                    "threshold": a.threshold, "webhook": a.webhook_state, "message": a.message}
+                                    "threshold": a.threshold, "webhook": a.webhook_state, "message": a.message,
+                                    "acknowledged by": a.acknowledged_by or ""}
                                    for a in alerts]), hide_index=True)
     else:
         st.write("No alerts.")

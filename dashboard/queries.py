@@ -418,3 +418,14 @@ def record_review(
         {"review_id": review.id, "worklist_item_id": item_id, "action": action},
     )
     return review
+
+
+def acknowledge_alert(session: Session, alert_id: int, user: str) -> models.MonitoringAlert | None:
+    """A QA user has seen an alert and acts on it: recorded once, with who and when, and audited."""
+    alert = session.get(models.MonitoringAlert, alert_id)
+    if alert is None or alert.acknowledged:
+        return alert
+    alert.acknowledged, alert.acknowledged_by, alert.acknowledged_at = True, user, utcnow()
+    session.add(alert)
+    audit(session, user, "alert_ack", detail={"alert_id": alert_id, "kind": alert.kind})
+    return alert

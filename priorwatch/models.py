@@ -284,3 +284,5 @@ class MonitoringAlert(SQLModel, table=True):
     webhook_state: str = Field(default="none", max_length=16)  # none | sent | failed
     webhook_error: str | None = Field(default=None, sa_column=Column(Text))
     acknowledged: bool = False
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    acknowledged_at: NaiveDatetime | None = None

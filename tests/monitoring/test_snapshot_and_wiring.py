@@ -95,3 +95,43 @@ def test_dashboard_view_renders(pw_settings, monkeypatch):
         assert at.error  # the alerts are shown
     finally:
         reset_settings_cache()
+
+
+def test_qa_acknowledges_an_alert_on_the_page(pw_settings, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from sqlmodel import Session, select
+
+    from priorwatch.models import AuditLog, MonitoringAlert
+    from priorwatch.settings import reset_settings_cache
+
+    engine = get_engine(pw_settings)
+    simulate.write(engine, simulate.generate(date(2025, 1, 6), 50, 20, event_day=40, lateral_day=None))
+    run_snapshot(pw_settings, MonitoringSettings(), as_of=datetime(2025, 2, 25), send=False)
+    with Session(engine) as s:
+        n_open = len(s.exec(select(MonitoringAlert).where(MonitoringAlert.acknowledged == False)).all())  # noqa: E712
+    assert n_open > 0
+    monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(pw_settings.data_dir))
+    reset_settings_cache()
+    try:
+        def page():
+            import streamlit as st
+
+            from dashboard.monitoring_view import render
+
+            st.session_state["user"] = {"username": "qa1", "role": "qa"}
+            render()
+
+        at = AppTest.from_function(page, default_timeout=60).run()
+        assert not at.exception, at.exception
+        ack = [b for b in at.button if b.label == "Acknowledge"]
+        assert len(ack) == min(n_open, 20)
+        ack[0].click().run()
+        assert not at.exception, at.exception
+        assert len([b for b in at.button if b.label == "Acknowledge"]) == len(ack) - 1
+    finally:
+        reset_settings_cache()
+    with Session(engine) as s:
+        acked = s.exec(select(MonitoringAlert).where(MonitoringAlert.acknowledged == True)).all()  # noqa: E712
+        assert len(acked) == 1 and acked[0].acknowledged_by == "qa1" and acked[0].acknowledged_at is not None
+        rows = s.exec(select(AuditLog).where(AuditLog.action == "alert_ack")).all()
+        assert len(rows) == 1 and rows[0].user == "qa1"
