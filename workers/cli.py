@@ -44,7 +44,13 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(600.0, help="Seconds to wait for results."),
     ) -> None:
         """Run the whole pipeline on the embedded default with real chest CR pairs, then stop."""
+        import logging
+
         from workers.demo import run_demo
+
+        if "PRIORWATCH_LOG_LEVEL" not in os.environ:  # the demo's own lines tell the story
+            logging.getLogger().setLevel(logging.WARNING)
+            logging.getLogger("kombu").setLevel(logging.ERROR)
 
         rc = run_demo(data_dir, timeout_s=timeout)
         if dashboard and rc == 0:
