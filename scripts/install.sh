@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
+$SUDO apt-get install -y -qq \
     dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver >/dev/null
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
