@@ -92,13 +92,15 @@ def _finding_row(f: Any, raw: float | None) -> dict[str, Any]:
 
 
 def run(n: int = 1, seed: int = DEFAULT_SEED, out_path: Path | None = None, size: int = 512,
-        matrix_variation: float = 0.25, engine: Any = None, real_files: bool = True, quiet: bool = False) -> dict[str, Any]:
-    """Generate, compare and score; returns {"summary", "pairs", "real_files"} (also written as JSON)."""
+        matrix_variation: float = 0.25, engine: Any = None, real_files: bool = True, quiet: bool = False,
+        selected: list[BenchCase] | None = None) -> dict[str, Any]:
+    """Generate, compare and score; returns {"summary", "pairs", "real_files"} (also written as JSON).
+    `selected` replaces the generated grid (a quick run over a few chosen cases)."""
     eng = engine if engine is not None else RegistrationEngine(calibrated=False)
     raw_mode = not getattr(eng, "calibrated", True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
-        for i, c in enumerate(cases(n, seed, matrix_variation)):
+        for i, c in enumerate(selected if selected is not None else cases(n, seed, matrix_variation)):
             spec = synthetic.make_pair(tmp, f"BENCH{i:04d}", c.lesion, c.change, c.side, c.zone, seed=c.seed, matrix=c.matrix)
             t = time.perf_counter()
             cur_img = load_image(spec.current_paths[0], size=size)

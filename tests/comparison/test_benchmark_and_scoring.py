@@ -42,12 +42,11 @@ def test_benchmark_cases_are_seeded_and_vary_the_matrix() -> None:
     assert all(c.matrix == 1.0 for c in benchmark.cases(1, seed=5))
 
 
-def test_benchmark_json_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_json_schema(tmp_path: Path) -> None:
     few = [benchmark.BenchCase(FindingType.nodule, Change.new, Side.right, Zone.upper, 11, 0.85),
            benchmark.BenchCase(None, Change.stable, Side.right, Zone.middle, 33, 1.15)]
-    monkeypatch.setattr(benchmark, "cases", lambda n, seed, mv: few)
     out = tmp_path / "b.json"
-    benchmark.run(1, 99, out, size=384, real_files=False, quiet=True)
+    benchmark.run(1, 99, out, size=384, real_files=False, quiet=True, selected=few)
     doc = json.loads(out.read_text())
     s = doc["summary"]
     for k in ("pairs", "per_type", "change_direction_accuracy", "side_accuracy", "zone_accuracy", "urgent_recall",

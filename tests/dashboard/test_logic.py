@@ -151,11 +151,8 @@ def test_cli_user_add_and_dashboard_command(pw_settings, monkeypatch):
     with session_scope(pw_settings) as s:
         assert auth.authenticate(s, "rad1", "pw-from-stdin").role == "radiologist"
         assert auth.authenticate(s, "qa1", "pw-from-env-1").role == "qa"
-    calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
-    r = runner.invoke(app, ["dashboard", "--port", "8765"])
-    assert r.exit_code == 0, r.output
-    cmd, env = calls[0]
+    # What `priorwatch dashboard` runs (the browser test runs it for real).
+    cmd, env = cli.streamlit_command(8765), cli.dashboard_env()
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8765"
     assert cmd[cmd.index("--server.headless") + 1] == "true"
