@@ -4,7 +4,7 @@ the same policy as the local store, and retrieve the ones we do not already hold
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlmodel import select
@@ -17,7 +17,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import Instance, Study, StudyRole
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError
-from workers.priors import _MODALITY_GROUPS, when
+from workers.priors import select_comparable
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +28,17 @@ class FetchOutcome(BaseModel):
     reason: str | None = None  # why no prior came from the PACS (none found, not comparable, unreachable)
 
 
-def _comparable_hit(current: Study, hit: StudyHit) -> bool:
-    group = _MODALITY_GROUPS.get(current.modality, current.modality)
-    if not any(_MODALITY_GROUPS.get(m, m) == group for m in hit.modalities):
-        return False
-    a, b = current.body_part.upper().strip(), hit.body_part.upper().strip()
-    return not a or not b or a == b
-
-
 def choose_hits(current: Study, hits: list[StudyHit], lookback_days: int, baseline: bool) -> tuple[list[StudyHit], str | None]:
-    others = [h for h in hits if h.study_uid != current.study_uid]
-    if not others:
-        return [], "no earlier study for this patient in the PACS"
-    cur = when(current)
-    dated = [h for h in others if h.study_date and datetime.combine(h.study_date, datetime.min.time()) < cur]
-    if not dated:
-        return [], "no earlier study for this patient in the PACS"
-    comp = [h for h in dated if _comparable_hit(current, h)]
-    if not comp:
-        return [], "no comparable earlier study in the PACS (modality/body part)"
-    window = [h for h in comp if cur - datetime.combine(h.study_date, datetime.min.time()) <= timedelta(days=lookback_days)]  # type: ignore[arg-type]
+    """The same policy as the local store: the most recent comparable, optionally the oldest too."""
+    window, reason = select_comparable(
+        current,
+        [(h, datetime.combine(h.study_date, datetime.min.time()) if h.study_date else None, h.modalities, h.body_part)
+         for h in hits if h.study_uid != current.study_uid],
+        lookback_days, where=" in the PACS",
+    )
     if not window:
-        return [], f"no comparable study in the PACS within {lookback_days} days"
-    window.sort(key=lambda h: h.study_date)  # type: ignore[arg-type,return-value]
-    chosen = [window[-1]]
-    if baseline and len(window) > 1:
-        chosen.append(window[0])
-    return chosen, None
+        return [], reason
+    return ([window[-1], window[0]] if baseline and len(window) > 1 else [window[-1]]), None
 
 
 def _held(settings: Settings, hit: StudyHit) -> bool:

@@ -6,6 +6,7 @@ A real PACS comes in its own issue; this policy is the part that stays the same.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel
 from sqlmodel import Session, select
@@ -25,12 +26,14 @@ class PriorChoice(BaseModel):
     interval_days: int | None = None
 
 
-def comparable(a: Study, b: Study) -> bool:
-    ma, mb = (_MODALITY_GROUPS.get(a.modality, a.modality), _MODALITY_GROUPS.get(b.modality, b.modality))
-    if ma != mb:
+def comparable(modality: str, body_part: str, other_modalities: list[str], other_body_part: str) -> bool:
+    """A CR chest and a DX chest compare; a CT head and a CR chest do not. An unknown body part
+    does not rule a study out."""
+    group = _MODALITY_GROUPS.get(modality, modality)
+    if not any(_MODALITY_GROUPS.get(m, m) == group for m in other_modalities):
         return False
-    pa, pb = a.body_part.upper().strip(), b.body_part.upper().strip()
-    return not pa or not pb or pa == pb
+    a, b = body_part.upper().strip(), other_body_part.upper().strip()
+    return not a or not b or a == b
 
 
 def when(study: Study) -> datetime:
@@ -42,29 +45,44 @@ def when(study: Study) -> datetime:
     return study.first_received_at
 
 
+T = TypeVar("T")
+
+
+def select_comparable(current: Study, candidates: list[tuple[T, datetime | None, list[str], str]],
+                      lookback_days: int, where: str = "") -> tuple[list[T], str | None]:
+    """The prior policy, for the local store and the PACS alike: earlier, comparable, within the
+    look-back; returns the candidates oldest to newest (the last is the prior, the first the
+    baseline) or the reason there is none. Candidates are (item, when, modalities, body part)."""
+    cur = when(current)
+    earlier = [c for c in candidates if c[1] is not None and c[1] < cur]
+    if not earlier:
+        return [], f"no earlier study for this patient{where}"
+    comp = [c for c in earlier if comparable(current.modality, current.body_part, c[2], c[3])]
+    if not comp:
+        return [], f"no comparable earlier study{where} (modality/body part)"
+    window = [c for c in comp if cur - c[1] <= timedelta(days=lookback_days)]  # type: ignore[operator]
+    if not window:
+        return [], f"no comparable study{where} within {lookback_days} days"
+    window.sort(key=lambda c: c[1])  # type: ignore[arg-type,return-value]
+    return [c[0] for c in window], None
+
+
 def choose_prior(session: Session, current: Study, lookback_days: int) -> PriorChoice:
-    """Same patient and issuer, comparable modality and body part, earlier, within look-back."""
-    candidates = session.exec(
+    """The most recent comparable earlier study of the same patient and issuer in our store."""
+    others = session.exec(
         select(Study).where(
             Study.patient_id == current.patient_id,
             Study.issuer == current.issuer,
             Study.id != current.id,
         )
     ).all()
-    if not candidates:
-        return PriorChoice(prior_id=None, reason="no earlier study for this patient")
-    cur_when = when(current)
-    earlier = [s for s in candidates if when(s) < cur_when]
-    if not earlier:
-        return PriorChoice(prior_id=None, reason="no earlier study for this patient")
-    comp = [s for s in earlier if comparable(current, s)]
-    if not comp:
-        return PriorChoice(prior_id=None, reason="no comparable earlier study (modality/body part)")
-    window = [s for s in comp if cur_when - when(s) <= timedelta(days=lookback_days)]
-    if not window:
-        return PriorChoice(prior_id=None, reason=f"no comparable study within {lookback_days} days")
-    best = max(window, key=when)
-    return PriorChoice(prior_id=best.id, interval_days=(cur_when - when(best)).days)
+    chosen, reason = select_comparable(
+        current, [(s, when(s), [s.modality], s.body_part) for s in others], lookback_days
+    )
+    if not chosen:
+        return PriorChoice(prior_id=None, reason=reason)
+    best = chosen[-1]
+    return PriorChoice(prior_id=best.id, interval_days=(when(current) - when(best)).days)
 
 
 def frontal_instance(session: Session, study_id: int, up_to_version: int | None = None) -> Instance | None:

@@ -64,3 +64,22 @@ def test_frontal_view_preferred_and_sr_skipped(session: Session) -> None:
     session.commit()
     inst = frontal_instance(session, st.id)
     assert inst is not None and inst.sop_instance_uid == "c"
+
+
+def test_pacs_hits_follow_the_same_policy_with_an_optional_baseline(session: Session) -> None:
+    from datetime import date
+
+    from dicom_node.pacs import StudyHit
+    from workers.fetch import choose_hits
+
+    cur = _study(session, "4.9", "2025-01-01")
+    hits = [
+        StudyHit(study_uid="4.1", patient_id="P1", study_date=date(2019, 5, 1), modalities=["CR"], body_part="CHEST"),
+        StudyHit(study_uid="4.2", patient_id="P1", study_date=date(2024, 6, 1), modalities=["DX"], body_part="CHEST"),
+        StudyHit(study_uid="4.3", patient_id="P1", study_date=date(2024, 9, 1), modalities=["CT"], body_part="HEAD"),
+        StudyHit(study_uid="4.9", patient_id="P1", study_date=date(2025, 1, 1), modalities=["CR"], body_part="CHEST"),
+    ]
+    assert [h.study_uid for h in choose_hits(cur, hits, 3650, baseline=False)[0]] == ["4.2"]
+    assert [h.study_uid for h in choose_hits(cur, hits, 3650, baseline=True)[0]] == ["4.2", "4.1"]
+    none, reason = choose_hits(cur, hits[2:], 3650, baseline=False)
+    assert none == [] and reason == "no comparable earlier study in the PACS (modality/body part)"
