@@ -11,14 +11,17 @@ from sqlmodel import Session, select
 from priorwatch.models import Comparison, Delivery, Finding, Job, JobState, Study, StudyState, WorklistItem
 
 
-def comparison_records(session: Session) -> list[dict[str, Any]]:
-    """Every comparison, newest study version first, with its findings in the vocabulary."""
-    rows = session.exec(select(Comparison).order_by(Comparison.id)).all()
-    studies = {s.id: s for s in session.exec(select(Study)).all()}
+def comparison_records(session: Session, comparison_id: int | None = None) -> list[dict[str, Any]]:
+    """Every comparison (or just one), oldest first, with its findings in the vocabulary."""
+    q = select(Comparison).order_by(Comparison.id)
+    if comparison_id is not None:
+        q = q.where(Comparison.id == comparison_id)
+    rows = session.exec(q).all()
     out: list[dict[str, Any]] = []
     for c in rows:
-        cur = studies[c.study_id]
-        prior = studies.get(c.prior_study_id) if c.prior_study_id else None
+        cur = session.get(Study, c.study_id)
+        assert cur is not None
+        prior = session.get(Study, c.prior_study_id) if c.prior_study_id else None
         findings = session.exec(select(Finding).where(Finding.comparison_id == c.id)).all()
         out.append(
             {

@@ -66,7 +66,7 @@ def deliver(comparison_id: int, settings: Settings) -> dict[str, str]:
         comp = s.get(Comparison, comparison_id)
         if comp is None:
             raise PermanentError(f"comparison {comparison_id} does not exist")
-        record = next(r for r in comparison_records(s) if r["comparison_id"] == comparison_id)
+        record = comparison_records(s, comparison_id)[0]
         kinds = wanted(settings, comp.urgent)
         states = {}
         for kind in kinds:

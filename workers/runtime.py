@@ -85,10 +85,7 @@ class Runtime:
             self.triton.start()
             s = self.settings = s.model_copy(update={"triton_url": self.triton.grpc_url})
         if self.want_workers:
-            env = {**os.environ, **as_env(s)}
-            out = open(self.log_dir / "worker.log", "ab")
-            self.worker = subprocess.Popen(worker_command(s, beat=self.want_beat), env=env, stdout=out,
-                                           stderr=subprocess.STDOUT)
+            self.worker = self._spawn_worker()
         if self.want_node:
             self.node = StorageNode(s)
             self.node.start()
@@ -99,6 +96,12 @@ class Runtime:
                     self.services.append(svc)
                     log.info("started service %s", ep.name)
         return self
+
+    def _spawn_worker(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **as_env(self.settings)}
+        with open(self.log_dir / "worker.log", "ab") as out:  # the child keeps its own handle
+            return subprocess.Popen(worker_command(self.settings, beat=self.want_beat), env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         for svc in self.services:
@@ -136,7 +139,5 @@ class Runtime:
         while not stop["now"]:
             if self.worker is not None and self.worker.poll() is not None:
                 log.error("worker exited with %s; restarting it", self.worker.returncode)
-                env = {**os.environ, **as_env(self.settings)}
-                out = open(self.log_dir / "worker.log", "ab")
-                self.worker = subprocess.Popen(worker_command(self.settings, beat=self.want_beat), env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.worker = self._spawn_worker()
             time.sleep(0.5)
