@@ -8,13 +8,16 @@ Public API::
     send_files(paths, host, port, called_ae, calling_ae)  Storage SCU, one association
     echo(host, port, called_ae, calling_ae)               C-ECHO
     statuses                                              the C-STORE statuses we answer
+    netfast.apply()                                       pynetdicom network-loop fixes (applied on import)
 """
 
-from dicom_node import statuses
+from dicom_node import netfast, statuses
 from dicom_node.completion import CompletionMonitor
 from dicom_node.ingest import Ingest, StoreResult
 from dicom_node.scp import StorageNode
 from dicom_node.scu import NOT_SENT, echo, send_files, send_files_detailed
+
+netfast.apply()
 
 __all__ = [
     "NOT_SENT",
@@ -23,6 +26,7 @@ __all__ = [
     "StorageNode",
     "StoreResult",
     "echo",
+    "netfast",
     "send_files",
     "send_files_detailed",
     "statuses",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -76,12 +76,30 @@ class Duplicate(Exception):
     """The SOP Instance UID is already indexed."""
 
 
+# Statements on the receive path are built once: building a select/insert per call and
+# computing its cache key cost more than running it (SQLAlchemy caches the compiled form).
+_SOP = bindparam("sop")
+_UID = bindparam("uid")
+_SID = bindparam("sid")
+_SEL_INDEXED = select(instance_t.c.study_id).where(instance_t.c.sop_instance_uid == _SOP)
+_SEL_STUDY = select(study_t.c.id, study_t.c.modality, study_t.c.state, study_t.c.version).where(
+    study_t.c.study_uid == _UID)
+_REOPEN = (
+    update(study_t)
+    .where(and_(study_t.c.id == _SID, study_t.c.state != StudyState.receiving.value))
+    .values(state=StudyState.receiving.value, version=study_t.c.version + 1, released_at=None, completed_at=None)
+)
+_INS_STUDY = insert(study_t)
+_COUNT = (update(study_t).where(study_t.c.id == _SID)
+          .values(n_instances=study_t.c.n_instances + 1, last_received_at=bindparam("now")))
+_COUNT_MODALITY = _COUNT.values(modality=bindparam("modality"))
+_INS_INSTANCE = insert(instance_t)
+
+
 def is_indexed(engine: Engine, sop_instance_uid: str) -> int | None:
     """The study id of an already indexed instance, or None."""
     with engine.connect() as conn:
-        return conn.execute(
-            select(instance_t.c.study_id).where(instance_t.c.sop_instance_uid == sop_instance_uid)
-        ).scalar()
+        return conn.execute(_SEL_INDEXED, {"sop": sop_instance_uid}).scalar()
 
 
 @dataclass(slots=True)
@@ -100,46 +118,38 @@ def index_instance(
 
     def txn(conn: Connection) -> Indexed:
         now = utcnow()
-        if conn.execute(
-            select(instance_t.c.id).where(instance_t.c.sop_instance_uid == header.sop_instance_uid)
-        ).first() is not None:
+        if conn.execute(_SEL_INDEXED, {"sop": header.sop_instance_uid}).first() is not None:
             raise Duplicate()
-        row = conn.execute(
-            select(study_t.c.id, study_t.c.modality).where(study_t.c.study_uid == header.study_uid)
-        ).first()
+        row = conn.execute(_SEL_STUDY, {"uid": header.study_uid}).first()
+        reopened = False
         if row is None:
-            values = {k: v for k, v in header.study.items()}
+            values = dict(header.study)
             values.update(
                 study_uid=header.study_uid, calling_ae=calling_ae[:16], role=role,
                 state=StudyState.receiving.value, version=1, n_instances=0,
                 first_received_at=now, last_received_at=now,
             )
-            study_id = conn.execute(insert(study_t).values(**values)).inserted_primary_key[0]
-            modality = header.study.get("modality", "")
+            study_id = conn.execute(_INS_STUDY, values).inserted_primary_key[0]
+            modality, version = header.study.get("modality", ""), 1
         else:
-            study_id, modality = row
-        # Reopen a closed study: a late instance re-runs the study under a new version.
-        reopened = conn.execute(
-            update(study_t)
-            .where(and_(study_t.c.id == study_id, study_t.c.state != StudyState.receiving.value))
-            .values(state=StudyState.receiving.value, version=study_t.c.version + 1,
-                    released_at=None, completed_at=None)
-        ).rowcount
-        version = conn.execute(select(study_t.c.version).where(study_t.c.id == study_id)).scalar_one()
+            study_id, modality, state, version = row
+            if state != StudyState.receiving.value:
+                # Reopen a closed study: a late instance re-runs the study under a new version.
+                reopened = bool(conn.execute(_REOPEN, {"sid": study_id}).rowcount)
+                version = conn.execute(select(study_t.c.version).where(study_t.c.id == study_id)).scalar_one()
         instance_id = conn.execute(
-            insert(instance_t).values(
-                sop_instance_uid=header.sop_instance_uid, study_id=study_id,
-                series_uid=header.series_uid, sop_class_uid=header.sop_class_uid,
-                transfer_syntax=header.transfer_syntax, path=path, size=size,
-                received_at=now, study_version=version, **header.instance,
-            )
+            _INS_INSTANCE,
+            {"sop_instance_uid": header.sop_instance_uid, "study_id": study_id,
+             "series_uid": header.series_uid, "sop_class_uid": header.sop_class_uid,
+             "transfer_syntax": header.transfer_syntax, "path": path, "size": size,
+             "received_at": now, "study_version": version, **header.instance},
         ).inserted_primary_key[0]
-        changes: dict[str, object] = {"n_instances": study_t.c.n_instances + 1, "last_received_at": now}
         new_modality = header.instance.get("modality", "")
         if modality in _NON_IMAGE and new_modality not in _NON_IMAGE:
-            changes["modality"] = new_modality
-        conn.execute(update(study_t).where(study_t.c.id == study_id).values(**changes))
-        return Indexed(study_id, version, instance_id, bool(reopened))
+            conn.execute(_COUNT_MODALITY, {"sid": study_id, "now": now, "modality": new_modality})
+        else:
+            conn.execute(_COUNT, {"sid": study_id, "now": now})
+        return Indexed(study_id, version, instance_id, reopened)
 
     return with_retry(engine, txn, what="index_instance")
 

@@ -1,26 +1,31 @@
 """Ingest one received instance: header → spool file (durable) → index → status.
 
-Shared by the Storage SCP (C-STORE from scanners, archives, C-MOVE) and by retrieval (C-GET,
-WADO-RS), which hands whole Part-10 byte strings to `Ingest.sink(role="prior")`.
+The Storage SCP (C-STORE from scanners, archives, C-MOVE) hands over the data set in its
+receive buffer (`store_dataset`); retrieval (C-GET, WADO-RS) and tools hand whole Part-10 byte
+strings (`store`, `sink(role="prior")`). Both end in the same `_file`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 
 from priorwatch.db import get_engine, init_db
 from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import statuses
-from dicom_node.headers import IngestError, read_header
+from dicom_node import part10, statuses
+from dicom_node.headers import Header, IngestError, read_header, read_header_dataset
 from dicom_node.index import Duplicate, index_instance, is_indexed
-from dicom_node.spool import instance_path, write_atomic
+from dicom_node.spool import Buffer, instance_path, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,34 @@ class Ingest:
     def store(self, raw: bytes, *, calling_ae: str = "", expected_sop_uid: str | None = None,
               role: str | None = None) -> StoreResult:
         """Store one Part-10 byte string. Never raises: every outcome is a C-STORE status."""
+        return self._guarded(lambda: self._file(read_header(raw), (raw,), calling_ae, expected_sop_uid,
+                                                role or self.role_for(calling_ae)),
+                             calling_ae, expected_sop_uid)
+
+    def store_dataset(self, dataset: io.BytesIO, *, transfer_syntax: str, sop_class_uid: str,
+                      sop_instance_uid: str, calling_ae: str = "", role: str | None = None,
+                      implementation_class_uid: str = "", implementation_version_name: str = "") -> StoreResult:
+        """Store a data set as received in a C-STORE (no file meta), read in place from its
+        receive buffer: its Part-10 prefix is encoded here and written before it, no copy."""
+
+        def run() -> StoreResult:
+            dataset.seek(0)
+            header = read_header_dataset(dataset, transfer_syntax)
+            head = part10.prefix(
+                sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid, transfer_syntax=transfer_syntax,
+                implementation_class_uid=implementation_class_uid or PYNETDICOM_IMPLEMENTATION_UID,
+                implementation_version_name=implementation_version_name, source_ae=calling_ae)
+            body = dataset.getbuffer()
+            try:
+                return self._file(header, (head, body), calling_ae, sop_instance_uid, role or self.role_for(calling_ae))
+            finally:
+                body.release()
+
+        return self._guarded(run, calling_ae, sop_instance_uid)
+
+    def _guarded(self, run: Callable[[], StoreResult], calling_ae: str, expected_sop_uid: str | None) -> StoreResult:
         try:
-            return self._store(raw, calling_ae, expected_sop_uid, role or self.role_for(calling_ae))
+            return run()
         except IngestError as exc:
             self._count("refused")
             log.warning("refused instance from %s: 0x%04X %s (sop %s)", calling_ae or "-", exc.status,
@@ -76,8 +107,9 @@ class Ingest:
 
         return _sink
 
-    def _store(self, raw: bytes, calling_ae: str, expected_sop_uid: str | None, role: str) -> StoreResult:
-        header = read_header(raw)
+    def _file(self, header: Header, parts: Sequence[Buffer], calling_ae: str, expected_sop_uid: str | None,
+              role: str) -> StoreResult:
+        """Spool (durable) → index → status, for an instance whose header is read."""
         sop = header.sop_instance_uid
         if expected_sop_uid is not None and expected_sop_uid.strip("\x00 ") != sop:
             raise IngestError(statuses.DATASET_MISMATCH)
@@ -89,14 +121,14 @@ class Ingest:
 
         path = instance_path(self.settings.spool_dir, header.study_uid, sop)
         try:
-            write_atomic(path, raw, fsync=self.settings.fsync)
+            write_atomic(path, parts, fsync=self.settings.fsync)
         except OSError as exc:
             self._count("write_errors")
             log.error("cannot write instance %s to the spool: %s", phi_safe(sop), os.strerror(exc.errno or 0) or type(exc).__name__)
             return StoreResult(statuses.OUT_OF_RESOURCES, f"out of resources: {os.strerror(exc.errno or 0) or 'write failed'}")
 
         try:
-            indexed = index_instance(self.engine, header, path=str(path), size=len(raw), calling_ae=calling_ae, role=role)
+            indexed = index_instance(self.engine, header, path=str(path), size=sum(len(p) for p in parts), calling_ae=calling_ae, role=role)
         except Duplicate:
             self._count("duplicates")
             return StoreResult(statuses.SUCCESS, "duplicate", is_indexed(self.engine, sop), duplicate=True)

@@ -1,21 +1,22 @@
 """The Storage SCP: C-ECHO and C-STORE for every storage SOP class, any transfer syntax as sent.
 
-The hot path never decodes pixel data: the raw bytes as received (`event.encoded_dataset()`)
-are parsed for the header only, written durably to the spool, indexed, and only then answered.
+The hot path never decodes pixel data: the data set as received (the C-STORE request's
+buffer) is parsed for the header only, written durably to the spool behind its Part-10
+prefix, indexed, and only then answered.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import socket
 import threading
+import weakref
 from collections import Counter
-from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import AssociationSocket
 
 from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
@@ -26,33 +27,6 @@ from dicom_node.index import mark_released
 from dicom_node.ingest import Ingest
 
 log = logging.getLogger(__name__)
-
-
-def _recv_large(self: AssociationSocket, nr_bytes: int) -> bytearray:
-    """`AssociationSocket.recv` reading straight into one buffer, up to 1 MiB per call.
-
-    pynetdicom reads 4 KiB per `recv` and extends a bytearray: ~1,800 calls and copies for a
-    7 MB P-DATA PDU (we accept PDUs of any size, `maximum_pdu_size = 0`). Same contract: block
-    until `nr_bytes` are read, or return what was read when the peer closes.
-    """
-    sock = cast(socket.socket, self.socket)
-    buf = bytearray(nr_bytes)
-    view = memoryview(buf)
-    n = 0
-    try:
-        while n < nr_bytes:
-            k = sock.recv_into(view[n:], min(nr_bytes - n, 1 << 20))
-            if not k:
-                break
-            n += k
-    finally:
-        view.release()
-    if n < nr_bytes:
-        del buf[n:]
-    return buf
-
-
-AssociationSocket.recv = _recv_large  # type: ignore[method-assign]
 
 
 class StorageNode:
@@ -67,7 +41,11 @@ class StorageNode:
         self.monitor: CompletionMonitor | None = CompletionMonitor(settings) if monitor else None
         self._max_associations = max_associations
         self._server = None  # type: ignore[var-annotated]
-        self._touched: dict[int, set[int]] = {}
+        # Studies each live association stored into; held weakly so an association that ends
+        # without release (abort, dropped connection) leaves nothing behind. Only the
+        # association's own thread reads it: the connection-closed event may come from the DUL
+        # thread before EVT_RELEASED (the peer closes as soon as it has our release reply).
+        self._touched: weakref.WeakKeyDictionary[Association, set[int]] = weakref.WeakKeyDictionary()
         self._touched_lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------------
@@ -95,8 +73,7 @@ class StorageNode:
         handlers = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
-            (evt.EVT_ABORTED, self._on_closed),
-            (evt.EVT_CONN_CLOSE, self._on_closed),
+            (evt.EVT_ABORTED, self._on_aborted),
         ]
         self._server = ae.start_server(
             (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers
@@ -122,36 +99,42 @@ class StorageNode:
 
     # -- handlers ----------------------------------------------------------------------------
     def _on_store(self, event: evt.Event) -> Dataset:
-        calling = (event.assoc.requestor.ae_title or "").strip()
-        expected = str(event.request.AffectedSOPInstanceUID or "")
-        try:
-            raw = event.encoded_dataset()
-        except Exception as exc:
-            log.warning("cannot read the received data set (sop %s): %s", phi_safe(expected), type(exc).__name__)
+        request = event.request
+        requestor = event.assoc.requestor
+        calling = (requestor.ae_title or "").strip()
+        expected = str(request.AffectedSOPInstanceUID or "")
+        dataset = request.DataSet
+        if not isinstance(dataset, io.BytesIO):
+            log.warning("cannot read the received data set (sop %s)", phi_safe(expected))
             return _status(0xC210, "cannot understand: the data set could not be read")
         # A C-STORE sub-operation of a C-MOVE we asked for names us as its Move Originator:
         # file it as a prior whatever the calling AE (a PACS also forwards new studies to us).
-        originator = str(getattr(event.request, "MoveOriginatorApplicationEntityTitle", None) or "").strip()
+        originator = str(getattr(request, "MoveOriginatorApplicationEntityTitle", None) or "").strip()
         role = StudyRole.prior.value if originator and originator == self.settings.ae_title.strip() else None
-        result = self.ingest.store(raw, calling_ae=calling, expected_sop_uid=expected, role=role)
+        result = self.ingest.store_dataset(
+            dataset, transfer_syntax=str(event.context.transfer_syntax),
+            sop_class_uid=str(request.AffectedSOPClassUID or ""), sop_instance_uid=expected,
+            calling_ae=calling, role=role,
+            implementation_class_uid=str(requestor.implementation_class_uid or ""),
+            implementation_version_name=str(requestor.implementation_version_name or ""))
         if result.study_id is not None:
             with self._touched_lock:
-                self._touched.setdefault(id(event.assoc), set()).add(result.study_id)
+                self._touched.setdefault(event.assoc, set()).add(result.study_id)
         return _status(result.status, result.comment if result.status else None)
 
     def _on_released(self, event: evt.Event) -> None:
         with self._touched_lock:
-            ids = self._touched.pop(id(event.assoc), set())
+            ids = self._touched.pop(event.assoc, set())
         if ids:
             try:
                 mark_released(self.ingest.engine, ids)
             except Exception as exc:  # the quiet period still closes these studies
                 log.warning("cannot record release of %d studies: %s", len(ids), type(exc).__name__)
 
-    def _on_closed(self, event: evt.Event) -> None:
-        # Aborted or dropped: no release, the quiet period decides.
+    def _on_aborted(self, event: evt.Event) -> None:
+        # Aborted: no release, the quiet period decides.
         with self._touched_lock:
-            self._touched.pop(id(event.assoc), None)
+            self._touched.pop(event.assoc, None)
 
 
 def _status(code: int, comment: str | None) -> Dataset:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+Buffer = bytes | bytearray | memoryview
 
 
 def uid_hash(uid: str) -> str:
@@ -16,8 +19,8 @@ def instance_path(spool_dir: Path, study_uid: str, sop_instance_uid: str) -> Pat
     return spool_dir / uid_hash(study_uid) / f"{uid_hash(sop_instance_uid)}.dcm"
 
 
-def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write `data` to `path` so that `path` is either absent or complete, never partial.
+def write_atomic(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -> None:
+    """Write `data` (one buffer, or parts written one after the other) to `path` so that `path` is either absent or complete, never partial.
 
     A temporary file in the same folder is written, renamed over the target, then fsynced
     (when asked) before it is closed. Fsyncing after the rename makes the file's data and, on
@@ -37,7 +40,8 @@ def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                f.write(part)
             f.flush()
             os.replace(tmp, path)
             tmp = ""

@@ -1,0 +1,122 @@
+"""The fast receive path reads and writes exactly what the slow, library-only path would."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
+from pynetdicom.presentation import build_context
+
+from dicom_node import netfast, part10
+from dicom_node.headers import IngestError, read_header, read_header_dataset
+
+# Real files in every encoding pydicom-data ships: explicit/implicit little endian, big
+# endian, deflated, JPEG family; CT, MR, CR, RT, SEG, SR.
+def _part10_files() -> list[str]:
+    """Files with a complete file meta group, from which a sender's data set can be cut."""
+    out = []
+    for f in get_testdata_files("*.dcm"):
+        try:
+            meta = dcmread(f, stop_before_pixels=True).file_meta
+        except Exception:
+            continue
+        if "TransferSyntaxUID" in meta and "FileMetaInformationGroupLength" in meta:
+            out.append(f)
+    return out
+
+
+FILES = _part10_files()
+
+
+def _dataset_part(path: str) -> tuple[bytes, str]:
+    raw = open(path, "rb").read()
+    ds = dcmread(io.BytesIO(raw), stop_before_pixels=True)
+    start = 132 + 12 + int(ds.file_meta.FileMetaInformationGroupLength)
+    return raw[start:], str(ds.file_meta.TransferSyntaxUID)
+
+
+def _pydicom_text(ds, keyword: str) -> str:  # type: ignore[no-untyped-def]
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    return ("\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+            else str(value)).strip(" \x00")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.rsplit("/", 1)[-1])
+def test_header_from_received_data_set_matches_pydicom(path: str) -> None:
+    assert len(FILES) > 100  # the samples are there: this cannot pass on nothing
+    raw = open(path, "rb").read()
+    ds = dcmread(io.BytesIO(raw), stop_before_pixels=True)
+    try:
+        full = read_header(raw)
+    except IngestError as exc:  # refused (e.g. no PatientID): the data-set path refuses alike
+        body, ts = _dataset_part(path)
+        with pytest.raises(IngestError) as again:
+            read_header_dataset(io.BytesIO(body), ts)
+        assert again.value.status == exc.status
+        return
+    body, ts = _dataset_part(path)
+    received = read_header_dataset(io.BytesIO(body), ts)
+    assert received == full
+    # ...and both agree with pydicom's own converted values.
+    assert full.study_uid == _pydicom_text(ds, "StudyInstanceUID")
+    assert full.sop_instance_uid == _pydicom_text(ds, "SOPInstanceUID")
+    assert full.study["patient_name"] == _pydicom_text(ds, "PatientName")[:128]
+    assert full.study["accession"] == _pydicom_text(ds, "AccessionNumber")
+    assert full.instance["manufacturer"] == _pydicom_text(ds, "Manufacturer")[:64]
+    assert full.instance["rows"] == (int(ds.Rows) if "Rows" in ds else None)
+    assert full.instance["columns"] == (int(ds.Columns) if "Columns" in ds else None)
+
+
+@pytest.mark.parametrize("charset,name", [("ISO_IR 144", "Люкceмбypг^Иван"), ("ISO_IR 126", "Διονυσιος"),
+                                          ("ISO_IR 192", "Wang^XiaoDong=王^小東"), ("ISO_IR 100", "Müller^Jürgen")])
+def test_names_are_decoded_with_their_character_set(tmp_path, charset: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.InstitutionName = name.split("^")[0]
+    path = tmp_path / "named.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    body, ts = _dataset_part(str(path))
+    header = read_header_dataset(io.BytesIO(body), ts)
+    assert header.study["patient_name"] == name
+    assert header.study["institution"] == name.split("^")[0]
+    assert read_header(path.read_bytes()) == header
+
+
+@pytest.mark.parametrize("version_name,source_ae", [("OFFIS_DCMTK_367", "STORESCU"), ("PYNETDICOM_304", "A")])
+def test_file_meta_is_what_pydicom_writes(version_name: str, source_ae: str) -> None:
+    meta = dict(sop_class_uid="1.2.840.10008.5.1.4.1.1.1", sop_instance_uid="1.2.826.0.1.3680043.8.498.123",
+                transfer_syntax="1.2.840.10008.1.2", implementation_class_uid="1.2.276.0.7230010.3.0.3.6.7",
+                implementation_version_name=version_name, source_ae=source_ae)
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = meta["sop_class_uid"]
+    fm.MediaStorageSOPInstanceUID = meta["sop_instance_uid"]
+    fm.TransferSyntaxUID = meta["transfer_syntax"]
+    fm.ImplementationClassUID = meta["implementation_class_uid"]
+    fm.ImplementationVersionName = version_name
+    fm.SourceApplicationEntityTitle = source_ae
+    expected = DicomBytesIO()
+    expected.is_little_endian, expected.is_implicit_VR = True, False
+    write_file_meta_info(expected, fm, enforce_standard=True)
+    assert part10.file_meta(**meta) == expected.getvalue()
+
+
+def test_each_association_gets_its_own_contexts() -> None:
+    assert netfast.applied()
+    contexts = netfast.SharedUIDContexts(
+        build_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts[:3])
+    mine = copy.deepcopy(contexts)
+    mine[0].context_id = 7
+    mine[0].transfer_syntax = [ALL_TRANSFER_SYNTAXES[0]]
+    assert contexts[0].context_id is None
+    assert len(contexts[0].transfer_syntax) == len(ALL_TRANSFER_SYNTAXES)
+    assert [c.abstract_syntax for c in mine] == [c.abstract_syntax for c in contexts]
