@@ -1,14 +1,16 @@
 """The node's index: short write transactions on Study / Instance / Job, safe for many threads.
 
-SQLite (WAL) allows one writer at a time: within this process writers queue on a lock per
-database, and across processes (workers, dashboard) SQLite's busy timeout plus a retry on
-"database is locked" carry us through. PostgreSQL takes the same code.
+SQLite (WAL) allows one writer at a time: the node's writers, in every receiving process, queue
+on one `WriteLock` per database; other processes (workers, dashboard) meet SQLite's busy
+timeout plus a retry on "database is locked". PostgreSQL takes the same code.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,17 +33,53 @@ study_t = Study.__table__  # type: ignore[attr-defined]
 instance_t = Instance.__table__  # type: ignore[attr-defined]
 job_t = Job.__table__  # type: ignore[attr-defined]
 
-_locks: dict[str, threading.Lock] = {}
+class WriteLock:
+    """One writer at a time per database: a thread lock, and for a SQLite file also an
+    exclusive `flock` on `<db>.writelock`, shared by every receiving process of this node.
+
+    SQLite's own busy handler makes a blocked writer sleep (1, 2, 5, 10 ms...) and poll; a
+    blocked `flock` is woken by the kernel as soon as the holder lets go.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        db = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if db and db != ":memory:":
+            self._fd = os.open(f"{db}.writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def __enter__(self) -> "WriteLock":
+        self._thread_lock.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_locks: dict[str, WriteLock] = {}
 _locks_guard = threading.Lock()
 
 # Modalities that describe a study less well than the image modality that comes with them.
 _NON_IMAGE = {"", "SR", "PR", "KO", "DOC", "REG", "SEG"}
 
 
-def write_lock(engine: Engine) -> threading.Lock:
+def write_lock(engine: Engine) -> WriteLock:
     key = str(engine.url)
     with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = WriteLock(engine)
+        return lock
 
 
 def _is_locked(exc: OperationalError) -> bool:
@@ -73,7 +111,11 @@ def with_retry(engine: Engine, fn: Callable[[Connection], T], *, attempts: int =
 
 
 class Duplicate(Exception):
-    """The SOP Instance UID is already indexed."""
+    """The SOP Instance UID is already indexed (in study `study_id`)."""
+
+    def __init__(self, study_id: int | None = None) -> None:
+        super().__init__(study_id)
+        self.study_id = study_id
 
 
 # Statements on the receive path are built once: building a select/insert per call and
@@ -118,8 +160,9 @@ def index_instance(
 
     def txn(conn: Connection) -> Indexed:
         now = utcnow()
-        if conn.execute(_SEL_INDEXED, {"sop": header.sop_instance_uid}).first() is not None:
-            raise Duplicate()
+        held = conn.execute(_SEL_INDEXED, {"sop": header.sop_instance_uid}).first()
+        if held is not None:
+            raise Duplicate(held[0])
         row = conn.execute(_SEL_STUDY, {"uid": header.study_uid}).first()
         reopened = False
         if row is None:

@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 
@@ -25,7 +26,7 @@ from priorwatch.settings import Settings
 from dicom_node import part10, statuses
 from dicom_node.headers import Header, IngestError, read_header, read_header_dataset
 from dicom_node.index import Duplicate, index_instance, is_indexed
-from dicom_node.spool import Buffer, instance_path, write_atomic
+from dicom_node.spool import Buffer, new_instance_path, write_new
 
 log = logging.getLogger(__name__)
 
@@ -113,42 +114,48 @@ class Ingest:
         sop = header.sop_instance_uid
         if expected_sop_uid is not None and expected_sop_uid.strip("\x00 ") != sop:
             raise IngestError(statuses.DATASET_MISMATCH)
-        existing = is_indexed(self.engine, sop)
-        if existing is not None:
-            self._count("duplicates")
-            log.info("duplicate instance %s (study id %s): already stored", phi_safe(sop), existing)
-            return StoreResult(statuses.SUCCESS, "duplicate", existing, duplicate=True)
-
-        path = instance_path(self.settings.spool_dir, header.study_uid, sop)
+        path = new_instance_path(self.settings.spool_dir, header.study_uid, sop)
         try:
-            write_atomic(path, parts, fsync=self.settings.fsync)
+            write_new(path, parts, fsync=self.settings.fsync)
         except OSError as exc:
+            existing = is_indexed_safe(self, sop)
+            if existing:  # a re-send of what we hold: no need for the space
+                return self._duplicate(sop, existing)
             self._count("write_errors")
             log.error("cannot write instance %s to the spool: %s", phi_safe(sop), os.strerror(exc.errno or 0) or type(exc).__name__)
             return StoreResult(statuses.OUT_OF_RESOURCES, f"out of resources: {os.strerror(exc.errno or 0) or 'write failed'}")
 
         try:
-            indexed = index_instance(self.engine, header, path=str(path), size=sum(len(p) for p in parts), calling_ae=calling_ae, role=role)
-        except Duplicate:
-            self._count("duplicates")
-            return StoreResult(statuses.SUCCESS, "duplicate", is_indexed(self.engine, sop), duplicate=True)
+            indexed = index_instance(self.engine, header, path=str(path), size=sum(len(p) for p in parts),
+                                     calling_ae=calling_ae, role=role)
+        except Duplicate as dup:
+            _unlink(path)  # the indexed copy stays the stored one
+            return self._duplicate(sop, dup.study_id)
         except Exception as exc:
             self._count("index_errors")
             log.error("cannot index instance %s: %s", phi_safe(sop), type(exc).__name__)
-            if is_indexed_safe(self, sop) is None:
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+            _unlink(path)  # never indexed under this fresh name
             return StoreResult(statuses.INDEX_UNAVAILABLE, f"out of resources: index unavailable ({type(exc).__name__})")
         self._count("stored")
         if indexed.new_version:
             log.info("study %s reopened as version %d by a late instance", indexed.study_id, indexed.study_version)
         return StoreResult(statuses.SUCCESS, "", indexed.study_id)
 
+    def _duplicate(self, sop: str, study_id: int | None) -> StoreResult:
+        self._count("duplicates")
+        log.info("duplicate instance %s (study id %s): already stored", phi_safe(sop), study_id)
+        return StoreResult(statuses.SUCCESS, "duplicate", study_id, duplicate=True)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
 
 def is_indexed_safe(ingest: Ingest, sop: str) -> int | None:
     try:
         return is_indexed(ingest.engine, sop)
     except Exception:
-        return 0  # unknown: keep the file
+        return None  # unknown: treat as not held

@@ -15,8 +15,14 @@ What changes, and only that:
   `send_pdu` / `kill_dul`, instead of sleeping (at most `IDLE_WAIT_S` so its timers still run);
 - the association reactor blocks on the DIMSE queue for at most `ASSOC_WAIT_S` instead of
   sleeping 1 ms and then polling; release, abort and timeout checks are as before;
+- a complete C-STORE request to an acceptor is served in the DUL thread that decoded it,
+  not queued for the association thread (two thread hand-offs per instance fewer; with four
+  associations in one process a no-op SCP went 480-560 -> 700-790 instances/s);
 - the server's context list copies contexts without re-validating their immutable UIDs;
-- `AssociationSocket.recv` reads into one buffer, up to 1 MiB per call (4 KiB stock).
+- `AssociationSocket.recv` reads into one buffer, up to 1 MiB per call (4 KiB stock);
+- every association socket sets TCP_NODELAY: a P-DATA PDU's last partial segment otherwise
+  waits for the peer's delayed ACK (40 ms) - a pynetdicom SCU sending to a pynetdicom SCP on
+  loopback took 50 ms per C-STORE, stock or not.
 
 The loops mirror pynetdicom 3.0.x line by line apart from the waits; `apply()` refuses any
 other minor version (stock behaviour, with a warning) rather than guess at its internals.
@@ -32,10 +38,12 @@ import select
 import socket
 import threading
 import time
+from io import BytesIO
 from typing import Any, cast
 
 import pynetdicom
 from pynetdicom import association as _association
+from pynetdicom import dimse as _dimse
 from pynetdicom import dul as _dul
 from pynetdicom import evt
 from pynetdicom.pdu import A_ABORT_RQ
@@ -46,6 +54,9 @@ log = logging.getLogger(__name__)
 TESTED_VERSIONS = ("3.0.",)
 IDLE_WAIT_S = 0.01
 ASSOC_WAIT_S = 0.005
+# A requestor's own thread pauses its reactor before each request and waits until it is
+# paused: keep that as quick as pynetdicom's 1 ms sleep.
+REQUESTOR_WAIT_S = 0.001
 
 _applied = False
 _lock = threading.Lock()
@@ -61,11 +72,14 @@ def apply() -> bool:
             log.warning("pynetdicom %s is not a tested version: using its stock network loop", pynetdicom.__version__)
             return False
         AssociationSocket.recv = _recv_large  # type: ignore[method-assign]
+        AssociationSocket.__init__ = _socket_init  # type: ignore[method-assign]
+        AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
         AssociationServer.__init__ = _server_init  # type: ignore[method-assign]
         _dul.DULServiceProvider.run_reactor = _dul_run_reactor  # type: ignore[method-assign]
         _dul.DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
         _dul.DULServiceProvider.kill_dul = _kill_dul  # type: ignore[method-assign]
         _association.Association._run_reactor = _assoc_run_reactor  # type: ignore[method-assign]
+        _dimse.DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
         _applied = True
         return True
 
@@ -94,6 +108,29 @@ def _recv_large(self: AssociationSocket, nr_bytes: int) -> bytearray:
     if n < nr_bytes:
         del buf[n:]
     return buf
+
+
+def _nodelay(sock: socket.socket | None) -> None:
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+_stock_socket_init = AssociationSocket.__init__
+_stock_create_socket = AssociationSocket._create_socket
+
+
+def _socket_init(self: AssociationSocket, *args: Any, **kwargs: Any) -> None:
+    _stock_socket_init(self, *args, **kwargs)
+    _nodelay(cast(socket.socket, self.socket))
+
+
+def _create_socket(self: AssociationSocket, address: Any) -> socket.socket:
+    sock = _stock_create_socket(self, address)
+    _nodelay(sock)
+    return sock
 
 
 # -- presentation contexts ---------------------------------------------------------------------
@@ -227,9 +264,14 @@ def _assoc_run_reactor(self: _association.Association) -> None:
         self._reactor_checkpoint.wait()
         self._is_paused = False
         try:
-            context_id, msg = self.dimse.msg_queue.get(timeout=ASSOC_WAIT_S)
+            context_id, msg = self.dimse.msg_queue.get(timeout=ASSOC_WAIT_S if self.is_acceptor else REQUESTOR_WAIT_S)
         except queue.Empty:
             context_id, msg = None, None
+        if msg is not None and not self._reactor_checkpoint.is_set():
+            # A thread paused the reactor while we waited (it may have read `_is_paused` just
+            # before we cleared it): what we took is the reply it waits for. Put it back first.
+            _push_front(self.dimse.msg_queue, (context_id, msg))
+            continue
         if msg:
             self._serve_request(msg, cast(int, context_id))
 
@@ -269,3 +311,44 @@ def _assoc_run_reactor(self: _association.Association) -> None:
                 self.abort()
             self.kill()
             return
+
+
+
+# -- C-STORE requests served where they are decoded ----------------------------------------------
+def _receive_primitive(self: _dimse.DIMSEServiceProvider, primitive: Any) -> None:
+    # pynetdicom 3.0.4 DIMSEServiceProvider.receive_primitive, except that a complete C-STORE
+    # request to an acceptor is served right here, in the DUL thread, instead of being queued
+    # for the association thread: C-STORE is answered before the peer sends the next request
+    # (no asynchronous operations are negotiated), so the DUL has nothing else to read
+    # meanwhile, and two thread hand-offs per instance go.
+    if self.message is None:
+        self.message = _dimse.DIMSEMessage()
+    if not self.message.decode_msg(primitive, self.assoc):
+        return
+    evt.trigger(self.assoc, evt.EVT_DIMSE_RECV, {"message": self.message})
+    context_id = cast(int, self.message.context_id)
+    try:
+        d_primitive = self.message.message_to_primitive()
+    except Exception as exc:
+        _dimse.LOGGER.error("Received an invalid DIMSE message")
+        _dimse.LOGGER.exception(exc)
+        self.dul.event_queue.put("Evt19")
+        return
+    # Fix for memory leak, pynetdicom issue #41: ready for the next message
+    self.message.encoded_command_set = BytesIO()
+    self.message.data_set = BytesIO()
+    if isinstance(d_primitive, _dimse.C_STORE) and self.assoc.is_acceptor and d_primitive.is_valid_request:
+        self.assoc._serve_request(d_primitive, context_id)
+    elif isinstance(d_primitive, _dimse.C_CANCEL) and len(self.cancel_req) < 10:
+        self.cancel_req[cast(int, d_primitive.MessageIDBeingRespondedTo)] = d_primitive
+    elif isinstance(d_primitive, _dimse.N_EVENT_REPORT) and d_primitive.is_valid_request:
+        threading.Thread(target=self.assoc._serve_request, args=(d_primitive, context_id)).start()
+    else:
+        self.msg_queue.put((context_id, d_primitive))
+
+
+def _push_front(q: queue.Queue[Any], item: Any) -> None:
+    with q.mutex:
+        q.queue.appendleft(item)  # type: ignore[attr-defined]
+        q.unfinished_tasks += 1
+        q.not_empty.notify()

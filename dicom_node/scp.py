@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
+import subprocess
 import threading
 import weakref
 from collections import Counter
 
+from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.association import Association
@@ -22,6 +25,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
+from dicom_node import receivers
 from dicom_node.completion import CompletionMonitor
 from dicom_node.index import mark_released
 from dicom_node.ingest import Ingest
@@ -35,9 +39,14 @@ class StorageNode:
     `start()` returns once the node listens; `stop()` closes it and its completion monitor.
     """
 
-    def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int = 16) -> None:
+    def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int = 16,
+                 listener: socket.socket | None = None, slot: tuple[int, int] | None = None) -> None:
         self.settings = settings
-        self.ingest = Ingest(settings)
+        # A receiver process (`listener` given) shares the node's socket and schema.
+        self.ingest = Ingest(settings, create_schema=listener is None)
+        self._listener = listener
+        self._slot = slot  # (this receiver's LoadBoard slot, slots)
+        self._receivers: list[subprocess.Popen[bytes]] = []
         self.monitor: CompletionMonitor | None = CompletionMonitor(settings) if monitor else None
         self._max_associations = max_associations
         self._server = None  # type: ignore[var-annotated]
@@ -62,6 +71,12 @@ class StorageNode:
     def start(self) -> "StorageNode":
         if self._server is not None:
             return self
+        # pydicom checks every value it reads or writes against its VR's regular expression and
+        # logs the ones that fail, quoting them: ~40 UIDs per instance in DIMSE messages and
+        # negotiation, and a patient's name quoted in a log line. The node reads only the few
+        # elements it indexes, with its own checks (dicom_node.headers): no warnings, no PHI.
+        pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+        pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = 0  # accept P-DATA of any size: fewer, larger reads
         ae.maximum_associations = self._max_associations
@@ -74,17 +89,41 @@ class StorageNode:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
         ]
-        self._server = ae.start_server(
-            (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers
-        )
+        n = self.settings.receive_processes or receivers.auto_count()
+        listener = self._listener
+        if listener is None and n > 1:
+            listener = receivers.listen(self.settings.dicom_host, self.settings.dicom_port)
+        if listener is None:
+            self._server = ae.start_server(
+                (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers
+            )
+        else:
+            if self._listener is None:
+                # The node: its other receivers first, so that whoever sees the port answer
+                # (a readiness probe, a sender) finds every receiver up.
+                self._receivers = receivers.spawn(self.settings, listener, n - 1)
+            slot, slots = self._slot or (0, n)
+            board = receivers.LoadBoard(receivers.board_path(self.settings), slot, slots)
+            server = receivers.SharedListenerServer(listener, ae, listener.getsockname(), ae.ae_title,
+                                                    ae.supported_contexts, None, evt_handlers=handlers, board=board)
+            threading.Thread(target=server.serve_forever, name="priorwatch-acceptor", daemon=True).start()
+            ae._servers.append(server)  # pynetdicom's server.shutdown() removes it from there
+            self._server = server
         if self.monitor is not None:
             self.monitor.start()
         log.info("storage node %s listening on %s:%d", self.settings.ae_title, self.settings.dicom_host, self.port)
         return self
 
     def stop(self) -> None:
+        receivers.stop(self._receivers)
+        self._receivers = []
         if self._server is not None:
+            # An association still open would keep the process alive until its peer let go:
+            # abort it (what it stored is durable and indexed; the rest is the sender's to re-send).
+            for assoc in self._server.active_associations:
+                assoc.abort()
             self._server.shutdown()
             self._server.server_close()
             self._server = None
@@ -130,6 +169,10 @@ class StorageNode:
                 mark_released(self.ingest.engine, ids)
             except Exception as exc:  # the quiet period still closes these studies
                 log.warning("cannot record release of %d studies: %s", len(ids), type(exc).__name__)
+
+    def _on_conn_open(self, event: evt.Event) -> None:
+        if isinstance(self._server, receivers.SharedListenerServer):
+            self._server.track(event.assoc)
 
     def _on_aborted(self, event: evt.Event) -> None:
         # Aborted: no release, the quiet period decides.

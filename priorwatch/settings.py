@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Calling AEs whose sends are priors (an archive, or our own C-MOVE/C-GET): filed, no job.
     prior_source_aes: list[str] = Field(default_factory=list)
     fsync: bool = True  # durable before the C-STORE success response
+    # Processes receiving C-STORE on the one port (parallel associations use several cores);
+    # 0: one per core, at most 4.
+    receive_processes: int = 0
     completion_grace_s: float = 2.0  # after the sender releases, wait this long for more
     quiet_period_s: dict[str, float] = Field(
         default_factory=lambda: {"CR": 60.0, "DX": 60.0, "CT": 120.0, "MR": 180.0, "default": 90.0}

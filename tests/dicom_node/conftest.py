@@ -31,6 +31,7 @@ def make_settings(tmp: Path, **kw: object) -> Settings:
     base: dict[str, object] = dict(
         data_dir=tmp / "data", dicom_port=free_port(), completion_grace_s=0.3,
         quiet_period_s={"default": 2.0}, monitor_interval_s=0.1, ae_title="PRIORWATCH",
+        receive_processes=1,  # node.counts are per process; test_receivers runs several
     )
     base.update(kw)
     s = Settings(**base)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import time
 
 import pytest
 from pydicom import dcmread
@@ -120,3 +121,34 @@ def test_each_association_gets_its_own_contexts() -> None:
     assert contexts[0].context_id is None
     assert len(contexts[0].transfer_syntax) == len(ALL_TRANSFER_SYNTAXES)
     assert [c.abstract_syntax for c in mine] == [c.abstract_syntax for c in contexts]
+
+
+def test_paused_requestor_keeps_the_reply_its_reactor_took(node, settings) -> None:  # type: ignore[no-untyped-def]
+    """A requestor's own thread pauses the association reactor and then reads the reply to its
+    request itself. If the reactor, blocked in its bounded wait, takes that reply after the
+    pause began, it must hand it back (pynetdicom would otherwise drop it as an "unexpected"
+    message and the sender would time out)."""
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title="MODALITY")
+    ae.dimse_timeout = 1  # a dropped reply fails fast
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title=settings.ae_title)
+    kept = 0
+    try:
+        for i in range(30):
+            reply = C_STORE()
+            reply.MessageIDBeingRespondedTo = i + 1
+            reply.Status = 0
+            time.sleep(0.003)  # the idle reactor is inside its bounded wait nearly all the time
+            assoc._reactor_checkpoint.clear()  # what send_c_store() does first
+            assoc.dimse.msg_queue.put((1, reply))  # the reply arrives (the DUL thread queues it)...
+            time.sleep(0.002)  # ...before the requesting thread gets to read it
+            context_id, got = assoc.dimse.get_msg(block=True)
+            kept += got is reply
+            assoc._reactor_checkpoint.set()
+    finally:
+        assoc.release()
+    assert kept == 30

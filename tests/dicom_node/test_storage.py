@@ -18,7 +18,7 @@ from pynetdicom import AE
 from sqlmodel import select
 
 from dicom_node import StorageNode, echo, send_files, send_files_detailed, statuses
-from dicom_node.spool import instance_path
+from dicom_node.spool import study_folder
 from priorwatch.db import session_scope
 from priorwatch.models import Instance, Job, Study
 from priorwatch.settings import Settings
@@ -62,11 +62,10 @@ def test_store_indexes_before_success(node: StorageNode, settings: Settings, mak
             assert rsp.Status == 0x0000
             # At the moment the SCU holds the success response, the file is whole on disk and
             # the row is in the index (read through a fresh session).
-            target = instance_path(settings.spool_dir, ds.StudyInstanceUID, ds.SOPInstanceUID)
-            assert target.is_file()
             with session_scope(settings) as s:
                 row = s.exec(select(Instance).where(Instance.sop_instance_uid == ds.SOPInstanceUID)).one()
-            assert row.path == str(target)
+            target = Path(row.path)
+            assert target.is_file() and target.parent == study_folder(settings.spool_dir, ds.StudyInstanceUID)
             assert row.size == target.stat().st_size
             # The data set is stored byte for byte as sent.
             sent = dcmread(p)

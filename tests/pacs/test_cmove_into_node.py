@@ -62,7 +62,8 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
 
 def _settings(tmp: Path, port: int, orthanc_aet: str) -> Settings:
     s = Settings(data_dir=tmp / "data", dicom_port=port, ae_title=NODE_AE, prior_source_aes=[orthanc_aet],
-                 completion_grace_s=0.3, monitor_interval_s=0.1, quiet_period_s={"default": 0.3})
+                 completion_grace_s=0.3, monitor_interval_s=0.1, quiet_period_s={"default": 0.3},
+                 receive_processes=1)  # node.counts are per process
     s.ensure_dirs()
     return s
 
