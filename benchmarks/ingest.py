@@ -9,6 +9,8 @@ MB/s and the ratios ours/storescp and ours/Orthanc.
         [--sender storescu|pynetdicom] [--repeat 3]
 
 Each cell is the median of --repeat runs, each on a fresh receiver after a short warm-up send.
+"study" rows send 2-instance small studies, a new association per study (what a modality
+does), so they also weigh each receiver's association set-up.
 """
 
 from __future__ import annotations
@@ -148,7 +150,10 @@ def _storescu(paths: list[Path], port: int, aet: str, calling: str) -> list[int]
 
 
 def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int, sender: str = "storescu",
-             warmup: list[Path] | None = None) -> tuple[float, int]:
+             warmup: list[Path] | None = None, per_association: int = 0) -> tuple[float, int]:
+    """Send `files` over `parallel` senders; each sender uses one association for all its files,
+    or (`per_association` > 0) a new association for every `per_association` files, as a
+    modality sending one study at a time does."""
     recv = cls(work).start()
     send_fn = _storescu if sender == "storescu" else (
         lambda paths, port, aet, calling: send_files(paths, HOST, port, aet, calling_ae=calling))
@@ -159,7 +164,9 @@ def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int, 
         results: list[list[int]] = [[] for _ in range(parallel)]
 
         def send(i: int) -> None:
-            results[i] = send_fn(chunks[i], recv.port, recv.aet, f"BENCH{i}")
+            step = per_association or len(chunks[i]) or 1
+            for k in range(0, len(chunks[i]), step):
+                results[i] += send_fn(chunks[i][k:k + step], recv.port, recv.aet, f"BENCH{i}")
 
         threads = [threading.Thread(target=send, args=(i,)) for i in range(parallel)]
         t0 = time.perf_counter()
@@ -183,15 +190,19 @@ def main() -> int:
     ap.add_argument("--sender", choices=["storescu", "pynetdicom"], default="storescu",
                     help="the same sender for every receiver (storescu: C, never the bottleneck)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
+    ap.add_argument("--studies", type=int, default=60,
+                    help="also send this many 2-instance small studies, one association per study (0: skip)")
     args = ap.parse_args()
     classes = {"ours": Ours, "storescp": StoreSCP, "orthanc": Orthanc}
     rows = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = Path(tmp)
         data = {"small": make_instances(root / "src-small", args.small, "small"),
-                "large": make_instances(root / "src-large", args.large, "large")}
+                "large": make_instances(root / "src-large", args.large, "large"),
+                "study": make_instances(root / "src-study", 2 * args.studies, "small")}
         warm = {"small": make_instances(root / "warm-small", 20, "small"),
                 "large": make_instances(root / "warm-large", 2, "large")}
+        warm["study"] = warm["small"]
         for size, files in data.items():
             if not files:
                 continue
@@ -202,7 +213,7 @@ def main() -> int:
                     times = []
                     for rep in range(args.repeat):
                         dt, ok = run_once(classes[name], root / f"{name}-{size}-{par}-{rep}", files, par,
-                                          args.sender, warm[size])
+                                          args.sender, warm[size], per_association=2 if size == "study" else 0)
                         if ok != len(files):
                             print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
                         times.append(dt)

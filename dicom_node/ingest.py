@@ -23,7 +23,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import part10, statuses
+from dicom_node import part10, spool, statuses
 from dicom_node.headers import Header, IngestError, read_header, read_header_dataset
 from dicom_node.index import Duplicate, index_instance, is_indexed
 from dicom_node.spool import Buffer, new_instance_path, write_new
@@ -49,6 +49,7 @@ class Ingest:
         else:
             settings.ensure_dirs()
         self.engine = get_engine(settings)
+        spool.prepare(settings.spool_dir)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -114,9 +115,8 @@ class Ingest:
         sop = header.sop_instance_uid
         if expected_sop_uid is not None and expected_sop_uid.strip("\x00 ") != sop:
             raise IngestError(statuses.DATASET_MISMATCH)
-        path = new_instance_path(self.settings.spool_dir, header.study_uid, sop)
         try:
-            write_new(path, parts, fsync=self.settings.fsync)
+            path = self._write(sop, parts)
         except OSError as exc:
             existing = is_indexed_safe(self, sop)
             if existing:  # a re-send of what we hold: no need for the space
@@ -140,6 +140,17 @@ class Ingest:
         if indexed.new_version:
             log.info("study %s reopened as version %d by a late instance", indexed.study_id, indexed.study_version)
         return StoreResult(statuses.SUCCESS, "", indexed.study_id)
+
+    def _write(self, sop: str, parts: Sequence[Buffer]) -> Path:
+        for attempt in range(3):
+            path = new_instance_path(self.settings.spool_dir, sop)
+            try:
+                write_new(path, parts, fsync=self.settings.fsync)
+                return path
+            except FileExistsError:  # the same random suffix for the same SOP: draw again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _duplicate(self, sop: str, study_id: int | None) -> StoreResult:
         self._count("duplicates")

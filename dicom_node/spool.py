@@ -1,4 +1,9 @@
-"""The spool: one file per received copy, `<spool>/<study-hash>/<sop-hash>.<8 hex>.dcm`.
+"""The spool: one file per received copy, `<spool>/<2 hex>/<sop-hash>.<8 hex>.dcm`.
+
+The 256 folders (the SOP hash's first byte) are made once, durably, when the node starts: a new
+study then costs no mkdir and no directory fsync on the receive path (measured here: the first
+instance of each study took 15 ms against 7 for the next, in 2-instance studies). Files are
+found through their index row, never by listing folders.
 
 A file is reachable only through its index row, which is written after the file is durable;
 so a file is written once under a fresh name and never renamed or overwritten. A re-sent
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,13 +28,24 @@ def uid_hash(uid: str) -> str:
     return hashlib.sha256(uid.encode()).hexdigest()[:32]
 
 
-def study_folder(spool_dir: Path, study_uid: str) -> Path:
-    return spool_dir / uid_hash(study_uid)
+def prepare(spool_dir: Path) -> None:
+    """Make the 256 spool folders, durably (idempotent; a few ms once they exist)."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    made = False
+    for i in range(256):
+        folder = spool_dir / f"{i:02x}"
+        if not folder.is_dir():
+            folder.mkdir(exist_ok=True)
+            made = True
+    if made:
+        _fsync_dir(spool_dir)
+        _fsync_dir(spool_dir.parent)
 
 
-def new_instance_path(spool_dir: Path, study_uid: str, sop_instance_uid: str) -> Path:
+def new_instance_path(spool_dir: Path, sop_instance_uid: str) -> Path:
     """A path no other copy has: the SOP's hash plus a random suffix."""
-    return study_folder(spool_dir, study_uid) / f"{uid_hash(sop_instance_uid)}.{secrets.token_hex(4)}.dcm"
+    h = uid_hash(sop_instance_uid)
+    return spool_dir / h[:2] / f"{h}.{random.getrandbits(32):08x}.dcm"
 
 
 def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -> None:
@@ -37,9 +53,9 @@ def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -
     other), durable when this returns if `fsync`.
 
     `fdatasync` after the write makes the data and, on journalling file systems (ext4, xfs),
-    the new directory entry durable in one journal commit (what Orthanc does per file too); a
-    newly made study folder is fsynced into its parent. Any OSError (ENOSPC, EIO, EACCES...)
-    propagates after the partial file is removed.
+    the new directory entry durable in one journal commit (what Orthanc does per file too).
+    A folder missing (spool not `prepare`d) is made and fsynced into its parent. Any OSError
+    (ENOSPC, EIO, EACCES...) propagates after the partial file is removed.
     """
     folder = path.parent
     made = False
