@@ -206,7 +206,25 @@ def _idle_wait(self: _dul.DULServiceProvider) -> None:
             pass
 
 
+class _UserQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's queue to its association; an acceptor's reactor, waiting on its DIMSE queue, is
+    nudged when something lands here (a release or abort request), instead of seeing it only
+    when its wait runs out: a released association is answered at once (was up to 5 ms)."""
+
+    def __init__(self, dul: _dul.DULServiceProvider) -> None:
+        super().__init__()
+        self._dul = dul
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        assoc = self._dul.assoc
+        if assoc.is_acceptor and assoc.is_established and not assoc._is_paused:
+            assoc.dimse.msg_queue.put((None, None))  # read and skipped by _assoc_run_reactor
+
+
 def _dul_run_reactor(self: _dul.DULServiceProvider) -> None:
+    if self.to_user_queue.empty():
+        self.to_user_queue = _UserQueue(self)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
