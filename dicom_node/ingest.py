@@ -23,7 +23,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import part10, spool, statuses
+from dicom_node import part10, statuses
 from dicom_node.headers import Header, IngestError, read_header, read_header_dataset
 from dicom_node.index import Duplicate, index_instance, is_indexed
 from dicom_node.spool import Buffer, new_instance_path, write_new
@@ -49,7 +49,6 @@ class Ingest:
         else:
             settings.ensure_dirs()
         self.engine = get_engine(settings)
-        spool.prepare(settings.spool_dir)
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 

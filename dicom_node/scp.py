@@ -25,7 +25,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import receivers
+from dicom_node import receivers, spool
 from dicom_node.completion import CompletionMonitor
 from dicom_node.index import mark_released
 from dicom_node.ingest import Ingest
@@ -44,6 +44,8 @@ class StorageNode:
         self.settings = settings
         # A receiver process (`listener` given) shares the node's socket and schema.
         self.ingest = Ingest(settings, create_schema=listener is None)
+        if listener is None:  # the node, once: no mkdir on the receive path after this
+            spool.prepare(settings.spool_dir)
         self._listener = listener
         self._slot = slot  # (this receiver's LoadBoard slot, slots)
         self._receivers: list[subprocess.Popen[bytes]] = []

@@ -59,10 +59,13 @@ def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -
     """
     folder = path.parent
     made = False
-    if not folder.is_dir():
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o640)
+    except FileNotFoundError:  # not made at start (a worker's own Ingest, a removed folder)
         folder.mkdir(parents=True, exist_ok=True)
         made = True
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, flags, 0o640)
     try:
         for part in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
             view = memoryview(part)
