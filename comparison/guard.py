@@ -1,14 +1,23 @@
 """The hallucination guard: every VLM claim checked against the registration engine's evidence.
 
-Runs in the worker on every VLM result (`guard`). For each claimed finding:
+Runs in the worker on every VLM result (`guard`). Evidence *matches* a claim when it is of the
+same finding type or of a compatible group (`COMPATIBLE`: nodule/mass; consolidation/
+atelectasis), on the same side and in the same zone (`PLEURAL`: pneumothorax and effusion
+fill the pleural space, so for them the side alone places them). For each claimed finding:
 
-- a change claim (new / worsened, improved / resolved) is ``supported`` when the registration
-  evidence shows a change in the same direction in a matching zone and side, and
-  ``unsupported`` when it shows nothing there or the opposite direction;
-- a ``stable`` claim is ``supported`` unless the evidence shows a change there;
+- a claim without a side (or, for a parenchymal finding, without a zone) is ``unverified``:
+  there is no place to check it at;
+- a change claim (new / worsened, improved / resolved) is ``supported`` only by matching
+  evidence that changed the same way; matching evidence of the opposite direction makes it
+  ``unsupported`` (contradicted); a change of another type at that place (or one the engine
+  could not type, ``other``) leaves it ``unverified``; nothing at that place: ``unsupported``;
+- a ``stable`` claim is ``unverified`` unless the evidence measured that lesion in both images
+  (a matching evidence finding whose change is ``stable``): registration sees differences,
+  and a lesion that did not change leaves none, so "nothing changed here" proves nothing;
+  matching evidence of a change makes it ``unsupported``;
 - with no prior, a comparison claim (anything but ``no_prior``) is ``unsupported`` and
   comparison words in the draft text are flagged; a ``no_prior`` claim is ``unverified`` unless
-  the evidence has something in that zone (change evidence needs a prior);
+  matching evidence is there (change evidence needs a prior);
 - an urgent claim is never dropped and never demoted: where the rules above would say
   ``unsupported`` it is kept urgent and marked ``unverified``, with a note;
 - urgent evidence the model did not mention is added as a finding (marked ``supported``), and
@@ -22,11 +31,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, GuardMark, Side, Zone
+from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
+
+__all__ = ["COMPATIBLE", "PLEURAL", "comparison_words", "guard"]
 
 APPEARING = frozenset({Change.new, Change.worsened})
 DISAPPEARING = frozenset({Change.improved, Change.resolved})
 CHANGED = APPEARING | DISAPPEARING
+
+# Finding types a radiograph cannot tell apart reliably: evidence of one backs a claim of the other.
+COMPATIBLE: tuple[frozenset[FindingType], ...] = (
+    frozenset({FindingType.nodule, FindingType.mass}),  # the same round lesion either side of 30 mm
+    frozenset({FindingType.consolidation, FindingType.atelectasis}),  # both airspace opacity on a film
+)
+# Pleural-space findings: placed by side only (a pneumothorax or effusion spans zones).
+PLEURAL = frozenset({FindingType.pneumothorax, FindingType.effusion})
 
 # Words that only make sense against a prior (matched on word boundaries, case-insensitive).
 COMPARISON_WORDS = (
@@ -58,11 +77,28 @@ def _where(f: FindingResult) -> tuple[Side | None, Zone | None]:
 
 
 def _side_match(a: Side | None, b: Side | None) -> bool:
-    return a is None or b is None or a == b or Side.bilateral in (a, b)
+    return a is not None and b is not None and (a == b or Side.bilateral in (a, b))
 
 
-def _zone_match(a: Zone | None, b: Zone | None) -> bool:
-    return a is None or b is None or a == b
+def _same_kind(a: FindingType, b: FindingType) -> bool:
+    return a == b or any(a in g and b in g for g in COMPATIBLE)
+
+
+def _placed(f: FindingResult) -> bool:
+    """Does the claim say where it is, enough to check it (side; and zone unless pleural)?"""
+    side, zone = _where(f)
+    return side is not None and (zone is not None or f.finding in PLEURAL)
+
+
+def _at(claim: FindingResult, e: FindingResult) -> bool:
+    """Is evidence `e` at the claim's place (side, and zone unless both are pleural findings)?"""
+    cs, cz = _where(claim)
+    es, ez = _where(e)
+    if not _side_match(cs, es):
+        return False
+    if claim.finding in PLEURAL and e.finding in PLEURAL:
+        return True
+    return cz is not None and cz == ez
 
 
 def _label(f: FindingResult) -> str:
@@ -72,14 +108,15 @@ def _label(f: FindingResult) -> str:
 
 
 def _matching(claim: FindingResult, evidence: Iterable[FindingResult]) -> list[FindingResult]:
-    cs, cz = _where(claim)
-    out = []
-    for e in evidence:
-        es, ez = _where(e)
-        if _side_match(cs, es) and _zone_match(cz, ez):
-            out.append(e)
-    # Same finding type first, then the strongest evidence.
+    """Evidence at the claim's place of the same type or compatible group, strongest first."""
+    out = [e for e in evidence if _same_kind(claim.finding, e.finding) and _at(claim, e)]
     return sorted(out, key=lambda e: (e.finding != claim.finding, -(e.confidence or 0.0)))
+
+
+def _elsewhere_typed(claim: FindingResult, evidence: Iterable[FindingResult]) -> list[FindingResult]:
+    """Changes at the claim's place of another type (or untyped, ``other``)."""
+    return [e for e in evidence if not _same_kind(claim.finding, e.finding) and _at(claim, e)
+            and e.change in CHANGED]
 
 
 def _evidence_of(e: FindingResult) -> Evidence:
@@ -103,7 +140,10 @@ def _judge(claim: FindingResult, evidence: list[FindingResult], has_prior: bool)
         return GuardMark.unverified, "no prior: nothing to check it against", None
     if claim.change == Change.no_prior:
         return GuardMark.unverified, "the model wrote 'no_prior' although a prior was compared", None
+    if not _placed(claim):
+        return GuardMark.unverified, "the claim gives no side or zone: nothing to check it at", None
     m = _matching(claim, evidence)
+    other_kind = _elsewhere_typed(claim, evidence)
     if claim.change in CHANGED:
         same = APPEARING if claim.change in APPEARING else DISAPPEARING
         agree = [e for e in m if e.change in same]
@@ -112,12 +152,17 @@ def _judge(claim: FindingResult, evidence: list[FindingResult], has_prior: bool)
         against = [e for e in m if e.change in CHANGED]
         if against:
             return GuardMark.unsupported, f"contradicted: the evidence shows {_label(against[0])}", None
+        if other_kind:
+            return GuardMark.unverified, f"the evidence there is {_label(other_kind[0])}, not a {claim.finding}", None
         return GuardMark.unsupported, "no change in the image evidence for that zone", None
     # stable
     changed = [e for e in m if e.change in CHANGED]
     if changed:
         return GuardMark.unsupported, f"contradicted: the evidence shows {_label(changed[0])}", None
-    return GuardMark.supported, None, None
+    measured = [e for e in m if e.change == Change.stable]
+    if measured:
+        return GuardMark.supported, None, measured[0]
+    return GuardMark.unverified, "stable is not measured: the evidence did not find that lesion in both images", None
 
 
 def guard(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) -> ComparisonResult:

@@ -83,9 +83,35 @@ COMPARISON_WORDS = (
     "persistent", "again seen", "since the prior", "compared with", "compared to", "previously",
 )
 
-# Terms that make free text urgent unless negated in the same sentence.
+# Terms that make free text urgent unless negated inside their own clause.
 URGENT_TERMS = ("pneumothorax", "tension", "free air", "pneumoperitoneum", "urgent", "critical", "malpositioned")
-_NEGATIONS = re.compile(r"\b(no|not|without|negative for|free of|resolved|absence of|absent)\b", re.I)
+# A negation (or a non-urgent course: resolved, decreasing) before the term, in its clause:
+# "No effusion or pneumothorax" negates both; "no effusion; large pneumothorax" negates only the first.
+_PRE_NEGATION = re.compile(
+    r"\b(no|not|without|negative for|free of|absence of|no evidence of|resolved|resolving|resolution of|"
+    r"decreas(?:ed|ing)|smaller|improv(?:ed|ing)|interval resolution of|ruled out)\b", re.I)
+# The same after the term: "the pneumothorax has resolved", "pneumothorax is not seen".
+_POST_NEGATION = re.compile(
+    r"\b(resolved|resolving|absent|not (?:seen|present|identified|visuali[sz]ed|evident)|no longer|ruled out|"
+    r"excluded|none|negative|decreas(?:ed|ing)|smaller|improv(?:ed|ing))\b", re.I)
+# Where a negation's scope ends: sentence ends, semicolons (not colons: "Pneumothorax: none."), contrastive words, and an
+# "and" / "with" / comma that starts a new positive statement ("no effusion, and a large
+# pneumothorax"; "no effusion with a new pneumothorax"), as NegEx's termination terms do.
+_CLAUSE_BREAK = re.compile(
+    r"[.!?;\n]+|\b(?:but|however|although|though|whereas|while|yet|except)\b|,?\s*\b(?:and|with|plus)\b"
+    r"(?=\s+(?:a|an|the|there|new|large|small|moderate|massive|tension|interval|increas\w*|worse\w*|"
+    r"persistent|left|right|bilateral)\b)|,\s*(?=(?:there is|there are|there has been|a|an|new|large|"
+    r"moderate|small|massive|tension|left|right|bilateral)\b)",
+    re.I)
+
+
+def clauses(text: str) -> list[str]:
+    """`text` cut where a negation's scope ends (see `_CLAUSE_BREAK`)."""
+    return [c.strip() for c in _CLAUSE_BREAK.split(text or "") if c and c.strip()]
+
+
+def _negated(clause: str, start: int, end: int) -> bool:
+    return bool(_PRE_NEGATION.search(clause[:start]) or _POST_NEGATION.search(clause[end:]))
 
 
 @dataclass
@@ -366,14 +392,15 @@ def _narrative_from(findings: list[FindingResult]) -> str:
 
 
 def urgent_terms_in(text: str) -> list[str]:
-    """Urgent terms named in free text and not negated in their sentence."""
-    hits: list[str] = []
-    for sentence in re.split(r"(?<=[.!?;\n])\s+", text):
-        low = sentence.lower()
+    """Urgent terms named in free text and not negated inside their clause."""
+    hits: set[str] = set()
+    for clause in clauses(text):
+        low = clause.lower()
         for term in URGENT_TERMS:
-            if re.search(rf"\b{re.escape(term)}\b", low) and not _NEGATIONS.search(low):
-                hits.append(term)
-    return sorted(set(hits))
+            for m in re.finditer(rf"\b{re.escape(term)}\b", low):
+                if not _negated(low, m.start(), m.end()):
+                    hits.add(term)
+    return sorted(hits)
 
 
 def parse_model_output(text: str | None, *, has_prior: bool) -> ParsedOutput:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from comparison.vlm.parse import extract_json, parse_model_output
+from comparison.vlm.parse import extract_json, parse_model_output, urgent_terms_in
 from priorwatch.vocabulary import Change, FindingType, Side, Zone
 from tests.vlm import recorded as rec
 
@@ -117,3 +117,16 @@ def test_list_in_prose_keeps_every_finding() -> None:
             '{"finding": "edema", "change": "improved", "confidence": 0.5}] end')
     p = parse_model_output(text, has_prior=True)
     assert [f.finding for f in p.findings] == [FindingType.effusion, FindingType.edema]
+
+
+@pytest.mark.parametrize("text", [rec.PROSE_NEGATION_THEN_URGENT, rec.PROSE_NEGATION_AND_POSITIVE, rec.PROSE_BUT_PTX])
+def test_negation_covers_only_its_own_clause(text: str) -> None:
+    p = parse_model_output(text, has_prior=True)
+    assert not p.structured and p.urgent_text
+    assert urgent_terms_in(text) == ["pneumothorax"]
+
+
+@pytest.mark.parametrize("text", [rec.PROSE_NEGATION_LIST, rec.PROSE_RESOLVED_PTX, rec.PROSE_ONLY])
+def test_negated_list_and_resolved_pneumothorax_are_not_urgent(text: str) -> None:
+    assert urgent_terms_in(text) == []
+    assert not parse_model_output(text, has_prior=True).urgent_text
