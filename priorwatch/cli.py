@@ -47,6 +47,30 @@ def status() -> None:
     typer.echo(f"data dir: {get_settings().data_dir}")
 
 
+db_app = typer.Typer(help="Database schema: `priorwatch db upgrade` after installing a new version.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database's schema to this version's (back it up first)."""
+    from priorwatch.db import get_engine
+    from priorwatch.migrate import prepare_schema
+
+    get_settings().ensure_dirs()
+    typer.echo(f"schema: {prepare_schema(get_engine(), upgrade=True)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision and this version's."""
+    from priorwatch.db import get_engine
+    from priorwatch.migrate import current_revision, head_revision
+
+    with get_engine().connect() as conn:
+        typer.echo(f"database: {current_revision(conn)}  code: {head_revision()}")
+
+
 def _load_plugins() -> None:
     for ep in entry_points(group="priorwatch.commands"):
         try:
@@ -58,8 +82,14 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from priorwatch.migrate import SchemaOutOfDate
+
     configure_logging()
     _load_plugins()
-    app()
+    try:
+        app()
+    except SchemaOutOfDate as exc:  # serve, worker, dashboard… on an old schema: say what to run
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from priorwatch import models  # noqa: F401  (registers the tables)
 from priorwatch.settings import Settings, get_settings
@@ -16,8 +16,10 @@ from priorwatch.settings import Settings, get_settings
 
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
+    # hide_parameters: an SQL error's text would otherwise carry bound values (patient names,
+    # report text) into logs and Job.error.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +32,7 @@ def _engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -38,12 +40,21 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return _engine_for(s.resolved_database_url)
 
 
-def init_db(settings: Settings | None = None) -> Engine:
+def init_db(settings: Settings | None = None, upgrade: bool = False) -> Engine:
+    """The engine, with the schema at head: an empty database is created, an older one is
+    refused with `SchemaOutOfDate` (run `priorwatch db upgrade`) unless `upgrade`."""
+    from priorwatch.migrate import prepare_schema
+
     s = settings or get_settings()
     s.ensure_dirs()
     engine = get_engine(s)
-    SQLModel.metadata.create_all(engine)
+    if upgrade or engine.url.render_as_string(hide_password=False) not in _ready:
+        prepare_schema(engine, upgrade=upgrade)
+        _ready.add(engine.url.render_as_string(hide_password=False))
     return engine
+
+
+_ready: set[str] = set()  # databases this process already found at head
 
 
 @contextmanager
