@@ -79,9 +79,10 @@ def _create_user(username: str, role: str, password: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def dashboard(
-        port: int = typer.Option(8501, "--port", "-p", min=1, max=65535, help="Port on 127.0.0.1."),
+        port: int = typer.Option(8501, "--port", "-p", min=1, max=65535, help="Port to listen on."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 in a container)."),
     ) -> None:
-        """Run the radiologists' and QA dashboard (Streamlit) on loopback."""
+        """Run the radiologists' and QA dashboard (Streamlit); loopback unless --host says otherwise."""
         from dashboard import auth
         from priorwatch.db import init_db, session_scope
 
@@ -103,9 +104,9 @@ def register(app: typer.Typer) -> None:
                     "`priorwatch user add NAME --role admin`",
                     err=True,
                 )
-        typer.echo(f"PriorWatch dashboard on http://127.0.0.1:{port}  (Ctrl-C to stop)")
+        typer.echo(f"PriorWatch dashboard on http://{host}:{port}  (Ctrl-C to stop)")
         try:
-            rc = subprocess.call(streamlit_command(port), env=dashboard_env())
+            rc = subprocess.call(streamlit_command(port, host), env=dashboard_env())
         except KeyboardInterrupt:
             rc = 0
         raise typer.Exit(rc)

@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     triton_startup_timeout_s: float = 180.0
     image_size: int = 512  # long side, pixels, of the arrays sent to engines
 
+    # Deployment: workers without a shared disk, health and metrics over HTTP (README "Ports").
+    # shared: a worker reads the node's spool paths (one machine, the embedded default);
+    # node: it fetches the study's instances from the node's HTTP store service (node_url) into
+    # its own data dir, and deletes them when the job ends.
+    worker_fetch: str = "shared"
+    node_url: str | None = None  # the node's HTTP service as workers reach it, e.g. http://node:11180
+    node_token: str | None = None  # shared secret (Bearer) for the node's store; required for node fetch
+    node_http_host: str = "127.0.0.1"
+    node_http_port: int | None = None  # node: instances for workers, /livez, /readyz, /metrics; None: off
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int | None = None  # a worker's /livez, /readyz, /metrics; None: off
+    node_fetch_timeout_s: float = 30.0  # one instance over the node's HTTP store
+    # A password file (a compose secret) filled into database_url, so no password sits in env files.
+    database_password_file: Path | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -118,7 +133,13 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'priorwatch.db'}"
+        url = self.database_url or f"sqlite:///{self.data_dir / 'priorwatch.db'}"
+        if self.database_password_file is not None and self.database_url:
+            from sqlalchemy.engine import make_url
+
+            password = self.database_password_file.read_text().strip()
+            url = make_url(url).set(password=password).render_as_string(hide_password=False)
+        return url
 
     @property
     def resolved_broker_url(self) -> str:

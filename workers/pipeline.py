@@ -38,6 +38,8 @@ from dicom_node.report_text import report_text
 from workers.deliver import pacs_config
 from workers.errors import PermanentError, TransientError
 from workers.fetch import fetch_priors
+from workers.metrics import TRITON_LATENCY
+from workers.node_fetch import InstanceFiles
 from workers.priors import choose_prior, frontal_instance
 
 log = logging.getLogger(__name__)
@@ -90,12 +92,12 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> s
     return outcome.reason
 
 
-def _prior_report(session: Session, prior_id: int) -> str | None:
+def _prior_report(session: Session, prior_id: int, files: InstanceFiles) -> str | None:
     """The prior's own report, when its study holds one as an SR document (not our AI drafts)."""
-    srs = session.exec(select(Instance.path).where(
+    srs = session.exec(select(Instance.id, Instance.path).where(
         Instance.study_id == prior_id, Instance.sop_class_uid.startswith(SR_CLASS_PREFIX)  # type: ignore[attr-defined]
     )).all()
-    return report_text(list(srs)) if srs else None
+    return report_text([files.path(i, p) for i, p in srs]) if srs else None
 
 
 def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmComparator | None = None,
@@ -110,6 +112,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         assert study is not None
         study_id, version = study.id, job.study_version
     pacs_reason = _fetch_from_pacs(study, settings, final_attempt)
+    files = InstanceFiles(settings, job_id)  # the node's spool, or this worker's copies of it
 
     with session_scope(settings) as s:
         study = s.get(Study, study_id)
@@ -123,9 +126,10 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
             choice.reason, choice.prior_id = "the comparable prior holds no image", None
         if choice.prior_id is None and pacs_reason:
             choice.reason = pacs_reason
-        prior_report = _prior_report(s, choice.prior_id) if choice.prior_id else None
+        prior_report = _prior_report(s, choice.prior_id, files) if choice.prior_id else None
         ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=prior_report)
-        cur_path, prior_path = current.path, prior_inst.path if prior_inst else None
+        cur_path = files.path(current.id, current.path)
+        prior_path = files.path(prior_inst.id, prior_inst.path) if prior_inst else None
         cur_instance_id = current.id
 
     engine_started_at = utcnow()  # priors in hand: comparison starts (image decoding included)
@@ -136,10 +140,13 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         raise PermanentError(f"image file missing from the spool: {Path(exc.filename or '').name}") from exc
     except Exception as exc:  # unreadable pixel data is not going to improve on retry
         raise PermanentError(f"could not read image: {type(exc).__name__}: {exc}") from exc
+    finally:
+        files.cleanup()  # decoded pixels are in memory; fetched copies go
 
     comparator = comparator or make_comparator(settings)
     try:
-        out = comparator.compare(cur_img.pixels, prior_img.pixels if prior_img else None, ctx)
+        with TRITON_LATENCY.time():
+            out = comparator.compare(cur_img.pixels, prior_img.pixels if prior_img else None, ctx)
     except EngineUnavailable as exc:
         raise TransientError(f"comparison engine unavailable: {exc}") from exc
     except EngineError as exc:

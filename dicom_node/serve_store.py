@@ -1,0 +1,90 @@
+"""The node's HTTP service: its store for workers on other machines, health and metrics.
+
+`GET /instances/{id}` streams one stored instance (application/dicom) to a worker that holds
+the shared secret (`Authorization: Bearer <node_token>`); like WADO-RS's instance retrieval,
+addressed by our index's id, which the job's database rows name. Only files inside the node's
+own spool are served. `/livez`, `/readyz` (database, DICOM port) and `/metrics` (pipeline
+figures from the database) come from `priorwatch.metrics`.
+
+Started by `priorwatch serve` (entry point `priorwatch.services`) when `node_http_port` is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from sqlmodel import select
+
+from priorwatch.db import session_scope
+from priorwatch.metrics import DatabaseCollector, HttpService, RouteResult, database_ready, tcp_ready
+from priorwatch.models import Instance
+from priorwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # bytes per write when streaming an instance
+_INSTANCE_PATH = re.compile(r"^/instances/(\d{1,18})$")
+_TEXT = {"Content-Type": "text/plain"}
+
+
+def authorized(settings: Settings, headers: dict[str, str]) -> bool:
+    """True when the request carries the node's shared secret (constant-time comparison)."""
+    if not settings.node_token:
+        return False  # no secret configured: the store is never served unauthenticated
+    got = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    return hmac.compare_digest(got.encode(), f"Bearer {settings.node_token}".encode())
+
+
+def _stream(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def store_route(settings: Settings):  # type: ignore[no-untyped-def]
+    spool = settings.spool_dir.resolve()
+
+    def route(path: str, headers: dict[str, str]) -> RouteResult | None:
+        m = _INSTANCE_PATH.match(path)
+        if m is None:
+            return None
+        if not authorized(settings, headers):
+            return 401, {**_TEXT, "WWW-Authenticate": "Bearer"}, b"missing or wrong token\n"
+        with session_scope(settings) as s:
+            stored = s.exec(select(Instance.path).where(Instance.id == int(m.group(1)))).first()
+        if stored is None:
+            return 404, _TEXT, b"no such instance\n"
+        p = Path(stored).resolve()
+        if not p.is_relative_to(spool) or not p.is_file():
+            return 404, _TEXT, b"instance not in this node's store\n"
+        size = os.stat(p).st_size
+        return 200, {"Content-Type": "application/dicom", "Content-Length": str(size)}, _stream(p)
+
+    return route
+
+
+def node_service(settings: Settings, port: int | None = None) -> HttpService:
+    """The node's HTTP service (not started)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(settings))
+    return HttpService(
+        settings.node_http_host, settings.node_http_port if port is None else port, name="node",
+        checks=[lambda: database_ready(settings),
+                lambda: tcp_ready("dicom", settings.dicom_host, settings.dicom_port)],
+        registry=registry, routes=[store_route(settings)],
+    )
+
+
+def start_service(settings: Settings) -> HttpService | None:
+    """Entry point `priorwatch.services`: started by `serve` when `node_http_port` is set."""
+    if settings.node_http_port is None:
+        return None
+    if not settings.node_token:
+        log.warning("node_token is not set: the node serves health and metrics, but not its store")
+    return node_service(settings).start()
