@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 
 from pydantic import NaiveDatetime
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -286,3 +286,23 @@ class MonitoringAlert(SQLModel, table=True):
     acknowledged: bool = False
     acknowledged_by: str | None = Field(default=None, max_length=64)
     acknowledged_at: NaiveDatetime | None = None
+    # Lifecycle (issue 13): open -> acknowledged (the same condition stays quiet) -> resolved when it clears.
+    severity: str = Field(default="warning", max_length=16)  # critical | warning | info
+    route: str = Field(default="qa", max_length=32)  # who is told: qa | engineering | clinical_lead
+    last_seen_at: NaiveDatetime | None = None  # the latest snapshot where the condition held
+    resolved_at: NaiveDatetime | None = Field(default=None, index=True)  # the snapshot where it cleared
+    n_seen: int = 1  # snapshots where the condition held
+
+
+class SignedReportLabels(SQLModel, table=True):
+    """The labeler's reading of a signed report, kept so a snapshot labels each report once
+    (labeler_version changes invalidate it)."""
+
+    signed_report_id: int = Field(foreign_key="signedreport.id", primary_key=True)
+    labeler_version: str = Field(max_length=16)
+    labels_json: str = Field(default="[]", sa_column=Column(Text))
+    urgent: bool = False
+
+
+# Monitoring reads studies by time window: the window is an index range, not a table scan.
+Index("ix_study_study_datetime", Study.study_datetime)  # type: ignore[arg-type]
