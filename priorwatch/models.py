@@ -109,6 +109,12 @@ class Job(SQLModel, table=True):
     enqueued_at: NaiveDatetime | None = None  # None: not yet handed to the broker (retry sending)
     started_at: NaiveDatetime | None = None  # a worker picked it up (latest attempt)
     error: str | None = Field(default=None, sa_column=Column(Text))
+    # The lease of the worker running it: refreshed by a heartbeat; once expired, the sweeper
+    # hands the job out again (the worker died: kill -9, OOM, lost machine).
+    leased_by: str | None = Field(default=None, max_length=128)
+    lease_expires_at: NaiveDatetime | None = None
+    heartbeat_at: NaiveDatetime | None = None
+    next_attempt_at: NaiveDatetime | None = None  # a transient failure's retry is due then
     created_at: NaiveDatetime = Field(default_factory=utcnow)
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
@@ -167,12 +173,18 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("comparison_id", "kind"),)
     id: int | None = Field(default=None, primary_key=True)
     comparison_id: int = Field(foreign_key="comparison.id", index=True)
-    kind: str = Field(max_length=16)  # sr | webhook
-    state: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    kind: str = Field(max_length=16)  # sr | webhook | ... (a sender per kind in workers.deliver)
+    state: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed
     sop_instance_uid: str | None = Field(default=None, max_length=64)
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     sent_at: NaiveDatetime | None = None
+    # Outbox: written in the comparison's transaction, sent by a sweeper. The key travels with
+    # the notice (Idempotency-Key) so a receiver can drop a repeat after a crash mid-send.
+    idempotency_key: str | None = Field(default=None, unique=True, index=True, max_length=96)
+    next_attempt_at: NaiveDatetime | None = None  # back-off: not before this
+    claimed_until: NaiveDatetime | None = None  # a sender holds it ("sending") until then
+    created_at: NaiveDatetime | None = Field(default_factory=utcnow)
 
 
 class User(SQLModel, table=True):

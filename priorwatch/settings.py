@@ -71,6 +71,24 @@ class Settings(BaseSettings):
     task_max_retries: int = 5
     task_retry_backoff_s: float = 2.0
     task_retry_backoff_max_s: float = 60.0
+    # Leases: a running job's worker refreshes its lease every heartbeat; a lease not refreshed
+    # for lease_ttl_s means the worker died, and the sweeper hands the job out again.
+    lease_ttl_s: float = 60.0
+    lease_heartbeat_s: float = 10.0
+    # A job handed to the broker but not started after this long is sent again (a broker that
+    # lost its messages: Redis without persistence, a filesystem message taken by a dead worker).
+    job_start_timeout_s: float = 300.0
+    sweep_interval_s: float = 5.0  # how often the sweeper looks for lost jobs and due deliveries
+    # Outbox deliveries (SR, urgent webhook): exponential back-off, then `failed` with the reason.
+    delivery_backoff_s: float = 2.0
+    delivery_backoff_max_s: float = 300.0
+    delivery_max_attempts: int = 12
+    delivery_claim_s: float = 120.0  # a sender that died mid-send releases the row after this
+    urgent_webhook_secret: str | None = None  # HMAC-SHA256 key for the webhook's signature header
+    webhook_timeout_s: float = 10.0
+    # serve's supervisor: restart a dead child after this back-off (doubling, capped).
+    restart_backoff_s: float = 0.5
+    restart_backoff_max_s: float = 30.0
 
     # Comparison / Triton
     triton_url: str | None = None  # gRPC host:port of a remote Triton; None starts a local one

@@ -12,6 +12,13 @@ app.conf.imports = ("workers.tasks",)
 
 import workers.tasks  # noqa: E402,F401  (registers the tasks on `app`)
 
+# Beat's sweep: lost jobs and due deliveries, for workers that run without `serve` (which sweeps itself).
+_sweep_every = get_settings().sweep_interval_s
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "priorwatch-sweep": {"task": workers.tasks.SWEEP, "schedule": _sweep_every, "options": {"expires": _sweep_every}},
+}
+
 # Other rooms add tasks and beat entries (monitoring snapshots) by entry point, not by import.
 from importlib.metadata import entry_points  # noqa: E402
 

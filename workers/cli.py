@@ -16,17 +16,47 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve() -> None:
         """Run the DICOM node and worker(s), plus a local Triton unless `triton_url` is set."""
-        from workers.runtime import Runtime
+        from workers.runtime import PortInUse, Runtime
 
         settings = get_settings()
         if not settings.allowed_calling_aes:
             typer.echo("warning: no calling-AE allow-list set; any AE may send", err=True)
-        with Runtime(settings, beat=True, services=True) as rt:
+        if settings.urgent_webhook_url and not settings.urgent_webhook_secret:
+            typer.echo("warning: urgent_webhook_url is set without urgent_webhook_secret; notices go unsigned",
+                       err=True)
+        rt = Runtime(settings, beat=True, services=True)
+        try:
+            rt.start()
+        except PortInUse as exc:
+            typer.echo(str(exc), err=True)
+            raise SystemExit(2) from None
+        try:
             typer.echo(
                 f"PriorWatch {settings.ae_title} listening on {settings.dicom_host}:{rt.settings.dicom_port}; "
                 f"Triton {rt.settings.triton_url}; data dir {settings.data_dir}"
             )
             rt.wait_forever()
+        finally:
+            rt.stop()
+
+    @app.command()
+    def retry(
+        jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="Re-run failed jobs."),
+        deliveries: bool = typer.Option(True, "--deliveries/--no-deliveries", help="Re-send failed deliveries."),
+    ) -> None:
+        """Re-run failed jobs and re-send failed deliveries (SR, urgent notice) with fresh attempts."""
+        from priorwatch.db import init_db
+        from workers.deliver import retry_failed, send_due
+        from workers.sweeper import retry_failed_jobs
+
+        settings = get_settings()
+        init_db(settings)
+        n_jobs = retry_failed_jobs(settings) if jobs else 0
+        n_del = retry_failed(settings) if deliveries else 0
+        sent = send_due(settings) if n_del else {}
+        typer.echo(f"re-queued {n_jobs} failed job(s); {n_del} failed deliveries re-sent now: "
+                   + (", ".join(f"{v} {k}" for k, v in sorted(sent.items())) or "none"))
+        typer.echo("jobs run on the workers of a running `serve`; deliveries still pending are retried by its sweeper")
 
     @app.command()
     def worker() -> None:

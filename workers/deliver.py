@@ -1,25 +1,37 @@
-"""Deliver a stored result: a Comprehensive SR to the PACS, and a webhook call for urgent ones.
+"""Deliver a stored result through a transactional outbox: a Comprehensive SR to the PACS, and a
+signed webhook call for urgent ones (other kinds register a sender).
 
-Each delivery is a row, unique per (comparison, kind): a retried task resumes it and never
-sends twice. The SR's SOP Instance UID is fixed before the first attempt, so even a send that
-succeeded but whose answer was lost is the same instance to the PACS.
+The outbox rows are written in the comparison's own transaction (`add_outbox_rows`), so a
+result never exists without its deliveries. A sweeper (`send_due`) sends what is due, with
+exponential back-off; a row is claimed by one conditional UPDATE (pending -> sending) and
+marked sent by another, so each notice is sent once, carrying its idempotency key; a sender
+that died mid-send releases its claim after `delivery_claim_s`. A delivery that gives up is
+`failed` with its reason (`priorwatch status`; `priorwatch retry` sends it again). The SR's
+SOP Instance UID is fixed on the row, so a send whose answer was lost is the same instance.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from datetime import timedelta
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pydicom
+from sqlalchemy import and_, or_, select as sa_select, update
 from sqlmodel import Session, select
 
 from dicom_node.pacs import PacsConfig
 from dicom_node.scu import send_files
 from dicom_node.sr import build_result_sr
-from priorwatch.db import session_scope
+from priorwatch.db import get_engine, session_scope
 from priorwatch.export import comparison_records
 from priorwatch.models import Comparison, Delivery, Instance, Study, utcnow
 from priorwatch.settings import Settings
@@ -27,7 +39,10 @@ from workers.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
+delivery_t = Delivery.__table__  # type: ignore[attr-defined]
 
+SIGNATURE_HEADER = "X-PriorWatch-Signature"  # "sha256=" + HMAC-SHA256(secret, "<timestamp>.<body>")
+TIMESTAMP_HEADER = "X-PriorWatch-Timestamp"  # unix seconds; receivers reject old ones (replay)
 def pacs_config(settings: Settings) -> PacsConfig | None:
     if not settings.pacs_ae_title:
         return None
@@ -42,16 +57,11 @@ def pacs_config(settings: Settings) -> PacsConfig | None:
     )
 
 
-def _delivery(s: Session, comparison_id: int, kind: str) -> Delivery:
-    d = s.exec(select(Delivery).where(Delivery.comparison_id == comparison_id, Delivery.kind == kind)).first()
-    if d is None:
-        d = Delivery(comparison_id=comparison_id, kind=kind, sop_instance_uid=pydicom.uid.generate_uid())
-        s.add(d)
-        s.flush()
-    return d
+Sender = Callable[[int, Delivery, Settings], None]  # (comparison id, row, settings); raises Transient/Permanent
 
 
 def wanted(settings: Settings, urgent: bool) -> list[str]:
+    """The deliveries a new result gets, by settings."""
     kinds = []
     if settings.send_sr_to_pacs and settings.pacs_ae_title:
         kinds.append("sr")
@@ -60,60 +70,176 @@ def wanted(settings: Settings, urgent: bool) -> list[str]:
     return kinds
 
 
+def idempotency_key(comparison_id: int, kind: str) -> str:
+    return f"priorwatch-{comparison_id}-{kind}"
+
+
+def add_outbox_rows(s: Session, comparison_id: int, settings: Settings, urgent: bool,
+                    kinds: list[str] | None = None) -> list[Delivery]:
+    """Outbox rows for a result, in the caller's transaction (the one that writes the result)."""
+    rows = []
+    for kind in kinds if kinds is not None else wanted(settings, urgent):
+        d = s.exec(select(Delivery).where(Delivery.comparison_id == comparison_id, Delivery.kind == kind)).first()
+        if d is None:
+            d = Delivery(comparison_id=comparison_id, kind=kind, idempotency_key=idempotency_key(comparison_id, kind),
+                         sop_instance_uid=pydicom.uid.generate_uid() if "sr" in kind else None)
+            s.add(d)
+        rows.append(d)
+    s.flush()
+    return rows
+
+
+def backoff_s(settings: Settings, attempts: int) -> float:
+    return float(min(settings.delivery_backoff_s * 2 ** max(attempts - 1, 0), settings.delivery_backoff_max_s))
+
+
+def _claim(settings: Settings, delivery_id: int, ignore_backoff: bool) -> Delivery | None:
+    """pending (and due) -> sending, or a dead sender's expired claim; None if not ours to send."""
+    now = utcnow()
+    due = or_(delivery_t.c.next_attempt_at.is_(None), delivery_t.c.next_attempt_at <= now)
+    pending = and_(delivery_t.c.state == "pending", due) if not ignore_backoff else delivery_t.c.state == "pending"
+    stale = and_(delivery_t.c.state == "sending", delivery_t.c.claimed_until < now)
+    with get_engine(settings).begin() as conn:
+        n = conn.execute(
+            update(delivery_t).where(and_(delivery_t.c.id == delivery_id, or_(pending, stale))).values(
+                state="sending", claimed_until=now + timedelta(seconds=settings.delivery_claim_s),
+                attempts=delivery_t.c.attempts + 1)
+        ).rowcount
+    if n != 1:
+        return None
+    with session_scope(settings) as s:
+        return s.get(Delivery, delivery_id)
+
+
+def _finish(settings: Settings, d: Delivery, state: str, error: str | None) -> None:
+    """sending -> sent | pending (retry later) | failed; only from our own claim."""
+    now = utcnow()
+    values: dict[str, object] = {"state": state, "error": error, "claimed_until": None}
+    if state == "sent":
+        values["sent_at"] = now
+    elif state == "pending":
+        values["next_attempt_at"] = now + timedelta(seconds=backoff_s(settings, d.attempts))
+    with get_engine(settings).begin() as conn:
+        conn.execute(update(delivery_t).where(and_(delivery_t.c.id == d.id, delivery_t.c.state == "sending"))
+                     .values(**values))
+
+
+def _sender(kind: str) -> Sender | None:
+    if kind in SENDERS:
+        return SENDERS[kind]
+    for ep in entry_points(group="priorwatch.deliveries"):  # other rooms' kinds (e.g. a final SR)
+        if ep.name == kind:
+            SENDERS[kind] = ep.load()
+            return SENDERS[kind]
+    return None
+
+
+def send_one(settings: Settings, delivery_id: int, ignore_backoff: bool = False) -> str | None:
+    """Send one outbox row if it is ours to send; returns its new state (None: not claimed)."""
+    d = _claim(settings, delivery_id, ignore_backoff)
+    if d is None:
+        return None
+    send = _sender(d.kind)
+    try:
+        if send is None:
+            raise TransientError(f"no sender for delivery kind {d.kind!r} in this worker")
+        send(d.comparison_id, d, settings)
+    except PermanentError as exc:
+        _finish(settings, d, "failed", str(exc)[:2000])
+        log.error("delivery %s (%s) of comparison %s failed: %s", d.id, d.kind, d.comparison_id, exc)
+        return "failed"
+    except Exception as exc:  # TransientError, or anything unexpected: back off and try again
+        reason = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
+        if d.attempts >= settings.delivery_max_attempts:
+            _finish(settings, d, "failed", f"gave up after {d.attempts} attempts: {reason}"[:2000])
+            log.error("delivery %s (%s) of comparison %s gave up after %d attempts", d.id, d.kind,
+                      d.comparison_id, d.attempts)
+            return "failed"
+        _finish(settings, d, "pending", reason[:2000])
+        log.warning("delivery %s (%s) of comparison %s: attempt %d failed; retrying with back-off", d.id, d.kind,
+                    d.comparison_id, d.attempts)
+        return "pending"
+    _finish(settings, d, "sent", None)
+    return "sent"
+
+
+def send_due(settings: Settings, limit: int = 200) -> dict[str, int]:
+    """The sweeper's pass over the outbox: every due pending row, and rows of dead senders."""
+    now = utcnow()
+    with get_engine(settings).connect() as conn:
+        ids = conn.execute(
+            sa_select(delivery_t.c.id).where(or_(
+                and_(delivery_t.c.state == "pending",
+                     or_(delivery_t.c.next_attempt_at.is_(None), delivery_t.c.next_attempt_at <= now)),
+                and_(delivery_t.c.state == "sending", delivery_t.c.claimed_until < now),
+            )).order_by(delivery_t.c.id).limit(limit)
+        ).scalars().all()
+    counts: dict[str, int] = {}
+    for i in ids:
+        state = send_one(settings, int(i))
+        if state is not None:
+            counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
 def deliver(comparison_id: int, settings: Settings) -> dict[str, str]:
-    """Run every pending delivery of one comparison; raises TransientError if one should retry."""
+    """Send every unsent delivery of one comparison now (back-off ignored: an explicit call);
+    raises TransientError when one is left to retry. Rows missing for an older result are added."""
     with session_scope(settings) as s:
         comp = s.get(Comparison, comparison_id)
         if comp is None:
             raise PermanentError(f"comparison {comparison_id} does not exist")
-        record = comparison_records(s, comparison_id)[0]
-        kinds = wanted(settings, comp.urgent)
-        states = {}
-        for kind in kinds:
-            states[kind] = _delivery(s, comparison_id, kind).state
+        add_outbox_rows(s, comparison_id, settings, comp.urgent)
+        rows = s.exec(select(Delivery).where(Delivery.comparison_id == comparison_id).order_by(Delivery.id)).all()
+        states = {d.kind: d.state for d in rows}
+        ids = {d.kind: d.id for d in rows if d.state == "pending"}
     transient: list[str] = []
-    for kind, state in states.items():
-        if state == "sent":
-            continue
-        try:
-            if kind == "sr":
-                _send_sr(comparison_id, record, settings)
-            else:
-                _call_webhook(record, settings)
-            _mark(settings, comparison_id, kind, "sent", None)
-            states[kind] = "sent"
-        except TransientError as exc:
-            _mark(settings, comparison_id, kind, "pending", str(exc))
-            transient.append(f"{kind}: {exc}")
-        except PermanentError as exc:
-            _mark(settings, comparison_id, kind, "failed", str(exc))
-            states[kind] = "failed"
+    for kind, did in ids.items():
+        assert did is not None
+        new = send_one(settings, did, ignore_backoff=True)
+        if new is not None:
+            states[kind] = new
+        if new == "pending":
+            with session_scope(settings) as s:
+                d = s.get(Delivery, did)
+                transient.append(f"{kind}: {d.error if d else ''}")
     if transient:
         raise TransientError("; ".join(transient))
     return states
 
 
-def _mark(settings: Settings, comparison_id: int, kind: str, state: str, error: str | None) -> None:
+def retry_failed(settings: Settings) -> int:
+    """`priorwatch retry`: failed deliveries back to pending, due now, with a fresh attempt count."""
+    with get_engine(settings).begin() as conn:
+        return int(conn.execute(
+            update(delivery_t).where(delivery_t.c.state == "failed").values(
+                state="pending", attempts=0, next_attempt_at=None, claimed_until=None,
+                error="retry requested by the operator")
+        ).rowcount)
+
+
+def _record(comparison_id: int, settings: Settings) -> dict:  # type: ignore[type-arg]
     with session_scope(settings) as s:
-        d = _delivery(s, comparison_id, kind)
-        d.state, d.error, d.attempts = state, error, d.attempts + 1
-        if state == "sent":
-            d.sent_at = utcnow()
-        s.add(d)
+        recs = comparison_records(s, comparison_id)
+    if not recs:
+        raise PermanentError(f"comparison {comparison_id} does not exist")
+    return recs[0]
 
 
-def _send_sr(comparison_id: int, record: dict, settings: Settings) -> None:  # type: ignore[type-arg]
+def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
+    """The result as a Comprehensive SR to the PACS, under the row's fixed SOP Instance UID."""
     pacs = pacs_config(settings)
-    assert pacs is not None
+    if pacs is None:
+        raise PermanentError("no PACS configured (pacs_ae_title) to send the SR to")
+    record = _record(comparison_id, settings)
     with session_scope(settings) as s:
-        d = _delivery(s, comparison_id, "sr")
         comp = s.get(Comparison, comparison_id)
         assert comp is not None
         paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.study_id)).all()
                  if not i.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88.")]
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_desc = f"{prior.modality} {prior.body_part} {prior.study_date or ''}".strip() if prior else None
-        uid = d.sop_instance_uid
+    uid = d.sop_instance_uid or pydicom.uid.generate_uid()
     evidence = []
     for p in paths:
         try:
@@ -125,6 +251,7 @@ def _send_sr(comparison_id: int, record: dict, settings: Settings) -> None:  # t
     sr = build_result_sr(evidence, record, prior_description=prior_desc)
     sr.SOPInstanceUID = uid
     sr.file_meta.MediaStorageSOPInstanceUID = uid
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
     out = settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
     sr.save_as(out, enforce_file_format=True)
     try:
@@ -140,8 +267,17 @@ def _send_sr(comparison_id: int, record: dict, settings: Settings) -> None:  # t
     log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
 
 
-def _call_webhook(record: dict, settings: Settings) -> None:  # type: ignore[type-arg]
-    """Urgent notice: identifiers and the finding summary; the receiver looks up the patient."""
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The webhook signature: HMAC-SHA256 over "<timestamp>.<body>" (hex), as Stripe/GitHub-style receivers check."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def call_webhook(comparison_id: int, d: Delivery, settings: Settings) -> None:
+    """Urgent notice: identifiers and the finding summary; the receiver looks up the patient.
+    Signed when `urgent_webhook_secret` is set; the Idempotency-Key is the outbox row's."""
+    if not settings.urgent_webhook_url:
+        raise PermanentError("no urgent_webhook_url configured")
+    record = _record(comparison_id, settings)
     payload = {
         "event": "priorwatch.urgent",
         "comparison_id": record["comparison_id"],
@@ -151,16 +287,28 @@ def _call_webhook(record: dict, settings: Settings) -> None:  # type: ignore[typ
         "draft_text": record["draft_text"],
         "note": "Preliminary AI draft; requires radiologist review.",
     }
-    req = urllib.request.Request(
-        settings.urgent_webhook_url or "", data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Idempotency-Key": f"priorwatch-{record['comparison_id']}"},
-    )
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json",
+               "Idempotency-Key": d.idempotency_key or idempotency_key(comparison_id, d.kind)}
+    if settings.urgent_webhook_secret:
+        ts = str(int(time.time()))
+        headers[TIMESTAMP_HEADER] = ts
+        headers[SIGNATURE_HEADER] = sign(settings.urgent_webhook_secret, ts, body)
+    req = urllib.request.Request(settings.urgent_webhook_url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as rsp:
+        with urllib.request.urlopen(req, timeout=settings.webhook_timeout_s) as rsp:
             rsp.read()
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code == 429:
             raise TransientError(f"webhook HTTP {exc.code}") from exc
         raise PermanentError(f"webhook refused: HTTP {exc.code}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         raise TransientError(f"webhook unreachable: {exc}") from exc
+
+
+SENDERS: dict[str, Sender] = {"sr": send_sr, "webhook": call_webhook}
+
+
+def register_sender(kind: str, send: Sender) -> None:
+    """Another kind of delivery (e.g. the signed final report as SR): rows of `kind` go through `send`."""
+    SENDERS[kind] = send

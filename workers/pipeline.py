@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from comparison import CompareContext, EngineError, EngineUnavailable, TritonComparator, load_image
@@ -35,12 +37,12 @@ from priorwatch.settings import Settings
 from priorwatch.vocabulary import ComparisonResult
 from dicom_node import Ingest
 from dicom_node.report_text import report_text
-from workers.deliver import pacs_config
-from workers.errors import PermanentError, TransientError
+from workers.deliver import add_outbox_rows, pacs_config
+from workers.errors import PermanentError, TransientError, WaitingForPacs
 from workers.fetch import fetch_priors
 from workers.metrics import TRITON_LATENCY
 from workers.node_fetch import InstanceFiles
-from workers.priors import choose_prior, frontal_instance
+from workers.priors import PriorChoice, choose_prior, frontal_instance
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,24 @@ def triton_url(settings: Settings) -> str:
     return settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
 
 
-def _start(session: Session, job_id: int) -> Job | None:
+def _start(session: Session, job_id: int, begin: bool = True) -> Job | None:
+    """The job to run, or None when it already has its result. A worker has taken the job's lease
+    (state running) before; a direct call without one starts an attempt here."""
     job = session.get(Job, job_id)
     if job is None:
         raise PermanentError(f"job {job_id} does not exist")
-    if job.state == JobState.done or session.exec(select(Comparison).where(Comparison.job_id == job_id)).first():
+    if session.exec(select(Comparison.id).where(Comparison.job_id == job_id)).first() is not None:
+        if job.state != JobState.done:  # the result is there: the job is done, whatever it said
+            job.state, job.error, job.leased_by, job.updated_at = JobState.done, None, None, utcnow()
+            session.add(job)
         return None  # idempotent: this instance set already has a result
-    job.state = JobState.running
-    job.attempts += 1
-    job.updated_at = job.started_at = utcnow()
-    session.add(job)
+    if job.state == JobState.done:
+        return None
+    if begin and job.state != JobState.running:
+        job.state = JobState.running
+        job.attempts += 1
+        job.updated_at = job.started_at = utcnow()
+        session.add(job)
     return job
 
 
@@ -77,14 +87,22 @@ def make_comparator(settings: Settings) -> TritonComparator | VlmComparator:
     return VlmComparator(registration, vlm)
 
 
-def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool) -> str | None:
-    """Pull comparable priors from the PACS into our store; returns why none came, if so."""
+def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool,
+                     waiting_since: datetime | None = None, attempt: int = 1) -> str | None:
+    """Pull comparable priors from the PACS into our store; returns why none came, if so.
+    An unreachable PACS is waited for (WaitingForPacs, even on a final attempt) until its wait
+    window since `waiting_since` has passed; only then does the job go on without a prior."""
     pacs = pacs_config(settings)
     if pacs is None:
         return None
     sink = Ingest(settings, create_schema=False).sink(role=StudyRole.prior.value, calling_ae=pacs.ae_title)
     try:
-        outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query)
+        outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query,
+                               waiting_since=waiting_since, attempt=attempt)
+    except WaitingForPacs as exc:
+        if not exc.window_passed:
+            raise
+        return str(exc)
     except TransientError as exc:
         if not final_attempt:
             raise
@@ -111,7 +129,8 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         study = s.get(Study, job.study_id)
         assert study is not None
         study_id, version = study.id, job.study_version
-    pacs_reason = _fetch_from_pacs(study, settings, final_attempt)
+        waiting_since, attempt = job.created_at, max(job.attempts, 1)
+    pacs_reason = _fetch_from_pacs(study, settings, final_attempt, waiting_since, attempt)
     files = InstanceFiles(settings, job_id)  # the node's spool, or this worker's copies of it
 
     with session_scope(settings) as s:
@@ -153,7 +172,29 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         raise PermanentError(f"comparison engine rejected the input: {exc}") from exc
 
     result: ComparisonResult = out.result
+    try:
+        return _store_result(settings, job_id, study_id, version, choice, ctx, result, out.heatmap,
+                             engine_started_at, cur_instance_id, cur_img.pixels)
+    except IntegrityError:
+        # Another attempt of this job (a lease taken over from a worker thought dead) wrote first:
+        # exactly one comparison per job, and this attempt's is dropped.
+        with session_scope(settings) as s:
+            existing = s.exec(select(Comparison.id).where(Comparison.job_id == job_id)).first()
+            if existing is None:
+                raise
+            _start(s, job_id, begin=False)  # marks the job done if it was not yet
+        log.info("job %s: a concurrent attempt stored the result first; keeping that one", job_id)
+        return None
+
+
+def _store_result(settings: Settings, job_id: int, study_id: int, version: int, choice: PriorChoice,
+                  ctx: CompareContext, result: ComparisonResult, heatmap: np.ndarray | None,
+                  engine_started_at: datetime, cur_instance_id: int | None, pixels: np.ndarray) -> int | None:
+    """One transaction: the comparison, its findings, worklist item, statistics, the outbox rows
+    of its deliveries, and the job done. The unique job_id makes a second write fail whole."""
     with session_scope(settings) as s:
+        if _start(s, job_id, begin=False) is None:  # another attempt finished it meanwhile: write nothing
+            return None
         comp = Comparison(
             job_id=job_id,
             study_id=study_id,
@@ -177,8 +218,8 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         s.add(comp)
         s.flush()
         assert comp.id is not None
-        if out.heatmap is not None:
-            comp.overlay_path = str(_save_heatmap(settings, comp.id, out.heatmap))
+        if heatmap is not None:
+            comp.overlay_path = str(_save_heatmap(settings, comp.id, heatmap))
         for f in result.findings:
             s.add(
                 Finding(
@@ -194,7 +235,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
                 )
             )
         # Drift monitoring watches these; they come from pixels already decoded here.
-        s.add(ImageStatistics(study_id=study_id, instance_id=cur_instance_id, **image_statistics(cur_img.pixels)))
+        s.add(ImageStatistics(study_id=study_id, instance_id=cur_instance_id, **image_statistics(pixels)))
         s.add(
             WorklistItem(
                 comparison_id=comp.id,
@@ -202,9 +243,11 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
                 priority=URGENT_PRIORITY if result.urgent else ROUTINE_PRIORITY,
             )
         )
+        add_outbox_rows(s, comp.id, settings, comp.urgent)  # sent by the sweeper, never lost with a worker
         job = s.get(Job, job_id)
         assert job is not None
         job.state, job.error, job.updated_at = JobState.done, None, utcnow()
+        job.leased_by = job.lease_expires_at = job.next_attempt_at = None
         study = s.get(Study, study_id)
         assert study is not None
         if study.version == version:  # a newer version (late series) keeps its own state
@@ -225,12 +268,16 @@ def _save_heatmap(settings: Settings, comparison_id: int, heatmap: np.ndarray) -
 
 
 def mark_failed(job_id: int, reason: str, settings: Settings) -> None:
-    """A permanently failed job stays visible, with its reason, on the job and its study."""
+    """A permanently failed job stays visible, with its reason, on the job and its study.
+    A job that already has its result (another attempt finished it) stays done."""
     with session_scope(settings) as s:
         job = s.get(Job, job_id)
-        if job is None:
+        if job is None or job.state == JobState.done:
+            return
+        if s.exec(select(Comparison.id).where(Comparison.job_id == job_id)).first() is not None:
             return
         job.state, job.error, job.updated_at = JobState.failed, reason[:2000], utcnow()
+        job.leased_by = job.lease_expires_at = job.next_attempt_at = None
         study = s.get(Study, job.study_id)
         if study is not None and study.version == job.study_version:
             study.state = StudyState.failed
@@ -239,11 +286,17 @@ def mark_failed(job_id: int, reason: str, settings: Settings) -> None:
     log.warning("job %s failed: %s", job_id, reason)
 
 
-def note_retry(job_id: int, reason: str, settings: Settings) -> None:
+def note_retry(job_id: int, reason: str, settings: Settings, delay_s: float = 0.0, sent: bool = True) -> None:
+    """Back to queued, lease released, with the retry's due time; `sent`: its message is in the
+    broker (else the node or the sweeper sends it)."""
+    now = utcnow()
     with session_scope(settings) as s:
         job = s.get(Job, job_id)
-        if job is not None:
-            job.state, job.error, job.updated_at = JobState.queued, f"retrying: {reason}"[:2000], utcnow()
+        if job is not None and job.state == JobState.running:
+            job.state, job.error, job.updated_at = JobState.queued, f"retrying: {reason}"[:2000], now
+            job.leased_by = job.lease_expires_at = None
+            job.next_attempt_at = now + timedelta(seconds=delay_s)
+            job.enqueued_at = now if sent else None
             s.add(job)
 
 

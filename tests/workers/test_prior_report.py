@@ -15,11 +15,13 @@ from dicom_node.sr import build_result_sr
 from priorwatch.db import init_db
 from priorwatch.models import Instance, Study
 from priorwatch.settings import Settings
+from workers.node_fetch import InstanceFiles
 from workers.pipeline import _prior_report
 
 
 def test_prior_sr_report_text_is_found_and_ai_drafts_are_not(tmp_path: Path) -> None:
-    engine = init_db(Settings(data_dir=tmp_path))
+    settings = Settings(data_dir=tmp_path)
+    engine = init_db(settings)
     ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"), stop_before_pixels=True)
     root = hd.sr.ContainerContentItem(name=Code("18748-4", "LN", "Diagnostic imaging report"))
     root.ContentSequence = [hd.sr.TextContentItem(name=Code("121071", "DCM", "Finding"),
@@ -38,6 +40,6 @@ def test_prior_sr_report_text_is_found_and_ai_drafts_are_not(tmp_path: Path) -> 
             s.add(Instance(sop_instance_uid=sr.SOPInstanceUID, study_id=st.id, series_uid=sr.SeriesInstanceUID,
                            sop_class_uid=sr.SOPClassUID, path=str(tmp_path / name)))
         s.commit()
-        text = _prior_report(s, st.id)  # type: ignore[arg-type]
+        text = _prior_report(s, st.id, InstanceFiles(settings, job_id=1))  # type: ignore[arg-type]
     assert text is not None and "Small left effusion" in text
     assert "AI says nodule" not in text
