@@ -58,7 +58,10 @@ def install(app: Celery) -> None:
         settings = get_settings()
         if settings.worker_http_port is None or _service is not None:
             return
-        _service = worker_service(app, settings).start()
+        try:
+            _service = worker_service(app, settings).start()
+        except OSError as exc:  # a taken port must not stop the worker from working
+            log.warning("worker HTTP service not started on port %s: %s", settings.worker_http_port, exc)
 
     @worker_shutdown.connect(weak=False)
     def _stop(**_kw: Any) -> None:
