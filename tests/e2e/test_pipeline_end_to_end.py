@@ -119,7 +119,10 @@ def _run_pipeline(settings: Settings, tmp_path: Path) -> None:
             assert 0.0 <= f["confidence"] <= 1.0
     status = subprocess.run([sys.executable, "-m", "priorwatch.cli", "status"], env=env,
                             capture_output=True, text=True, check=True, timeout=60).stdout
-    assert f"done             {len(cases)}" in status or "done" in status
+    lines = status.splitlines()
+    assert f"{'done':16s} {len(cases)}" in lines, status  # every study done ...
+    assert f"{'jobs_done':16s} {len(cases)}" in lines, status  # ... by exactly one job each
+    assert f"{'failed':16s} 0" in lines and f"{'jobs_failed':16s} 0" in lines, status
 
 
 @pytest.mark.triton

@@ -147,14 +147,14 @@ def test_pydicom_test_sr_files() -> None:
         text = document_text(ds)
         assert text is not None, f
     text = report_text(get_testdata_file("test-SR.dcm"))
-    if text is not None:  # pydicom's OFFIS demo document (Comprehensive SR)
-        lines = text.splitlines()
-        assert lines[0] == "Diagnosis"
-        assert "  Text Code: A mass of" in lines  # unnamed CONTAINER: no heading line
-        assert "    Code: Sample Code 1" in lines  # concept modifier below its TEXT
-        assert "  Diameter: 3 Length Unit" in lines  # NUM with a non-UCUM unit: its meaning
-        assert "  Code: Sample Text" in lines and "    A" in lines and "    C" in lines
-        assert all(ln == ln.rstrip() for ln in lines)
-        assert "1.2.3.4.5" not in text  # UIDREF observation context left out
-        assert "Sample Code 3" in text  # content under an IMAGE reference is kept
-        assert text.index("A mass of") < text.index("was detected.") < text.index("Sample Text")
+    assert text is not None  # pydicom's OFFIS demo document (Comprehensive SR)
+    lines = text.splitlines()
+    assert lines[0] == "Diagnosis"
+    assert "  Text Code: A mass of" in lines  # unnamed CONTAINER: no heading line
+    assert "    Code: Sample Code 1" in lines  # concept modifier below its TEXT
+    assert "  Diameter: 3 Length Unit" in lines  # NUM with a non-UCUM unit: its meaning
+    assert "  Code: Sample Text" in lines and "    A" in lines and "    C" in lines
+    assert all(ln == ln.rstrip() for ln in lines)
+    assert "1.2.3.4.5" not in text  # UIDREF observation context left out
+    assert "Sample Code 3" in text  # content under an IMAGE reference is kept
+    assert text.index("A mass of") < text.index("was detected.") < text.index("Sample Text")
