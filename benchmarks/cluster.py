@@ -1,0 +1,217 @@
+"""A scaled-out site on one machine, for the no-shared-disk proof and the scale curve.
+
+One node (Storage SCP, completion monitor, its HTTP store) in this process, one shared local
+Triton, and K Celery worker processes, each with its own private data dir and
+`worker_fetch=node`. Run as root, each worker runs in its own mount namespace where the node's
+data dir is hidden under an empty tmpfs, so a worker *cannot* read the node's disk: it must
+fetch over HTTP.
+State in PostgreSQL (a schema of its own), messages through Redis or RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+from sqlmodel import select
+
+from comparison import DEFAULT_MODEL_REPOSITORY, LocalTriton, synthetic
+from dicom_node import StorageNode, send_files
+from dicom_node.serve_store import node_service
+from priorwatch.db import init_db, session_scope
+from priorwatch.metrics import HttpService
+from priorwatch.models import Comparison, Job, JobState, Study
+from priorwatch.settings import Settings, as_env
+from workers.node_fetch import cache_root
+from workers.runtime import free_port, worker_command
+
+PG_ADMIN = "host=127.0.0.1 dbname=test user=postgres"
+BROKERS = {"redis": "redis://127.0.0.1:6379/7", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
+SENDER_AE = "CR01"
+
+
+@dataclass
+class Sent:
+    study_uid: str
+    sent_at: float  # time.time() when its association ended
+
+
+@dataclass
+class Cluster:
+    """Context manager: `with Cluster(tmp, workers=3, broker="redis") as c: c.send(...)`."""
+
+    root: Path
+    workers: int = 3
+    broker: str = "redis"
+    triton_instances: int = 1
+    worker_concurrency: int = 1
+    sent: list[Sent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.schema = f"pw_cluster_{uuid.uuid4().hex[:10]}"
+        self.token = secrets.token_hex(16)
+        self.isolated = os.geteuid() == 0
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._triton: LocalTriton | None = None
+        self._node: StorageNode | None = None
+        self._http: HttpService | None = None
+        self._repo_tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    # -- start / stop ------------------------------------------------------------------------
+    def _model_repository(self) -> Path:
+        if self.triton_instances == 1:
+            return DEFAULT_MODEL_REPOSITORY
+        self._repo_tmp = tempfile.TemporaryDirectory(prefix="pw-models-")
+        repo = Path(self._repo_tmp.name) / "models"
+        shutil.copytree(DEFAULT_MODEL_REPOSITORY / "registration", repo / "registration", symlinks=True)
+        cfg = repo / "registration" / "config.pbtxt"
+        cfg.write_text(re.sub(r"count: \d+", f"count: {self.triton_instances}", cfg.read_text()))
+        return repo
+
+    def __enter__(self) -> "Cluster":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{self.schema}"')
+        db = f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{self.schema}"
+        self._triton = LocalTriton(model_repository=self._model_repository(), grpc_port=free_port(),
+                                   http_port=free_port(), metrics_port=None, startup_timeout_s=120.0,
+                                   log_path=self.root / "triton.log")
+        self._triton.start()
+        self.node_settings = Settings(
+            data_dir=self.root / "node", database_url=db, broker_url=BROKERS[self.broker],
+            queue_name=f"pw-cluster-{uuid.uuid4().hex[:8]}", dicom_port=free_port(), receive_processes=1,
+            allowed_calling_aes=[SENDER_AE], completion_grace_s=0.3, triton_url=self._triton.grpc_url,
+            node_http_port=free_port(), node_token=self.token, task_max_retries=3, task_retry_backoff_s=0.5,
+            worker_concurrency=self.worker_concurrency,
+        )
+        init_db(self.node_settings)
+        self._node = StorageNode(self.node_settings).start()
+        self._http = node_service(self.node_settings).start()
+        for i in range(self.workers):
+            self._procs.append(self._spawn_worker(i))
+        return self
+
+    def worker_dir(self, i: int) -> Path:
+        return self.root / f"worker{i}"
+
+    def _spawn_worker(self, i: int) -> subprocess.Popen[bytes]:
+        d = self.worker_dir(i)
+        d.mkdir(parents=True)
+        ws = self.node_settings.model_copy(update={
+            "data_dir": d, "worker_fetch": "node", "node_url": f"http://127.0.0.1:{self._http.port}",  # type: ignore[union-attr]
+            "node_http_port": None,
+        })
+        env = {**os.environ, **as_env(ws)}
+        cmd = worker_command(ws, name=f"w{i}")
+        if self.isolated:  # the node's data dir, seen from this worker: an empty, unreadable tmpfs
+            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mount -t tmpfs -o size=1m,mode=000 none "$0" && exec "$@"', str(self.node_settings.data_dir), *cmd]
+        log = open(self.root / f"worker{i}.log", "wb")
+        try:
+            return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True)
+        finally:
+            log.close()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        for p in self._procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self._procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if self._http is not None:
+            self._http.stop()
+        if self._node is not None:
+            self._node.stop()
+        if self._triton is not None:
+            self._triton.stop()
+        if self._repo_tmp is not None:
+            self._repo_tmp.cleanup()
+        try:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        except psycopg.Error:
+            pass
+        if self.broker == "redis":
+            try:
+                import redis
+
+                r = redis.Redis.from_url(BROKERS["redis"])
+                r.delete(self.node_settings.queue_name)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    # -- traffic and results ----------------------------------------------------------------
+    @staticmethod
+    def make_studies(out: Path, patients: int, scale: float = 0.25) -> list[list[Path]]:
+        """Studies in send order: each patient's prior, then its current (2 per patient)."""
+        studies: list[list[Path]] = []
+        for p in range(patients):
+            pair = synthetic.make_pair(out / f"p{p}", f"PWCL{p:05d}", seed=p, scale=scale)
+            studies += [list(pair.prior_paths), list(pair.current_paths)]
+        return studies
+
+    def send(self, studies: list[list[Path]], pace_s: float = 0.0) -> None:
+        port = self.node_settings.dicom_port
+        for paths in studies:
+            statuses = send_files(paths, "127.0.0.1", port, self.node_settings.ae_title, calling_ae=SENDER_AE)
+            if any(st != 0 for st in statuses):
+                raise RuntimeError(f"C-STORE failed: {statuses}")
+            self.sent.append(Sent(study_uid=_study_uid(paths[0]), sent_at=time.time()))
+            if pace_s:
+                time.sleep(pace_s)
+
+    def wait(self, n_jobs: int, timeout_s: float) -> list[Job]:
+        deadline = time.monotonic() + timeout_s
+        jobs: list[Job] = []
+        while time.monotonic() < deadline:
+            with session_scope(self.node_settings) as s:
+                jobs = list(s.exec(select(Job)).all())
+            if sum(j.state in (JobState.done, JobState.failed) for j in jobs) >= n_jobs:
+                break
+            if any(p.poll() is not None for p in self._procs):
+                raise RuntimeError("a worker process died; see its log in " + str(self.root))
+            time.sleep(0.5)
+        return jobs
+
+    def results(self) -> list[tuple[str, str | None, str, float]]:
+        """(study UID, prior study UID, status, seconds from study complete to result) per comparison."""
+        with session_scope(self.node_settings) as s:
+            rows = s.exec(select(Comparison, Study).join(Study, Study.id == Comparison.study_id)).all()  # type: ignore[arg-type]
+            uid_of = {st.id: st.study_uid for st in s.exec(select(Study)).all()}
+        return [(st.study_uid, uid_of.get(c.prior_study_id) if c.prior_study_id else None, c.status,
+                 (c.created_at - (st.completed_at or st.first_received_at)).total_seconds()) for c, st in rows]
+
+    def jobs_per_worker(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for i in range(self.workers):
+            text = (self.root / f"worker{i}.log").read_text(errors="replace")
+            out[f"worker{i}"] = len(re.findall(r"job \d+ study \S+ v\d+: ", text))
+        return out
+
+    def leftover_cache_files(self) -> int:
+        n = 0
+        for i in range(self.workers):
+            root = cache_root(self.node_settings.model_copy(update={"data_dir": self.worker_dir(i)}))
+            n += sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+        return n
+
+
+def _study_uid(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).StudyInstanceUID)
