@@ -27,6 +27,17 @@ What changes, and only that:
   waits for the peer's delayed ACK (40 ms) - a pynetdicom SCU sending to a pynetdicom SCP on
   loopback took 50 ms per C-STORE, stock or not.
 
+Robustness (issue 14, with `dicom_node.guard`):
+- a PDU is read against a deadline from its first byte (`Limits.pdu_timeout_s`, else the
+  association's network timeout): a stalled header or body drops the connection;
+- a PDU claiming more than we negotiated (or than an association PDU needs) is aborted
+  before its body is read, and a body is read into one buffer sized by the checked length;
+- an acceptor's A-ASSOCIATE-RQ goes through its AE's `Guard` first (established-only
+  association limits, empty requests rejected);
+- a TLS server socket does its handshake in the association's own thread, under the same
+  read deadline, not in the thread that accepts connections (a silent TLS client stalled
+  every new connection); the DUL's wait does not sleep on bytes an SSL socket already holds.
+
 The loops mirror pynetdicom 3.0.x line by line apart from the waits; `apply()` refuses any
 other minor version (stock behaviour, with a warning) rather than guess at its internals.
 """
@@ -40,6 +51,8 @@ import os
 import queue
 import select
 import socket
+import ssl
+import struct
 import threading
 import time
 from io import BytesIO
@@ -47,12 +60,15 @@ from typing import Any, cast
 
 import pynetdicom
 from pynetdicom import _config as _pn_config
+from pynetdicom import acse as _acse
 from pynetdicom import association as _association
 from pynetdicom import dimse as _dimse
 from pynetdicom import dul as _dul
 from pynetdicom import evt
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationServer, AssociationSocket
+
+from dicom_node import guard as _guard
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +78,11 @@ ASSOC_WAIT_S = 0.005
 # A requestor's own thread pauses its reactor before each request and waits until it is
 # paused: keep that as quick as pynetdicom's 1 ms sleep.
 REQUESTOR_WAIT_S = 0.001
+# PDU read deadline where no Guard sets one and the association has no network timeout.
+DEFAULT_PDU_TIMEOUT_S = 60.0
+# A body up to this is read into one buffer allocated at once; beyond it (only where we
+# negotiated no maximum) the buffer grows as bytes arrive, so a false claim costs nothing.
+PREALLOC_MAX = 16 << 20
 
 _applied = False
 _lock = threading.Lock()
@@ -81,6 +102,9 @@ def apply() -> bool:
         AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
         AssociationServer.__init__ = _server_init  # type: ignore[method-assign]
         _dul.DULServiceProvider.run_reactor = _dul_run_reactor  # type: ignore[method-assign]
+        _dul.DULServiceProvider._read_pdu_data = _read_pdu_data  # type: ignore[method-assign]
+        _acse.ACSE._negotiate_as_acceptor = _negotiate_as_acceptor  # type: ignore[method-assign]
+        AssociationServer.get_request = _get_request  # type: ignore[method-assign]
         _dul.DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
         _dul.DULServiceProvider.kill_dul = _kill_dul  # type: ignore[method-assign]
         _association.Association._run_reactor = _assoc_run_reactor  # type: ignore[method-assign]
@@ -190,6 +214,12 @@ def _idle_wait(self: _dul.DULServiceProvider) -> None:
     wake_r = cast(int, self._pw_wake_r)  # type: ignore[attr-defined]
     assoc_sock = self.socket
     raw = getattr(assoc_sock, "socket", None)
+    if isinstance(raw, ssl.SSLSocket):
+        try:
+            if raw.pending():  # decrypted bytes already in hand: select() would not see them
+                return
+        except (OSError, ValueError):
+            pass
     fds: list[Any] = [wake_r]
     if raw is not None and getattr(assoc_sock, "_is_connected", False):
         fds.append(raw)
@@ -376,3 +406,157 @@ def _push_front(q: queue.Queue[Any], item: Any) -> None:
         q.queue.appendleft(item)  # type: ignore[attr-defined]
         q.unfinished_tasks += 1
         q.not_empty.notify()
+
+
+# -- PDU reads with a deadline and a length cap --------------------------------------------------
+def _pdu_cap(assoc: _association.Association, pdu_type: int) -> int:
+    """The longest PDU of `pdu_type` we accept on `assoc`."""
+    if pdu_type == 0x04:  # P-DATA-TF: what we told the peer we receive
+        ours = (assoc.acceptor if assoc.is_acceptor else assoc.requestor).maximum_length
+        return int(ours) if ours else _guard.UNLIMITED_PDU_CAP
+    if pdu_type in (0x01, 0x02):
+        return _guard.MAX_ASSOCIATE_PDU
+    return _guard.MAX_SMALL_PDU
+
+
+def _pdu_timeout(dul: _dul.DULServiceProvider) -> float:
+    g = _guard.guard_of(dul.assoc.ae) if dul.assoc.is_acceptor else None
+    if g is not None:
+        return g.limits.pdu_timeout_s
+    return float(dul.assoc.network_timeout or DEFAULT_PDU_TIMEOUT_S)
+
+
+def _fill(sock: socket.socket, buf: bytearray, start: int, end: int, deadline: float) -> int:
+    """Read into buf[start:end] until full, the peer closes (returns the fill), or `deadline`
+    passes (TimeoutError). Leaves the socket's own timeout as it found it."""
+    prev = sock.gettimeout()
+    view = memoryview(buf)
+    n = start
+    try:
+        while n < end:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("PDU read deadline passed")
+            sock.settimeout(left)
+            k = sock.recv_into(view[n:end], min(end - n, 1 << 20))
+            if not k:
+                break
+            n += k
+    finally:
+        view.release()
+        try:
+            sock.settimeout(prev)
+        except OSError:
+            pass
+    return n
+
+
+def _drop_connection(dul: _dul.DULServiceProvider) -> None:
+    sock = cast(AssociationSocket, dul.socket)
+    if sock is not None and sock._is_connected:
+        sock.close()  # shuts the socket; Evt17
+    else:
+        dul.event_queue.put("Evt17")
+
+
+def _send_abort(dul: _dul.DULServiceProvider, reason: int) -> None:
+    abort_pdu = A_ABORT_RQ()
+    abort_pdu.source = 0x02  # service provider
+    abort_pdu.reason_diagnostic = reason
+    try:
+        cast(AssociationSocket, dul.socket).send(abort_pdu.encode())
+    except Exception:  # the connection is going anyway
+        pass
+
+
+def _read_pdu_data(self: _dul.DULServiceProvider) -> None:
+    # pynetdicom 3.0.4 DULServiceProvider._read_pdu_data, with a read deadline, a length cap
+    # checked before the body is read, and the body read into the PDU's own buffer.
+    assoc_sock = cast(AssociationSocket, self.socket)
+    sock = cast(socket.socket, assoc_sock.socket)
+    deadline = time.monotonic() + _pdu_timeout(self)
+    head = bytearray(6)
+    try:
+        got = _fill(sock, head, 0, 6, deadline)
+    except TimeoutError:
+        log.warning("a PDU header did not arrive within its deadline: connection dropped")
+        _drop_connection(self)
+        return
+    except (OSError, ValueError, AttributeError):  # reset, TLS failure, socket closed under us
+        self.event_queue.put("Evt17")
+        return
+    if got < 6:
+        self.event_queue.put("Evt17")  # closed by the peer
+        return
+    pdu_type, _, pdu_length = struct.unpack(">BBL", head)
+    if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
+        log.warning("unknown PDU type 0x%02X received", pdu_type)
+        self.event_queue.put("Evt19")
+        return
+    cap = _pdu_cap(self.assoc, pdu_type)
+    if pdu_length > cap:
+        log.warning("PDU type 0x%02X claims %d bytes, more than the %d allowed: aborted", pdu_type, pdu_length, cap)
+        _send_abort(self, 0x06)  # invalid PDU parameter value
+        _drop_connection(self)
+        return
+    total = 6 + pdu_length
+    buf = bytearray(min(total, 6 + PREALLOC_MAX))
+    buf[:6] = head
+    filled = 6
+    try:
+        while filled < total:
+            if filled == len(buf):
+                buf[len(buf):] = bytes(min(total - len(buf), len(buf)))  # grow as bytes arrive
+            n = _fill(sock, buf, filled, len(buf), deadline)
+            if n < len(buf):
+                filled = n
+                break
+            filled = n
+    except TimeoutError:
+        log.warning("a PDU of %d bytes was not complete within its deadline: connection dropped", pdu_length)
+        _drop_connection(self)
+        return
+    except (OSError, ValueError, AttributeError):
+        self.event_queue.put("Evt17")
+        return
+    if filled != total:
+        _dul.LOGGER.error(f"The received PDU is shorter than expected ({filled} of {total} bytes received)")
+        self.event_queue.put("Evt17")
+        return
+    try:
+        pdu, event = self._decode_pdu(buf)
+        self.event_queue.put(event)
+    except Exception as exc:
+        _dul.LOGGER.error("Unable to decode the received PDU data")
+        _dul.LOGGER.exception(exc)
+        self.event_queue.put("Evt19")
+        return
+    self._recv_pdu.put(pdu)
+
+
+# -- admission --------------------------------------------------------------------------------
+_stock_negotiate_as_acceptor = _acse.ACSE._negotiate_as_acceptor
+
+
+def _negotiate_as_acceptor(self: _acse.ACSE) -> None:
+    g = _guard.guard_of(self.assoc.ae)
+    if g is not None:
+        rq = self.requestor.primitive
+        reject = g.check_request(self.assoc, rq)
+        if reject:
+            self.requestor.ae_title = rq.calling_ae_title
+            _acse.LOGGER.info("Rejecting Association")
+            self.send_reject(*reject)
+            evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+            self.assoc.kill()
+            return
+    _stock_negotiate_as_acceptor(self)
+
+
+def _get_request(self: AssociationServer) -> tuple[socket.socket, Any]:
+    # pynetdicom 3.0.4 AssociationServer.get_request, without the TLS handshake: it happens at
+    # the association's first read, in its own thread and under the PDU read deadline.
+    client_socket, address = cast(socket.socket, self.socket).accept()
+    if self.ssl_context:
+        client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True, do_handshake_on_connect=False)
+    return client_socket, address

@@ -27,6 +27,8 @@ from priorwatch.settings import Settings
 
 from dicom_node import receivers, spool
 from dicom_node.completion import CompletionMonitor
+from dicom_node.guard import Guard, Limits
+from dicom_node.tls import server_context
 from dicom_node.index import mark_released
 from dicom_node.ingest import Ingest
 
@@ -39,7 +41,7 @@ class StorageNode:
     `start()` returns once the node listens; `stop()` closes it and its completion monitor.
     """
 
-    def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int = 16,
+    def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int | None = None,
                  listener: socket.socket | None = None, slot: tuple[int, int] | None = None) -> None:
         self.settings = settings
         # A receiver process (`listener` given) shares the node's socket and schema.
@@ -50,7 +52,13 @@ class StorageNode:
         self._slot = slot  # (this receiver's LoadBoard slot, slots)
         self._receivers: list[subprocess.Popen[bytes]] = []
         self.monitor: CompletionMonitor | None = CompletionMonitor(settings) if monitor else None
-        self._max_associations = max_associations
+        self.guard = Guard(Limits(
+            max_associations=max_associations or settings.dicom_max_associations,
+            max_per_peer=settings.dicom_max_associations_per_peer,
+            pdu_timeout_s=settings.dicom_pdu_timeout_s,
+            artim_timeout_s=settings.dicom_artim_timeout_s,
+        ))
+        self._ssl_context = server_context(settings)  # a bad TLS setting stops the start, loudly
         self._server = None  # type: ignore[var-annotated]
         # Studies each live association stored into; held weakly so an association that ends
         # without release (abort, dropped connection) leaves nothing behind. Only the
@@ -80,8 +88,9 @@ class StorageNode:
         pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
         pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
         ae = AE(ae_title=self.settings.ae_title)
-        ae.maximum_pdu_size = 0  # accept P-DATA of any size: fewer, larger reads
-        ae.maximum_associations = self._max_associations
+        # Large P-DATA means fewer, larger reads; a claim above this is aborted unread.
+        ae.maximum_pdu_size = self.settings.dicom_max_pdu_bytes
+        self.guard.attach(ae)  # association limits, ARTIM, PDU read deadline
         ae.require_calling_aet = list(self.settings.allowed_calling_aes)
         ae.require_called_aet = False
         for cx in AllStoragePresentationContexts:
@@ -99,7 +108,8 @@ class StorageNode:
             listener = receivers.listen(self.settings.dicom_host, self.settings.dicom_port)
         if listener is None:
             self._server = ae.start_server(
-                (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers
+                (self.settings.dicom_host, self.settings.dicom_port), block=False, evt_handlers=handlers,
+                ssl_context=self._ssl_context,
             )
         else:
             if self._listener is None:
@@ -109,7 +119,8 @@ class StorageNode:
             slot, slots = self._slot or (0, n)
             board = receivers.LoadBoard(receivers.board_path(self.settings), slot, slots)
             server = receivers.SharedListenerServer(listener, ae, listener.getsockname(), ae.ae_title,
-                                                    ae.supported_contexts, None, evt_handlers=handlers, board=board)
+                                                    ae.supported_contexts, self._ssl_context, evt_handlers=handlers,
+                                                    board=board)
             threading.Thread(target=server.serve_forever, name="priorwatch-acceptor", daemon=True).start()
             ae._servers.append(server)  # pynetdicom's server.shutdown() removes it from there
             self._server = server
@@ -173,6 +184,7 @@ class StorageNode:
                 log.warning("cannot record release of %d studies: %s", len(ids), type(exc).__name__)
 
     def _on_conn_open(self, event: evt.Event) -> None:
+        self.guard.on_open(event.assoc)
         if isinstance(self._server, receivers.SharedListenerServer):
             self._server.track(event.assoc)
 

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
         default_factory=lambda: {"CR": 60.0, "DX": 60.0, "CT": 120.0, "MR": 180.0, "default": 90.0}
     )
     monitor_interval_s: float = 0.25
+    # Starvation limits (dicom_node.guard): per receiving process; connections still negotiating
+    # do not count against the association limits and cannot hold them.
+    dicom_max_pdu_bytes: int = 16 << 20  # our maximum receive PDU; longer claims are aborted at once
+    dicom_pdu_timeout_s: float = 30.0  # a PDU must arrive whole within this of its first byte
+    dicom_artim_timeout_s: float = 10.0  # a connection must send its association request within this
+    dicom_max_associations: int = 32  # established associations at once
+    dicom_max_associations_per_peer: int = 16  # established associations at once from one address
+    # DICOM TLS (node and our SCU/retrievals): PEM files. A set cert+key turns TLS on for the node's
+    # port; pacs_tls turns it on towards the PACS (our cert/key as client certificate if set).
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # trust anchors for peers' certificates
+    dicom_tls_require_client_cert: bool = True  # the node refuses TLS clients without a CA-signed cert
 
     # PACS for priors and results (None: the node's own store answers for priors)
     pacs_ae_title: str | None = None
@@ -61,6 +74,12 @@ class Settings(BaseSettings):
     pacs_retrieve: str = "c-get"  # c-get | c-move | wado-rs
     pacs_dicomweb_url: str | None = None
     pacs_timeout_s: float = 30.0
+    pacs_tls: bool = False  # DICOM TLS to the PACS (dicom_tls_ca verifies it)
+    pacs_tls_hostname: str | None = None  # name its certificate must carry; None: pacs_host
+    # A PACS that cannot be reached keeps the job waiting (back-off doubling up to
+    # pacs_retry_max_s) for this long since the job's first attempt; only then "no prior".
+    pacs_wait_window_s: float = 24 * 3600.0
+    pacs_retry_max_s: float = 300.0
     prior_baseline: bool = False  # also fetch the oldest comparable study as a baseline
     send_sr_to_pacs: bool = False
     urgent_webhook_url: str | None = None

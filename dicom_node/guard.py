@@ -1,0 +1,143 @@
+"""Admission and read limits that keep an idle, stalled or hostile peer from starving the node.
+
+Seen before these limits (issue 14): 40 connections that each sent a 6-byte PDU header and
+held refused every association for as long as they were held ("local limit exceeded"); a
+header claiming 200 bytes followed by 4 bytes never timed out; a header claiming a 1 GiB PDU
+grew the receiver by 1 GB. Now:
+
+- every PDU must arrive whole within `pdu_timeout_s` of its first byte (ARTIM-style read
+  deadline; `dicom_node.netfast` enforces it on every association socket);
+- a PDU longer than we negotiated (P-DATA) or than any association PDU needs is aborted
+  before a byte of its body is read or allocated;
+- the association limits count *established* associations only, total and per peer address,
+  so connections that never finish negotiating cannot use them up; connections still
+  negotiating have their own caps, and a new one evicts the oldest over the cap (it is
+  stalled: a real requestor sends its A-ASSOCIATE-RQ within milliseconds of connecting);
+- an A-ASSOCIATE-RQ with no presentation context is rejected (permanent, no reason given).
+
+Limits are per receiving process (each has its own associations).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# An A-ASSOCIATE-RQ/AC's length is not bound by the negotiated maximum: 128 contexts x 45
+# transfer syntaxes is ~150 kB; nothing legitimate comes near 1 MiB.
+MAX_ASSOCIATE_PDU = 1 << 20
+# A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT bodies are 4 bytes long.
+MAX_SMALL_PDU = 64
+# What we accept when we negotiated "no maximum" (0): we read as the bytes arrive, so memory
+# grows only with what a peer really sends, up to this.
+UNLIMITED_PDU_CAP = 256 << 20
+
+# Reject sources/reasons (PS3.8 9.3.4): (result, source, diagnostic)
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
+REJECT_NO_REASON = (0x01, 0x01, 0x01)  # permanent, service user, no reason given
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_associations: int = 32  # established at once, per receiving process
+    max_per_peer: int = 16  # established at once from one peer address
+    max_pending: int = 64  # connected, association not yet negotiated
+    max_pending_per_peer: int = 16
+    pdu_timeout_s: float = 30.0  # a PDU must arrive whole within this of its first byte
+    artim_timeout_s: float = 10.0  # a connection must send its A-ASSOCIATE-RQ within this
+
+
+class Guard:
+    """Bound to a server's AE (`attach`); `dicom_node.netfast` consults it."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._pending: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
+        self.evicted = 0
+        self.rejected = 0
+
+    def attach(self, ae: Any) -> None:
+        ae._pw_guard = self
+        ae.acse_timeout = self.limits.artim_timeout_s  # pynetdicom's ARTIM for an acceptor
+        ae.maximum_associations = 1 << 30  # ours (established only) replaces pynetdicom's count
+
+    # -- connections not yet associated ----------------------------------------------------
+    def on_open(self, assoc: Any) -> None:
+        """A new connection (EVT_CONN_OPEN): over a pending cap, drop the oldest pending one."""
+        peer = _peer(assoc)
+        victims = []
+        with self._lock:
+            self._pending[assoc] = (time.monotonic(), peer)
+            live = sorted(((t, p, a) for a, (t, p) in list(self._pending.items()) if _still_pending(a)),
+                          key=lambda x: x[0])
+            for a in [a for a, _ in list(self._pending.items()) if not _still_pending(a)]:
+                self._pending.pop(a, None)
+            mine = [x for x in live if x[1] == peer]
+            while len(mine) > self.limits.max_pending_per_peer:
+                victims.append(mine.pop(0)[2])
+            rest = [x for x in live if x[2] not in victims]
+            while len(rest) > self.limits.max_pending:
+                victims.append(rest.pop(0)[2])
+            for v in victims:
+                self._pending.pop(v, None)
+        for v in victims:
+            self.evicted += 1
+            _drop(v)
+        if victims:
+            log.warning("dropped %d connection(s) that had not sent an association request", len(victims))
+
+    # -- negotiation -----------------------------------------------------------------------
+    def check_request(self, assoc: Any, rq: Any) -> tuple[int, int, int] | None:
+        """A reject (result, source, diagnostic) for this A-ASSOCIATE-RQ, or None to go on."""
+        with self._lock:
+            self._pending.pop(assoc, None)
+        if not rq.presentation_context_definition_list:
+            self.rejected += 1
+            return REJECT_NO_REASON
+        peer = _peer(assoc)
+        established = [a for a in assoc.ae.active_associations
+                       if a is not assoc and a.is_acceptor and a.is_established]
+        if len(established) >= self.limits.max_associations:
+            self.rejected += 1
+            log.warning("association refused: %d associations open", len(established))
+            return REJECT_LOCAL_LIMIT
+        if sum(1 for a in established if _peer(a) == peer) >= self.limits.max_per_peer:
+            self.rejected += 1
+            log.warning("association refused: %d associations open from one peer", self.limits.max_per_peer)
+            return REJECT_LOCAL_LIMIT
+        return None
+
+
+def _peer(assoc: Any) -> str:
+    try:
+        return str(assoc.requestor.address_info.address)
+    except AttributeError:
+        return ""
+
+
+def _still_pending(assoc: Any) -> bool:
+    started_or_starting = assoc.ident is None or assoc.is_alive()  # EVT_CONN_OPEN precedes start()
+    return bool(started_or_starting) and not assoc.is_established and not assoc.is_rejected
+
+
+def _drop(assoc: Any) -> None:
+    """Shut the socket: a reader blocked in recv() wakes with end-of-file and the DUL ends."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def guard_of(ae: Any) -> Guard | None:
+    return getattr(ae, "_pw_guard", None)
