@@ -16,7 +16,7 @@ import workers.tasks  # noqa: E402,F401  (registers the tasks on `app`)
 _sweep_every = get_settings().sweep_interval_s
 app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
-    "priorwatch-sweep": {"task": workers.tasks.SWEEP, "schedule": _sweep_every, "options": {"expires": _sweep_every}},
+    "priorwatch-sweep": {"task": "workers.sweep", "schedule": _sweep_every, "options": {"expires": _sweep_every}},
 }
 
 # Other rooms add tasks and beat entries (monitoring snapshots) by entry point, not by import.

@@ -286,9 +286,11 @@ def mark_failed(job_id: int, reason: str, settings: Settings) -> None:
     log.warning("job %s failed: %s", job_id, reason)
 
 
-def note_retry(job_id: int, reason: str, settings: Settings, delay_s: float = 0.0, sent: bool = True) -> None:
+def note_retry(job_id: int, reason: str, settings: Settings, delay_s: float = 0.0, sent: bool = True,
+               count_attempt: bool = True) -> None:
     """Back to queued, lease released, with the retry's due time; `sent`: its message is in the
-    broker (else the node or the sweeper sends it)."""
+    broker (else the node or the sweeper sends it); `count_attempt=False`: a wait (for the PACS)
+    that does not use up one of the job's attempts."""
     now = utcnow()
     with session_scope(settings) as s:
         job = s.get(Job, job_id)
@@ -297,6 +299,8 @@ def note_retry(job_id: int, reason: str, settings: Settings, delay_s: float = 0.
             job.leased_by = job.lease_expires_at = None
             job.next_attempt_at = now + timedelta(seconds=delay_s)
             job.enqueued_at = now if sent else None
+            if not count_attempt:
+                job.attempts = max(job.attempts - 1, 0)
             s.add(job)
 
 

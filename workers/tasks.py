@@ -56,7 +56,7 @@ def process_study(self: Task, job_id: int) -> int | None:
             except Exception as send_exc:  # broker down: the node or the sweeper sends it later
                 log.warning("job %s: retry not handed to the broker (%s)", job_id, type(send_exc).__name__)
                 sent = False
-            note_retry(job_id, reason, settings, delay_s=delay, sent=sent)
+            note_retry(job_id, reason, settings, delay_s=delay, sent=sent, count_attempt=not waiting)
             return None
         except PermanentError as exc:
             mark_failed(job_id, str(exc), settings)
