@@ -9,9 +9,11 @@ from importlib.metadata import entry_points
 import typer
 
 from priorwatch.db import init_db, session_scope
-from priorwatch.export import comparison_records, delivery_problems, failed_jobs, state_counts
+from priorwatch.export import comparison_records, delivery_problems, failed_jobs, state_counts, waiting_jobs
 from priorwatch.log import configure_logging
 from priorwatch.settings import get_settings
+
+WAITING_SHOWN = 50  # waiting jobs listed by `status` (the oldest; the rest counted)
 
 app = typer.Typer(help="PriorWatch: longitudinal comparison beside a PACS.", no_args_is_help=True)
 
@@ -38,10 +40,15 @@ def status() -> None:
         counts = state_counts(s)
         failures = failed_jobs(s)
         undelivered = delivery_problems(s)
+        waiting = waiting_jobs(s)
     for k, v in counts.items():
         typer.echo(f"{k:16s} {v}")
     for acc, err in failures:
         typer.echo(f"failed {acc}: {err}")
+    for acc, job_id, why in waiting[:WAITING_SHOWN]:
+        typer.echo(f"waiting {acc} (job {job_id}): {why}")
+    if len(waiting) > WAITING_SHOWN:
+        typer.echo(f"waiting: {len(waiting) - WAITING_SHOWN} more")
     for acc, kind, state, err in undelivered:
         typer.echo(f"delivery {kind} {state} {acc}: {err}")
     typer.echo(f"data dir: {get_settings().data_dir}")

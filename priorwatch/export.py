@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -90,6 +91,39 @@ def delivery_problems(session: Session) -> list[tuple[str, str, str, str]]:
         .where(Delivery.state != "sent")
     ).all()
     return [(acc or "-", kind, state, err or "") for acc, kind, state, err in rows]
+
+
+def _ago(now: datetime, t: datetime | None) -> str:
+    return f"{(now - t).total_seconds():.0f}s" if t else "?"
+
+
+def wait_reason(job: Job, now: datetime) -> str:
+    """Why a queued or running job has no result yet, in words, from its row alone."""
+    retry = f" after: {job.error.removeprefix('retrying: ')}" if job.error else ""
+    if job.state == JobState.running:
+        if job.lease_expires_at is not None and job.lease_expires_at < now:
+            return (f"its worker ({job.leased_by or '?'}) stopped answering {_ago(now, job.lease_expires_at)} ago "
+                    f"(lease expired); the sweeper hands it out again")
+        return (f"running on {job.leased_by or '?'} (attempt {job.attempts}, "
+                f"heartbeat {_ago(now, job.heartbeat_at or job.started_at)} ago)")
+    if job.next_attempt_at is not None and job.next_attempt_at > now:
+        return f"retry {job.attempts + 1} due in {(job.next_attempt_at - now).total_seconds():.0f}s{retry}"
+    if job.enqueued_at is None:
+        return "not yet handed to the broker (the node sends it; is the broker up?)" + retry
+    return f"in the broker for {_ago(now, job.enqueued_at)}, waiting for a free worker" + retry
+
+
+def waiting_jobs(session: Session, now: datetime | None = None) -> list[tuple[str, int, str]]:
+    """(accession, job id, why it waits) for every queued or running job, oldest first."""
+    from priorwatch.models import utcnow
+
+    now = now or utcnow()
+    rows = session.exec(
+        select(Study.accession, Job).join(Study, Study.id == Job.study_id)
+        .where(Job.state.in_([JobState.queued, JobState.running]))  # type: ignore[attr-defined]
+        .order_by(Job.id)
+    ).all()
+    return [(acc or "-", int(job.id or 0), wait_reason(job, now)) for acc, job in rows]
 
 
 def worklist_rows(session: Session) -> list[dict[str, Any]]:

@@ -164,6 +164,11 @@ class WorklistItem(SQLModel, table=True):
     priority: int = Field(default=5, index=True)  # 1 = urgent first
     status: str = Field(default=WorklistStatus.pending, index=True, max_length=16)
     created_at: NaiveDatetime = Field(default_factory=utcnow)
+    # The claim of the radiologist reading it (dashboard): set and moved only by conditional
+    # UPDATEs, so two readers never both hold it; expired claims are free to take.
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: NaiveDatetime | None = None
+    claim_expires_at: NaiveDatetime | None = None
 
 
 class Delivery(SQLModel, table=True):
@@ -318,3 +323,59 @@ class SignedReportLabels(SQLModel, table=True):
 
 # Monitoring reads studies by time window: the window is an index range, not a table scan.
 Index("ix_study_study_datetime", Study.study_datetime)  # type: ignore[arg-type]
+
+
+# --- dashboard: sign-off, sessions, drafts, login throttling (appended by the dashboard room) ---
+
+
+class SignOff(SQLModel, table=True):
+    """The one sign-off of one comparison version: its primary key makes a second sign-off of
+    the same comparison fail in the database, whatever the application checked before."""
+
+    comparison_id: int = Field(foreign_key="comparison.id", primary_key=True)
+    review_id: int = Field(foreign_key="review.id", unique=True)
+    worklist_item_id: int = Field(foreign_key="worklistitem.id", index=True)
+    signer: str = Field(max_length=64)
+    signed_at: NaiveDatetime = Field(default_factory=utcnow)
+    session_id: int | None = None  # the dashboard session it was signed in
+
+
+class DashboardSession(SQLModel, table=True):
+    """A logged-in browser: the cookie carries a signed random token whose hash is stored here.
+    Ended on logout; refused after the idle timeout or the absolute lifetime."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    username: str = Field(index=True, max_length=64)
+    address: str = Field(default="", max_length=64)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    last_seen_at: NaiveDatetime = Field(default_factory=utcnow)
+    expires_at: NaiveDatetime
+    ended_at: NaiveDatetime | None = None
+    end_reason: str | None = Field(default=None, max_length=16)  # logout | idle | expired
+    grant_hash: str | None = Field(default=None, max_length=64)  # one-time cookie grant, cleared on use
+    grant_expires_at: NaiveDatetime | None = None
+    current_item_id: int | None = None  # the study open on the review page (restored on reload)
+    page: str = Field(default="", max_length=32)
+
+
+class ReviewDraft(SQLModel, table=True):
+    """The draft a user is editing for one worklist item, autosaved as they type."""
+
+    __table_args__ = (UniqueConstraint("username", "worklist_item_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64)
+    worklist_item_id: int = Field(foreign_key="worklistitem.id", index=True)
+    text: str = Field(default="", sa_column=Column(Text))
+    state_json: str = Field(default="{}", sa_column=Column(Text))  # finding corrections
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per key ("user:<existing name>" or "addr:<address>") in a window, and the
+    lockout they caused. Unknown typed usernames are never stored."""
+
+    key: str = Field(primary_key=True, max_length=96)
+    failures: int = 0
+    window_start: NaiveDatetime = Field(default_factory=utcnow)
+    locked_until: NaiveDatetime | None = None

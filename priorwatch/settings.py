@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     triton_startup_timeout_s: float = 180.0
     image_size: int = 512  # long side, pixels, of the arrays sent to engines
 
+    # Dashboard sessions, claims and login throttling (dashboard.security).
+    dashboard_secret: str | None = None  # HMAC key for session cookies; None: a 0600 file in data_dir
+    dashboard_idle_timeout_s: float = 15 * 60.0  # a session unused this long is ended (reading-room policy)
+    dashboard_session_max_s: float = 12 * 3600.0  # absolute session lifetime: one shift
+    dashboard_claim_ttl_s: float = 20 * 60.0  # an opened study stays claimed this long without activity
+    dashboard_cookie_secure: bool = False  # set True behind HTTPS so the cookie never travels in clear
+    login_max_failures_per_user: int = 5  # wrong passwords for one account before it is locked
+    login_max_failures_per_address: int = 20  # failures from one address (any usernames) before it is locked
+    login_failure_window_s: float = 15 * 60.0  # failures older than this are forgotten
+    login_lockout_s: float = 15 * 60.0  # how long a lockout lasts
+
     # Deployment: workers without a shared disk, health and metrics over HTTP (README "Ports").
     # shared: a worker reads the node's spool paths (one machine, the embedded default);
     # node: it fetches the study's instances from the node's HTTP store service (node_url) into
@@ -191,7 +202,11 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         for d in (self.data_dir, self.spool_dir, self.results_dir, self.broker_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Patient data: only the service account may read the data dir and the spool.
+        for d in (self.data_dir, self.spool_dir):
+            if d.stat().st_uid == os.getuid() and d.stat().st_mode & 0o077:
+                d.chmod(0o700)
 
 
 @lru_cache(maxsize=1)
