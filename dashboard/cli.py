@@ -16,6 +16,8 @@ from dashboard.auth import Role
 
 PASSWORD_ENV = "PRIORWATCH_USER_PASSWORD"
 APP_PATH = Path(__file__).resolve().parent / "app.py"
+# The server script: Streamlit serving app.py plus the authenticated image and session routes.
+SERVER_PATH = Path(__file__).resolve().parent / "server.py"
 
 
 def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
@@ -24,7 +26,7 @@ def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
         "-m",
         "streamlit",
         "run",
-        str(APP_PATH),
+        str(SERVER_PATH),
         "--server.address",
         address,
         "--server.port",

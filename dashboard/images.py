@@ -37,10 +37,11 @@ class ImageUnavailable(Exception):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    pixels: np.ndarray  # float32, bright = dense, downsampled to DISPLAY_MAX
+    pixels: np.ndarray  # float32, bright = dense, downsampled to max_side (full depth kept)
     hu: bool  # values are Hounsfield units
     voi: tuple[float, float] | None  # the file's own (center, width), if any
     full_shape: tuple[int, int]
+    markers: tuple[str, str] = ("", "")  # patient-side letters at the image's (left, right) edge
 
 
 def _first(v: object) -> float | None:
@@ -93,7 +94,43 @@ def load_dicom(path: str | Path, max_side: int = DISPLAY_MAX) -> LoadedImage:
         data = (lo + hi) - data
         if voi is not None:
             voi = ((lo + hi) - voi[0], voi[1])
-    return LoadedImage(_downsample(data, max_side).astype(np.float32), hu, voi, full_shape)
+    return LoadedImage(_downsample(data, max_side).astype(np.float32), hu, voi, full_shape, side_markers(ds))
+
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+def side_markers(ds: object) -> tuple[str, str]:
+    """Patient-side letters for the image's left and right edges.
+
+    From Patient Orientation (0020,0020), whose first value is the direction of increasing
+    column (towards the image's right edge); else from the view: PA and AP chest images are
+    displayed as if facing the patient, so the patient's right is on the image's left.
+    Empty when neither says (no marker is better than a wrong one).
+    """
+    po = getattr(ds, "PatientOrientation", None)
+    if po is not None and len(po) >= 1 and str(po[0]):
+        row_dir = str(po[0]).upper()[:1]
+        if row_dir in ("L", "R"):
+            return _OPPOSITE[row_dir], row_dir
+    view = str(getattr(ds, "ViewPosition", "") or "").upper()
+    if view in ("PA", "AP"):
+        return "R", "L"
+    return "", ""
+
+
+def window_range(img: LoadedImage) -> tuple[float, float]:
+    """The value range for manual window sliders (robust: 0.1-99.9 %)."""
+    lo, hi = np.percentile(img.pixels, [0.1, 99.9])
+    return float(lo), float(max(hi, lo + 1.0))
+
+
+def apply_manual_window(img: LoadedImage, center: float, width: float) -> np.ndarray:
+    """uint8 (H, W) for an explicit window on the full-depth values."""
+    width = max(float(width), 1.0)
+    lo, hi = center - width / 2.0, center + width / 2.0
+    out = (np.clip(img.pixels, lo, hi) - lo) / (hi - lo)
+    return (out * 255.0 + 0.5).astype(np.uint8)
 
 
 def window_bounds(img: LoadedImage, preset: str) -> tuple[float, float]:
@@ -158,11 +195,59 @@ def overlay_heatmap(gray: np.ndarray, overlay_path: str | Path | None, alpha: fl
     return (base * (1.0 - a) + color * a + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def to_png(arr: np.ndarray) -> bytes:
+def to_png(arr: np.ndarray, compress_level: int = 6) -> bytes:
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
+
+
+_CACHE_MAX = 12  # decoded images kept per process (full resolution ~15 MB each as float32)
+_cache: dict[tuple[str, float, int], LoadedImage] = {}
+
+
+def load_cached(path: str | Path, max_side: int = DISPLAY_MAX) -> LoadedImage:
+    """`load_dicom`, memoised per (path, mtime, size) for the page and the image route."""
+    import os
+
+    p = str(path)
+    try:
+        mtime = os.path.getmtime(p)
+    except OSError:
+        raise ImageUnavailable(f"image file is missing: {Path(p).name}") from None
+    key = (p, mtime, max_side)
+    hit = _cache.pop(key, None)
+    if hit is None:
+        hit = load_dicom(p, max_side)
+    _cache[key] = hit  # most recent last
+    while len(_cache) > _CACHE_MAX:
+        _cache.pop(next(iter(_cache)))
+    return hit
+
+
+def render(img: LoadedImage, preset: str | None, center: float | None, width: float | None,
+           overlay_path: str | Path | None = None) -> np.ndarray:
+    """The displayed pixels: a manual window if given, else the preset; optional heat-map."""
+    if center is not None and width is not None:
+        gray = apply_manual_window(img, center, width)
+    else:
+        gray = apply_window(img, preset or "default")
+    return overlay_heatmap(gray, overlay_path) if overlay_path else gray
+
+
+def image_url(instance_id: int, *, preset: str = "default", center: float | None = None, width: float | None = None,
+              full: bool = False, overlay: int | None = None) -> str:
+    """The page's URL for one rendered image (relative: same origin, the cookie goes along)."""
+    from urllib.parse import quote
+
+    parts = [f"preset={quote(preset)}"]
+    if center is not None and width is not None:
+        parts += [f"c={center:.1f}", f"w={width:.1f}"]
+    if full:
+        parts.append("full=1")
+    if overlay is not None:
+        parts.append(f"overlay={overlay}")
+    return f"/pw/img/{instance_id}?{'&'.join(parts)}"

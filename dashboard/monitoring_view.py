@@ -19,6 +19,15 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
+def _audit_export(user: str, what: str) -> None:
+    """Every export leaves an audit row with the session it came from."""
+    from dashboard.queries import audit
+    from priorwatch.db import session_scope
+
+    with session_scope() as s:
+        audit(s, user, "export", detail={"what": what, "session": st.session_state.get("sid")})
+
+
 def render() -> None:
     st.header("Monitoring")
     engine = init_db()
@@ -117,5 +126,6 @@ def render() -> None:
     html = snap.report_html_path
     if html and Path(html).exists():
         st.download_button("Download the Evidently drift report (HTML)", Path(html).read_bytes(),
-                           file_name=Path(html).name, mime="text/html")
+                           file_name=Path(html).name, mime="text/html", on_click=_audit_export,
+                           args=((st.session_state.get("user") or {}).get("username", "unknown"), "drift_report_html"))
     _ = engine

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import case, or_, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
 from priorwatch import models
@@ -22,6 +23,8 @@ from priorwatch.models import (
     Finding,
     Instance,
     Review,
+    ReviewDraft,
+    SignOff,
     Study,
     WorklistItem,
     WorklistStatus,
@@ -186,6 +189,8 @@ def worklist(
                 "change": top.change if top else "—",
                 "confidence": round(top.confidence, 2) if top else None,
                 "status": item.status,
+                "claimed_by": item.claimed_by if claim_live(item, now) else None,
+                "claimed_at": item.claimed_at if claim_live(item, now) else None,
                 "waiting": format_waiting(item.created_at, now),
                 "created_at": item.created_at,
             }
@@ -296,16 +301,195 @@ def audit(
     return row
 
 
-def open_review(session: Session, item_id: int, user: str) -> StudyDetail | None:
-    """Open an item for review: mark it in review (if pending) and log the view."""
+def claim_live(item: WorklistItem, now: datetime | None = None) -> bool:
+    """Someone holds an unexpired claim on the item."""
+    now = now or utcnow()
+    return bool(item.claimed_by) and item.claim_expires_at is not None and item.claim_expires_at > now
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    mine: bool  # the caller holds the claim now
+    holder: str | None  # who holds it (the caller, someone else, or nobody: closed item)
+    since: datetime | None
+
+
+def _open_condition():  # type: ignore[no-untyped-def]
+    return WorklistItem.status.in_(list(OPEN_STATUSES))  # type: ignore[attr-defined]
+
+
+def claim(session: Session, item_id: int, user: str, ttl_s: float, *, take_over: bool = False) -> ClaimResult:
+    """Claim an open item for `user` (or renew their claim). One conditional UPDATE: it succeeds
+    only if nobody else holds a live claim, unless `take_over` (an explicit, audited act).
+    The caller commits; the claim is the database's, never the page's belief."""
+    now = utcnow()
+    cond = [WorklistItem.id == item_id, _open_condition()]
+    if not take_over:
+        cond.append(
+            or_(
+                WorklistItem.claimed_by.is_(None),  # type: ignore[union-attr]
+                WorklistItem.claimed_by == user,
+                WorklistItem.claim_expires_at < now,  # type: ignore[operator, arg-type]
+            )
+        )
+    previous: str | None = None
+    if take_over:  # who loses it, for the audit (a rare, explicit act: a read first is fine)
+        cur = session.get(WorklistItem, item_id)
+        previous = cur.claimed_by if cur is not None and claim_live(cur, now) else None
+    mine_live = (WorklistItem.claimed_by == user) & (WorklistItem.claim_expires_at > now)  # type: ignore[operator]
+    values: dict[str, Any] = {
+        "claimed_by": user,
+        "claimed_at": case((mine_live, WorklistItem.claimed_at), else_=now),
+        "claim_expires_at": now + _td(ttl_s),
+        "status": WorklistStatus.in_review.value,
+    }
+    try:
+        res = session.execute(update(WorklistItem).where(*cond).values(**values))
+    except OperationalError:  # SQLite: a concurrent writer moved the item under our snapshot
+        session.rollback()
+        res = None
+    session.expire_all()
+    item = session.get(WorklistItem, item_id)
+    if item is None:
+        return ClaimResult(False, None, None)
+    if res is not None and res.rowcount == 1:  # type: ignore[attr-defined]
+        if take_over and previous and previous != user:
+            audit(session, user, "claim_takeover", item.study_id, {"worklist_item_id": item_id, "from": previous})
+        return ClaimResult(True, user, item.claimed_at)
+    return ClaimResult(False, item.claimed_by if claim_live(item, now) else None, item.claimed_at)
+
+
+def release_claim(session: Session, item_id: int, user: str) -> bool:
+    """Give up `user`'s claim (leave the study, log out): the item is pending again."""
+    res = session.execute(
+        update(WorklistItem)
+        .where(WorklistItem.id == item_id, WorklistItem.claimed_by == user, _open_condition())
+        .values(claimed_by=None, claimed_at=None, claim_expires_at=None, status=WorklistStatus.pending.value)
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_all_claims(session: Session, user: str) -> int:
+    res = session.execute(
+        update(WorklistItem)
+        .where(WorklistItem.claimed_by == user, _open_condition())
+        .values(claimed_by=None, claimed_at=None, claim_expires_at=None, status=WorklistStatus.pending.value)
+    )
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _td(seconds: float):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+def open_review(session: Session, item_id: int, user: str, session_id: int | None = None) -> StudyDetail | None:
+    """Load an item for review and log the view (the claim is `claim`'s business)."""
     detail = study_detail(session, item_id)
     if detail is None:
         return None
-    if detail.item.status == WorklistStatus.pending:
-        detail.item.status = WorklistStatus.in_review.value
-        session.add(detail.item)
-    audit(session, user, "view", detail.study.id, {"worklist_item_id": item_id})
+    audit(session, user, "view", detail.study.id, {"worklist_item_id": item_id, "session": session_id})
     return detail
+
+
+def sign_off(session: Session, comparison_id: int) -> SignOff | None:
+    return session.get(SignOff, comparison_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Drafts being edited (autosaved per user)
+# ---------------------------------------------------------------------------------------
+MAX_DRAFT_CHARS = 20_000  # far beyond any chest report; bounds what a browser can make us store
+
+
+def save_draft(session: Session, user: str, item_id: int, text: str, state: dict[str, Any] | None = None) -> None:
+    if len(text) > MAX_DRAFT_CHARS:
+        raise ReviewError(f"the draft is longer than {MAX_DRAFT_CHARS} characters")
+    row = session.exec(
+        select(ReviewDraft).where(ReviewDraft.username == user, ReviewDraft.worklist_item_id == item_id)
+    ).first()
+    if row is None:
+        row = ReviewDraft(username=user, worklist_item_id=item_id)
+    row.text = text
+    if state is not None:
+        row.state_json = json.dumps(state, sort_keys=True)
+    row.updated_at = utcnow()
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:  # the same user's other tab saved first: update theirs
+        session.rollback()
+        save_draft(session, user, item_id, text, state)
+
+
+def load_draft(session: Session, user: str, item_id: int) -> ReviewDraft | None:
+    return session.exec(
+        select(ReviewDraft).where(ReviewDraft.username == user, ReviewDraft.worklist_item_id == item_id)
+    ).first()
+
+
+def drop_drafts(session: Session, item_id: int) -> None:
+    for row in session.exec(select(ReviewDraft).where(ReviewDraft.worklist_item_id == item_id)).all():
+        session.delete(row)
+
+
+# ---------------------------------------------------------------------------------------
+# The signed text
+# ---------------------------------------------------------------------------------------
+AI_BANNER_PREFIX = "PRELIMINARY AI DRAFT"
+_CHANGE_TEXT = {
+    "new": "New {what}{where}.",
+    "worsened": "Increased {what}{where} compared with the prior.",
+    "stable": "Stable {what}{where}.",
+    "improved": "Decreased {what}{where} compared with the prior.",
+    "resolved": "Resolution of the previously seen {what}{where}.",
+    "no_prior": "{What}{where}.",
+}
+_NAMES = {"consolidation": "patchy consolidation", "effusion": "pleural effusion", "support_device": "support device",
+          "other": "abnormality"}
+
+
+def strip_ai_banner(text: str) -> str:
+    """The text without the AI draft's banner sentence (the signed report is the radiologist's)."""
+    t = text.strip()
+    if t.upper().startswith(AI_BANNER_PREFIX):
+        end = t.find(".", len(AI_BANNER_PREFIX))
+        end2 = t.find("\n")
+        cut = min(x for x in (end, end2) if x >= 0) if max(end, end2) >= 0 else len(t)
+        t = t[cut + 1 :].strip()
+    return t
+
+
+def label_sentence(lab: dict[str, Any]) -> str:
+    what = _NAMES.get(lab["finding"], str(lab["finding"]).replace("_", " "))
+    side, zone = lab.get("side"), lab.get("zone")
+    if side or zone:
+        where = " in the " + " ".join(x for x in (side, f"{zone} zone" if zone else "lung") if x)
+    else:
+        where = ""
+    sentence = _CHANGE_TEXT.get(lab["change"], "{What}{where}.").format(what=what, What=what[:1].upper() + what[1:], where=where)
+    return sentence[:-1] + " (urgent)." if lab.get("urgent") else sentence
+
+
+def structured_text(labels: list[dict[str, Any]], comp: Comparison, prior: Study | None) -> str:
+    """Report text regenerated from the (corrected) finding labels, urgent ones first."""
+    parts: list[str] = []
+    if prior is not None:
+        when = prior.study_date.isoformat() if prior.study_date else "an earlier date"
+        parts.append(f"Compared with the prior study of {when} ({format_interval(comp.interval_days)}).")
+    else:
+        parts.append("No prior study was available for comparison.")
+    ordered = sorted(labels, key=lambda lab: (not lab.get("urgent"), _CHANGE_RANK.get(lab["change"], 9)))
+    parts.extend(label_sentence(lab) for lab in ordered)
+    if not labels:
+        parts.append("No significant interval change." if prior is not None else "No acute finding.")
+    return " ".join(parts)
+
+
+def signed_text(body: str, signer: str, signed_at: datetime) -> str:
+    """The final text: the radiologist's body (no AI banner) and who signed, when."""
+    return f"{strip_ai_banner(body)}\n\nSigned by {signer} on {signed_at:%Y-%m-%d %H:%M} UTC."
 
 
 def model_labels(findings: list[Finding]) -> list[dict[str, Any]]:
@@ -348,6 +532,36 @@ def apply_corrections(
     return out
 
 
+class AlreadySigned(ReviewError):
+    """Someone else signed (or holds) the study: says who, and when."""
+
+    def __init__(self, message: str, signer: str | None = None, signed_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.signer, self.signed_at = signer, signed_at
+
+
+def _loser_error(session: Session, item_id: int, reviewer: str) -> AlreadySigned:
+    session.rollback()
+    item = session.get(WorklistItem, item_id)
+    if item is None:
+        return AlreadySigned(f"worklist item {item_id} does not exist")
+    so = session.get(SignOff, item.comparison_id)
+    if so is not None:
+        who = "you" if so.signer == reviewer else so.signer
+        return AlreadySigned(
+            f"Already signed by {who} at {so.signed_at:%H:%M:%S} UTC ({item.status}); your decision was not saved.",
+            so.signer, so.signed_at,
+        )
+    if item.status not in OPEN_STATUSES:
+        return AlreadySigned(f"This study was already reviewed ({item.status}); your decision was not saved.")
+    if claim_live(item):
+        return AlreadySigned(
+            f"{item.claimed_by} took this study over at {item.claimed_at:%H:%M} UTC; your decision was not saved. "
+            "Take it back to sign it."
+        )
+    return AlreadySigned("The study changed while you were deciding; reload it.")
+
+
 def record_review(
     session: Session,
     item_id: int,
@@ -360,8 +574,14 @@ def record_review(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
     corrections: dict[str, Any] | None = None,
+    session_id: int | None = None,
 ) -> Review:
-    """Store one decision as a Review, close the worklist item and write the audit rows."""
+    """Store one decision as a Review, close the worklist item and write the audit rows.
+
+    Exactly one decision per comparison, decided by the database: the first statement is a
+    conditional UPDATE (open, and not claimed by someone else) and the `SignOff` row's primary
+    key is the comparison; a loser gets `AlreadySigned` naming who signed. Accepted and edited
+    texts are stored as signed: without the AI banner, with the signer and time."""
     if action not in REVIEW_ACTIONS:
         raise ReviewError(f"action must be one of {', '.join(REVIEW_ACTIONS)}")
     reason = (reason or "").strip() or None
@@ -369,15 +589,33 @@ def record_review(
         raise ReviewError("a rejection needs a reason")
     if action != "rejected" and not final_text.strip():
         raise ReviewError("the report text is empty")
-    item = session.get(WorklistItem, item_id)
-    if item is None:
-        raise ReviewError(f"worklist item {item_id} does not exist")
-    if item.status not in OPEN_STATUSES:
-        raise ReviewError(f"this study was already reviewed ({item.status}); reload the worklist")
-    comp = session.get(Comparison, item.comparison_id)
-    assert comp is not None
     labels = [normalise_label(lab) for lab in final_labels]
     finished_at = finished_at or utcnow()
+    # The write comes first: on SQLite it takes the write lock before any read, so a racing
+    # transaction waits and then finds the item closed (no stale snapshot to act on).
+    try:
+        res = session.execute(
+            update(WorklistItem)
+            .where(
+                WorklistItem.id == item_id,
+                _open_condition(),
+                or_(
+                    WorklistItem.claimed_by.is_(None),  # type: ignore[union-attr]
+                    WorklistItem.claimed_by == reviewer,
+                    WorklistItem.claim_expires_at < finished_at,  # type: ignore[operator, arg-type]
+                ),
+            )
+            .values(status=action, claimed_by=None, claimed_at=None, claim_expires_at=None)
+        )
+    except OperationalError:
+        raise _loser_error(session, item_id, reviewer) from None
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise _loser_error(session, item_id, reviewer)
+    item = session.get(WorklistItem, item_id)
+    assert item is not None
+    comp = session.get(Comparison, item.comparison_id)
+    assert comp is not None
+    stored_text = final_text if action == "rejected" else signed_text(final_text, reviewer, finished_at)
     spent = (finished_at - started_at).total_seconds() if started_at else None
     review = Review(
         worklist_item_id=item_id,
@@ -385,16 +623,21 @@ def record_review(
         reviewer=reviewer,
         action=action,
         reason=reason,
-        final_text=final_text,
+        final_text=stored_text,
         final_labels_json=json.dumps(labels),
         started_at=started_at,
         finished_at=finished_at,
         time_spent_s=round(spent, 3) if spent is not None else None,
     )
     session.add(review)
-    item.status = action
-    session.add(item)
     session.flush()
+    session.add(SignOff(comparison_id=comp.id, review_id=review.id, worklist_item_id=item_id,  # type: ignore[arg-type]
+                        signer=reviewer, signed_at=finished_at, session_id=session_id))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _loser_error(session, item_id, reviewer) from None
+    drop_drafts(session, item_id)
     text_changed = final_text != comp.draft_text
     if action == "edited" or (action == "rejected" and (text_changed or corrections)):
         audit(
@@ -407,6 +650,7 @@ def record_review(
                 "text_changed": text_changed,
                 "chars_before": len(comp.draft_text),
                 "chars_after": len(final_text),
+                "session": session_id,
                 **(corrections or {}),
             },
         )
@@ -415,7 +659,7 @@ def record_review(
         reviewer,
         "reject" if action == "rejected" else "accept",
         item.study_id,
-        {"review_id": review.id, "worklist_item_id": item_id, "action": action},
+        {"review_id": review.id, "worklist_item_id": item_id, "action": action, "session": session_id},
     )
     return review
 

@@ -48,6 +48,7 @@ def init_db(settings: Settings | None = None, upgrade: bool = False) -> Engine:
     s = settings or get_settings()
     s.ensure_dirs()
     engine = get_engine(s)
+    _private_sqlite_file(engine)
     if upgrade or engine.url.render_as_string(hide_password=False) not in _ready:
         prepare_schema(engine, upgrade=upgrade)
         _ready.add(engine.url.render_as_string(hide_password=False))
@@ -55,6 +56,18 @@ def init_db(settings: Settings | None = None, upgrade: bool = False) -> Engine:
 
 
 _ready: set[str] = set()  # databases this process already found at head
+
+
+def _private_sqlite_file(engine: Engine) -> None:
+    """The SQLite file holds patient data: created 0600 (SQLite gives its -wal/-shm the same)."""
+    import os
+
+    db = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not db or db == ":memory:":
+        return
+    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+    if os.stat(db).st_uid == os.getuid() and os.stat(db).st_mode & 0o077:
+        os.chmod(db, 0o600)
 
 
 @contextmanager
