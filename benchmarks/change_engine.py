@@ -35,12 +35,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pydicom
+if TYPE_CHECKING:  # numpy, pydicom and the generator load lazily: `priorwatch` imports this module at start
+    import pydicom
 
-from benchmarks.cxrpairs import grid, make_pair
-from benchmarks.cxrpairs.generate import Pair
+    from benchmarks.cxrpairs.generate import Pair
 
 CHANGED = ("new", "worsened", "improved", "resolved")
 WORSE = ("new", "worsened")
@@ -157,14 +157,16 @@ def _finding_dict(f) -> dict:
     }
 
 
-def _roundtrip(ds: pydicom.Dataset) -> bytes:
+def _roundtrip(ds: "pydicom.Dataset") -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
 
-def run_pair(pair: Pair, engine, prepare_size: int = PREPARE_SIZE) -> PairScore:
+def run_pair(pair: "Pair", engine, prepare_size: int = PREPARE_SIZE) -> PairScore:
     """Send one pair through decode, prepare and the engine; score it."""
+    import pydicom
+
     from comparison import CompareContext
     from comparison.preprocess import prepare_dataset
 
@@ -201,6 +203,8 @@ def run_pair(pair: Pair, engine, prepare_size: int = PREPARE_SIZE) -> PairScore:
 
 def ece(calib: list[tuple[float, bool]], bins: int = ECE_BINS) -> float | None:
     """Expected calibration error: mean |accuracy - confidence| over equal-width bins, weighted by count."""
+    import numpy as np
+
     if not calib:
         return None
     conf = np.array([c for c, _ in calib])
@@ -216,6 +220,8 @@ def ece(calib: list[tuple[float, bool]], bins: int = ECE_BINS) -> float | None:
 
 def summarise(scores: list[PairScore]) -> dict:
     """Aggregate figures of one split (fractions with their numerators and denominators)."""
+    import numpy as np
+
     labs = [pl for s in scores for pl in s.per_label]
 
     def frac(num: int, den: int) -> dict:
@@ -335,6 +341,7 @@ def evaluate(split: str, n: int | None = None, size: int = 2000, prepare_size: i
     """Run the engine over a split's first n pairs at matrices of ~`size` px long side."""
     from threadpoolctl import threadpool_limits
 
+    from benchmarks.cxrpairs import grid, make_pair
     from comparison import RegistrationEngine
 
     scale = min(size / FULL_SIZE_LONG_SIDE, 1.5)
