@@ -142,9 +142,10 @@ def sid() -> int | None:
 
 def _address() -> str:
     try:
-        return st.context.ip_address or "local"
+        ip = st.context.ip_address
     except Exception:  # noqa: BLE001 - outside a browser session (tests)
-        return "local"
+        ip = None
+    return ip if isinstance(ip, str) and ip else "local"
 
 
 def _navigate(url: str) -> None:
@@ -223,7 +224,12 @@ def attempt_login(username: str, password: str, address: str) -> tuple[str | Non
 
 def restore_session() -> tuple[dict[str, Any] | None, str | None]:
     """The logged-in user from the session cookie (extending the idle timeout), else (None, why)."""
-    cookie = st.context.cookies.get(security.COOKIE_NAME) if hasattr(st, "context") else None
+    try:
+        cookie = st.context.cookies.get(security.COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no browser (AppTest)
+        cookie = None
+    if not isinstance(cookie, str):
+        cookie = None
     cookie = cookie or st.session_state.get("pw_cookie")  # tests without a browser put it here
     with session_scope() as s:
         info, why = security.check_session(s, cookie, touch=True)
@@ -943,7 +949,8 @@ def main() -> None:
         return
     try:
         if st.session_state.pop("logged_out", False):
-            st.session_state["logged_out_done"] = True
+            st.title("PriorWatch")
+            st.info("You are logged out. Your claims on studies were released.")
             _navigate("/pw/auth/logout")  # clears the cookie; the session row is already ended
             return
         user, why = restore_session()

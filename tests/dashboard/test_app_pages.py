@@ -16,10 +16,28 @@ from priorwatch.settings import reset_settings_cache
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
+def login_cookie(user: str, role: str = "radiologist") -> str:
+    """A live session cookie for `user` (created with `role` if missing), as the browser holds it."""
+    from sqlmodel import select as _select
+
+    from dashboard import auth, security
+    from priorwatch.models import User
+    from tests.dashboard.conftest import PASSWORD
+
+    with session_scope() as s:
+        if s.exec(_select(User).where(User.username == user)).first() is None:
+            auth.create_user(s, user, PASSWORD, role)
+        _row, grant = security.create_session(s, user, "local")
+    with session_scope() as s:
+        value = security.redeem_grant(s, grant)
+    assert value is not None
+    return value
+
+
 def app_as(user: str | None = None, role: str = "radiologist", **state) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if user:
-        at.session_state["user"] = {"username": user, "role": role}
+        at.session_state["pw_cookie"] = login_cookie(user, role)
     for k, v in state.items():
         at.session_state[k] = v
     return at.run()
@@ -63,8 +81,20 @@ def test_login_wrong_then_right_password(seeded):
     at.text_input(key="login_password").input("correct-horse-1")
     button(at, "Log in").click()
     at.run()
-    assert at.session_state["user"] == {"username": "alice", "role": "radiologist"}
-    assert at.title[0].value == "Worklist"
+    # The password is right: the browser is sent to redeem a one-time grant for its cookie.
+    grant = at.session_state["grant"]
+    assert "Continuing" in texts(at)
+    from dashboard import security
+
+    with session_scope(seeded.settings) as s:
+        cookie = security.redeem_grant(s, grant)
+    with session_scope(seeded.settings) as s:
+        assert security.redeem_grant(s, grant) is None  # one use only
+    at2 = AppTest.from_file(APP, default_timeout=60)
+    at2.session_state["pw_cookie"] = cookie
+    at2.run()
+    assert at2.session_state["user"] == {"username": "alice", "role": "radiologist"}
+    assert at2.title[0].value == "Worklist"
     assert [a.user for a in audit_rows(seeded.settings, "login")] == ["alice"]
     assert [a.user for a in audit_rows(seeded.settings, "login_failed")] == ["alice"]
 
@@ -78,17 +108,17 @@ def test_worklist_urgent_first_then_waiting_time(seeded):
     at = app_as("alice")
     df = at.dataframe[0].value
     assert list(df.columns) == [
-        "Urgent", "Patient", "Age/Sex", "Study", "Prior", "Interval",
-        "Top finding", "Change", "Confidence", "Status", "Waiting",
+        "Urgent", "Patient", "Study", "Interval", "Top finding", "Change", "Conf.", "Status",
+        "Being read by", "Waiting",
     ]
     # urgent first, then the routine study waiting 3 h, then the one waiting 1 h
-    assert df["Patient"].tolist() == ["DOE^JANE (PA-001)", "ROE^RICHARD (PB-002)", "POE^ANN (PC-003)"]
+    assert df["Patient"].tolist() == ["DOE^JANE (PA-001) 74 y F", "ROE^RICHARD (PB-002) 74 y M", "POE^ANN (PC-003) 74 y F"]
     first = df.iloc[0]
     assert first["Urgent"] == "URGENT"
     assert first["Top finding"] == "pneumothorax (right upper)"
     assert first["Change"] == "new"
-    assert first["Age/Sex"] == "74 y F"
-    assert first["Prior"] == "2023-01-10" and first["Interval"] == "2 y 1 mo"
+    assert first["Interval"] == "2 y 1 mo"
+    assert "3 studies · 1 urgent" in texts(at)
     assert df.iloc[2]["Interval"] == "no prior"
     assert at.selectbox(key="wl_pick").value == seeded.urgent_item
 
@@ -96,13 +126,13 @@ def test_worklist_urgent_first_then_waiting_time(seeded):
 def test_worklist_filters_and_empty_state(seeded):
     at = app_as("alice")
     at.radio(key="f_urgency").set_value("Urgent only").run()
-    assert at.dataframe[0].value["Patient"].tolist() == ["DOE^JANE (PA-001)"]
+    assert at.dataframe[0].value["Patient"].tolist() == ["DOE^JANE (PA-001) 74 y F"]
     at.radio(key="f_urgency").set_value("All")
     at.multiselect(key="f_modality").set_value(["DX"]).run()
-    assert at.dataframe[0].value["Patient"].tolist() == ["ROE^RICHARD (PB-002)"]
+    assert at.dataframe[0].value["Patient"].tolist() == ["ROE^RICHARD (PB-002) 74 y M"]
     at.multiselect(key="f_modality").set_value([])
     at.multiselect(key="f_site").set_value(["South"]).run()
-    assert at.dataframe[0].value["Patient"].tolist() == ["ROE^RICHARD (PB-002)"]
+    assert at.dataframe[0].value["Patient"].tolist() == ["ROE^RICHARD (PB-002) 74 y M"]
     at.radio(key="f_urgency").set_value("Urgent only").run()
     assert len(at.dataframe) == 0
     assert "No studies match these filters" in texts(at)
@@ -124,7 +154,7 @@ def test_review_page_shows_what_the_model_saw_and_accept_as_is(seeded):
     body = texts(at)
     assert "URGENT" in body and "pneumothorax (right upper) — new" in body
     assert "Prior:" in body and "2 y 1 mo" in body
-    assert len(at.get("image")) == 2  # current and prior side by side
+    assert "Viewer:" in body  # current and prior side by side in the synced viewer
     findings = at.dataframe[0].value
     assert findings["Evidence check"].tolist() == ["✓ supported", "⚠ UNSUPPORTED"]
     assert "not supported by the image evidence" in body
@@ -141,17 +171,18 @@ def test_review_page_shows_what_the_model_saw_and_accept_as_is(seeded):
     button(at, "Accept as is").click()
     at.run()
     assert at.session_state["page"] == "Worklist"
-    assert "Review saved (accepted)" in texts(at)
+    assert "Signed (accepted)" in texts(at)
     with session_scope(seeded.settings) as s:
         rev = s.exec(select(Review)).one()
         assert rev.action == "accepted" and rev.reviewer == "alice"
         assert rev.final_text.startswith("New right upper zone pneumothorax")
+        assert "Signed by alice on " in rev.final_text
         labels = json.loads(rev.final_labels_json)
         assert labels[0] == {"finding": "pneumothorax", "side": "right", "zone": "upper", "change": "new", "urgent": True}
         assert rev.started_at is not None and rev.time_spent_s is not None and rev.time_spent_s >= 0
         assert s.get(WorklistItem, seeded.urgent_item).status == "accepted"
     assert [a.action for a in audit_rows(seeded.settings) if a.action in ("accept", "edit")] == ["accept"]
-    assert "DOE^JANE (PA-001)" not in at.dataframe[0].value["Patient"].tolist()
+    assert "DOE^JANE (PA-001) 74 y F" not in at.dataframe[0].value["Patient"].tolist()
 
 
 def test_edit_with_corrections_and_accept(seeded):
@@ -176,11 +207,11 @@ def test_edit_with_corrections_and_accept(seeded):
     assert "Use **Accept with edits**" in texts(at)
     button(at, "Accept with edits").click()
     at.run()
-    assert "Review saved (edited)" in texts(at)
+    assert "Signed (edited)" in texts(at)
     with session_scope(seeded.settings) as s:
         rev = s.exec(select(Review)).one()
         assert rev.action == "edited"
-        assert rev.final_text == "Large new right pneumothorax. No effusion."
+        assert rev.final_text.startswith("Large new right pneumothorax. No effusion.\n\nSigned by alice on ")
         assert json.loads(rev.final_labels_json) == [
             {"finding": "pneumothorax", "side": "right", "zone": "upper", "change": "new", "urgent": True},
             {"finding": "support_device", "side": "right", "zone": None, "change": "new", "urgent": False},
@@ -201,7 +232,7 @@ def test_reject_needs_a_reason(seeded):
     at.text_input(key=f"reason_{seeded.routine_item}").input("wrong prior selected")
     button(at, "Reject").click()
     at.run()
-    assert "Review saved (rejected)" in texts(at)
+    assert "Signed (rejected)" in texts(at)
     with session_scope(seeded.settings) as s:
         rev = s.exec(select(Review)).one()
         assert (rev.action, rev.reason) == ("rejected", "wrong prior selected")
@@ -235,12 +266,12 @@ def test_already_reviewed_item_is_read_only(seeded):
         it.status = "accepted"
         s.add(it)
     at2 = app_as("bob", page="Review", review_item=seeded.urgent_item)
-    assert "Already reviewed" in texts(at2)
+    assert "Signed: **accepted**" in texts(at2)
     assert not [b for b in at2.button if b.label == "Accept as is"]
     # the first reviewer's stale page re-reads the item and cannot record a second decision
     button(at, "Accept as is").click()
     at.run()
-    assert "Already reviewed" in texts(at)
+    assert "Signed: **accepted**" in texts(at)
     with session_scope(seeded.settings) as s:
         assert s.exec(select(Review)).all() == []
 

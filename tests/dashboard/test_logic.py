@@ -75,7 +75,7 @@ def test_record_review_validates_and_is_single_shot(seeded):
                                     started_at=started, finished_at=started + timedelta(seconds=42.5))
         assert rev.time_spent_s == 42.5
     with session_scope(seeded.settings) as s:
-        with pytest.raises(queries.ReviewError, match="already reviewed"):
+        with pytest.raises(queries.AlreadySigned, match="Already signed by alice at"):
             queries.record_review(s, seeded.urgent_item, "bob", "accepted", "text", labels)
         assert len(s.exec(select(Review)).all()) == 1
         assert s.get(WorklistItem, seeded.urgent_item).status == "accepted"
