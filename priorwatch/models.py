@@ -131,7 +131,7 @@ class Comparison(SQLModel, table=True):
     urgent: bool = False
     draft_text: str = Field(default="", sa_column=Column(Text))
     engine: str = Field(default="", max_length=64)
-    engine_version: str = Field(default="", max_length=32)
+    engine_version: str = Field(default="", max_length=256)  # the guarded VLM names both engines (~100 chars)
     model: str = Field(default="", max_length=128)
     model_version: str = Field(default="", max_length=64)
     structured: bool = True

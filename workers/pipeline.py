@@ -20,6 +20,7 @@ from comparison.vlm import VlmComparator, VlmTritonClient
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.imagestats import image_statistics
+from priorwatch.limits import fit_strings
 from priorwatch.models import (
     Comparison,
     ImageStatistics,
@@ -215,6 +216,7 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
             result_json=result.model_dump_json(),
             engine_started_at=engine_started_at,
         )
+        fit_strings(comp)  # engine-made strings (versions, model names) fit their columns on any database
         s.add(comp)
         s.flush()
         assert comp.id is not None
