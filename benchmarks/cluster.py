@@ -196,6 +196,13 @@ class Cluster:
         return [(st.study_uid, uid_of.get(c.prior_study_id) if c.prior_study_id else None, c.status,
                  (c.created_at - (st.completed_at or st.first_received_at)).total_seconds()) for c, st in rows]
 
+    def span_s(self) -> float:
+        """Seconds from the first instance received to the last result stored."""
+        with session_scope(self.node_settings) as s:
+            first = min(st.first_received_at for st in s.exec(select(Study)).all())
+            last = max(c.created_at for c in s.exec(select(Comparison)).all())
+        return (last - first).total_seconds()
+
     def jobs_per_worker(self) -> Counter[str]:
         out: Counter[str] = Counter()
         for i in range(self.workers):

@@ -6,14 +6,15 @@ set -eu
 mkdir -p "$PGDATA" /run/postgresql
 chown -R postgres:postgres "$PGDATA" /run/postgresql
 chmod 700 "$PGDATA"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    pw=$(cat "${POSTGRES_PASSWORD_FILE:?}")
-    printf '%s\n' "$pw" > /tmp/pwfile && chown postgres /tmp/pwfile
-    su postgres -c "initdb -D '$PGDATA' -U '${POSTGRES_USER:?}' --pwfile=/tmp/pwfile -A scram-sha-256 >/dev/null"
+if [ ! -e "$PGDATA/.priorwatch-initialised" ]; then  # also redo an initialisation cut short
+    find "$PGDATA" -mindepth 1 -delete
+    cp "${POSTGRES_PASSWORD_FILE:?}" /tmp/pwfile && chown postgres /tmp/pwfile
+    # Like the official image: trust on the local socket, passwords over TCP.
+    su postgres -c "initdb -D '$PGDATA' -U '${POSTGRES_USER:?}' --pwfile=/tmp/pwfile --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null"
     rm -f /tmp/pwfile
     su postgres -c "pg_ctl -D '$PGDATA' -o '-c listen_addresses= -p 5432' -w start >/dev/null"
     su postgres -c "psql -q -h /run/postgresql -p 5432 -U '$POSTGRES_USER' -d postgres -c 'CREATE DATABASE \"${POSTGRES_DB:?}\"'"
     su postgres -c "pg_ctl -D '$PGDATA' -m fast -w stop >/dev/null"
-    echo "host all all 127.0.0.1/32 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    touch "$PGDATA/.priorwatch-initialised"
 fi
 exec su postgres -c "exec postgres -D '$PGDATA' $*"

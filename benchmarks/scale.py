@@ -1,0 +1,63 @@
+"""Scale curve: N studies through the whole pipeline (DICOM in, node, PostgreSQL + Redis,
+workers fetching from the node, one shared Triton, results stored) with 1, 2 and 4 worker
+processes. Prints studies/hour and p95 study-complete -> result for each, and the ratio of
+each to 1 worker (the peer measured in the same run).
+
+    .venv/bin/python -m benchmarks.scale --studies 60 --workers 1 2 4
+
+Each worker process runs one job at a time; Triton serves the registration model with
+`--triton-instances` model instances (the shipped config has 1). The curve flattens where
+the machine's cores are saturated (engine work in Triton plus image decoding in workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.cluster import Cluster
+
+
+def p95(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=20)[-1] if len(xs) >= 2 else (xs[0] if xs else float("nan"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--studies", type=int, default=60, help="even: a prior and a current per patient")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--broker", default="redis", choices=["redis", "rabbitmq"])
+    ap.add_argument("--triton-instances", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    a = ap.parse_args()
+    rows: list[tuple[int, float, float, int]] = []
+    with tempfile.TemporaryDirectory(prefix="pw-scale-") as tmp:
+        studies = Cluster.make_studies(Path(tmp) / "input", a.studies // 2)
+        n = len(studies)
+        print(f"{n} studies, broker {a.broker}, Triton model instances {a.triton_instances}, "
+              f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}", flush=True)
+        for k in a.workers:
+            with Cluster(Path(tmp) / f"k{k}", workers=k, broker=a.broker, triton_instances=a.triton_instances) as c:
+                time.sleep(3.0)  # workers connected before the burst
+                c.send(studies)
+                jobs = c.wait(n, a.timeout)
+                lat = [r[3] for r in c.results()]
+                span = c.span_s()
+                failed = sum(j.state == "failed" for j in jobs)
+            rows.append((k, n / span * 3600, p95(lat), failed))
+            print(f"  {k} worker(s): {rows[-1][1]:.0f} studies/h, p95 complete->result {rows[-1][2]:.1f}s, "
+                  f"{len(lat)} results, {failed} failed", flush=True)
+    base = rows[0]
+    print(f"{'workers':>8} {'studies/h':>10} {'x 1 worker':>10} {'p95 s':>8} {'x 1 worker':>10}")
+    for k, rate, lat95, _ in rows:
+        print(f"{k:>8} {rate:>10.0f} {rate / base[1]:>10.2f} {lat95:>8.1f} {lat95 / base[2]:>10.2f}")
+    return 0 if all(f == 0 for *_, f in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
