@@ -36,6 +36,8 @@ COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")
 FAINT_SHARE = 0.25  # lesions drawn at CNR 2-4
+ROUND_DENSITY_PER_MM = 0.0045  # nodule/mass peak density per mm of diameter (soft tissue vs lung)
+ROUND_MIN_CNR = 5.0  # a lesion not drawn faint is at least this far above the pixel noise
 BORDER_SHARE = 0.2  # compact lesions placed ~3.5 % of lung height from a zone border
 BORDER_OFFSET = 0.035
 SYNTH_MIN_RES_MM = 0.4
@@ -237,9 +239,16 @@ def _lesions(spec: Spec, scene: Scene, rng: np.random.Generator, noise: float) -
     info = {"faint": faint, "on_border": border}
     seed = int(rng.integers(0, 2**31 - 1))
     if f in ("nodule", "mass"):
-        contrast = noise * (rng.uniform(2, 4) if faint else rng.uniform(7, 16))
-        x, y, _ = _place(scene, side, spec.zone, max(p_amt, c_amt), border, rng)
-        base = Lesion(f, side, 0, contrast, x, y, seed)
+        # a soft-tissue sphere: its peak density grows with its diameter (~0.0045 per mm,
+        # the mediastinum-to-lung step being ~0.55 for ~12 cm of tissue); faint ones at CNR 2-4
+        d_max = max(p_amt, c_amt)
+        per_mm = ROUND_DENSITY_PER_MM * rng.uniform(0.8, 1.25)
+        if faint:
+            per_mm = noise * rng.uniform(2, 4) / d_max
+        else:
+            per_mm = max(per_mm, noise * ROUND_MIN_CNR / min(p_amt or d_max, c_amt or d_max))
+        x, y, _ = _place(scene, side, spec.zone, d_max, border, rng)
+        base = Lesion(f, side, 0, 0.0, x, y, seed, extra={"per_mm": float(per_mm)})
     elif f == "consolidation":
         contrast = noise * rng.uniform(2, 4) if faint else rng.uniform(0.2, 0.38)
         x, y, _ = _place(scene, side, spec.zone, max(p_amt, c_amt) * 0.8, border, rng)

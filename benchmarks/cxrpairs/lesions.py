@@ -82,9 +82,10 @@ def round_lesion(scene: Scene, les: Lesion) -> tuple[np.ndarray, np.ndarray]:
         for k in (3, 5):
             lob = lob + 0.05 * np.sin(k * ang + rng.uniform(0, 2 * np.pi))
     rr = np.hypot(x - les.cx, y - les.cy) / (R * lob)
-    body = les.contrast * (0.4 + 0.6 * cylinder(np.minimum(rr, 1.0))) * (rr <= 1.0)
+    peak = les.extra.get("per_mm", 0.0) * les.amount or les.contrast
+    body = peak * (0.4 + 0.6 * cylinder(np.minimum(rr, 1.0))) * (rr <= 1.0)
     delta[sl] = gaussian_filter(body.astype(np.float32), 0.4 / g.res)
-    return delta, delta > 0.1 * les.contrast
+    return delta, delta > 0.1 * peak
 
 
 def consolidation(scene: Scene, les: Lesion) -> tuple[np.ndarray, np.ndarray]:
