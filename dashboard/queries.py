@@ -547,7 +547,7 @@ def _loser_error(session: Session, item_id: int, reviewer: str) -> AlreadySigned
         return AlreadySigned(f"worklist item {item_id} does not exist")
     so = session.get(SignOff, item.comparison_id)
     if so is not None:
-        who = "you" if so.signer == reviewer else so.signer
+        who = f"{so.signer} (you, in another window)" if so.signer == reviewer else so.signer
         return AlreadySigned(
             f"Already signed by {who} at {so.signed_at:%H:%M:%S} UTC ({item.status}); your decision was not saved.",
             so.signer, so.signed_at,

@@ -377,7 +377,7 @@ def worklist_table() -> None:
         width="stretch",
         key="wl_table",
         on_select="rerun",
-        selection_mode="single-row",
+        selection_mode=["single-row", "single-cell"],  # a click anywhere on a row opens it
         column_config={
             "Urgent": st.column_config.TextColumn("Urgent", width=62),
             "Patient": st.column_config.TextColumn("Patient", width=170),
@@ -392,7 +392,8 @@ def worklist_table() -> None:
         },
     )
     ids = [r["item_id"] for r in rows]
-    picked = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    sel = getattr(event, "selection", None)
+    picked = list(getattr(sel, "rows", []) or []) + [c[0] for c in (getattr(sel, "cells", []) or [])]
     if picked and 0 <= picked[0] < len(ids):
         st.session_state.pop("wl_table", None)
         open_item(ids[picked[0]])
@@ -518,6 +519,8 @@ def review_page(user: dict[str, Any]) -> None:
             st.rerun()
     elif mine:
         b2.caption(f"Claimed by you since {claim.since:%H:%M} UTC; others see it read-only.")  # type: ignore[union-attr]
+    if detail.is_open and not mine:
+        _watch_item(item_id)
     urgent = [f for f in detail.findings if f.urgent]
     if comp.urgent or urgent:
         st.error(
@@ -540,6 +543,16 @@ def review_page(user: dict[str, Any]) -> None:
             st.text_area("Signed report", last.final_text, disabled=True, height=160, key=f"final_{item_id}")
         return
     _decision_form(item_id, detail, user["username"], read_only=not mine)
+
+
+@st.fragment(run_every=2.0)
+def _watch_item(item_id: int) -> None:
+    """For a read-only viewer: redraw the page as soon as the reader signs (who, when)."""
+    with session_scope() as s:
+        item = s.get(__import__("priorwatch.models", fromlist=["WorklistItem"]).WorklistItem, item_id)
+        closed = item is not None and item.status not in queries.OPEN_STATUSES
+    if closed:
+        st.rerun(scope="app")
 
 
 def _patient_priors(s: Any, study: Study) -> list[tuple[Study, Instance]]:
@@ -961,6 +974,11 @@ def main() -> None:
             return
         st.session_state["user"] = user
         pages = PAGES_BY_ROLE.get(user["role"], [])
+        deep = st.query_params.get("item")  # a link to one study (from a notice or another tab)
+        if deep is not None:
+            del st.query_params["item"]
+            if deep.isdigit() and PAGE_REVIEW in pages:
+                open_item(int(deep))
         if not pages:
             st.error(f"Your role ({user['role']}) has no pages. Ask an administrator.")
             return

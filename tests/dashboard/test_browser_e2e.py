@@ -1,45 +1,34 @@
-"""End to end in a real headless Chromium against `streamlit run dashboard/app.py`.
+"""End to end in a real headless Chromium against the dashboard's server (`dashboard/server.py`).
 
-Log in (keyboard only), open the worklist, open the urgent study, edit the draft, accept;
-then check the Review and AuditLog rows in the database, that the item left the worklist,
-and that a result landing afterwards appears without a reload. Screenshots of the worklist
-and the review page are saved under artifacts/screenshots/ (or $PRIORWATCH_ARTIFACTS).
+- Reading: log in, click the urgent row, zoom the synced viewer, type into the draft, reload
+  mid-edit (the draft and the study come back), accept with edits; the Review and audit rows.
+- Two radiologists race on "Accept as is" (short version; `python -m tests.dashboard.browser
+  --races 50` is the long one): one review per study, the loser's page names the signer, the
+  claim is shown to the second user.
+- Security: an image URL without a session is 401, and so is the old cookie after logout;
+  Streamlit's /media/ too; a locked account after N wrong passwords; an unknown typed
+  username is never stored.
+
+Screenshots at 1366x768 and 1920x1080 go to artifacts/screenshots/ (or $PRIORWATCH_ARTIFACTS).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import time
-import urllib.request
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from dashboard.cli import dashboard_env, streamlit_command
-from dashboard.queries import worklist
+from dashboard import auth
 from priorwatch.db import session_scope
-from priorwatch.models import AuditLog, Comparison, Job, Review, WorklistItem, utcnow
-from tests.conftest import free_port, require_binary
+from priorwatch.models import AuditLog, DashboardSession, Review, WorklistItem
+from tests.conftest import free_port
+from tests.dashboard.browser import dashboard_server, launch, login, race, seed_race_items
 from tests.dashboard.conftest import PASSWORD
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    path = "/usr/bin/chromium"
-    return path if os.path.exists(path) else require_binary("chromium")
+RACES_IN_SUITE = 5  # the 50-race run is `python -m tests.dashboard.browser --races 50`
+MAX_FAILURES = 3  # per account, for the lockout test (the default is 5)
 
 
 @pytest.fixture
@@ -50,129 +39,184 @@ def shots_dir(artifacts_dir: Path) -> Path:
 
 
 @pytest.fixture
-def server(seeded, monkeypatch, tmp_path):
-    monkeypatch.setenv("PRIORWATCH_DASHBOARD_REFRESH_S", "2")
-    port = free_port()
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        streamlit_command(port), env=dashboard_env(), stdout=log, stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not become healthy in 60 s")
-            time.sleep(0.3)
+def server(seeded, tmp_path):
+    env = {"PRIORWATCH_DASHBOARD_REFRESH_S": "2", "PRIORWATCH_LOGIN_MAX_FAILURES_PER_USER": str(MAX_FAILURES)}
+    with dashboard_server(tmp_path, free_port(), env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
-def test_login_review_edit_accept_in_chromium(seeded, server, shots_dir):
+def _tall(page, width: int) -> None:  # type: ignore[no-untyped-def]
+    """Streamlit scrolls inside its own container: a tall viewport shows the whole page."""
+    page.set_viewport_size({"width": width, "height": 2000})
+    page.wait_for_timeout(1200)
+
+
+def test_read_zoom_reload_mid_edit_and_accept(seeded, server, shots_dir):
     from playwright.sync_api import expect, sync_playwright
 
-    exe = _chromium()
-    new_text = "Large new right apical pneumothorax. Left effusion not confirmed. Clinician informed."
+    typed = "Large new right apical pneumothorax. Left effusion not confirmed. Clinician informed."
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
             page.set_default_timeout(30_000)
             page.goto(server)
             # Log in with the keyboard only.
-            page.get_by_label("Username").click()
+            page.get_by_role("textbox", name="Username").click()
             page.keyboard.type("alice")
             page.keyboard.press("Tab")
             page.keyboard.type(PASSWORD)
             page.keyboard.press("Enter")
             expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+            cookie = {c["name"]: c for c in page.context.cookies()}["pw_session"]
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
             expect(page.get_by_text("3 studies · 1 urgent", exact=False)).to_be_visible()
-            pick = page.get_by_role("combobox", name="Study to review")
-            expect(pick).to_have_value(re.compile(r"^URGENT · DOE\^JANE \(PA-001\)"))
-            page.wait_for_timeout(1000)  # let the grid paint before the screenshot
-            page.screenshot(path=str(shots_dir / "worklist.png"), full_page=True)
+            grid = page.locator("[data-testid='stDataFrame']")
+            expect(grid).to_be_visible()
+            page.wait_for_timeout(1200)  # let the grid paint
+            page.screenshot(path=str(shots_dir / "worklist_1366.png"))
+            page.set_viewport_size({"width": 1920, "height": 1080})
+            page.wait_for_timeout(1200)
+            page.screenshot(path=str(shots_dir / "worklist_1920.png"))
+            page.set_viewport_size({"width": 1366, "height": 768})
+            page.wait_for_timeout(800)
 
-            # Open the urgent study (selected by default: urgent first) with the keyboard.
-            page.get_by_role("button", name="Open review").focus()
-            page.keyboard.press("Enter")
+            # Click the first (urgent) row.
+            box = grid.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1366  # the worklist fits 1366 px
+            page.mouse.click(box["x"] + box["width"] * 0.35, box["y"] + 35 + 17)  # a cell, not the row marker
             draft = page.get_by_role("textbox", name="Draft (editable)")
             expect(draft).to_be_visible()
-            expect(page.get_by_text("pneumothorax (right upper) — new", exact=False)).to_be_visible()
-            imgs = page.locator("[data-testid='stImage'] img")
-            expect(imgs).to_have_count(2)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)"
-            )
-            page.get_by_text("Difference overlay", exact=True).click()
-            page.wait_for_timeout(1500)
-            # Streamlit scrolls inside its own container: a tall viewport shows the whole page.
-            page.set_viewport_size({"width": 1400, "height": 2600})
-            page.wait_for_timeout(800)
-            page.screenshot(path=str(shots_dir / "review.png"), full_page=True)
-            page.set_viewport_size({"width": 1400, "height": 1000})
+            expect(page.get_by_role("heading", name="DOE^JANE · 74 y F")).to_be_visible()
+            expect(page.get_by_text("Claimed by you since", exact=False)).to_be_visible()
 
-            # Edit the draft and accept.
-            draft.fill(new_text)
-            draft.press("Control+Enter")
-            page.wait_for_timeout(800)
+            # The viewer: two images from the session-only route, zoomed together.
+            frame = page.frame_locator("iframe").first
+            imgs = frame.locator("img")
+            expect(imgs).to_have_count(2)
+            srcs = [imgs.nth(i).get_attribute("src") for i in range(2)]
+            assert all(s and s.startswith("/pw/img/") for s in srcs)
+            frame.locator("#zin").click()
+            frame.locator("#zin").click()
+            expect(frame.locator("#zlabel")).to_have_text("225 %")
+            t0 = [imgs.nth(i).evaluate("e => e.style.transform") for i in range(2)]
+            assert "scale(2.25)" in t0[0] and "scale(2.25)" in t0[1]
+            pane = frame.locator("#p0")
+            pb = pane.bounding_box()
+            page.mouse.move(pb["x"] + 200, pb["y"] + 200)
+            page.mouse.down()
+            page.mouse.move(pb["x"] + 260, pb["y"] + 240, steps=4)
+            page.mouse.up()
+            t1 = [imgs.nth(i).evaluate("e => e.style.transform") for i in range(2)]
+            assert t1[0] != t0[0] and t1[0] == t1[1]  # panned, and both in step
+            expect(frame.locator(".mk.l").first).to_have_text("R")  # the patient's right on the image's left
+            _tall(page, 1366)
+            page.screenshot(path=str(shots_dir / "review_zoomed_1366.png"))
+            _tall(page, 1920)
+            page.screenshot(path=str(shots_dir / "review_zoomed_1920.png"))
+            page.set_viewport_size({"width": 1366, "height": 768})
+
+            # Type without leaving the box, let the autosave run, then reload.
+            draft.click()
+            draft.press("Control+a")
+            draft.press_sequentially(typed, delay=5)
+            page.wait_for_function("() => document.body.dataset.pwSaved === '200'", timeout=10_000)
+            page.reload()
+            draft = page.get_by_role("textbox", name="Draft (editable)")
+            expect(draft).to_have_value(typed)
+            expect(page.get_by_role("heading", name="DOE^JANE · 74 y F")).to_be_visible()
+            expect(page.get_by_text("was restored", exact=False)).to_be_visible()
+
             page.get_by_role("button", name="Accept with edits").click()
-            expect(page.get_by_text("Review saved (edited)", exact=False)).to_be_visible()
+            expect(page.get_by_text("Signed (edited)", exact=False)).to_be_visible()
             expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
             expect(page.get_by_text("2 studies · 0 urgent", exact=False)).to_be_visible()
-            expect(pick).to_have_value(re.compile(r"^ROE\^RICHARD"))
-
-            # A new result landing now shows up without a reload.
-            with session_scope(seeded.settings) as s:
-                old = s.get(Comparison, seeded.urgent_comparison)
-                job = Job(study_id=old.study_id, study_version=2, idempotency_key="job-a-v2", state="done")
-                s.add(job)
-                s.flush()
-                comp = Comparison(job_id=job.id, study_id=old.study_id, prior_study_id=old.prior_study_id,
-                                  study_version=2, urgent=False, draft_text="Late series: no change.")
-                s.add(comp)
-                s.flush()
-                s.add(WorklistItem(comparison_id=comp.id, study_id=old.study_id, created_at=utcnow() - timedelta(hours=5)))
-            expect(page.get_by_text("3 studies · 0 urgent", exact=False)).to_be_visible(timeout=15_000)
-            page.wait_for_timeout(1500)  # let the grid repaint
-            page.screenshot(path=str(shots_dir / "worklist_after_accept.png"), full_page=True)
         finally:
             browser.close()
 
     with session_scope(seeded.settings) as s:
         rev = s.exec(select(Review)).one()
-        assert rev.action == "edited"
-        assert rev.reviewer == "alice"
-        assert rev.final_text == new_text
+        assert rev.action == "edited" and rev.reviewer == "alice"
+        assert rev.final_text.startswith(typed + "\n\nSigned by alice on ")
+        assert "PRELIMINARY" not in rev.final_text
         assert rev.worklist_item_id == seeded.urgent_item
-        assert rev.comparison_id == seeded.urgent_comparison
-        assert json.loads(rev.final_labels_json)[0]["finding"] == "pneumothorax"
-        assert rev.started_at is not None and rev.finished_at >= rev.started_at
         assert rev.time_spent_s is not None and rev.time_spent_s > 0
-        assert s.get(WorklistItem, seeded.urgent_item).status == "edited"
+        item = s.get(WorklistItem, seeded.urgent_item)
+        assert item.status == "edited" and item.claimed_by is None
         audit = [(a.user, a.action, a.study_id) for a in s.exec(select(AuditLog).order_by(AuditLog.id)).all()]
-        open_ids = [r["item_id"] for r in worklist(s)]
-    assert seeded.urgent_item not in open_ids
-    assert ("alice", "login", None) in audit
-    assert ("alice", "view", seeded.urgent_study) in audit
-    assert ("alice", "edit", seeded.urgent_study) in audit
-    assert ("alice", "accept", seeded.urgent_study) in audit
+        views = [json.loads(a.detail) for a in s.exec(select(AuditLog).where(AuditLog.action == "worklist_view")).all()]
     actions = [a for _, a, _ in audit]
     assert actions.index("login") < actions.index("view") < actions.index("edit") < actions.index("accept")
-    for name in ("worklist.png", "review.png"):
-        assert (shots_dir / name).stat().st_size > 10_000
+    assert views and all(isinstance(v["session"], int) for v in views)
+
+
+def test_two_radiologists_race_on_accept_one_review_each(seeded, server, shots_dir):
+    with session_scope(seeded.settings) as s:
+        auth.create_user(s, "bob", PASSWORD, "radiologist")
+    items = seed_race_items(seeded.settings, RACES_IN_SUITE)
+    tally = race(server, seeded.settings, items, ("alice", "bob"), PASSWORD, shots=shots_dir)
+    assert tally.failures == []
+    assert tally.races == tally.one_review_each == tally.loser_saw_signer == RACES_IN_SUITE
+    assert set(tally.winners) == {"alice", "bob"}
+    with session_scope(seeded.settings) as s:
+        takeovers = s.exec(select(AuditLog).where(AuditLog.action == "claim_takeover")).all()
+    assert len(takeovers) == RACES_IN_SUITE
+
+
+def test_images_need_a_session_and_logins_lock_out(seeded, server):
+    import urllib.error
+    import urllib.request
+
+    from playwright.sync_api import expect, sync_playwright
+
+    def status(url: str, cookie: str | None = None) -> int:
+        req = urllib.request.Request(url, headers={"Cookie": f"pw_session={cookie}"} if cookie else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.set_default_timeout(30_000)
+            login(page, server, "alice", PASSWORD)
+            page.goto(f"{server}/?item={seeded.urgent_item}")
+            frame = page.frame_locator("iframe").first
+            src = frame.locator("img").first.get_attribute("src")
+            img_url = server + src
+            cookie = {c["name"]: c["value"] for c in page.context.cookies()}["pw_session"]
+            rsp = page.request.get(img_url)
+            assert rsp.status == 200 and rsp.headers["content-type"] == "image/png"
+            assert "no-store" in rsp.headers["cache-control"]
+            assert status(img_url) == 401  # no session
+            assert status(img_url, "1.forged.0123456789abcdef0123456789abcdef") == 401
+            assert status(f"{server}/media/anything.png") == 401
+            page.get_by_role("button", name="Log out").click()
+            expect(page.get_by_role("button", name="Log in")).to_be_visible()
+            assert "pw_session" not in {c["name"] for c in page.context.cookies()}
+            assert status(img_url, cookie) == 401  # the old cookie is dead after logout
+            assert page.request.get(img_url).status == 401
+
+            # Lockout after MAX_FAILURES wrong passwords for one account.
+            for _ in range(MAX_FAILURES):
+                login(page, server, "alice", "wrong-password-1", expect_heading=None)
+                expect(page.get_by_text("Wrong username or password", exact=False).or_(
+                    page.get_by_text("Too many failed logins", exact=False))).to_be_visible()
+            login(page, server, "alice", PASSWORD, expect_heading=None)
+            expect(page.get_by_text("Too many failed logins", exact=False)).to_be_visible()
+            # A password typed into the username box is not kept anywhere.
+            login(page, server, "hunter2-secret", "whatever-1", expect_heading=None)
+            expect(page.get_by_text("Wrong username or password", exact=False)).to_be_visible()
+        finally:
+            browser.close()
+
+    with session_scope(seeded.settings) as s:
+        failed = s.exec(select(AuditLog).where(AuditLog.action.in_(["login_failed", "login_locked"]))).all()  # type: ignore[attr-defined]
+        sessions = s.exec(select(DashboardSession)).all()
+    assert [a.user for a in failed if a.action == "login_failed"] == ["alice"] * MAX_FAILURES + ["?"]
+    assert any(a.action == "login_locked" and a.user == "alice" for a in failed)
+    assert not any("hunter2" in (a.user + (a.detail or "")) for a in failed)
+    assert len(sessions) == 1 and sessions[0].end_reason == "logout"
