@@ -12,8 +12,10 @@ app.conf.imports = ("workers.tasks",)
 
 import workers.tasks  # noqa: E402,F401  (registers the tasks on `app`)
 
-# Beat's sweep: lost jobs and due deliveries, for workers that run without `serve` (which sweeps itself).
-_sweep_every = get_settings().sweep_interval_s
+# Beat's sweep: lost jobs and due deliveries, for workers that run without `serve` (whose own
+# sweeper runs every sweep_interval_s); a tenth as often, so it does not crowd the job queue.
+BEAT_SWEEP_FACTOR = 10
+_sweep_every = get_settings().sweep_interval_s * BEAT_SWEEP_FACTOR
 app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
     "priorwatch-sweep": {"task": "workers.sweep", "schedule": _sweep_every, "options": {"expires": _sweep_every}},
