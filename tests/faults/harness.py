@@ -167,7 +167,7 @@ def site_settings(data_dir: Path, hook: WebhookReceiver, **kw: object) -> Settin
         urgent_webhook_url=hook.url, urgent_webhook_secret=hook.secret,
         # Fast fault detection for a short run; the defaults are minutes (see priorwatch/settings.py).
         lease_ttl_s=6.0, lease_heartbeat_s=1.0, job_start_timeout_s=25.0, sweep_interval_s=1.0,
-        task_retry_backoff_s=0.5, task_retry_backoff_max_s=4.0, task_max_retries=8,
+        task_retry_backoff_s=0.5, task_retry_backoff_max_s=10.0, task_max_retries=8,
         delivery_backoff_s=0.5, delivery_backoff_max_s=4.0, triton_timeout_s=20.0,
         receive_processes=1,
     )
