@@ -250,7 +250,7 @@ def summarise(scores: list[PairScore]) -> dict:
     te = np.array([s.t_engine for s in scores if s.error is None]) if scores else np.array([])
     td = np.array([s.t_decode for s in scores]) if scores else np.array([])
     tp = np.array([s.t_prepare for s in scores]) if scores else np.array([])
-    if te.size:
+    if te.size and float(np.median(td)) > 0:
         out["time"] = {
             "engine_s_per_pair": float(np.median(te)),
             "decode_s_per_pair": float(np.median(td)),
