@@ -1,10 +1,16 @@
 """Signed reports over HL7 v2 ORU^R01 / MLLP.
 
-Each framed message (<VT> ... <FS><CR>) gets one ACK: `AA` when the report is filed against
-the study with that accession number (OBR-3, else OBR-2, OBR-18, OBR-20); `AE` when it parses
-but cannot be filed (unknown accession, no report text, wrong message type); `AR` when it is
-not parseable HL7 at all. Every AE/AR message is kept verbatim in the HL7 inbox table.
-A re-sent message (same MSH-10) is acknowledged again and stored once.
+Each framed message (<VT> ... <FS><CR>) gets one ACK, always with MSA-2 (the message's control
+id, read from the raw MSH even when the message is otherwise broken): `AA` when the report is
+filed against the study with that accession number (OBR-3, else OBR-2, OBR-18, OBR-20) AND the
+patient in PID-3 (with its assigning authority, when both sides have one) is that study's
+patient; `AE` when it parses but cannot be filed (unknown accession, another patient, no
+report text, wrong message type, unknown character set); `AR` when it is not HL7 at all.
+Every AE/AR message is kept verbatim in the HL7 inbox table and nothing of it is filed.
+The bytes are decoded in the character set MSH-18 names (8859/1 -> Latin-1, UNICODE UTF-8...).
+A re-sent message (same MSH-10) is acknowledged again and stored once. Every filed or refused
+report gets an audit row (no PHI in it). Times without a UTC offset are the site's wall clock
+and are stored in UTC.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import logging
 import socket
 import socketserver
 import threading
-from datetime import datetime
+import json
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hl7
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +31,7 @@ from sqlmodel import Session, select
 
 from monitoring.settings import MonitoringSettings, get_monitoring_settings
 from priorwatch.db import get_engine, init_db
-from priorwatch.models import HL7Inbox, SignedReport, Study, utcnow
+from priorwatch.models import AuditLog, HL7Inbox, SignedReport, Study, utcnow
 from priorwatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -32,9 +41,11 @@ CRITICAL_FLAGS = {"AA", "HH", "LL", "PANIC", "CRIT"}
 
 
 class HL7Error(Exception):
-    def __init__(self, code: str, text: str) -> None:
+    """A message that cannot be filed: `code` AE or AR, `text` for the ACK (no PHI), the study it named."""
+
+    def __init__(self, code: str, text: str, study_id: int | None = None) -> None:
         super().__init__(text)
-        self.code, self.text = code, text
+        self.code, self.text, self.study_id = code, text, study_id
 
 
 def frame(message: str | bytes) -> bytes:
@@ -42,14 +53,63 @@ def frame(message: str | bytes) -> bytes:
     return VT + data + FS + CR
 
 
-def _hl7_ts(value: str) -> datetime | None:
-    v = (value or "").split("+")[0].split("-")[0].split(".")[0]
-    for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
-        try:
-            return datetime.strptime(v[: len(datetime(2000, 1, 1).strftime(fmt))], fmt)
-        except ValueError:
-            continue
-    return None
+# HL7 table 0211 (MSH-18) -> Python codec. Empty MSH-18 means the settings' default.
+CHARSETS = {
+    "ASCII": "ascii", "ISO IR6": "ascii", "8859/1": "latin-1", "ISO IR100": "latin-1", "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3", "8859/4": "iso8859-4", "8859/5": "iso8859-5", "8859/6": "iso8859-6",
+    "8859/7": "iso8859-7", "8859/8": "iso8859-8", "8859/9": "iso8859-9", "8859/15": "iso8859-15",
+    "UNICODE": "utf-8", "UNICODE UTF-8": "utf-8", "UNICODE UTF-16": "utf-16", "UNICODE UTF-32": "utf-32",
+    "GB 18030-2000": "gb18030", "BIG-5": "big5", "KS X 1001": "euc-kr", "ISO IR87": "iso2022_jp",
+}
+_TS = re.compile(r"^(\d{4,14})(?:\.\d+)?(?:([+-])(\d{2})(\d{2}))?$")
+
+
+def _hl7_ts(value: str, local_zone: str = "UTC") -> datetime | None:
+    """An HL7 TS as naive UTC: with its own offset when it has one, else read in `local_zone`."""
+    m = _TS.match((value or "").strip())
+    if not m:
+        return None
+    digits = m.group(1)
+    for fmt, n in (("%Y%m%d%H%M%S", 14), ("%Y%m%d%H%M", 12), ("%Y%m%d", 8)):
+        if len(digits) >= n:
+            try:
+                t = datetime.strptime(digits[:n], fmt)
+            except ValueError:
+                return None
+            break
+    else:
+        return None
+    if m.group(2):
+        off = timedelta(hours=int(m.group(3)), minutes=int(m.group(4)))
+        return t - off if m.group(2) == "+" else t + off
+    if local_zone in ("UTC", "Etc/UTC"):
+        return t
+    return t.replace(tzinfo=ZoneInfo(local_zone)).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def raw_msh_fields(raw: bytes | str) -> list[str]:
+    """MSH fields read straight from the bytes (MSH is ASCII whatever MSH-18 says), so even a
+    message that fails to parse gets its control id and charset. Index i is MSH-i."""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    first = re.split(r"[\r\n]", text.lstrip(), maxsplit=1)[0]
+    if not first.startswith("MSH") or len(first) < 4:
+        return []
+    sep = first[3]
+    parts = first.split(sep)
+    return ["MSH", sep] + parts[1:]  # MSH-1 is the separator itself, MSH-2 the encoding characters
+
+
+def decode(raw: bytes, default: str = "utf-8") -> str:
+    """The message text in the character set MSH-18 names. Raises HL7Error(AE) for an unknown one."""
+    fields = raw_msh_fields(raw)
+    name = (fields[18] if len(fields) > 18 else "").split("~")[0].split("^")[0].strip().upper()
+    codec = CHARSETS.get(name) if name else default
+    if codec is None:
+        raise HL7Error("AE", f"unsupported character set in MSH-18: {name[:20]}")
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        raise HL7Error("AE", f"message bytes are not valid {name or default}") from None
 
 
 def _field(seg: Any, i: int) -> str:
@@ -64,13 +124,16 @@ def _first_component(value: str) -> str:
 
 
 def build_ack(code: str, control_id: str, text: str = "", msh: Any = None) -> str:
-    now = datetime.now().strftime("%Y%m%d%H%M%S")
+    """An ACK whose MSA-2 always carries the acknowledged message's control id ("UNKNOWN" only when
+    the bytes had no MSH-10 at all: HL7 makes MSA-2 required)."""
+    now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    control_id = (control_id or "UNKNOWN").replace("|", "/")
     sending_app = _field(msh, 3) if msh is not None else ""
     sending_fac = _field(msh, 4) if msh is not None else ""
     version = (_field(msh, 12) if msh is not None else "") or "2.5.1"
     text = text.replace("|", "/").replace("\r", " ").replace("\n", " ")[:200]
     segs = [
-        f"MSH|^~\\&|PRIORWATCH|PRIORWATCH|{sending_app}|{sending_fac}|{now}||ACK^R01^ACK|ACK{now}{control_id[:10]}|P|{version}",
+        f"MSH|^~\\&|PRIORWATCH|PRIORWATCH|{sending_app}|{sending_fac}|{now}||ACK^R01^ACK|ACK{now[:14]}{control_id[:10]}|P|{version}",
         f"MSA|{code}|{control_id}" + (f"|{text}" if text else ""),
     ]
     if code != "AA":
@@ -88,7 +151,7 @@ def parse_oru(raw: str) -> dict[str, Any]:
         msh = msg.segment("MSH")
     except Exception as exc:  # python-hl7 raises several types for bad input
         raise HL7Error("AR", f"unparseable HL7: {exc}") from exc
-    control_id = _field(msh, 10)
+    control_id = _field(msh, 10) or ((raw_msh_fields(raw) + [""] * 11)[10])
     mtype = _field(msh, 9)
     parts = mtype.split("^")
     if parts[:2] != ["ORU", "R01"]:
@@ -100,6 +163,17 @@ def parse_oru(raw: str) -> dict[str, Any]:
     except KeyError:
         raise HL7Error("AE", "no OBR segment") from None
     accessions = [_first_component(_field(obr, i)) for i in (3, 2, 18, 20)]
+    patients: list[tuple[str, str]] = []  # PID-3 repetitions: (id, assigning authority)
+    try:
+        pid = msg.segment("PID")
+        for rep in _field(pid, 3).split("~"):
+            comps = rep.split("^")
+            ident = comps[0].strip()
+            authority = comps[3].split("&")[0].strip() if len(comps) > 3 else ""
+            if ident:
+                patients.append((ident, authority))
+    except KeyError:
+        pass
     lines: list[str] = []
     critical = False
     for seg in msg:
@@ -115,10 +189,19 @@ def parse_oru(raw: str) -> dict[str, Any]:
     if not text:
         raise HL7Error("AE", "no report text in OBX-5")
     return {
-        "msh": msh, "control_id": control_id, "accessions": [a for a in accessions if a],
+        "msh": msh, "control_id": control_id, "accessions": [a for a in accessions if a], "patients": patients,
         "status": (_field(obr, 25) or "F")[:1].upper(), "text": text, "critical": critical,
-        "signed_by": _first_component(_field(obr, 32)), "signed_at": _hl7_ts(_field(obr, 22)) or _hl7_ts(_field(msh, 7)),
+        "signed_by": _first_component(_field(obr, 32)), "signed_ts": _field(obr, 22) or _field(msh, 7),
     }
+
+
+def patient_matches(patients: list[tuple[str, str]], study: Study) -> bool:
+    """PID-3 names the study's patient: an identifier equal to the study's, with the same assigning
+    authority when both the message and the study carry one."""
+    for ident, authority in patients:
+        if ident == study.patient_id and (not authority or not study.issuer or authority == study.issuer):
+            return True
+    return False
 
 
 def file_report(session: Session, study_id: int, text: str, *, accession: str = "", source: str = "review",
@@ -133,11 +216,15 @@ def file_report(session: Session, study_id: int, text: str, *, accession: str = 
     return row
 
 
-def handle_message(raw: bytes, settings: Settings, peer: str = "") -> str:
+def handle_message(raw: bytes, settings: Settings, peer: str = "", ms: MonitoringSettings | None = None) -> str:
     """File one message; return the ACK text. Never raises for bad input."""
+    ms = ms or get_monitoring_settings()
+    fields = raw_msh_fields(raw)
+    control_id = fields[10].split("^")[0] if len(fields) > 10 else ""
     text = raw.decode("utf-8", errors="replace")
-    msh, control_id = None, ""
+    msh = None
     try:
+        text = decode(raw, ms.hl7_default_charset)
         p = parse_oru(text)
         msh, control_id = p["msh"], p["control_id"]
         with Session(get_engine(settings), expire_on_commit=False) as s:
@@ -151,12 +238,21 @@ def handle_message(raw: bytes, settings: Settings, peer: str = "") -> str:
                 if study is not None:
                     break
             if study is None:
-                raise HL7Error("AE", "unknown accession number" + (f" {p['accessions'][0]}" if p["accessions"] else ""))
+                raise HL7Error("AE", "unknown accession number")
+            if not p["patients"]:
+                raise HL7Error("AE", "no patient identifier in PID-3", study.id)  # type: ignore[arg-type]
+            if not patient_matches(p["patients"], study):
+                raise HL7Error("AE", "PID-3 patient does not match the study's patient; not filed",
+                               study.id)  # type: ignore[arg-type]
             if p["status"] not in ("F", "C"):
                 return build_ack("AA", control_id, f"result status {p['status']} not final; not filed", msh)
-            file_report(s, study.id, p["text"], accession=study.accession, source="hl7",  # type: ignore[arg-type]
-                        control_id=control_id, critical=p["critical"], signed_by=p["signed_by"],
-                        status=p["status"], signed_at=p["signed_at"])
+            zone = ms.site_timezones.get(study.institution, ms.timezone)
+            row = file_report(s, study.id, p["text"], accession=study.accession, source="hl7",  # type: ignore[arg-type]
+                              control_id=control_id, critical=p["critical"], signed_by=p["signed_by"],
+                              status=p["status"], signed_at=_hl7_ts(p["signed_ts"], zone))
+            s.add(AuditLog(user="hl7", action="hl7_report_filed", study_id=study.id,
+                           detail=json.dumps({"signed_report_id": row.id, "control_id": control_id[:64],
+                                              "peer": peer[:64], "ack": "AA"})))
             try:
                 s.commit()
             except IntegrityError:  # a concurrent re-send won the race
@@ -164,18 +260,25 @@ def handle_message(raw: bytes, settings: Settings, peer: str = "") -> str:
                 return build_ack("AA", control_id, "duplicate; already filed", msh)
         return build_ack("AA", control_id, "", msh)
     except HL7Error as err:
-        _keep(settings, text, err.code, err.text, control_id, peer)
+        _keep(settings, text, err.code, err.text, control_id, peer, err.study_id)
         return build_ack(err.code, control_id, err.text, msh)
     except Exception as exc:  # noqa: BLE001 - a bad message must not take the listener down
-        log.exception("HL7 message failed")
-        _keep(settings, text, "AE", f"internal error: {type(exc).__name__}", control_id, peer)
+        log.error("HL7 message failed: %s", type(exc).__name__)  # no message text: it carries PHI
+        _keep(settings, text, "AE", f"internal error: {type(exc).__name__}", control_id, peer, None)
         return build_ack("AE", control_id, "internal error; message kept for inspection", msh)
 
 
-def _keep(settings: Settings, raw: str, code: str, error: str, control_id: str, peer: str) -> None:
+def _keep(settings: Settings, raw: str, code: str, error: str, control_id: str, peer: str,
+          study_id: int | None = None) -> None:
+    """Keep a refused message in the inbox, with an audit row saying it was refused (and why)."""
     try:
         with Session(get_engine(settings)) as s:
-            s.add(HL7Inbox(peer=peer[:64], message_control_id=control_id[:64], ack_code=code, error=error, raw=raw))
+            box = HL7Inbox(peer=peer[:64], message_control_id=control_id[:64], ack_code=code, error=error, raw=raw)
+            s.add(box)
+            s.flush()
+            s.add(AuditLog(user="hl7", action="hl7_report_refused", study_id=study_id,
+                           detail=json.dumps({"inbox_id": box.id, "control_id": control_id[:64], "peer": peer[:64],
+                                              "ack": code, "reason": error[:200]})))
             s.commit()
     except Exception:  # noqa: BLE001
         log.exception("could not keep a rejected HL7 message")
@@ -207,15 +310,17 @@ class _Handler(socketserver.BaseRequestHandler):
                 end = buf.find(FS + CR, start + 1)
                 if end < 0:
                     if len(buf) - start > limit:
+                        head = raw_msh_fields(buf[start + 1:start + 1 + 10000])
+                        cid = head[10].split("^")[0] if len(head) > 10 else ""
                         _keep(self.server.settings, buf[start + 1:start + 1 + 10000].decode("utf-8", "replace"),
-                              "AR", f"message larger than {limit} bytes", "", peer)
-                        sock.sendall(frame(build_ack("AR", "", f"message larger than {limit} bytes")))
+                              "AR", f"message larger than {limit} bytes", cid, peer)
+                        sock.sendall(frame(build_ack("AR", cid, f"message larger than {limit} bytes")))
                         return
                     buf = buf[start:]
                     break
                 payload, buf = buf[start + 1:end], buf[end + 2:]
-                ack = handle_message(payload, self.server.settings, peer)
-                sock.sendall(frame(ack))
+                ack = handle_message(payload, self.server.settings, peer, self.server.ms)
+                sock.sendall(frame(ack.encode("utf-8")))
 
 
 class _Server(socketserver.ThreadingTCPServer):
