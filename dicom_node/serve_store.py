@@ -24,6 +24,7 @@ from sqlmodel import select
 from priorwatch.db import session_scope
 from priorwatch.metrics import DatabaseCollector, HttpService, RouteResult, database_ready, tcp_ready
 from priorwatch.models import Instance
+from priorwatch.queue import make_celery
 from priorwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,23 @@ def store_route(settings: Settings):  # type: ignore[no-untyped-def]
     return route
 
 
+def broker_ready(settings: Settings) -> str | None:
+    """None when the broker the node hands jobs to answers, else why not."""
+    try:
+        with make_celery(settings).connection_for_write() as conn:
+            conn.ensure_connection(max_retries=0, timeout=2.0)
+    except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+        return f"broker: {type(exc).__name__}"
+    return None
+
+
 def node_service(settings: Settings, port: int | None = None) -> HttpService:
-    """The node's HTTP service (not started)."""
+    """The node's HTTP service (not started). Ready: database, broker and DICOM port answer."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(settings))
     return HttpService(
         settings.node_http_host, settings.node_http_port if port is None else port, name="node",
-        checks=[lambda: database_ready(settings),
+        checks=[lambda: database_ready(settings), lambda: broker_ready(settings),
                 lambda: tcp_ready("dicom", settings.dicom_host, settings.dicom_port)],
         registry=registry, routes=[store_route(settings)],
     )

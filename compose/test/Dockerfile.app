@@ -9,9 +9,12 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 RUN python3 -m venv /opt/venv
 COPY site-packages/ /opt/venv/lib/python3.11/site-packages/
 COPY src/ /opt/priorwatch/
+# With a copied environment pip only fetches what it lacks for this interpreter (Debian's 3.11.2
+# needs async-timeout for redis, which a newer 3.11 does not).
 RUN if [ -d /opt/venv/lib/python3.11/site-packages/sqlmodel ]; then \
-        /opt/venv/bin/pip install -q --no-deps --no-build-isolation --no-index /opt/priorwatch; \
+        /opt/venv/bin/pip install -q --no-build-isolation /opt/priorwatch; \
     else /opt/venv/bin/pip install -q /opt/priorwatch; fi \
-    && /opt/venv/bin/priorwatch --help >/dev/null
+    && /opt/venv/bin/pip check >/dev/null && /opt/venv/bin/priorwatch --help >/dev/null \
+    && /opt/venv/bin/python -c "import kombu.transport.redis, workers.app"
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /var/lib/priorwatch
