@@ -1,4 +1,13 @@
-"""C-FIND at STUDY level (Study Root, or Patient Root where the PACS wants it)."""
+"""C-FIND at STUDY level (Study Root, or Patient Root where the PACS wants it).
+
+Any PACS: only the required keys are relied on. Modality and body part come from the
+series level when the study level does not return ModalitiesInStudy (DCMTK's dcmqrscp
+returns no optional key), the study description is a last hint for the body part, and the
+caller checks the retrieved headers before using a prior. A value is never sent as a
+wildcard pattern by accident: `*` and `?` in a patient ID still match themselves (the query
+is a superset), `\\` cannot be sent and becomes `?`, and every returned study is kept only if
+its PatientID is exactly ours and its issuer, when the PACS returns one, is ours.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +20,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable, StudyHit
+from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable, StudyHit, open_association
 
 _PENDING = (0xFF00, 0xFF01)
+# Words in a study description that name a body part, for a PACS that returns none.
+_DESCRIPTION_BODY_PARTS = {
+    "CHEST": "CHEST", "THORAX": "CHEST", "THORAC": "CHEST", "LUNG": "CHEST", "CXR": "CHEST",
+    "HEAD": "HEAD", "BRAIN": "HEAD", "SKULL": "HEAD", "ABDOMEN": "ABDOMEN", "PELVIS": "PELVIS",
+    "HAND": "HAND", "KNEE": "KNEE", "SPINE": "SPINE", "FOOT": "FOOT", "SHOULDER": "SHOULDER",
+}
 
 
 def _model(pacs: PacsConfig) -> str:
@@ -26,17 +41,9 @@ def _model(pacs: PacsConfig) -> str:
 
 def _find(pacs: PacsConfig, query: Dataset, calling_ae: str) -> list[Dataset]:
     ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = pacs.timeout_s
     model = _model(pacs)
     ae.add_requested_context(model)
-    try:
-        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title)
-    except OSError as exc:  # pragma: no cover - pynetdicom reports most failures via is_established
-        raise PacsUnavailable(f"cannot connect to {pacs.ae_title}: {exc}") from exc
-    if assoc.is_rejected:
-        raise PacsUnavailable(f"{pacs.ae_title} rejected the association (is our AE {calling_ae} configured there?)")
-    if not assoc.is_established:
-        raise PacsUnavailable(f"cannot associate with {pacs.ae_title} at {pacs.host}:{pacs.port}")
+    assoc = open_association(ae, pacs, calling_ae)
     out: list[Dataset] = []
     try:
         for status, identifier in assoc.send_c_find(query, model):
@@ -60,38 +67,78 @@ def _date(value: str | None) -> date | None:
         return None
 
 
+def match_value(value: str) -> str:
+    """`value` as a C-FIND match key that matches at least `value` itself: `\\` (a value
+    separator, never part of a single value) becomes the one-character wildcard `?`; `*` and
+    `?` already match themselves. The answers are then filtered exactly (`same_patient`)."""
+    return value.replace("\\", "?")
+
+
+def same_patient(ds: Dataset, patient_id: str, issuer: str) -> bool:
+    """Exactly our patient: the same PatientID, and the same issuer when the PACS says one."""
+    if str(ds.get("PatientID", "") or "") != patient_id:
+        return False
+    theirs = str(ds.get("IssuerOfPatientID", "") or "")
+    return not theirs or not issuer or theirs == issuer
+
+
+def _strings(value: object) -> list[str]:
+    if value in (None, ""):
+        return []
+    return [str(v) for v in ([value] if isinstance(value, str) else list(value)) if v]  # type: ignore[call-overload]
+
+
+def body_part_from_description(description: str) -> str:
+    words = description.upper().replace("^", " ").replace("/", " ").split()
+    for w in words:
+        for key, part in _DESCRIPTION_BODY_PARTS.items():
+            if w.startswith(key):
+                return part
+    return ""
+
+
 def find_studies(pacs: PacsConfig, patient_id: str, issuer: str = "", calling_ae: str = "PRIORWATCH") -> list[StudyHit]:
-    """Every study of one patient, with what prior selection needs (body part from series level)."""
+    """Every study of exactly this patient, with what prior selection needs: modalities and body
+    part from the series level where the study level lacks them."""
+    if not patient_id.strip():
+        return []  # an empty PatientID would be a universal match: every patient's studies
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
-    q.PatientID = patient_id
-    q.IssuerOfPatientID = issuer or ""
+    q.PatientID = match_value(patient_id)
+    q.IssuerOfPatientID = ""  # returned when the PACS knows it; matched by us, not by the PACS
     for kw in ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
                "ModalitiesInStudy", "NumberOfStudyRelatedInstances"):
         setattr(q, kw, "")
     hits: list[StudyHit] = []
     for ds in _find(pacs, q, calling_ae):
-        if issuer and getattr(ds, "IssuerOfPatientID", "") not in ("", issuer):
-            continue  # another issuer's patient with the same ID
-        mods = ds.get("ModalitiesInStudy", "")
+        if not same_patient(ds, patient_id, issuer) or not ds.get("StudyInstanceUID"):
+            continue  # a wildcard's other match, or another issuer's patient with the same ID
+        n = ds.get("NumberOfStudyRelatedInstances")
         hits.append(
             StudyHit(
                 study_uid=str(ds.StudyInstanceUID),
-                patient_id=str(ds.get("PatientID", patient_id)),
-                issuer=str(ds.get("IssuerOfPatientID", "") or issuer),
+                patient_id=patient_id,
+                issuer=str(ds.get("IssuerOfPatientID", "") or ""),  # "" when the PACS does not say
                 study_date=_date(ds.get("StudyDate")),
-                modalities=[str(m) for m in ([mods] if isinstance(mods, str) else list(mods)) if m],
-                description=str(ds.get("StudyDescription", "")),
-                accession=str(ds.get("AccessionNumber", "")),
-                n_instances=int(ds.NumberOfStudyRelatedInstances) if ds.get("NumberOfStudyRelatedInstances") not in (None, "") else None,
+                modalities=_strings(ds.get("ModalitiesInStudy")),
+                description=str(ds.get("StudyDescription", "") or ""),
+                accession=str(ds.get("AccessionNumber", "") or ""),
+                n_instances=int(n) if n not in (None, "") else None,
             )
         )
     for hit in hits:
-        hit.body_part = series_body_part(pacs, hit.study_uid, calling_ae, patient_id)
+        modalities, hit.body_part = series_info(pacs, hit.study_uid, calling_ae, patient_id)
+        if not hit.modalities:
+            hit.modalities = modalities
+        if not hit.body_part:
+            hit.body_part = body_part_from_description(hit.description)
     return hits
 
 
-def series_body_part(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORWATCH", patient_id: str = "") -> str:
+def series_info(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORWATCH",
+                patient_id: str = "") -> tuple[list[str], str]:
+    """(modalities, body part) of a study from its series: Modality is a required key at the
+    series level; BodyPartExamined is optional ("" when no series says it)."""
     q = Dataset()
     q.QueryRetrieveLevel = "SERIES"
     q.StudyInstanceUID = study_uid
@@ -99,19 +146,26 @@ def series_body_part(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORW
     q.BodyPartExamined = ""
     q.Modality = ""
     if pacs.query_model == "patient":
-        q.PatientID = patient_id
-    parts = {str(ds.get("BodyPartExamined", "")).upper() for ds in _find(pacs, q, calling_ae)} - {""}
-    return sorted(parts)[0] if parts else ""
+        q.PatientID = match_value(patient_id)
+    found = _find(pacs, q, calling_ae)
+    modalities = sorted({str(ds.get("Modality", "") or "").upper() for ds in found} - {""})
+    parts = {str(ds.get("BodyPartExamined", "") or "").upper() for ds in found} - {""}
+    return modalities, (sorted(parts)[0] if parts else "")
+
+
+def series_body_part(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORWATCH", patient_id: str = "") -> str:
+    return series_info(pacs, study_uid, calling_ae, patient_id)[1]
 
 
 def count_instances(pacs: PacsConfig, study_uid: str, calling_ae: str = "PRIORWATCH", patient_id: str = "") -> int | None:
-    """The PACS's instance count for a study, to confirm completeness before closing it."""
+    """The PACS's instance count for a study, to confirm completeness before closing it; None
+    when the PACS does not return the (optional) count."""
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
     q.StudyInstanceUID = study_uid
     q.NumberOfStudyRelatedInstances = ""
     if pacs.query_model == "patient":
-        q.PatientID = patient_id
+        q.PatientID = match_value(patient_id)
     found = _find(pacs, q, calling_ae)
     if not found or found[0].get("NumberOfStudyRelatedInstances") in (None, ""):
         return None
@@ -133,7 +187,9 @@ def find_studies_qido(pacs: PacsConfig, patient_id: str, issuer: str = "") -> li
 
     if not pacs.dicomweb_url:
         raise PacsError(f"{pacs.ae_title}: QIDO-RS selected but no dicomweb_url configured")
-    params = {"PatientID": patient_id, "includefield": "00080061,00201208,00081030,00080050,00080020,00100021"}
+    if not patient_id.strip():
+        return []
+    params = {"PatientID": match_value(patient_id), "includefield": "00080061,00201208,00081030,00080050,00080020,00100021"}
     url = f"{pacs.dicomweb_url.rstrip('/')}/studies?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/dicom+json"}),
@@ -146,13 +202,13 @@ def find_studies_qido(pacs: PacsConfig, patient_id: str, issuer: str = "") -> li
     hits = []
     for item in json.loads(body or b"[]"):
         iss = _qido_value(item, "00100021")
-        if issuer and iss not in ("", issuer):
-            continue
+        if _qido_value(item, "00100020") != patient_id or (issuer and iss not in ("", issuer)):
+            continue  # exactly our patient (a QIDO PatientID may be matched as a pattern)
         n = _qido_value(item, "00201208")
         hits.append(StudyHit(
             study_uid=_qido_value(item, "0020000D"),
-            patient_id=_qido_value(item, "00100020") or patient_id,
-            issuer=iss or issuer,
+            patient_id=patient_id,
+            issuer=iss,
             study_date=_date(_qido_value(item, "00080020")),
             modalities=[str(m) for m in (item.get("00080061", {}).get("Value") or [])],
             description=_qido_value(item, "00081030"),

@@ -29,7 +29,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable, RetrieveMethod
+from dicom_node.pacs import PacsConfig, PacsError, PacsUnavailable, RetrieveMethod, open_association
 
 # A sink takes a whole Part-10 file's bytes and says how it went (a C-STORE status code).
 Sink = Callable[[bytes], int]
@@ -94,14 +94,8 @@ def _interpret(report: RetrieveReport, pacs: PacsConfig, rsp: Dataset, destinati
         raise PacsError(f"{pacs.ae_title}: retrieve failed with status 0x{code:04X}")
 
 
-def _associate(ae: AE, pacs: PacsConfig, **kw: object):  # type: ignore[no-untyped-def]
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = pacs.timeout_s
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, **kw)  # type: ignore[arg-type]
-    if assoc.is_rejected:
-        raise PacsUnavailable(f"{pacs.ae_title} rejected the association")
-    if not assoc.is_established:
-        raise PacsUnavailable(f"cannot associate with {pacs.ae_title} at {pacs.host}:{pacs.port}")
-    return assoc
+def _associate(ae: AE, pacs: PacsConfig, calling_ae: str, **kw: object):  # type: ignore[no-untyped-def]
+    return open_association(ae, pacs, calling_ae, **kw)
 
 
 class CGetRetriever:
@@ -125,7 +119,7 @@ class CGetRetriever:
                 report.stored += 1
             return status
 
-        assoc = _associate(ae, pacs, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+        assoc = _associate(ae, pacs, calling_ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
         try:
             for status, _ in assoc.send_c_get(_study_query(study_uid), StudyRootQueryRetrieveInformationModelGet):
                 if not status:
@@ -150,7 +144,7 @@ class CMoveRetriever:
         report = RetrieveReport(method=self.method)
         ae = AE(ae_title=calling_ae)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = _associate(ae, pacs)
+        assoc = _associate(ae, pacs, calling_ae)
         try:
             for status, _ in assoc.send_c_move(
                 _study_query(study_uid), self.destination_ae, StudyRootQueryRetrieveInformationModelMove

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pynetdicom import AE, _config
@@ -37,6 +38,7 @@ def send_files_detailed(
     timeout: float = 30.0,
     max_pdu: int = 0,
     release: bool = True,
+    tls_args: tuple[Any, str] | None = None,
 ) -> list[tuple[int, str]]:
     """Like `send_files`, with each response's ErrorComment: [(status, comment), ...]."""
     files = [Path(p) for p in paths]
@@ -51,7 +53,7 @@ def send_files_detailed(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for sop_class, ts in contexts:  # one context per syntax: the peer may accept some, not others
         ae.add_requested_context(sop_class, [ts])
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(host, port, ae_title=called_ae, tls_args=tls_args)
     if not assoc.is_established:
         log.warning("association with %s at %s:%d failed", called_ae, host, port)
         return out
@@ -85,24 +87,26 @@ def send_files(
     timeout: float = 30.0,
     max_pdu: int = 0,
     release: bool = True,
+    tls_args: tuple[Any, str] | None = None,
 ) -> list[int]:
     """Send Part-10 files over one association, as stored (no decoding, no re-encoding).
 
     Proposes one presentation context per (SOP class, transfer syntax) in the files' meta.
     Returns one status per file, in order: the peer's C-STORE status, or NOT_SENT (-1) when
     the association could not be made or broke off. `release=False` aborts at the end instead
-    of releasing (a sender that vanishes).
+    of releasing (a sender that vanishes). `tls_args`: (SSL context, server name) for DICOM TLS.
     """
     return [s for s, _ in send_files_detailed(paths, host, port, called_ae, calling_ae, timeout=timeout,
-                                              max_pdu=max_pdu, release=release)]
+                                              max_pdu=max_pdu, release=release, tls_args=tls_args)]
 
 
-def echo(host: str, port: int, called_ae: str, calling_ae: str = "PW_SCU", *, timeout: float = 10.0) -> int | None:
+def echo(host: str, port: int, called_ae: str, calling_ae: str = "PW_SCU", *, timeout: float = 10.0,
+         tls_args: tuple[Any, str] | None = None) -> int | None:
     """C-ECHO: the peer's status (0 is success), or None when no association could be made."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(host, port, ae_title=called_ae, tls_args=tls_args)
     if not assoc.is_established:
         return None
     try:

@@ -1,5 +1,9 @@
 """The result as a DICOM Comprehensive SR (highdicom): plainly a preliminary AI draft,
-naming the prior it compared against and listing each finding with change and urgency."""
+naming the prior it compared against and listing each finding with change and urgency.
+
+Text is UTF-8 (SpecificCharacterSet ISO_IR 192): a draft's em dash or a name's accent
+survives, where the default repertoire (ASCII) stored "?". The prior's instances are in the
+evidence (Pertinent Other Evidence: another study), next to the current study's."""
 
 from __future__ import annotations
 
@@ -37,16 +41,21 @@ def finding_sentence(f: dict[str, Any]) -> str:
     return f"{f['finding']}{' ' + where if where else ''}: {f['change']} (confidence {f['confidence']:.2f}){urgent}{guard}"
 
 
+CHARSET = "ISO_IR 192"  # UTF-8
+
+
 def build_result_sr(
     evidence: Sequence[Dataset],
     record: dict[str, Any],
     *,
+    prior_evidence: Sequence[Dataset] = (),
     prior_description: str | None = None,
     series_number: int = 9901,
     instance_number: int = 1,
     manufacturer: str = "PriorWatch",
 ) -> hd.sr.ComprehensiveSR:
-    """`evidence`: header datasets of the current study's compared instances.
+    """`evidence`: header datasets of the current study's compared instances;
+    `prior_evidence`: those of the prior it was compared with (referenced as other evidence).
     `record`: one entry of `priorwatch.export.comparison_records`."""
     items: list[Any] = [_text(_COMMENT, DISCLAIMER)]
     if record.get("prior_study_uid"):
@@ -71,7 +80,7 @@ def build_result_sr(
     root = hd.sr.ContainerContentItem(name=_REPORT)
     root.ContentSequence = items
     sr = hd.sr.ComprehensiveSR(
-        evidence=list(evidence),
+        evidence=list(evidence) + list(prior_evidence),
         content=root,
         series_instance_uid=generate_uid(),
         series_number=series_number,
@@ -83,4 +92,5 @@ def build_result_sr(
         is_verified=False,
     )
     sr.SeriesDescription = "PriorWatch AI draft (preliminary)"
+    sr.SpecificCharacterSet = CHARSET
     return sr

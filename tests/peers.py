@@ -108,3 +108,95 @@ class Orthanc:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+class DcmQrScp:
+    """DCMTK's `dcmqrscp` as a second PACS, in a temporary folder, on a free loopback port.
+
+    Unlike Orthanc it returns no optional C-FIND keys (ModalitiesInStudy,
+    NumberOfStudyRelatedInstances, series BodyPartExamined). Its HostTable names the AEs it
+    may C-MOVE to; `load()` stores files into it with DCMTK's storescu. `tls` = (key, cert, ca)
+    PEM paths turns DICOM TLS on (peers must present a certificate signed by `ca`).
+    """
+
+    def __init__(self, workdir: Path, aet: str = "DCMQRSCP", hosts: dict[str, tuple[str, str, int]] | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        self.workdir = workdir
+        self.aet = aet
+        self.port = _free_port()
+        self.hosts = hosts or {}
+        self.tls = tls
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dicom_port(self) -> int:
+        return self.port
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        key, cert, ca = self.tls
+        return ["+tls", str(key), str(cert), "+cf", str(ca)]
+
+    def start(self) -> "DcmQrScp":
+        exe = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
+        if not Path(exe).exists():
+            raise FileNotFoundError("dcmqrscp is not installed (scripts/install.sh installs dcmtk)")
+        db = self.workdir / "db"
+        db.mkdir(parents=True, exist_ok=True)
+        hosts = "\n".join(f"{name} = ({aet}, {host}, {port})" for name, (aet, host, port) in self.hosts.items())
+        (self.workdir / "dcmqrscp.cfg").write_text(
+            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 65536\nMaxAssociations = 16\n\n"
+            f"HostTable BEGIN\n{hosts}\nHostTable END\n\nVendorTable BEGIN\nVendorTable END\n\n"
+            f"AETable BEGIN\n{self.aet} {db} RW (500, 1024mb) ANY\nAETable END\n"
+        )
+        log = open(self.workdir / "dcmqrscp.log", "ab")
+        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "dcmqrscp.cfg"), *self._tls_args(), str(self.port)],
+                                     env={**os.environ, "TCP_NODELAY": "1"}, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dcmqrscp exited: " + (self.workdir / "dcmqrscp.log").read_text()[-2000:])
+            if self._echo():  # a whole association: a bare connect-and-close confuses dcmqrscp's next one
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("dcmqrscp did not start in 20 s")
+
+    def _echo(self) -> bool:
+        from dicom_node.scu import echo
+
+        tls = None
+        if self.tls is not None:
+            import ssl
+
+            key, cert, ca = self.tls
+            ctx = ssl.create_default_context(cafile=str(ca))
+            ctx.load_cert_chain(str(cert), str(key))
+            tls = (ctx, "localhost")
+        return echo("127.0.0.1", self.port, self.aet, "PWREADY", timeout=2, tls_args=tls) == 0
+
+    def load(self, paths: list[Path], calling_ae: str = "LOADER") -> None:
+        """Store `paths` into the archive (DCMTK storescu, as a modality would)."""
+        exe = "/usr/bin/storescu"
+        cmd = [exe, "-aet", calling_ae, "-aec", self.aet, *self._tls_args(), "127.0.0.1", str(self.port),
+               *[str(p) for p in paths]]
+        proc = subprocess.run(cmd, env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"storescu into dcmqrscp failed ({proc.returncode}): {proc.stderr.decode()[-1000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> "DcmQrScp":
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -31,6 +31,7 @@ from sqlmodel import Session, select
 from dicom_node.pacs import PacsConfig
 from dicom_node.scu import send_files
 from dicom_node.sr import build_result_sr
+from dicom_node.tls import client_context
 from priorwatch.db import get_engine, session_scope
 from priorwatch.export import comparison_records
 from priorwatch.models import Comparison, Delivery, Instance, Study, utcnow
@@ -54,6 +55,7 @@ def pacs_config(settings: Settings) -> PacsConfig | None:
         retrieve=settings.pacs_retrieve,  # type: ignore[arg-type]
         dicomweb_url=settings.pacs_dicomweb_url,
         timeout_s=settings.pacs_timeout_s,
+        tls=client_context(settings),  # DICOM TLS when pacs_tls is on
     )
 
 
@@ -239,6 +241,8 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
                  if not i.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88.")]
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_desc = f"{prior.modality} {prior.body_part} {prior.study_date or ''}".strip() if prior else None
+        prior_paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.prior_study_id)).all()
+                       if not i.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88.")] if prior else []
     uid = d.sop_instance_uid or pydicom.uid.generate_uid()
     evidence = []
     for p in paths:
@@ -248,14 +252,21 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
             raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
     if not evidence:
         raise PermanentError("no image instance to reference in the SR")
-    sr = build_result_sr(evidence, record, prior_description=prior_desc)
+    prior_evidence = []  # the prior compared with, referenced in the SR's evidence where we still hold it
+    for p in prior_paths:
+        try:
+            prior_evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
+        except FileNotFoundError:
+            log.warning("prior instance %s no longer in the spool: not referenced in the SR", Path(p).name)
+    sr = build_result_sr(evidence, record, prior_evidence=prior_evidence, prior_description=prior_desc)
     sr.SOPInstanceUID = uid
     sr.file_meta.MediaStorageSOPInstanceUID = uid
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     out = settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
     sr.save_as(out, enforce_file_format=True)
     try:
-        statuses = send_files([out], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title)
+        statuses = send_files([out], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title,
+                              tls_args=pacs.tls)
     except (ConnectionError, OSError, RuntimeError) as exc:
         raise TransientError(f"SR send to {pacs.ae_title} failed: {exc}") from exc
     if not statuses or statuses[0] is None or statuses[0] < 0:

@@ -24,7 +24,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     UltrasoundImageStorage,
 )
 
-from dicom_node.pacs import PacsConfig, PacsUnavailable
+from dicom_node.guard import Guard, Limits
+from dicom_node.pacs import PacsConfig, PacsConfigError, PacsUnavailable
 from dicom_node.retrieve import CGetRetriever
 from tests.conftest import require_binary
 from tests.pacs.conftest import NODE_AE, write_study
@@ -63,17 +64,25 @@ def _never_called(event: evt.Event) -> Iterator[Any]:
 
 # -- refused associations -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("attrs, called", [
-    ({"require_calling_aet": ["ONLY_THE_RIS"]}, SCP_AE),  # our calling AE is not configured there
-    ({"require_called_aet": True}, "WRONG_AE"),  # we address the PACS by a wrong AE title
+@pytest.mark.parametrize("attrs, called, reason", [
+    ({"require_calling_aet": ["ONLY_THE_RIS"]}, SCP_AE, "Calling AE title not recognised"),  # our AE unknown there
+    ({"require_called_aet": True}, "WRONG_AE", "Called AE title not recognised"),  # a wrong PACS AE title
 ], ids=["unknown-calling-ae", "wrong-called-ae"])
-def test_rejected_association_is_unavailable_with_reason(attrs: dict[str, object], called: str) -> None:
+def test_permanent_rejection_is_a_configuration_error_with_the_pacs_reason(attrs: dict[str, object], called: str,
+                                                                           reason: str) -> None:
     with get_scp(_never_called, **attrs) as pacs:
         pacs = pacs.model_copy(update={"ae_title": called})
         t0 = time.monotonic()
-        with pytest.raises(PacsUnavailable, match=f"{called} rejected the association"):
+        with pytest.raises(PacsConfigError, match=f"{called} rejected our association .*Rejected Permanent.*{reason}"):
             CGetRetriever().retrieve(pacs, "1.2.3.4", lambda b: 0, NODE_AE)
         assert time.monotonic() - t0 < 1.0  # a rejection is an answer, not a timeout
+
+
+def test_transient_rejection_is_unavailable_with_the_pacs_reason() -> None:
+    full = Guard(Limits(max_associations=0))  # a PACS at its association limit: "local limit exceeded"
+    with get_scp(_never_called, _pw_guard=full) as pacs:
+        with pytest.raises(PacsUnavailable, match="rejected our association for now: Rejected Transient.*Local limit"):
+            CGetRetriever().retrieve(pacs, "1.2.3.4", lambda b: 0, NODE_AE)
 
 
 def test_orthanc_refuses_a_cget_from_an_unknown_ae(tmp_path: Any) -> None:
