@@ -20,6 +20,7 @@ from priorwatch import models
 from priorwatch.models import (
     AuditLog,
     Comparison,
+    Delivery,
     Finding,
     Instance,
     Review,
@@ -532,6 +533,26 @@ def apply_corrections(
     return out
 
 
+FINAL_SR_KIND = "final_sr"  # the outbox kind `workers.final_sr` sends
+
+
+def queue_final_sr(session: Session, comparison_id: int) -> Delivery | None:
+    """The signed report's outbox row, in the sign-off's own transaction, when SRs go to a
+    PACS (settings); the sweeper sends it. Its SOP Instance UID is fixed now."""
+    from pydicom.uid import generate_uid
+
+    from priorwatch.settings import get_settings
+
+    st = get_settings()
+    if not (st.send_sr_to_pacs and st.pacs_ae_title):
+        return None
+    row = Delivery(comparison_id=comparison_id, kind=FINAL_SR_KIND, sop_instance_uid=generate_uid(),
+                   idempotency_key=f"priorwatch-{comparison_id}-{FINAL_SR_KIND}")
+    session.add(row)
+    session.flush()
+    return row
+
+
 class AlreadySigned(ReviewError):
     """Someone else signed (or holds) the study: says who, and when."""
 
@@ -638,6 +659,8 @@ def record_review(
     except IntegrityError:
         raise _loser_error(session, item_id, reviewer) from None
     drop_drafts(session, item_id)
+    if action != "rejected":
+        queue_final_sr(session, comp.id)  # type: ignore[arg-type]
     text_changed = final_text != comp.draft_text
     if action == "edited" or (action == "rejected" and (text_changed or corrections)):
         audit(

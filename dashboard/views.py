@@ -376,6 +376,7 @@ def worklist_table() -> None:
         hide_index=True,
         width="stretch",
         key="wl_table",
+        placeholder="—",
         on_select="rerun",
         selection_mode=["single-row", "single-cell"],  # a click anywhere on a row opens it
         column_config={
@@ -385,7 +386,7 @@ def worklist_table() -> None:
             "Interval": st.column_config.TextColumn("Interval", width=62),
             "Top finding": st.column_config.TextColumn("Top finding", width=135),
             "Change": st.column_config.TextColumn("Change", width=66),
-            "Conf.": st.column_config.NumberColumn("Conf.", format="%.2f", width=50),
+            "Conf.": st.column_config.NumberColumn("Conf.", format="%.2f", width=50),  # none: no finding
             "Status": st.column_config.TextColumn("Status", width=70),
             "Being read by": st.column_config.TextColumn("Being read by", width=110),
             "Waiting": st.column_config.TextColumn("Waiting", width=72),
@@ -521,6 +522,15 @@ def review_page(user: dict[str, Any]) -> None:
         b2.caption(f"Claimed by you since {claim.since:%H:%M} UTC; others see it read-only.")  # type: ignore[union-attr]
     if detail.is_open and not mine:
         _watch_item(item_id)
+    if not detail.is_open:
+        last = detail.reviews[-1] if detail.reviews else None
+        who = signoff.signer if signoff else (last.reviewer if last else None)
+        when = signoff.signed_at if signoff else (last.finished_at if last else None)
+        st.success(
+            f"Signed: **{detail.item.status}**" + (f" by **{who}** at {when:%Y-%m-%d %H:%M:%S} UTC" if who and when else "")
+            + ". The signed report is below the images.",
+            icon=":material/verified:",
+        )
     urgent = [f for f in detail.findings if f.urgent]
     if comp.urgent or urgent:
         st.error(
@@ -533,12 +543,6 @@ def review_page(user: dict[str, Any]) -> None:
 
     if not detail.is_open:
         last = detail.reviews[-1] if detail.reviews else None
-        who = signoff.signer if signoff else (last.reviewer if last else None)
-        when = signoff.signed_at if signoff else (last.finished_at if last else None)
-        st.success(
-            f"Signed: **{detail.item.status}**" + (f" by **{who}** at {when:%Y-%m-%d %H:%M:%S} UTC" if who and when else "") + ".",
-            icon=":material/verified:",
-        )
         if last:
             st.text_area("Signed report", last.final_text, disabled=True, height=160, key=f"final_{item_id}")
         return

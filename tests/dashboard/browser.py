@@ -150,6 +150,8 @@ def race(url: str, settings: Settings, item_ids: list[int], users: tuple[str, st
                 b.goto(f"{url}/?item={item}")
                 expect(b.get_by_text(f"Being read by {first} since", exact=False)).to_be_visible()
                 if shots is not None and n == 0:
+                    b.wait_for_function("() => [...document.querySelectorAll('iframe')].length > 0")
+                    b.wait_for_timeout(1500)
                     b.screenshot(path=str(shots / "claim_seen_by_second_user_1366.png"))
                 b.get_by_role("button", name="Take over this study").click()
                 expect(b.get_by_role("textbox", name="Draft (editable)")).to_be_visible()

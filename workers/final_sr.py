@@ -1,0 +1,83 @@
+"""The `final_sr` delivery: the radiologist's signed report as a FINAL/VERIFIED SR to the PACS.
+
+The dashboard writes the outbox row (kind ``final_sr``) in the transaction that records the
+sign-off; the sweeper in `workers.deliver` sends it through this sender (registered by the
+``priorwatch.deliveries`` entry point). The preliminary AI draft SR, when it was sent and we
+still hold its file, is referenced in Predecessor Documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pydicom
+from sqlmodel import select
+
+from dicom_node.scu import send_files
+from dicom_node.sr import build_final_sr
+from priorwatch.db import session_scope
+from priorwatch.models import Comparison, Delivery, Instance, Review, SignOff, Study
+from priorwatch.settings import Settings
+from workers.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def preliminary_path(settings: Settings, comparison_id: int) -> Path:
+    """Where `workers.deliver.send_sr` keeps the preliminary SR it sent."""
+    return settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
+
+
+def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
+    from workers.deliver import pacs_config
+
+    pacs = pacs_config(settings)
+    if pacs is None:
+        raise PermanentError("no PACS configured (pacs_ae_title) to send the signed report to")
+    with session_scope(settings) as s:
+        so = s.get(SignOff, comparison_id)
+        comp = s.get(Comparison, comparison_id)
+        if so is None or comp is None:
+            raise PermanentError(f"comparison {comparison_id} has no sign-off")
+        review = s.get(Review, so.review_id)
+        assert review is not None
+        if review.action == "rejected":
+            raise PermanentError("a rejected draft has no signed report to send")
+        paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.study_id)).all()
+                 if not i.sop_class_uid.startswith(SR_CLASS_PREFIX)]
+        prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
+        prior_uid = prior.study_uid if prior else None
+        text, labels, signer = review.final_text, json.loads(review.final_labels_json), review.reviewer
+    evidence = []
+    for p in paths:
+        try:
+            evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
+        except FileNotFoundError as exc:
+            raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
+    if not evidence:
+        raise PermanentError("no image instance to reference in the signed SR")
+    pre_file = preliminary_path(settings, comparison_id)
+    preliminary = pydicom.dcmread(pre_file) if pre_file.is_file() else None
+    sr = build_final_sr(evidence, final_text=text, final_labels=labels, signer=signer,
+                        prior_study_uid=prior_uid, preliminary=preliminary)
+    uid = d.sop_instance_uid or sr.SOPInstanceUID
+    sr.SOPInstanceUID = uid
+    sr.file_meta.MediaStorageSOPInstanceUID = uid
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    out = settings.results_dir / f"comparison-{comparison_id}-final-sr.dcm"
+    sr.save_as(out, enforce_file_format=True)
+    try:
+        statuses = send_files([out], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title,
+                              tls_args=pacs.tls)
+    except (ConnectionError, OSError, RuntimeError) as exc:
+        raise TransientError(f"signed SR send to {pacs.ae_title} failed: {exc}") from exc
+    if not statuses or statuses[0] is None or statuses[0] < 0:
+        raise TransientError(f"signed SR send to {pacs.ae_title}: no answer")
+    if statuses[0] in (0xA700, 0xA701, 0xA702):
+        raise TransientError(f"{pacs.ae_title} is out of resources (0x{statuses[0]:04X})")
+    if statuses[0] not in (0x0000, 0xB000, 0xB007, 0xB006):
+        raise PermanentError(f"{pacs.ae_title} refused the signed SR with status 0x{statuses[0]:04X}")
+    log.info("signed SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
