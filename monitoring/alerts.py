@@ -1,5 +1,8 @@
-"""Alerts: evaluated from a snapshot payload against the thresholds in MonitoringSettings,
-stored, and POSTed as JSON to the configured webhook; plus the stop-rule the page suggests."""
+"""Alerts with a lifecycle. A snapshot yields conditions (kind + subject: "drift site=SITE_B /
+scanner", "revision_rise revision_rate"...). A condition that holds and has no live alert opens
+one (stored, routed, sent to the webhook once); while it holds, its alert is only updated
+(last seen, count), so an acknowledged alert stays quiet; when the condition has been clear
+for `resolve_quiet_days` (settings) the alert is resolved, and a later recurrence opens a new one."""
 
 from __future__ import annotations
 
@@ -18,56 +21,64 @@ from priorwatch.models import MonitoringAlert
 
 log = logging.getLogger(__name__)
 
+def state(a: MonitoringAlert) -> str:
+    """open | acknowledged | resolved."""
+    if a.resolved_at is not None:
+        return "resolved"
+    return "acknowledged" if a.acknowledged else "open"
+
 
 def evaluate(payload: dict[str, Any], ms: MonitoringSettings) -> list[dict[str, Any]]:
-    """The alerts a snapshot payload raises (not yet stored)."""
-    alerts: list[dict[str, Any]] = []
-    drift = payload.get("drift") or {}
-    score = drift.get("score")
-    if score is not None and score >= ms.drift_score_threshold:
-        top = sorted(drift.get("columns", []), key=lambda c: -float(c["z"]))[:3]
-        cols = ", ".join(f"{c['column']} (z={c['z']:.1f})" for c in top)
-        alerts.append({"kind": "drift", "subject": "unified", "value": score, "threshold": ms.drift_score_threshold,
-                       "message": f"Drift score {score:.2f} >= {ms.drift_score_threshold}; most changed: {cols}. "
-                                  "An early warning that inputs or outputs differ from the reference window, not a "
-                                  "measure of accuracy."})
-    cur, ref = payload.get("current") or {}, payload.get("reference") or {}
+    """The conditions a snapshot payload shows (not yet stored): drift and novelty from the drift
+    analysis, a revision-rate rise, subgroup gaps and a report-delay rise."""
+    conds: list[dict[str, Any]] = [dict(c) for c in (payload.get("drift") or {}).get("conditions", [])]
+    cur = payload.get("current") or {}
+    ref = payload.get("baseline") if (payload.get("baseline") or {}).get("n_signed") else payload.get("reference")
+    ref = ref or {}
     rc, rr = cur.get("revision_rate"), ref.get("revision_rate")
     if rc is not None and rr is not None:
         nc, nr = cur.get("n_signed", 0), ref.get("n_signed", 0)
         p = float(two_proportion_p(round(rc * nc), nc, round(rr * nr), nr)[0]) if nc and nr else 1.0
         rise = rc - rr
         if rise >= ms.revision_rise_threshold and p < ms.alpha and nc >= ms.min_count:
-            alerts.append({"kind": "revision_rise", "subject": "revision_rate", "value": rise,
-                           "threshold": ms.revision_rise_threshold,
-                           "message": f"Revision rate rose from {rr:.1%} to {rc:.1%} (+{rise:.1%}, p={p:.2g}, "
-                                      f"n={nc} vs {nr})."})
+            conds.append({"kind": "revision_rise", "subject": "revision_rate", "value": rise,
+                          "threshold": ms.revision_rise_threshold,
+                          "message": f"Significant revisions (finding-level) rose from {rr:.1%} to {rc:.1%} "
+                                     f"(+{rise:.1%}, p={p:.2g}, n={nc} vs {nr})."})
     for row in payload.get("subgroups", []):
         if not row.get("flagged"):
             continue
-        subject = f"{row['dimension']}={row['level']} {row['metric']}"
-        alerts.append({"kind": "subgroup_gap", "subject": subject, "value": row["gap"],
-                       "threshold": ms.subgroup_gap_threshold,
-                       "message": f"{row['dimension']}={row['level']}: {row['metric']} {row['rate']:.1%} "
-                                  f"(95% CI {row['lo']:.1%}-{row['hi']:.1%}, n={row['n']}) vs {row['rest_rate']:.1%} "
-                                  f"in the rest (p={row['p']:.2g})."})
-    return alerts
+        conds.append({"kind": "subgroup_gap", "subject": f"{row['dimension']}={row['level']} {row['metric']}",
+                      "value": row["gap"], "threshold": ms.subgroup_gap_threshold,
+                      "message": f"{row['dimension']}={row['level']}: {row['metric']} {row['rate']:.1%} "
+                                 f"(95% CI {row['lo']:.1%}-{row['hi']:.1%}, n={row['n']}) vs {row['rest_rate']:.1%} "
+                                 f"in the rest (p={row['p']:.2g})."})
+    med, nd = cur.get("report_delay_median_h"), cur.get("n_delay", 0)
+    if med is not None and nd >= ms.report_delay_min_count and med > ms.report_delay_alert_h:
+        conds.append({"kind": "report_delay", "subject": "report_delay", "value": med,
+                      "threshold": ms.report_delay_alert_h,
+                      "message": f"Median report delay (signed minus study time) {med:.1f} h over {nd} signed reports "
+                                 f"(limit {ms.report_delay_alert_h:.0f} h); the revision figures lag by as much."})
+    for c in conds:
+        sev, route = ms.alert_routes.get(c["kind"], ("warning", "qa"))
+        c.setdefault("severity", sev)
+        c.setdefault("route", route)
+    return conds
 
 
 def stop_rule(payload: dict[str, Any], alerts: list[dict[str, Any]]) -> list[str]:
     """Suggested stop-rules for the QA page. A suggestion, never an automatic action."""
     out: list[str] = []
-    subs = [a for a in alerts if a["kind"] == "subgroup_gap"]
+    subs = [a for a in alerts if a["kind"] == "subgroup_gap" and a["subject"].endswith("revision_rate")]
     for a in subs:
         dim_level = a["subject"].split(" ")[0]
         out.append(f"Consider pausing AI drafts for {dim_level} (route those studies to unassisted reading) until "
                    f"a QA review of that subgroup closes; {a['message']}")
     if any(a["kind"] == "revision_rise" for a in alerts) and not subs:
-        out.append("Revision rate is rising across the board: consider suspending AI drafts site-wide until the "
-                   "cause is found (model version, protocol or scanner change).")
-    if any(a["kind"] == "drift" for a in alerts):
-        out.append("Input/output drift: check the most changed columns; if a new scanner or protocol is the cause, "
-                   "validate the engine on it before relying on its drafts there. Drift alone is not a stop rule.")
+        out.append("Significant revisions are rising across the board: consider suspending AI drafts site-wide until "
+                   "the cause is found (model version, protocol or scanner change).")
+    if any(a["kind"] in ("new_scanner", "new_site") for a in alerts):
+        out.append("A new scanner or site: validate the engine on its studies before relying on its drafts there.")
     return out
 
 
@@ -79,32 +90,54 @@ def post_webhook(url: str, body: dict[str, Any], timeout_s: float = 5.0) -> None
             raise urllib.error.HTTPError(url, resp.status, "webhook refused", resp.headers, None)
 
 
-def store_and_send(session: Session, alerts: list[dict[str, Any]], *, as_of: datetime, snapshot_id: int | None,
-                   ms: MonitoringSettings, send: bool = True) -> list[MonitoringAlert]:
-    """Store each alert (unless the same kind and subject fired within `realert_days`) and send it."""
-    stored: list[MonitoringAlert] = []
-    since = as_of - timedelta(days=ms.realert_days)
-    for a in alerts:
-        recent = session.exec(
-            select(MonitoringAlert).where(
-                MonitoringAlert.kind == a["kind"], MonitoringAlert.subject == a["subject"],
-                MonitoringAlert.as_of > since, MonitoringAlert.as_of <= as_of,
-            )
-        ).first()
-        if recent is not None:
+def live_alerts(session: Session) -> list[MonitoringAlert]:
+    return list(session.exec(select(MonitoringAlert).where(MonitoringAlert.resolved_at.is_(None))).all())  # type: ignore[union-attr]
+
+
+def apply(session: Session, conditions: list[dict[str, Any]], *, as_of: datetime, snapshot_id: int | None,
+          ms: MonitoringSettings, send: bool = True) -> dict[str, list[MonitoringAlert]]:
+    """Advance the lifecycle with one snapshot's conditions: {"opened", "updated", "resolved"}."""
+    live = {(a.kind, a.subject): a for a in live_alerts(session)}
+    opened: list[MonitoringAlert] = []
+    updated: list[MonitoringAlert] = []
+    seen: set[tuple[str, str]] = set()
+    for c in conditions:
+        key = (c["kind"], c["subject"])
+        if key in seen:
             continue
-        row = MonitoringAlert(snapshot_id=snapshot_id, as_of=as_of, kind=a["kind"], subject=a["subject"],
-                              value=float(a["value"]), threshold=float(a["threshold"]), message=a["message"])
+        seen.add(key)
+        row = live.get(key)
+        if row is not None:
+            if row.as_of > as_of:  # a snapshot for an earlier moment (a re-run): history is not rewritten
+                continue
+            row.last_seen_at = max(row.last_seen_at or row.as_of, as_of)
+            row.n_seen += 1
+            row.value = float(c["value"])
+            session.add(row)
+            updated.append(row)
+            continue
+        row = MonitoringAlert(snapshot_id=snapshot_id, as_of=as_of, kind=c["kind"], subject=c["subject"][:128],
+                              value=float(c["value"]), threshold=float(c["threshold"]), message=c["message"],
+                              severity=c["severity"], route=c["route"], last_seen_at=as_of, n_seen=1)
         session.add(row)
         session.flush()
         if send and ms.webhook_url:
             try:
-                post_webhook(ms.webhook_url, {"source": "priorwatch.monitoring", "alert_id": row.id,
-                                              "snapshot_id": snapshot_id, "as_of": as_of.isoformat(), **a},
-                             ms.webhook_timeout_s)
+                post_webhook(ms.webhook_url, {"source": "priorwatch.monitoring", "event": "opened", "alert_id": row.id,
+                                              "snapshot_id": snapshot_id, "as_of": as_of.isoformat(),
+                                              **{k: v for k, v in c.items() if k != "columns"}}, ms.webhook_timeout_s)
                 row.webhook_state = "sent"
             except (OSError, urllib.error.URLError) as exc:
-                row.webhook_state, row.webhook_error = "failed", str(exc)[:500]
-                log.warning("alert webhook failed: %s", exc)
-        stored.append(row)
-    return stored
+                row.webhook_state, row.webhook_error = "failed", type(exc).__name__
+                log.warning("alert webhook failed: %s", type(exc).__name__)
+        opened.append(row)
+    resolved: list[MonitoringAlert] = []
+    quiet = timedelta(days=ms.resolve_quiet_days)
+    for key, row in live.items():
+        if key in seen or row.as_of > as_of:
+            continue
+        if as_of - (row.last_seen_at or row.as_of) >= quiet:
+            row.resolved_at = as_of
+            session.add(row)
+            resolved.append(row)
+    return {"opened": opened, "updated": updated, "resolved": resolved}

@@ -1,17 +1,36 @@
-"""The per-study frame monitoring works on: one row per incoming study (its latest
-comparison), with DICOM metadata, image statistics, prior, model outputs and the final
-report. Read with a handful of set-based queries, so it grows linearly with the studies."""
+"""The per-study frame monitoring works on: one row per incoming study in a time window (its
+latest comparison known at the as-of time), with DICOM metadata, image statistics, prior, the
+AI's findings, the final findings and the finding-level concordance between them.
+
+Costs follow the window: every query is an index range over the window (study time, then
+ids), never the whole history; signed reports are labelled once and the labels kept in the
+database (SignedReportLabels). Nothing known after `as_of` is read: comparisons created,
+reviews finished and reports received later are left out.
+
+Time: DICOM study times are the site's wall clock. They are read in the institution's zone
+(MonitoringSettings.timezone / site_timezones) and converted to UTC; every other timestamp in
+the database is UTC already.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
-from monitoring.metrics import add_revision_columns, age_band
+from monitoring.concordance import Claim, compare_study
+from monitoring.labeler import label_report
+from monitoring.metrics import age_band
+from monitoring.settings import MonitoringSettings
+from priorwatch.models import SignedReportLabels
+
+LABELER_VERSION = "2"  # bump when the labeler's rules change: cached labels are then relabelled
+TZ_PAD = timedelta(hours=15)  # widest UTC offset: local-time query bounds are padded by it, then cut exactly
+_CHUNK = 500  # ids per IN (...) list
 
 
 def _read(engine: Engine, sql: str, **params: object) -> pd.DataFrame:
@@ -19,29 +38,92 @@ def _read(engine: Engine, sql: str, **params: object) -> pd.DataFrame:
         return pd.read_sql(text(sql), conn, params=params)
 
 
-def load_frame(engine: Engine, since: datetime | None = None, until: datetime | None = None,
-               uncertain_as_positive: bool = True) -> pd.DataFrame:
-    """Studies whose comparison exists, with time `at` in [since, until)."""
-    cond, params = "", {}
-    if since is not None:
-        cond += " AND COALESCE(s.study_datetime, c.created_at) >= :since"
-        params["since"] = since
-    if until is not None:
-        cond += " AND COALESCE(s.study_datetime, c.created_at) < :until"
-        params["until"] = until
-    base = _read(engine, f"""
-        SELECT c.id AS comparison_id, c.study_id, c.status, c.interval_days, c.urgent, c.draft_text,
-               c.created_at, s.study_datetime, s.study_date, s.patient_sex AS sex, s.patient_birth_date,
-               s.institution AS site, s.accession
-        FROM comparison c JOIN study s ON s.id = c.study_id
-        WHERE c.id IN (SELECT MAX(id) FROM comparison GROUP BY study_id) {cond}
-    """, **params)
+def local_to_utc(local: pd.Series, site: pd.Series, ms: MonitoringSettings) -> pd.Series:
+    """Naive site-local times -> naive UTC, each row in its institution's zone."""
+    out = pd.Series(pd.NaT, index=local.index, dtype="datetime64[ns]")
+    local = pd.to_datetime(local)
+    zones = site.map(lambda s: ms.site_timezones.get(s, ms.timezone))
+    for zone, idx in zones.groupby(zones).groups.items():
+        v = local.loc[idx]
+        if zone in ("UTC", "Etc/UTC"):
+            out.loc[idx] = v
+            continue
+        conv = v.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        out.loc[idx] = conv.dt.tz_localize(None)
+    return out
+
+
+def _in_chunks(engine: Engine, sql: str, ids: list[int], **params: object) -> pd.DataFrame:
+    parts = []
+    for k in range(0, len(ids), _CHUNK):
+        chunk = ids[k:k + _CHUNK]
+        names = ",".join(f":i{j}" for j in range(len(chunk)))
+        parts.append(_read(engine, sql.replace("{ids}", names), **params, **{f"i{j}": v for j, v in enumerate(chunk)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _signed_labels(engine: Engine, sig: pd.DataFrame) -> dict[int, tuple[list[Claim], bool]]:
+    """Labels of each signed report id: from the cache, labelling (and caching) the others."""
+    ids = sig["signed_report_id"].astype(int).tolist()
+    cached = _in_chunks(engine, "SELECT signed_report_id, labeler_version, labels_json, urgent FROM signedreportlabels "
+                                "WHERE signed_report_id IN ({ids})", ids) if ids else pd.DataFrame()
+    out: dict[int, tuple[list[Claim], bool]] = {}
+    if len(cached):
+        cached = cached[cached["labeler_version"] == LABELER_VERSION]
+        for rid, lj, urg in cached[["signed_report_id", "labels_json", "urgent"]].itertuples(index=False, name=None):
+            out[int(rid)] = ([Claim(*c) for c in json.loads(lj)], bool(urg))
+    new_rows, stale = [], []
+    for rid, txt, hp in sig[["signed_report_id", "signed_text", "has_prior_bool"]].itertuples(index=False, name=None):
+        rid = int(rid)
+        if rid in out:
+            continue
+        lab = label_report(txt or "", None if hp else False)
+        claims = [Claim(lb.finding, lb.change, lb.side, lb.uncertain) for lb in lab.labels]
+        out[rid] = (claims, lab.urgent)
+        new_rows.append({"signed_report_id": rid, "labeler_version": LABELER_VERSION, "urgent": lab.urgent,
+                         "labels_json": json.dumps([[c.finding, c.change, c.side, c.uncertain] for c in claims])})
+        stale.append(rid)
+    if new_rows:
+        with engine.begin() as conn:
+            for k in range(0, len(stale), _CHUNK):
+                chunk = stale[k:k + _CHUNK]
+                names = ",".join(f":i{j}" for j in range(len(chunk)))
+                conn.execute(text(f"DELETE FROM signedreportlabels WHERE signed_report_id IN ({names})"),
+                             {f"i{j}": v for j, v in enumerate(chunk)})
+            conn.execute(insert(SignedReportLabels.__table__), new_rows)  # type: ignore[attr-defined]
+    return out
+
+
+def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringSettings,
+               as_of: datetime | None = None) -> pd.DataFrame:
+    """Studies with study time (UTC) in [since, until) and a comparison known at `as_of` (default `until`)."""
+    as_of = as_of or until
+    base = _read(engine, """
+        SELECT s.id AS study_id, s.study_datetime, s.patient_sex AS sex, s.patient_birth_date, s.institution AS site,
+               c.id AS comparison_id, c.status, c.interval_days, c.urgent, c.model AS model, c.model_version,
+               c.engine_version, LENGTH(c.draft_text) AS draft_chars, c.created_at
+        FROM study s JOIN comparison c ON c.study_id = s.id
+        WHERE s.study_datetime >= :lo AND s.study_datetime < :hi AND c.created_at <= :as_of
+        UNION ALL
+        SELECT s.id, s.study_datetime, s.patient_sex, s.patient_birth_date, s.institution,
+               c.id, c.status, c.interval_days, c.urgent, c.model, c.model_version, c.engine_version,
+               LENGTH(c.draft_text), c.created_at
+        FROM study s JOIN comparison c ON c.study_id = s.id
+        WHERE s.study_datetime IS NULL AND c.created_at >= :since AND c.created_at < :until AND c.created_at <= :as_of
+    """, lo=since - TZ_PAD, hi=until + TZ_PAD, since=since, until=until, as_of=as_of)
     if base.empty:
-        return _empty()
-    ids = base["study_id"].tolist()
-    cids = base["comparison_id"].tolist()
-    lo_s, hi_s = min(ids), max(ids)
-    lo_c, hi_c = min(cids), max(cids)
+        return empty_frame()
+    base = base.sort_values("comparison_id").drop_duplicates("study_id", keep="last")
+    base["site"] = base["site"].fillna("").astype(str).replace("", "unknown")
+    local = pd.to_datetime(base["study_datetime"])
+    at = local_to_utc(local, base["site"], ms)
+    base["at"] = at.fillna(pd.to_datetime(base["created_at"]))
+    base = base[(base["at"] >= since) & (base["at"] < until)]
+    if base.empty:
+        return empty_frame()
+    sids = sorted(base["study_id"].astype(int).tolist())
+    cids = sorted(base["comparison_id"].astype(int).tolist())
+    lo_s, hi_s, lo_c, hi_c = sids[0], sids[-1], cids[0], cids[-1]
     inst = _read(engine, """
         SELECT study_id, manufacturer, model_name, station_name, view_position, photometric, rows, columns,
                pixel_spacing, kvp, exposure
@@ -53,61 +135,102 @@ def load_frame(engine: Engine, since: datetime | None = None, until: datetime | 
         FROM imagestatistics WHERE study_id BETWEEN :a AND :b GROUP BY study_id
     """, a=lo_s, b=hi_s)
     fnd = _read(engine, """
-        SELECT comparison_id, change, confidence, guard FROM finding WHERE comparison_id BETWEEN :a AND :b
+        SELECT comparison_id, finding, side, change, confidence, guard FROM finding
+        WHERE comparison_id BETWEEN :a AND :b
     """, a=lo_c, b=hi_c)
     rev = _read(engine, """
-        SELECT r.comparison_id, r.action, r.final_text AS review_text, r.finished_at FROM review r
-        WHERE r.id IN (SELECT MAX(id) FROM review WHERE comparison_id BETWEEN :a AND :b GROUP BY comparison_id)
-    """, a=lo_c, b=hi_c)
+        SELECT comparison_id, action, final_labels_json FROM review
+        WHERE id IN (SELECT MAX(id) FROM review WHERE comparison_id BETWEEN :a AND :b AND finished_at <= :as_of
+                     GROUP BY comparison_id)
+    """, a=lo_c, b=hi_c, as_of=as_of)
     sig = _read(engine, """
-        SELECT r.study_id, r.text AS signed_text, r.critical AS final_critical FROM signedreport r
-        WHERE r.id IN (SELECT MAX(id) FROM signedreport WHERE study_id BETWEEN :a AND :b GROUP BY study_id)
-    """, a=lo_s, b=hi_s)
+        SELECT id AS signed_report_id, study_id, text AS signed_text, critical AS final_critical, signed_at
+        FROM signedreport WHERE id IN (SELECT MAX(id) FROM signedreport WHERE study_id BETWEEN :a AND :b
+                                       AND received_at <= :as_of AND result_status IN ('F', 'C') GROUP BY study_id)
+    """, a=lo_s, b=hi_s, as_of=as_of)
 
     df = base.merge(inst, on="study_id", how="left").merge(img, on="study_id", how="left")
+    df = df.merge(rev, on="comparison_id", how="left").merge(sig, on="study_id", how="left")
+    # The AI's findings per comparison.
+    ai_claims: dict[int, list[Claim]] = {}
     if not fnd.empty:
-        fnd["unsupported"] = (fnd["guard"] == "unsupported").astype(float)
+        fnd = fnd[fnd["comparison_id"].isin(set(cids))]
+        for cid, f, side, ch in fnd[["comparison_id", "finding", "side", "change"]].itertuples(index=False, name=None):
+            ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False))
+        fnd = fnd.assign(unsupported=(fnd["guard"] == "unsupported").astype(float))
         fnd = fnd.sort_values(["comparison_id", "confidence"], ascending=[True, False])
-        agg = fnd.groupby("comparison_id").agg(
-            n_findings=("change", "size"), mean_confidence=("confidence", "mean"),
-            unsupported_rate=("unsupported", "mean"), top_change=("change", "first"),
-        )
+        agg = fnd.groupby("comparison_id").agg(n_findings=("change", "size"), mean_confidence=("confidence", "mean"),
+                                               unsupported_rate=("unsupported", "mean"), top_change=("change", "first"))
         df = df.merge(agg, left_on="comparison_id", right_index=True, how="left")
     else:
         df = df.assign(n_findings=0, mean_confidence=np.nan, unsupported_rate=np.nan, top_change=None)
-    df = df.merge(rev, on="comparison_id", how="left").merge(sig, on="study_id", how="left")
 
-    df["at"] = pd.to_datetime(df["study_datetime"]).fillna(pd.to_datetime(df["created_at"]))
+    df["has_prior_bool"] = (df["status"] == "done") & df["interval_days"].notna()
+    df["urgent"] = df["urgent"].astype(bool)
+    df["final_critical"] = df["final_critical"].fillna(False).astype(bool)
+    signed = df[df["signed_report_id"].notna()]
+    labels = _signed_labels(engine, signed) if len(signed) else {}
+
+    # Final findings: the reviewer's structured labels (accepted: the AI's own), else the signed report read
+    # by the labeler. Then the concordance of the AI's findings with them.
+    recs = []
+    for cid, action, lj, rid, ai_urg, crit in df[["comparison_id", "action", "final_labels_json", "signed_report_id",
+                                                  "urgent", "final_critical"]].itertuples(index=False, name=None):
+        ai = ai_claims.get(int(cid), [])
+        final: list[Claim] | None = None
+        fin_urg = False
+        if action == "accepted":
+            final, fin_urg = ai, bool(ai_urg)
+        elif action == "edited" and isinstance(lj, str):
+            labs = json.loads(lj or "[]")
+            final = [Claim(d["finding"], d.get("change") or "unknown", d.get("side"), False) for d in labs]
+            fin_urg = any(bool(d.get("urgent")) for d in labs)
+        elif rid == rid and rid is not None:  # not NaN: a signed report
+            final, fin_urg = labels[int(rid)]
+        if final is None:
+            recs.append((False, None, False, False, 0, 0, 0, 0, False, 0, 0, False))
+            continue
+        fin_urg = bool(fin_urg or crit)
+        if not ms.uncertain_as_positive:
+            final = [c for c in final if not c.uncertain]
+        sc = compare_study(ai, final, bool(ai_urg), fin_urg)
+        recs.append((True, sc.category, sc.significant, sc.minor, sc.agree, sc.ai_false_positive, sc.ai_miss,
+                     sc.change_disagreement, sc.urgency_disagreement, sc.ai_present, sc.final_present, fin_urg))
+    cols = ["has_final", "category", "revised", "minor_revision", "n_agree", "n_ai_fp", "n_ai_miss", "n_change_dis",
+            "urgency_disagreement", "ai_mask", "final_mask", "final_urgent"]
+    conc = pd.DataFrame.from_records(recs, columns=cols, index=df.index)
+    df = pd.concat([df, conc], axis=1)
+
     df["n_findings"] = df["n_findings"].fillna(0).astype(int)
     df["top_change"] = df["top_change"].fillna("none").astype(str)
     df["unsupported_rate"] = df["unsupported_rate"].fillna(0.0)
-    df["has_prior"] = (df["status"] == "done") & df["interval_days"].notna()
-    df["urgent"] = df["urgent"].astype(bool)
-    df["final_critical"] = df["final_critical"].fillna(False).astype(bool)
-    df["draft_words"] = df["draft_text"].fillna("").str.split().str.len().astype(int)
-    # The final report: a signed report wins; else the review (accepted: the draft itself).
-    review_final = df["review_text"].where(df["review_text"].fillna("").str.len() > 0)
-    review_final = review_final.where(df["action"] != "accepted", df["draft_text"])
-    review_final = review_final.where(df["action"].isin(["accepted", "edited"]))
-    df["final_text"] = df["signed_text"].where(df["signed_text"].notna(), review_final)
+    df["draft_chars"] = pd.to_numeric(df["draft_chars"], errors="coerce").fillna(0).astype(float)
+    signed_at = pd.to_datetime(df["signed_at"], errors="coerce")
+    df["report_delay_h"] = (signed_at - df["at"]).dt.total_seconds() / 3600.0
     birth = pd.to_datetime(df["patient_birth_date"], errors="coerce")
-    age = (df["at"] - birth).dt.days / 365.25
-    df["age_band"] = age_band(age)
-    for c in ("sex", "site", "manufacturer", "model_name", "station_name", "view_position", "photometric"):
+    df["age_band"] = age_band((df["at"] - birth).dt.days / 365.25)
+    for c in ("sex", "manufacturer", "model_name", "station_name", "view_position", "photometric", "model_version"):
         df[c] = df[c].fillna("").astype(str).replace("", "unknown")
-    df["has_prior"] = df["has_prior"].map({True: "with_prior", False: "without_prior"})
-    df = add_revision_columns(df.assign(has_prior_bool=df["has_prior"] == "with_prior")
-                              .rename(columns={"has_prior": "_hp", "has_prior_bool": "has_prior"}),
-                              uncertain_as_positive)
-    df = df.drop(columns=["has_prior"]).rename(columns={"_hp": "has_prior"})
+    df["scanner"] = df["manufacturer"] + " " + df["model_name"]
+    df["has_prior"] = df["has_prior_bool"].map({True: "with_prior", False: "without_prior"})
+    for c in ("has_final", "revised", "minor_revision", "urgency_disagreement", "final_urgent"):
+        df[c] = df[c].astype(bool)
     return df.sort_values("at").reset_index(drop=True)
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame(columns=[
-        "comparison_id", "study_id", "at", "site", "sex", "age_band", "manufacturer", "model_name", "station_name",
-        "view_position", "photometric", "rows", "columns", "pixel_spacing", "kvp", "exposure", "img_mean", "img_std",
-        "img_p05", "img_p95", "img_entropy", "has_prior", "interval_days", "top_change", "urgent", "mean_confidence",
-        "draft_words", "unsupported_rate", "n_findings", "has_final", "revised", "accepted_unchanged",
-        "significant_revision", "edit_distance", "final_urgent", "tp", "fp", "fn", "draft_text", "final_text",
-    ])
+FRAME_COLUMNS = [
+    "comparison_id", "study_id", "at", "site", "scanner", "sex", "age_band", "manufacturer", "model_name",
+    "station_name", "view_position", "photometric", "rows", "columns", "pixel_spacing", "kvp", "exposure", "img_mean",
+    "img_std", "img_p05", "img_p95", "img_entropy", "has_prior", "interval_days", "top_change", "urgent",
+    "mean_confidence", "draft_chars", "unsupported_rate", "n_findings", "model_version", "has_final", "category",
+    "revised", "minor_revision", "n_agree", "n_ai_fp", "n_ai_miss", "n_change_dis", "urgency_disagreement", "ai_mask",
+    "final_mask", "final_urgent", "report_delay_h",
+]
+
+
+def empty_frame() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype=object) for c in FRAME_COLUMNS})
+    df["at"] = pd.Series(dtype="datetime64[ns]")
+    for c in ("has_final", "revised", "minor_revision", "urgency_disagreement", "final_urgent", "urgent"):
+        df[c] = pd.Series(dtype=bool)
+    return df

@@ -1,12 +1,19 @@
-"""Drift: Evidently (0.7 API) per-column drift between a reference and a current window, and one
-unified concordance score in the style of CheXstray's multi-modal concordance.
+"""Drift that names each problem: Evidently 0.7 per-column drift for the whole stream, each
+site and each scanner (manufacturer + model), against a fixed baseline (a chosen validation
+period) and the rolling reference; then each drifting column is attributed to the narrowest
+cause that explains it (a new site, a new scanner, a new model version, one site, one
+scanner, or the whole stream), so one problem is one alert.
 
-The unified score: each column's distance (Kolmogorov-Smirnov statistic for numbers,
-Jensen-Shannon distance for categories) is standardised against its own null distribution
-(bootstrap pairs drawn from the reference window at the two windows' sizes), clipped, averaged
-within each modality (DICOM metadata, image statistics, prior, model outputs), and the
-modality scores are averaged. It says "the input or the output looks unlike the reference"
-in z-units: an early warning, not a measure of accuracy.
+The per-column values come from Evidently (`Report([...]).run(current, reference)` and its
+Snapshot dict): Evidently's Kolmogorov-Smirnov test for numbers and chi-square test for
+categories, each giving a p-value. A column drifts in a scope when its p-value is at or under
+`drift_threshold` (`ratio` = log p / log threshold >= `drift_ratio_alert`). A scope with fewer
+than `drift_min_count` current studies is not tested; a scanner used at one site only is the
+site's scope already.
+
+Evidently renders a plotly widget for every metric (80 % of its run time); the headless
+metric below reuses Evidently's own calculation without the widget. The HTML report, when
+asked for, is a normal DataDriftPreset run.
 """
 
 from __future__ import annotations
@@ -14,143 +21,264 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently telemetry off: nothing leaves the site
 
-COLUMN_GROUPS: dict[str, dict[str, list[str]]] = {
-    "metadata": {
-        "cat": ["manufacturer", "model_name", "station_name", "site", "view_position", "photometric"],
-        "num": ["pixel_spacing", "rows", "columns", "exposure", "kvp"],
-    },
-    "image": {"cat": [], "num": ["img_mean", "img_std", "img_p05", "img_p95", "img_entropy"]},
-    "prior": {"cat": ["has_prior"], "num": ["interval_days"]},
-    "outputs": {
-        "cat": ["top_change", "urgent_flag"],
-        "num": ["mean_confidence", "draft_words", "unsupported_rate"],
-    },
+from evidently import DataDefinition, Dataset, Report  # noqa: E402
+from evidently.core.metric_types import SingleValueCalculation  # noqa: E402
+from evidently.metrics import ValueDrift  # noqa: E402
+from evidently.legacy.calculations.stattests import StatTest, register_stattest  # noqa: E402
+from evidently.legacy.core import ColumnType  # noqa: E402
+from evidently.metrics.column_statistics import ValueDriftCalculation  # noqa: E402
+from scipy.stats import chi2_contingency  # noqa: E402
+
+# column -> (kind, group). Groups are what a cause changes together: one alert per scope and group.
+COLUMNS: dict[str, tuple[str, str]] = {
+    "manufacturer": ("cat", "scanner"), "model_name": ("cat", "scanner"), "station_name": ("cat", "scanner"),
+    "pixel_spacing": ("num", "scanner"), "kvp": ("num", "scanner"),
+    "img_mean": ("num", "image"), "img_std": ("num", "image"), "img_p95": ("num", "image"),
+    "view_position": ("cat", "protocol"),
+    "site": ("cat", "population"), "sex": ("cat", "population"), "age_band": ("cat", "population"),
+    "has_prior": ("cat", "population"),
+    "model_version": ("cat", "outputs"), "top_change": ("cat", "outputs"), "mean_confidence": ("num", "outputs"),
+    "draft_chars": ("num", "outputs"),
 }
+# Tests with a p-value: unlike distances they know the sample size, so a site's 100 studies a week and
+# the whole stream's thousands are judged alike. Numbers: Evidently's Kolmogorov-Smirnov. Categories:
+# a two-sample chi-square (contingency table) registered as an Evidently stat test, because Evidently's
+# own "chisquare" takes the reference as expected counts and returns p = 0 for any category the
+# reference lacks (a rare age band in a small site window), which would alarm on noise.
+NUM_METHOD, CAT_METHOD = "ks", "chi2_two_sample"
+
+
+def _chi2_two_sample(reference: pd.Series, current: pd.Series, feature_type: ColumnType,
+                     threshold: float) -> tuple[float, bool]:
+    keys = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
+    if len(keys) < 2:
+        return 1.0, False
+    table = np.array([[int((reference.astype(str) == k).sum()) for k in keys],
+                      [int((current.astype(str) == k).sum()) for k in keys]])
+    p = float(chi2_contingency(table, correction=False)[1])
+    return p, p <= threshold
+
+
+register_stattest(StatTest(name=CAT_METHOD, display_name="two-sample chi-square",
+                           allowed_feature_types=[ColumnType.Categorical], default_threshold=0.05),
+                  _chi2_two_sample)
+
+
+class HeadlessValueDrift(ValueDrift):
+    """Evidently's ValueDrift without its plotly widget (same calculation, same value)."""
+
+
+class _HeadlessValueDriftCalculation(SingleValueCalculation[HeadlessValueDrift]):
+    calculate = ValueDriftCalculation.calculate
+    display_name = ValueDriftCalculation.display_name
+
+    def _render(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
 
 
 def drift_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame's drift columns, typed for Evidently."""
     out = pd.DataFrame(index=df.index)
-    for g in COLUMN_GROUPS.values():
-        for c in g["cat"]:
-            if c == "urgent_flag":
-                out[c] = df["urgent"].map({True: "urgent", False: "routine"}).astype(str)
-            else:
-                out[c] = df[c].astype(str) if c in df else "unknown"
-        for c in g["num"]:
+    for c, (kind, _) in COLUMNS.items():
+        if c == "urgent_flag":
+            out[c] = df["urgent"].map({True: "urgent", False: "routine"}).astype(str) if "urgent" in df else "routine"
+        elif kind == "cat":
+            out[c] = df[c].astype(str) if c in df else "unknown"
+        else:
             out[c] = pd.to_numeric(df[c], errors="coerce").astype(float) if c in df else np.nan
     return out
 
 
-def _ks(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if len(a) == 0 or len(b) == 0:
-        return 0.0 if len(a) == len(b) else 1.0
-    a, b = np.sort(a), np.sort(b)
-    grid = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, grid, side="right") / len(a)
-    cdf_b = np.searchsorted(b, grid, side="right") / len(b)
-    return float(np.max(np.abs(cdf_a - cdf_b)))
+def evidently_columns(reference: pd.DataFrame, current: pd.DataFrame, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per-column drift from one Evidently Report run: {column: {method, value, threshold, ratio}}."""
+    num = [c for c, (k, _) in COLUMNS.items() if k == "num"
+           and reference[c].notna().sum() >= 2 and current[c].notna().sum() >= 2]
+    cat = [c for c, (k, _) in COLUMNS.items() if k == "cat"]
+    dd = DataDefinition(numerical_columns=num, categorical_columns=cat)
+    cols = num + cat
+    metrics = [HeadlessValueDrift(column=c, method=NUM_METHOD if c in num else CAT_METHOD, threshold=threshold)
+               for c in cols]
+    snap = Report(metrics).run(Dataset.from_pandas(current[cols].reset_index(drop=True), data_definition=dd),
+                               Dataset.from_pandas(reference[cols].reset_index(drop=True), data_definition=dd))
+    out: dict[str, dict[str, Any]] = {}
+    for m in snap.dict()["metrics"]:
+        cfg, val = m.get("config", {}), m.get("value")
+        col, thr = cfg.get("column"), cfg.get("threshold") or threshold
+        if col is None or val is None or not np.isfinite(val):
+            continue
+        p = max(float(val), 1e-300)
+        # ratio >= 1: drifting (p at or under the threshold); 2 = p at the threshold squared.
+        out[col] = {"method": cfg.get("method"), "value": p, "threshold": float(thr),
+                    "ratio": float(np.log10(p) / np.log10(thr))}
+    return out
 
 
-def _js(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    """Jensen-Shannon distance (base 2) between two integer-coded samples over k categories."""
-    p = np.bincount(a, minlength=k).astype(float)
-    q = np.bincount(b, minlength=k).astype(float)
-    if p.sum() == 0 or q.sum() == 0:
-        return 0.0
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
+def evidently_html(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> str:
+    """Evidently's DataDriftPreset report for the whole stream, saved as HTML."""
+    from evidently.presets import DataDriftPreset
 
-    def kl(x: np.ndarray) -> float:
-        nz = x > 0
-        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
-
-    return float(np.sqrt(max(0.0, (kl(p) + kl(q)) / 2)))
+    num = [c for c, (k, _) in COLUMNS.items() if k == "num" and reference[c].notna().any() and current[c].notna().any()]
+    cat = [c for c, (k, _) in COLUMNS.items() if k == "cat"]
+    dd = DataDefinition(numerical_columns=num, categorical_columns=cat)
+    snap = Report([DataDriftPreset(columns=num + cat, num_method=NUM_METHOD, cat_method=CAT_METHOD)]).run(
+        Dataset.from_pandas(current[num + cat].reset_index(drop=True), data_definition=dd),
+        Dataset.from_pandas(reference[num + cat].reset_index(drop=True), data_definition=dd))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snap.save_html(str(path))
+    return str(path)
 
 
 @dataclass
-class DriftResult:
-    score: float | None  # unified concordance drift score (z units)
-    groups: dict[str, float] = field(default_factory=dict)
-    columns: list[dict[str, object]] = field(default_factory=list)
-    evidently: dict[str, object] = field(default_factory=dict)
-    html_path: str | None = None
+class ScopeResult:
+    scope: str  # "global", "site=X", "scanner=Y"
+    reference: str  # "baseline" | "rolling"
+    n_current: int
+    n_reference: int
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def drifting(self, ratio: float) -> dict[str, float]:
+        return {c: v["ratio"] for c, v in self.columns.items() if v["ratio"] >= ratio}
 
 
-def concordance(reference: pd.DataFrame, current: pd.DataFrame, *, n_boot: int = 8, z_clip: float = 10.0,
-                seed: int = 0) -> DriftResult:
-    """The unified score over `drift_columns` frames."""
-    if len(reference) < 2 or len(current) < 2:
-        return DriftResult(score=None)
-    rng = np.random.default_rng(seed)
-    n_ref, n_cur = len(reference), len(current)
-    boot = [(rng.integers(0, n_ref, n_ref), rng.integers(0, n_ref, n_cur)) for _ in range(n_boot)]
-    rows: list[dict[str, object]] = []
-    groups: dict[str, float] = {}
-    for gname, g in COLUMN_GROUPS.items():
-        zs: list[float] = []
-        for kind in ("cat", "num"):
-            for c in g[kind]:
-                if kind == "cat":
-                    codes, uniq = pd.factorize(pd.concat([reference[c], current[c]], ignore_index=True))
-                    r, cu, k = codes[:n_ref], codes[n_ref:], len(uniq)
-                    fn = lambda x, y: _js(x, y, k)  # noqa: E731
-                    method = "jensen_shannon"
-                else:
-                    r, cu = reference[c].to_numpy(float), current[c].to_numpy(float)
-                    if np.isnan(r).all() and np.isnan(cu).all():
-                        continue
-                    fn = _ks
-                    method = "ks"
-                d = fn(r, cu)
-                null = np.array([fn(r[i], r[j]) for i, j in boot])
-                mu, sd = float(null.mean()), float(null.std(ddof=1)) if n_boot > 1 else 0.0
-                sd = max(sd, 0.01, 0.1 * mu)  # floors: constant columns must not explode
-                z = float(np.clip((d - mu) / sd, -z_clip, z_clip))
-                zs.append(max(z, 0.0))
-                rows.append({"column": c, "group": gname, "method": method, "distance": d, "null_mean": mu,
-                             "null_sd": sd, "z": z})
-        if zs:
-            groups[gname] = float(np.mean(zs))
-    score = float(np.mean(list(groups.values()))) if groups else None
-    return DriftResult(score=score, groups=groups, columns=rows)
-
-
-def evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, html_path: Path | None = None) -> dict[str, object]:
-    """Evidently's DataDriftPreset over the same columns. Returns {share, count, columns:{col: {method,
-    value, threshold, drifted}}}; saves the HTML report when `html_path` is given."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    cat = [c for g in COLUMN_GROUPS.values() for c in g["cat"]]
-    num = [c for g in COLUMN_GROUPS.values() for c in g["num"]
-           if reference[c].notna().any() and current[c].notna().any()]
-    dd = DataDefinition(numerical_columns=num, categorical_columns=cat)
-    cols = num + cat
-    snap = Report([DataDriftPreset(columns=cols, num_method="wasserstein", cat_method="jensenshannon")]).run(
-        Dataset.from_pandas(current[cols], data_definition=dd),
-        Dataset.from_pandas(reference[cols], data_definition=dd),
-    )
-    out: dict[str, object] = {"columns": {}}
-    for m in snap.dict()["metrics"]:
-        cfg, val = m.get("config", {}), m.get("value")
-        t = cfg.get("type", "")
-        if t.endswith("DriftedColumnsCount") and isinstance(val, dict):
-            out["count"], out["share"] = val.get("count"), val.get("share")
-        elif t.endswith("ValueDrift"):
-            thr = cfg.get("threshold")
-            out["columns"][cfg.get("column")] = {  # type: ignore[index]
-                "method": cfg.get("method"), "value": val, "threshold": thr,
-                "drifted": bool(val is not None and thr is not None and val >= thr),
-            }
-    if html_path is not None:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        snap.save_html(str(html_path))
-        out["html_path"] = str(html_path)
+def _scopes(cur: pd.DataFrame, min_count: int) -> list[tuple[str, pd.Series | None, str, str]]:
+    """(scope, None for global, dimension, level) for scopes with enough current studies."""
+    out: list[tuple[str, Any, str, str]] = [("global", None, "", "")]
+    n_sites = cur.groupby("scanner")["site"].nunique() if len(cur) else pd.Series(dtype=int)
+    for dim in ("site", "scanner"):
+        counts = cur[dim].value_counts()
+        for level, n in counts.items():
+            if dim == "scanner" and n_sites.get(level, 0) < 2:
+                continue
+            if n >= min_count:
+                out.append((f"{dim}={level}", None, dim, str(level)))
     return out
+
+
+def analyse(cur: pd.DataFrame, rolling: pd.DataFrame, baseline: pd.DataFrame | None, *, threshold: float,
+            ratio: float, min_count: int) -> dict[str, Any]:
+    """Per-scope Evidently drift and the attributed conditions (see module doc)."""
+    results: list[ScopeResult] = []
+    dcur = drift_columns(cur)
+    refs = [("rolling", rolling)] + ([("baseline", baseline)] if baseline is not None and len(baseline) else [])
+    dref = {name: (r, drift_columns(r)) for name, r in refs}
+    novel: dict[str, set[str]] = {}  # dim -> levels absent from every reference (or the baseline, if any)
+    novelty_ref = dref["baseline"][0] if "baseline" in dref else rolling
+    for dim in ("site", "scanner", "model_version"):
+        seen = set(novelty_ref[dim].astype(str)) if len(novelty_ref) else set()
+        counts = cur[dim].astype(str).value_counts() if len(cur) else pd.Series(dtype=int)
+        novel[dim] = {lv for lv, n in counts.items() if lv not in seen and n >= max(5, min_count // 4)} if seen else set()
+    if len(cur) >= min_count:
+        for scope, _, dim, level in _scopes(cur, min_count):
+            mask = np.ones(len(cur), bool) if not dim else (cur[dim].astype(str) == level).to_numpy()
+            if dim and level in novel.get(dim, set()):
+                continue  # a new site/scanner has no reference: its novelty is the condition
+            # The whole stream is compared with both references; a site or scanner with the fixed one
+            # (the rolling one would absorb a persisting change), or the rolling one when none is set.
+            names = [n for n, _ in refs] if not dim else (["baseline"] if "baseline" in dref else ["rolling"])
+            for name in names:
+                r, dr = dref[name]
+                rmask = np.ones(len(r), bool) if not dim else (r[dim].astype(str) == level).to_numpy()
+                if rmask.sum() < min_count:
+                    continue
+                cols = evidently_columns(dr[rmask], dcur[mask], threshold)
+                results.append(ScopeResult(scope, name, int(mask.sum()), int(rmask.sum()), cols))
+    conditions = attribute(results, novel, cur, ratio)
+    return {"scopes": [{"scope": r.scope, "reference": r.reference, "n_current": r.n_current,
+                        "n_reference": r.n_reference, "columns": r.columns} for r in results],
+            "novel": {k: sorted(v) for k, v in novel.items()}, "conditions": conditions}
+
+
+def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.DataFrame,
+              ratio: float) -> list[dict[str, Any]]:
+    """Drifting columns -> conditions, each column explained once by its narrowest cause."""
+    drifting: dict[str, dict[str, float]] = {}  # scope -> column -> max ratio over references
+    for r in results:
+        for c, v in r.drifting(ratio).items():
+            drifting.setdefault(r.scope, {})[c] = max(v, drifting.get(r.scope, {}).get(c, 0.0))
+    conds: list[dict[str, Any]] = []
+    explained: dict[str, set[str]] = {}
+
+    def explain(scope: str, cols: set[str]) -> None:
+        explained.setdefault(scope, set()).update(cols)
+
+    sites_of = cur.groupby("scanner")["site"].agg(lambda s: sorted(set(s.astype(str)))).to_dict() if len(cur) else {}
+    for site in sorted(novel.get("site", set())):
+        n = int((cur["site"].astype(str) == site).sum())
+        conds.append({"kind": "new_site", "subject": f"site={site}", "value": float(n), "threshold": 0.0,
+                      "columns": ["site"], "message": f"New site {site}: {n} studies this window and none in the "
+                      "reference period. Validate the engine on its studies before relying on its drafts."})
+        # What a new site brings with it (its stations, images, patients) drifts the whole stream.
+        explain("global", {c for c, (_, g) in COLUMNS.items() if g in ("scanner", "image", "population")})
+    for scanner in sorted(novel.get("scanner", set())):
+        sites = sites_of.get(scanner, [])
+        if sites and set(sites) <= novel.get("site", set()):
+            continue  # a new site's scanner: the new-site condition says it
+        n = int((cur["scanner"].astype(str) == scanner).sum())
+        group_cols = {c for c, (_, g) in COLUMNS.items() if g in ("scanner", "image")}
+        hit = sorted({c for s in ["global"] + [f"site={x}" for x in sites] for c in drifting.get(s, {}) if c in group_cols})
+        conds.append({"kind": "new_scanner", "subject": f"scanner={scanner}", "value": float(n), "threshold": 0.0,
+                      "columns": hit, "message": f"New scanner {scanner} at {', '.join(sites)}: {n} studies this window, "
+                      f"none in the reference period; drifting with it: {', '.join(hit) or 'nothing yet'}."})
+        for s in ["global"] + [f"site={x}" for x in sites]:
+            explain(s, group_cols)
+    for mv in sorted(novel.get("model_version", set())):
+        n = int((cur["model_version"].astype(str) == mv).sum())
+        out_cols = {c for c, (_, g) in COLUMNS.items() if g == "outputs"}
+        hit = sorted({c for s, cols in drifting.items() for c in cols if c in out_cols})
+        conds.append({"kind": "model_version", "subject": f"model_version={mv}", "value": float(n), "threshold": 0.0,
+                      "columns": hit, "message": f"Model version {mv} is new this window ({n} studies); outputs "
+                      f"drifting: {', '.join(hit) or 'none yet'}. Check its revision rate against the previous version."})
+        for s in drifting:
+            explain(s, out_cols)
+    # A global column that drifts in exactly one site (or one scanner of one site) belongs to it.
+    site_scopes = [s for s in drifting if s.startswith("site=")]
+    scanner_scopes = [s for s in drifting if s.startswith("scanner=")]
+    remaining: dict[str, dict[str, float]] = {}
+    for scope, cols in drifting.items():
+        for c, v in cols.items():
+            if c in explained.get(scope, set()):
+                continue
+            target = scope
+            if scope == "global":
+                in_sites = [s for s in site_scopes if c in drifting[s] and c not in explained.get(s, set())]
+                if len(in_sites) == 1:
+                    target = in_sites[0]
+                elif in_sites or any(c in drifting[s] for s in scanner_scopes):
+                    target = "global"
+            if target.startswith("site="):
+                site = target.split("=", 1)[1]
+                in_scanners = [s for s in scanner_scopes if c in drifting[s] and site in sites_of.get(s.split("=", 1)[1], [])]
+                if len(in_scanners) == 1:
+                    target = in_scanners[0]
+            remaining.setdefault(target, {})[c] = max(v, remaining.get(target, {}).get(c, 0.0))
+    # Duplicates: a column kept at a site and also at one of its scanners stays only at the scanner.
+    for scope in list(remaining):
+        if scope.startswith("scanner="):
+            for x in sites_of.get(scope.split("=", 1)[1], []):
+                for c in remaining[scope]:
+                    remaining.get(f"site={x}", {}).pop(c, None)
+            for c in remaining[scope]:
+                remaining.get("global", {}).pop(c, None)
+        if scope.startswith("site="):
+            for c in remaining[scope]:
+                remaining.get("global", {}).pop(c, None)
+    for scope, cols in sorted(remaining.items()):
+        by_group: dict[str, dict[str, float]] = {}
+        for c, v in cols.items():
+            by_group.setdefault(COLUMNS[c][1], {})[c] = v
+        for group, gc in sorted(by_group.items()):
+            top = sorted(gc.items(), key=lambda kv: -kv[1])
+            conds.append({"kind": "drift", "subject": f"{scope} / {group}", "value": float(top[0][1]),
+                          "threshold": ratio, "columns": [c for c, _ in top],
+                          "message": f"{scope}: {group} columns drift: " + ", ".join(f"{c} ({v:.1f}x threshold)"
+                                                                                       for c, v in top)
+                          + ". An early warning that inputs or outputs differ from the reference, not a measure of "
+                            "accuracy."})
+    return conds

@@ -1,130 +1,15 @@
-"""Revision metrics per study and over windows, Wilson intervals and the subgroup test."""
+"""Window metrics from the per-study concordance (monitoring.concordance): revision rate
+(significant discordance) with its Wilson interval, the discordance mix, PPV / sensitivity per
+finding type and kappa, urgent-flag confusion, report delay; plus the subgroup test."""
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pandas as pd
 
-from monitoring.labeler import label_report
-
-try:  # C implementation; the pure-Python fallback is exact but slower
-    from rapidfuzz.distance import Levenshtein as _lev
-except ImportError:  # pragma: no cover
-    _lev = None
-
-_WORD = re.compile(r"[a-z0-9]+")
-N_LABELS = 10 * 6  # findings x changes: the binary decisions behind kappa
-
-
-def words(text: str | None) -> list[str]:
-    return _WORD.findall((text or "").lower())
-
-
-def _levenshtein(a: list[str], b: list[str]) -> int:
-    if _lev is not None:
-        return int(_lev.distance(a, b))
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
-def word_edit_distance(draft: str | None, final: str | None) -> float:
-    """Word-level Levenshtein distance normalised by the longer text (0 = identical, 1 = all new)."""
-    a, b = words(draft), words(final)
-    if a == b:
-        return 0.0
-    return _levenshtein(a, b) / max(len(a), len(b))
-
-
-def study_revision(draft: str, final: str, draft_urgent: bool, final_critical: bool = False,
-                   has_prior: bool | None = None, uncertain_as_positive: bool = True) -> dict[str, object]:
-    """Per-study revision metrics, draft -> final."""
-    dl = label_report(draft or "", has_prior)
-    fl = label_report(final or "", has_prior)
-    dp, fp_ = dl.pairs(uncertain_as_positive), fl.pairs(uncertain_as_positive)
-    tp = len(dp & fp_)
-    fp = len(dp - fp_)
-    fn = len(fp_ - dp)
-    final_urgent = bool(fl.urgent or final_critical)
-    changed_findings = dl.findings(uncertain_as_positive) != fl.findings(uncertain_as_positive)
-    ed = word_edit_distance(draft, final)
-    return {
-        "edit_distance": ed,
-        "accepted_unchanged": ed == 0.0,
-        "tp": tp, "fp": fp, "fn": fn,
-        "final_urgent": final_urgent,
-        "significant_revision": bool(changed_findings or (bool(draft_urgent) != final_urgent)),
-    }
-
-
-def add_revision_columns(df: pd.DataFrame, uncertain_as_positive: bool = True) -> pd.DataFrame:
-    """Adds per-study revision columns to a frame with draft_text, final_text, urgent,
-    final_critical, has_prior. Rows without a final report get NaN / False and has_final=False."""
-    out = df.copy()
-    has_final = out["final_text"].notna() & (out["final_text"].astype(str).str.len() > 0)
-    out["has_final"] = has_final
-    cols = {"edit_distance": np.nan, "accepted_unchanged": False, "tp": 0, "fp": 0, "fn": 0,
-            "final_urgent": False, "significant_revision": False}
-    sub = out.loc[has_final, ["draft_text", "final_text", "urgent", "final_critical", "has_prior"]]
-    recs = [
-        study_revision(d, f, u, c, bool(h), uncertain_as_positive)
-        for d, f, u, c, h in sub.itertuples(index=False, name=None)
-    ]
-    res = pd.DataFrame.from_records(recs, index=sub.index, columns=list(cols)) if recs else pd.DataFrame(columns=list(cols))
-    for c, default in cols.items():
-        out[c] = default
-        if len(res):
-            out.loc[res.index, c] = res[c].values
-    for c in ("accepted_unchanged", "final_urgent", "significant_revision"):
-        out[c] = out[c].astype(bool)
-    for c in ("tp", "fp", "fn"):
-        out[c] = out[c].astype(int)
-    out["edit_distance"] = out["edit_distance"].astype(float)
-    out["revised"] = has_final & ~out["accepted_unchanged"]
-    return out
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return float(a / b) if b else None
-
-
-def window_metrics(df: pd.DataFrame) -> dict[str, object]:
-    """Aggregate revision metrics over the signed studies of a window."""
-    f = df.loc[df["has_final"].astype(bool)]
-    n = int(len(f))
-    tp, fp, fn = int(f["tp"].sum()), int(f["fp"].sum()), int(f["fn"].sum())
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
-    total = n * N_LABELS
-    tn = total - tp - fp - fn
-    kappa = None
-    if total:
-        po = (tp + tn) / total
-        pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (total * total)
-        kappa = float((po - pe) / (1 - pe)) if pe < 1 else None
-    du, fu = f["urgent"].astype(bool), f["final_urgent"].astype(bool)
-    u_tp, u_fp = int((du & fu).sum()), int((du & ~fu).sum())
-    u_fn, u_tn = int((~du & fu).sum()), int((~du & ~fu).sum())
-    return {
-        "n_studies": int(len(df)),
-        "n_signed": n,
-        "accepted_unchanged_rate": _ratio(int(f["accepted_unchanged"].sum()), n),
-        "revision_rate": _ratio(int(f["revised"].sum()), n),
-        "significant_revision_rate": _ratio(int(f["significant_revision"].sum()), n),
-        "mean_edit_distance": float(f["edit_distance"].mean()) if n else None,
-        "precision": precision, "recall": recall, "f1": f1, "kappa": kappa,
-        "urgent_confusion": {"tp": u_tp, "fp": u_fp, "fn": u_fn, "tn": u_tn},
-        "urgent_ppv": _ratio(u_tp, u_tp + u_fp),
-        "urgent_sensitivity": _ratio(u_tp, u_tp + u_fn),
-        "urgent_rate": float(df["urgent"].astype(bool).mean()) if len(df) else None,
-    }
+from monitoring.concordance import CATEGORIES, agreement
 
 
 def wilson(k: np.ndarray | int, n: np.ndarray | int, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
@@ -158,22 +43,64 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, bins=bins, right=False, labels=[b[2] for b in AGE_BANDS]).astype(object).fillna("unknown")
 
 
+def _ratio(a: float, b: float) -> float | None:
+    return float(a / b) if b else None
+
+
+def window_metrics(df: pd.DataFrame) -> dict[str, object]:
+    """Aggregate concordance metrics over the signed studies of a window."""
+    f = df.loc[df["has_final"].astype(bool)] if len(df) else df
+    n = int(len(f))
+    k = int(f["revised"].sum()) if n else 0
+    lo, hi = wilson(k, n) if n else (np.nan, np.nan)
+    cats = f["category"].value_counts().to_dict() if n else {}
+    du, fu = (f["urgent"].astype(bool), f["final_urgent"].astype(bool)) if n else (pd.Series([], dtype=bool),) * 2
+    u_tp, u_fp = int((du & fu).sum()), int((du & ~fu).sum())
+    u_fn, u_tn = int((~du & fu).sum()), int((~du & ~fu).sum())
+    delay = pd.to_numeric(df["report_delay_h"], errors="coerce").dropna() if len(df) else pd.Series([], dtype=float)
+    out: dict[str, object] = {
+        "n_studies": int(len(df)),
+        "n_signed": n,
+        # The headline: share of signed studies whose final findings significantly differ from the AI's.
+        "revision_rate": _ratio(k, n), "revision_lo": float(lo) if n else None, "revision_hi": float(hi) if n else None,
+        "minor_revision_rate": _ratio(int(f["minor_revision"].sum()), n) if n else None,
+        "agree_rate": _ratio(int((f["category"] == "agree").sum()), n) if n else None,
+        "categories": {c: int(cats.get(c, 0)) for c in CATEGORIES},
+        "ai_false_positives": int(f["n_ai_fp"].sum()) if n else 0,
+        "ai_misses": int(f["n_ai_miss"].sum()) if n else 0,
+        "change_disagreements": int(f["n_change_dis"].sum()) if n else 0,
+        "urgent_confusion": {"tp": u_tp, "fp": u_fp, "fn": u_fn, "tn": u_tn},
+        "urgent_ppv": _ratio(u_tp, u_tp + u_fp),
+        "urgent_sensitivity": _ratio(u_tp, u_tp + u_fn),
+        "urgent_rate": float(df["urgent"].astype(bool).mean()) if len(df) else None,
+        "report_delay_median_h": float(delay.median()) if len(delay) else None,
+        "report_delay_p90_h": float(delay.quantile(0.9)) if len(delay) else None,
+        "n_delay": int(len(delay)),
+    }
+    if n:
+        out.update(agreement(f["ai_mask"].to_numpy(np.int64), f["final_mask"].to_numpy(np.int64)))
+    else:
+        out.update({"per_finding": {}, "kappa": None, "kappa_lo": None, "kappa_hi": None})
+    return out
+
+
 # metric name -> (numerator flag, denominator mask, higher is worse)
 SUBGROUP_METRICS = {
     "revision_rate": ("revised", "has_final", True),
-    "significant_revision_rate": ("significant_revision", "has_final", True),
     "urgent_ppv": ("final_urgent", "urgent", False),  # of draft-urgent, finally urgent
     "urgent_sensitivity": ("urgent", "final_urgent", False),  # of finally urgent, draft-urgent
 }
-SUBGROUP_DIMS = ["sex", "age_band", "site", "manufacturer", "view_position", "has_prior"]
+SUBGROUP_DIMS = ["sex", "age_band", "site", "scanner", "view_position", "has_prior", "model_version"]
 
 
 def subgroup_table(df: pd.DataFrame, *, min_count: int, gap_threshold: float, alpha: float) -> pd.DataFrame:
     """Each subgroup x metric against the rest of the window: rate, Wilson interval, p-value;
     `flagged` when significantly worse (Bonferroni over tested rows) by at least the gap."""
-    f = df.loc[df["has_final"].astype(bool)]
+    f = df.loc[df["has_final"].astype(bool)] if len(df) else df
     rows: list[dict[str, object]] = []
     for metric, (num, den, higher_worse) in SUBGROUP_METRICS.items():
+        if f.empty:
+            break
         base = f[f[den].astype(bool)]
         if base.empty:
             continue

@@ -1,8 +1,10 @@
 """Monitoring settings: `PRIORWATCH_MONITORING_*` environment variables (or the TOML file
-named by `PRIORWATCH_CONFIG`, table-less keys with the `monitoring_` prefix dropped)."""
+named by `PRIORWATCH_CONFIG`, table-less keys with the `monitoring_` prefix dropped).
+Every threshold of the monitoring room is here, each with the reason for its value."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,31 +13,55 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class MonitoringSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRIORWATCH_MONITORING_", extra="ignore")
 
-    # Windows: current = [as_of - current_days, as_of); reference = the reference_days before it.
-    current_days: int = 7
-    reference_days: int = 28
+    # Time. DICOM study times are the site's wall clock; they are read in this zone (or the
+    # institution's own, below) and everything is compared and stored in UTC.
+    timezone: str = "UTC"
+    site_timezones: dict[str, str] = {}  # institution name -> IANA zone, where sites differ
+
+    # Windows: current = [as_of - current_days, as_of); rolling reference = the reference_days before it.
+    current_days: int = 7  # a week smooths weekday mix and is the alerting promise (an event alerts within 7 days)
+    reference_days: int = 28  # four weeks: enough studies for stable per-site rates
+    # Fixed reference: a chosen validation period [baseline_start, baseline_end) in UTC. A rolling
+    # reference absorbs a persisting change within weeks; the fixed one keeps showing it.
+    baseline_start: datetime | None = None
+    baseline_end: datetime | None = None
     schedule_s: float = 3600.0  # Celery beat period of "monitoring.snapshot"
 
-    # Drift: per-column null distribution from bootstrap splits of the reference window.
-    drift_bootstrap: int = 20
-    drift_z_clip: float = 10.0
-    drift_score_threshold: float = 2.0  # unified concordance drift score (z units) that alerts
-    evidently_html: bool = True  # keep the Evidently HTML report of each snapshot
+    # Drift: Evidently 0.7 per-column tests (Kolmogorov-Smirnov for numbers, chi-square for categories),
+    # each scope (global, per site, per scanner) against the references.
+    drift_threshold: float = 1e-6  # p-value at or under which a column drifts: ~17 columns x ~6 scopes x a
+    # snapshot an hour is ~900k tests a year, so a per-test 1e-6 keeps chance alarms near one a year
+    drift_ratio_alert: float = 1.0  # log p / log threshold needed to alert (1: at the threshold)
+    drift_min_count: int = 40  # fewer current studies in a scope than this: not tested (too few to tell)
+    evidently_html: bool = True  # keep an Evidently HTML report of each snapshot
+    html_keep_days: int = 14  # older HTML reports are deleted (4-5 MB each)
 
-    # Revision-rate rise: current minus reference, and significant at alpha.
-    revision_rise_threshold: float = 0.08
-    # Subgroups: minimum count in the subgroup and the rest; an absolute gap and significance.
-    min_count: int = 30
-    subgroup_gap_threshold: float = 0.10
+    # Revisions: significant finding-level discordance (monitoring.concordance).
+    revision_rise_threshold: float = 0.08  # current minus reference rate; below this a rise is not actionable
+    min_count: int = 30  # minimum signed studies in a window / subgroup and its rest for a rate to be tested
+    subgroup_gap_threshold: float = 0.10  # absolute gap that would change a deployment decision
     alpha: float = 0.01  # two-sided, per comparison (Bonferroni over subgroups applied on top)
+    uncertain_as_positive: bool = True  # hedged final findings count as stated ("U-ones")
 
-    # Uncertain findings count as positive in agreement metrics ("U-ones") unless False.
-    uncertain_as_positive: bool = True
+    # Report turnaround: signed minus study time.
+    report_delay_alert_h: float = 24.0  # median delay in the current window above this alerts
+    report_delay_min_count: int = 20  # signed reports needed to judge the median
 
     # Alerts
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
-    realert_days: int = 7  # an open alert of the same kind and subject is not re-sent within this
+    resolve_quiet_days: float = 1.0  # a condition must stay clear this long before its alert resolves (no flapping)
+    # kind -> (severity, route). Routing says who acts: QA for accuracy, engineering for inputs, the
+    # clinical lead for turnaround.
+    alert_routes: dict[str, tuple[str, str]] = {
+        "revision_rise": ("critical", "qa"),
+        "subgroup_gap": ("critical", "qa"),
+        "drift": ("warning", "engineering"),
+        "new_site": ("warning", "engineering"),
+        "new_scanner": ("warning", "engineering"),
+        "model_version": ("warning", "qa"),
+        "report_delay": ("warning", "clinical_lead"),
+    }
 
     # HL7 / MLLP listener for signed reports (started by `priorwatch serve` and `hl7-listen`)
     hl7_enabled: bool = True
@@ -43,6 +69,7 @@ class MonitoringSettings(BaseSettings):
     hl7_port: int = 2575
     hl7_max_message_bytes: int = 1_000_000
     hl7_read_timeout_s: float = 30.0
+    hl7_default_charset: str = "utf-8"  # when MSH-18 is empty (HL7 says ASCII; UTF-8 is its superset)
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,7 @@
-"""A monitoring snapshot: revision metrics, drift, subgroups and alerts for one moment,
-stored as a MonitoringSnapshot row (plus the Evidently HTML report) and its alerts."""
+"""One monitoring snapshot at an as-of time: load the windows (current, rolling reference, the
+fixed baseline, and the weeks the charts show), compute concordance metrics, drift and
+subgroups, derive the conditions, advance the alert lifecycle, store the payload, and prune
+old Evidently HTML reports. Everything is bounded by the windows, never by the history."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlmodel import Session
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from monitoring import alerts as alerts_mod
 from monitoring.dataset import load_frame
-from monitoring.drift import concordance, drift_columns, evidently_drift
+from monitoring.drift import analyse, drift_columns, evidently_html
 from monitoring.metrics import subgroup_table, window_metrics
 from monitoring.settings import MonitoringSettings, get_monitoring_settings
 from priorwatch.db import get_engine, init_db
@@ -42,67 +45,74 @@ def _clean(o: Any) -> Any:
 
 
 def timeseries(df: pd.DataFrame, freq: str = "W-MON") -> list[dict[str, Any]]:
-    """Weekly series over the whole history, for the page's charts."""
+    """Weekly series over the loaded windows (reference + current) for the page's charts."""
     if df.empty:
         return []
     d = df.set_index(pd.to_datetime(df["at"]))
     signed = d["has_final"].astype(bool)
     g = pd.DataFrame({
-        "n": d["study_id"],
-        "signed": signed.astype(int),
-        "revised": (d["revised"] & signed).astype(int),
-        "significant": (d["significant_revision"] & signed).astype(int),
-        "urgent": d["urgent"].astype(int),
-        "confidence": d["mean_confidence"].astype(float),
-        "edit_distance": d["edit_distance"].astype(float),
-        "draft_words": d["draft_words"].astype(float),
-        "with_prior": (d["has_prior"] == "with_prior").astype(int),
+        "n": d["study_id"], "signed": signed.astype(int), "revised": (d["revised"] & signed).astype(int),
+        "minor": (d["minor_revision"] & signed).astype(int), "urgent": d["urgent"].astype(int),
+        "confidence": pd.to_numeric(d["mean_confidence"], errors="coerce"),
+        "delay": pd.to_numeric(d["report_delay_h"], errors="coerce"),
     }).resample(freq, label="left", closed="left")
-    out = pd.DataFrame({
-        "n": g["n"].count(), "signed": g["signed"].sum(), "revised": g["revised"].sum(),
-        "significant": g["significant"].sum(), "urgent": g["urgent"].sum(), "mean_confidence": g["confidence"].mean(),
-        "mean_edit_distance": g["edit_distance"].mean(), "mean_draft_words": g["draft_words"].mean(),
-        "with_prior": g["with_prior"].sum(),
-    })
+    out = pd.DataFrame({"n": g["n"].count(), "signed": g["signed"].sum(), "revised": g["revised"].sum(),
+                        "minor": g["minor"].sum(), "urgent": g["urgent"].sum(),
+                        "mean_confidence": g["confidence"].mean(), "report_delay_median_h": g["delay"].median()})
     with np.errstate(invalid="ignore", divide="ignore"):
         out["revision_rate"] = out["revised"] / out["signed"].replace(0, np.nan)
-        out["significant_revision_rate"] = out["significant"] / out["signed"].replace(0, np.nan)
+        out["minor_revision_rate"] = out["minor"] / out["signed"].replace(0, np.nan)
         out["urgent_rate"] = out["urgent"] / out["n"].replace(0, np.nan)
-        out["prior_rate"] = out["with_prior"] / out["n"].replace(0, np.nan)
     out.index.name = "week"
     return out.reset_index().to_dict("records")
 
 
-def compute(frame: pd.DataFrame, as_of: datetime, ms: MonitoringSettings, *, with_evidently: bool = True,
-            html_path: Path | None = None, with_timeseries: bool = True) -> dict[str, Any]:
-    """The payload of a snapshot over `frame` (from `load_frame`) at `as_of`."""
+def windows(as_of: datetime, ms: MonitoringSettings) -> dict[str, tuple[datetime, datetime]]:
     cur_start = as_of - timedelta(days=ms.current_days)
-    ref_start = cur_start - timedelta(days=ms.reference_days)
-    at = pd.to_datetime(frame["at"]) if len(frame) else pd.Series([], dtype="datetime64[ns]")
-    cur = frame[(at >= cur_start) & (at < as_of)]
-    ref = frame[(at >= ref_start) & (at < cur_start)]
+    w = {"current": (cur_start, as_of), "reference": (cur_start - timedelta(days=ms.reference_days), cur_start)}
+    if ms.baseline_start and ms.baseline_end and ms.baseline_start < as_of:
+        w["baseline"] = (ms.baseline_start, min(ms.baseline_end, as_of))
+    return w
+
+
+def load(engine: Engine, as_of: datetime, ms: MonitoringSettings) -> dict[str, pd.DataFrame]:
+    """The frames a snapshot needs, each read as known at `as_of`."""
+    w = windows(as_of, ms)
+    lo = w["reference"][0]  # the charts' longer history comes from stored snapshots, not from reloading studies
+    frame = load_frame(engine, lo, as_of, ms, as_of=as_of)
+    at = pd.to_datetime(frame["at"])
+    out = {"all": frame}
+    for name in ("current", "reference"):
+        a, b = w[name]
+        out[name] = frame[(at >= a) & (at < b)]
+    if "baseline" in w:
+        a, b = w["baseline"]
+        out["baseline"] = frame[(at >= a) & (at < b)] if a >= lo else load_frame(engine, a, b, ms, as_of=as_of)
+    return out
+
+
+def compute(frames: dict[str, pd.DataFrame], as_of: datetime, ms: MonitoringSettings, *,
+            html_path: Path | None = None) -> dict[str, Any]:
+    """The payload of a snapshot over `frames` (from `load`) at `as_of`."""
+    w = windows(as_of, ms)
+    cur, ref = frames["current"], frames["reference"]
+    base = frames.get("baseline")
     payload: dict[str, Any] = {
-        "as_of": as_of, "current_start": cur_start, "reference_start": ref_start,
-        "n_current": len(cur), "n_reference": len(ref),
+        "as_of": as_of, "current_start": w["current"][0], "reference_start": w["reference"][0],
+        "baseline_window": list(w["baseline"]) if "baseline" in w else None,
+        "n_current": len(cur), "n_reference": len(ref), "n_baseline": len(base) if base is not None else 0,
         "current": window_metrics(cur), "reference": window_metrics(ref),
-        "thresholds": ms.model_dump(include={"drift_score_threshold", "revision_rise_threshold",
-                                             "subgroup_gap_threshold", "min_count", "alpha"}),
+        "baseline": window_metrics(base) if base is not None else None,
+        "thresholds": ms.model_dump(include={"drift_threshold", "drift_ratio_alert", "revision_rise_threshold",
+                                             "subgroup_gap_threshold", "min_count", "alpha", "report_delay_alert_h"}),
     }
-    dcur, dref = drift_columns(cur), drift_columns(ref)
-    dr = concordance(dref, dcur, n_boot=ms.drift_bootstrap, z_clip=ms.drift_z_clip)
-    drift: dict[str, Any] = {"score": dr.score, "groups": dr.groups, "columns": dr.columns}
-    if with_evidently and len(cur) >= 2 and len(ref) >= 2:
-        ev = evidently_drift(dref, dcur, html_path)
-        drift["evidently"] = {k: v for k, v in ev.items() if k != "columns"}
-        for c in drift["columns"]:
-            e = ev["columns"].get(c["column"])  # type: ignore[union-attr]
-            if e:
-                c["evidently_method"], c["evidently_value"], c["evidently_drifted"] = e["method"], e["value"], e["drifted"]
-    payload["drift"] = drift
+    payload["drift"] = analyse(cur, ref, base, threshold=ms.drift_threshold, ratio=ms.drift_ratio_alert,
+                               min_count=ms.drift_min_count)
+    if html_path is not None and len(cur) >= 2 and len(ref) >= 2:
+        payload["drift"]["html_path"] = evidently_html(drift_columns(ref), drift_columns(cur), html_path)
     sub = subgroup_table(cur, min_count=ms.min_count, gap_threshold=ms.subgroup_gap_threshold, alpha=ms.alpha)
     payload["subgroups"] = sub.to_dict("records")
-    if with_timeseries:
-        payload["timeseries"] = timeseries(frame[at < as_of])
+    payload["timeseries"] = timeseries(frames["all"])
     payload = _clean(payload)
     found = alerts_mod.evaluate(payload, ms)
     payload["alerts"] = found
@@ -111,35 +121,61 @@ def compute(frame: pd.DataFrame, as_of: datetime, ms: MonitoringSettings, *, wit
 
 
 def store(session: Session, payload: dict[str, Any], ms: MonitoringSettings, *, send: bool = True,
-          html_path: str | None = None) -> tuple[MonitoringSnapshot, list[Any]]:
+          html_path: str | None = None) -> tuple[MonitoringSnapshot, dict[str, list[Any]]]:
     as_of = datetime.fromisoformat(payload["as_of"])
     snap = MonitoringSnapshot(
         as_of=as_of, current_start=datetime.fromisoformat(payload["current_start"]),
         reference_start=datetime.fromisoformat(payload["reference_start"]),
         n_current=payload["n_current"], n_reference=payload["n_reference"],
-        drift_score=payload["drift"].get("score"), revision_rate=payload["current"].get("revision_rate"),
+        drift_score=max((c["value"] for c in payload["drift"]["conditions"] if c["kind"] == "drift"), default=None),
+        revision_rate=payload["current"].get("revision_rate"),
         payload_json=json.dumps(payload, default=str), report_html_path=html_path,
     )
     session.add(snap)
     session.flush()
-    stored = alerts_mod.store_and_send(session, payload["alerts"], as_of=as_of, snapshot_id=snap.id, ms=ms, send=send)
-    return snap, stored
+    changes = alerts_mod.apply(session, payload["alerts"], as_of=as_of, snapshot_id=snap.id, ms=ms, send=send)
+    return snap, changes
+
+
+def prune_html(session: Session, html_dir: Path, keep_days: int, now: datetime) -> int:
+    """Delete Evidently HTML reports older than `keep_days` (and forget their paths); returns the count."""
+    cutoff = now - timedelta(days=keep_days)
+    n = 0
+    old = session.exec(select(MonitoringSnapshot).where(MonitoringSnapshot.computed_at < cutoff,
+                                                         MonitoringSnapshot.report_html_path.is_not(None))).all()  # type: ignore[union-attr]
+    for snap in old:
+        p = Path(snap.report_html_path or "")
+        if p.exists():
+            p.unlink()
+            n += 1
+        snap.report_html_path = None
+        session.add(snap)
+    if html_dir.exists():  # files whose snapshot row is gone
+        for p in html_dir.glob("evidently-*.html"):
+            if datetime.utcfromtimestamp(p.stat().st_mtime) < cutoff:
+                p.unlink()
+                n += 1
+    return n
 
 
 def run_snapshot(settings: Settings | None = None, ms: MonitoringSettings | None = None,
                  as_of: datetime | None = None, *, send: bool = True) -> dict[str, Any]:
-    """Compute a snapshot now from the database and store it with its alerts (the beat task)."""
+    """Compute a snapshot from the database and store it with its alerts (the beat task)."""
     s = settings or get_settings()
     ms = ms or get_monitoring_settings()
     engine = init_db(s)
     as_of = as_of or utcnow()
-    frame = load_frame(engine, until=as_of, uncertain_as_positive=ms.uncertain_as_positive)
-    html = (s.data_dir / "monitoring" / f"evidently-{as_of:%Y%m%dT%H%M%S}.html") if ms.evidently_html else None
-    payload = compute(frame, as_of, ms, html_path=html)
+    frames = load(engine, as_of, ms)
+    html_dir = s.data_dir / "monitoring"
+    html = (html_dir / f"evidently-{as_of:%Y%m%dT%H%M%S}.html") if ms.evidently_html else None
+    payload = compute(frames, as_of, ms, html_path=html)
     with Session(get_engine(s), expire_on_commit=False) as session:
-        snap, stored = store(session, payload, ms, send=send,
-                             html_path=str(html) if html and html.exists() else None)
+        snap, changes = store(session, payload, ms, send=send,
+                              html_path=str(html) if html and html.exists() else None)
+        pruned = prune_html(session, html_dir, ms.html_keep_days, utcnow())
         session.commit()
         payload["snapshot_id"] = snap.id
-        payload["stored_alerts"] = [a.id for a in stored]
+        payload["stored_alerts"] = [a.id for a in changes["opened"]]
+        payload["resolved_alerts"] = [a.id for a in changes["resolved"]]
+        payload["pruned_html"] = pruned
     return payload
