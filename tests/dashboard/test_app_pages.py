@@ -167,6 +167,8 @@ def test_review_page_shows_what_the_model_saw_and_accept_as_is(seeded):
     # window presets and overlay toggle rerender without error
     at.radio(key="wl_preset").set_value("lung").run()
     at.toggle(key="overlay").set_value(True).run()
+    at.radio(key="wl_preset").set_value("manual").run()  # manual window: sliders on the full-depth range
+    assert at.slider(key="wl_center").value is not None and at.slider(key="wl_width").value > 1
     assert not at.exception and not [w for w in at.warning if "unavailable" in str(w.value)]
     button(at, "Accept as is").click()
     at.run()

@@ -191,6 +191,16 @@ def test_images_need_a_session_and_logins_lock_out(seeded, server):
             rsp = page.request.get(img_url)
             assert rsp.status == 200 and rsp.headers["content-type"] == "image/png"
             assert "no-store" in rsp.headers["cache-control"]
+            # Server-side windowing on the full-depth data: full resolution on demand, manual W/L.
+            from io import BytesIO
+
+            from PIL import Image
+
+            shown = Image.open(BytesIO(rsp.body()))
+            full = Image.open(BytesIO(page.request.get(img_url + "&full=1").body()))
+            assert max(shown.size) <= 1024 and full.size == (1841, 1955)
+            narrow = page.request.get(img_url + "&c=2000&w=50").body()
+            assert narrow != rsp.body() and page.request.get(img_url + "&c=2000&w=5000").body() != narrow
             assert status(img_url) == 401  # no session
             assert status(img_url, "1.forged.0123456789abcdef0123456789abcdef") == 401
             assert status(f"{server}/media/anything.png") == 401
