@@ -30,7 +30,8 @@ class Orthanc:
     """An Orthanc PACS in a temporary folder, on free loopback ports."""
 
     def __init__(self, workdir: Path, aet: str = "ORTHANC", modalities: dict[str, tuple[str, str, int]] | None = None,
-                 dicomweb: bool = True) -> None:
+                 dicomweb: bool = True, tls: tuple[Path, Path, Path] | None = None) -> None:
+        self.tls = tls  # (key, cert, CA) PEM paths: DICOM TLS on its port and to its modalities
         self.workdir = workdir
         self.aet = aet
         self.dicom_port = _free_port()
@@ -64,12 +65,17 @@ class Orthanc:
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,
-            "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            "DicomModalities": {k: ({"AET": v[0], "Host": v[1], "Port": v[2], "UseDicomTls": True} if self.tls else list(v))
+                                for k, v in self.modalities.items()},
             "MaximumPduLength": 131072,
             "StableAge": 1,
             "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"] if self.dicomweb else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        if self.tls is not None:
+            key, cert, ca = self.tls
+            cfg.update(DicomTlsEnabled=True, DicomTlsCertificate=str(cert), DicomTlsPrivateKey=str(key),
+                       DicomTlsTrustedCertificates=str(ca), DicomTlsRemoteCertificateRequired=True)
         (self.workdir / "orthanc.json").write_text(json.dumps(cfg))
         env = {**os.environ, "TCP_NODELAY": "1"}
         log = open(self.workdir / "orthanc.log", "wb")
