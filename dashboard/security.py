@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from priorwatch.models import DashboardSession, LoginThrottle, utcnow
 from priorwatch.settings import Settings, get_settings

@@ -28,10 +28,11 @@ from typing import Any
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
 
 from dashboard import auth, images, queries, security
 from priorwatch.db import init_db, session_scope
-from priorwatch.models import Instance, Study, User, utcnow
+from priorwatch.models import DashboardSession, Instance, Study, User, WorklistItem, utcnow
 from priorwatch.settings import get_settings
 from priorwatch.vocabulary import Change, FindingType, Side, Zone
 
@@ -201,7 +202,7 @@ def attempt_login(username: str, password: str, address: str) -> tuple[str | Non
     are audited under the account's name only if it exists (never a mistyped password)."""
     name = username.strip()
     with session_scope() as s:
-        exists = s.exec(__import__("sqlmodel").select(User.id).where(User.username == name)).first() is not None
+        exists = s.exec(select(User.id).where(User.username == name)).first() is not None
         keys = security.throttle_keys(exists, name, address)
         until = security.locked_until(s, keys)
         if until is not None:
@@ -236,12 +237,12 @@ def restore_session() -> tuple[dict[str, Any] | None, str | None]:
         if info is None:
             if why in (security.END_IDLE, security.END_EXPIRED):
                 parsed = security.parse_cookie_value(get_settings(), cookie)
-                row = s.get(__import__("priorwatch.models", fromlist=["DashboardSession"]).DashboardSession, parsed[0]) if parsed else None
+                row = s.get(DashboardSession, parsed[0]) if parsed else None
                 if row is not None:
                     queries.release_all_claims(s, row.username)
                     queries.audit(s, row.username, "session_end", detail={"session": row.id, "reason": why})
             return None, why
-        role = s.exec(__import__("sqlmodel").select(User.role).where(User.username == info.username)).first()
+        role = s.exec(select(User.role).where(User.username == info.username)).first()
     if role is None:
         return None, "bad"
     ss = st.session_state
@@ -553,7 +554,7 @@ def review_page(user: dict[str, Any]) -> None:
 def _watch_item(item_id: int) -> None:
     """For a read-only viewer: redraw the page as soon as the reader signs (who, when)."""
     with session_scope() as s:
-        item = s.get(__import__("priorwatch.models", fromlist=["WorklistItem"]).WorklistItem, item_id)
+        item = s.get(WorklistItem, item_id)
         closed = item is not None and item.status not in queries.OPEN_STATUSES
     if closed:
         st.rerun(scope="app")
@@ -561,8 +562,6 @@ def _watch_item(item_id: int) -> None:
 
 def _patient_priors(s: Any, study: Study) -> list[tuple[Study, Instance]]:
     """The patient's earlier studies that have an image, newest first."""
-    from sqlmodel import select
-
     q = select(Study).where(Study.patient_id == study.patient_id, Study.id != study.id)
     out: list[tuple[Study, Instance]] = []
     for p in s.exec(q).all():
@@ -930,7 +929,7 @@ def users_page(user: dict[str, Any]) -> None:
     st.title("Users")
     show_flash()
     with session_scope() as s:
-        users = s.exec(__import__("sqlmodel").select(User).order_by(User.username)).all()
+        users = s.exec(select(User).order_by(User.username)).all()
         st.dataframe(
             [{"Username": u.username, "Role": u.role, "Created (UTC)": u.created_at.strftime("%Y-%m-%d %H:%M")} for u in users],
             hide_index=True,

@@ -320,3 +320,33 @@ def test_logout(seeded):
     at.run()
     assert at.title[0].value == "PriorWatch"
     assert audit_rows(seeded.settings, "logout")[0].user == "alice"
+
+
+def test_accept_and_next_opens_the_next_study_and_counts_read_well(seeded):
+    at = open_review(app_as("alice"), seeded.urgent_item)
+    button(at, "Accept and next").click()
+    at.run()
+    assert at.session_state["page"] == "Review" and at.session_state["review_item"] == seeded.routine_item
+    assert "Next study opened" in texts(at)
+    button(at, "Accept and next").click()
+    at.run()
+    assert at.session_state["review_item"] == seeded.noprior_item
+    button(at, "← Back to worklist").click()
+    at.run()
+    assert "1 study · 0 urgent" in texts(at)
+    with session_scope(seeded.settings) as s:
+        assert s.get(WorklistItem, seeded.noprior_item).claimed_by is None  # leaving releases the claim
+        assert [r.action for r in s.exec(select(Review).order_by(Review.id)).all()] == ["accepted", "accepted"]
+
+
+def test_second_user_sees_the_claim_read_only_and_can_take_over(seeded):
+    open_review(app_as("alice"), seeded.urgent_item)
+    bob = app_as("bob", page="Review", review_item=seeded.urgent_item)
+    assert "Being read by **alice** since" in texts(bob)
+    assert not [b for b in bob.button if b.label == "Accept as is"]
+    assert bob.text_area(key=f"ro_{seeded.urgent_item}").disabled
+    button(bob, "Take over this study").click()
+    bob.run()
+    assert [b for b in bob.button if b.label == "Accept as is"]
+    wl = app_as("carol")
+    assert wl.dataframe[0].value["Being read by"].tolist()[0].startswith("bob since ")
