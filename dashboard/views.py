@@ -82,9 +82,11 @@ def refresh_seconds() -> float | None:
 
 
 # A reading-room screen is often 1366 px wide: a narrower sidebar and slimmer margins leave the
-# worklist's ten columns room to show whole.
+# worklist's ten columns room to show whole. The tables' own CSV button is hidden: exports go
+# through download buttons that write an audit row (see monitoring_view).
 LAYOUT_CSS = """<style>
 section[data-testid="stSidebar"]{width:200px !important;min-width:200px !important}
+button[aria-label="Download as CSV"]{display:none !important}
 .block-container, [data-testid="stMainBlockContainer"]{padding-left:1.2rem !important;padding-right:1.2rem !important;padding-top:2.2rem !important;max-width:none !important}
 </style>"""
 

@@ -191,11 +191,10 @@ def race(url: str, settings: Settings, item_ids: list[int], users: tuple[str, st
                 except AssertionError:
                     tally.failures.append(f"item {item}: the loser's page did not name {signer}")
                 if shots is not None and n == 0:
-                    loser.wait_for_timeout(800)
-                    loser.screenshot(path=str(shots / "signed_state_seen_by_loser_1366.png"))
-                    loser.set_viewport_size({"width": 1920, "height": 1080})
-                    loser.wait_for_timeout(800)
-                    loser.screenshot(path=str(shots / "signed_state_seen_by_loser_1920.png"))
+                    for w in (1366, 1920):  # tall: Streamlit scrolls inside its own container
+                        loser.set_viewport_size({"width": w, "height": 1900})
+                        loser.wait_for_timeout(1200)
+                        loser.screenshot(path=str(shots / f"signed_state_seen_by_loser_{w}.png"))
                     loser.set_viewport_size({"width": 1366, "height": 768})
         finally:
             browser.close()

@@ -294,6 +294,8 @@ def test_roles_qa_sees_monitoring_radiologist_does_not(seeded, monkeypatch):
     monkeypatch.setitem(sys.modules, "dashboard.monitoring_view", None)  # import fails
     at = app_as("quinn", role="qa")
     assert at.sidebar.radio(key="nav").options == ["Monitoring"]
+    seen = audit_rows(seeded.settings, "monitoring_view")
+    assert [a.user for a in seen] == ["quinn"] and isinstance(json.loads(seen[0].detail)["session"], int)
     assert "Monitoring is not available" in texts(at)
     assert len(at.dataframe) == 0  # no worklist for QA
     at = app_as("alice")
