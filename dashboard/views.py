@@ -23,7 +23,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import streamlit as st
@@ -637,13 +637,15 @@ def viewer_section(detail: queries.StudyDetail, priors: list[tuple[Study, Instan
     cur_cap = f"Current · {detail.study.study_date or ''} {cur.view_position if cur else ''}"
     pr_study = next((p for p, _ in priors if p.id == prior_pick), None)
     pr_cap = f"Prior · {pr_study.study_date or ''} {pr_inst.view_position if pr_inst else ''}" if pr_study else "No prior study"
-    st.iframe(viewer_html(cur_url, pr_url, cur_cap, pr_cap, markers["cur"], markers["pr"]), height=560)
+    started = st.session_state.get("review_started", {}).get(detail.item.id)
+    started_ms = int(started.replace(tzinfo=timezone.utc).timestamp() * 1000) if started else None
+    st.iframe(viewer_html(cur_url, pr_url, cur_cap, pr_cap, markers["cur"], markers["pr"], started_ms), height=560)
     st.caption("Viewer: wheel or +/− zooms both images, drag pans both, double-click or Reset fits. "
                "Window/level is applied on the server to the full-depth pixel data.")
 
 
 def viewer_html(cur_url: str | None, pr_url: str | None, cur_cap: str, pr_cap: str,
-                cur_markers: tuple[str, str], pr_markers: tuple[str, str]) -> str:
+                cur_markers: tuple[str, str], pr_markers: tuple[str, str], started_ms: int | None = None) -> str:
     """Two panes with zoom and pan kept in step (pure HTML/JS, images from the session route)."""
     def pane(idx: int, url: str | None, cap: str, mk: tuple[str, str]) -> str:
         img = (f'<img id="im{idx}" src="{html.escape(url)}" draggable="false" alt="{html.escape(cap)}">' if url
@@ -664,17 +666,20 @@ body{margin:0;font-family:sans-serif;background:#fff}
 .none{color:#aaa;padding:40px;text-align:center}
 </style></head><body>
 <div class="bar"><button id="zin" title="Zoom in">+</button><button id="zout" title="Zoom out">−</button>
-<button id="zreset" title="Fit (double-click)">Reset</button><span id="zlabel">100 %</span></div>
+<button id="zreset" title="Fit (double-click)">Reset</button><span id="zlabel">100 %</span>
+<span style="margin-left:auto">time on study <b id="tos">—</b></span></div>
 <div class="wrap">""" + pane(0, cur_url, cur_cap, cur_markers) + pane(1, pr_url, pr_cap, pr_markers) + """</div>
 <script>
 const panes=[...document.querySelectorAll('.pane')];
-let z=1,x=0,y=0,drag=null;
+let z=1,x=0,y=0,drag=null;const K=""" + json.dumps("pw_view_zoom:" + (cur_url or "").split("?")[0]) + """;  // per image, kept across W/L changes
+try{const v=JSON.parse(sessionStorage.getItem(K));if(v){[z,x,y]=v;}}catch(e){}
 function fit(im,p){if(!im||!im.naturalWidth)return 1;return Math.min(p.clientWidth/im.naturalWidth,p.clientHeight/im.naturalHeight);}
 function apply(){panes.forEach(p=>{const im=p.querySelector('img');if(!im)return;const f=fit(im,p);
  const w=im.naturalWidth*f*z,h=im.naturalHeight*f*z;
  const ox=(p.clientWidth-w)/2+x,oy=(p.clientHeight-h)/2+y;
  im.style.width=(im.naturalWidth*f)+'px';im.style.transform=`translate(${ox}px,${oy}px) scale(${z})`;});
  document.getElementById('zlabel').textContent=Math.round(z*100)+' %';
+ try{sessionStorage.setItem(K,JSON.stringify([z,x,y]));}catch(e){}
  document.body.dataset.zoom=z.toFixed(3);document.body.dataset.pan=x.toFixed(0)+','+y.toFixed(0);}
 function zoomBy(k){z=Math.min(16,Math.max(1,z*k));if(z===1){x=0;y=0;}apply();}
 panes.forEach(p=>{
@@ -688,6 +693,10 @@ document.getElementById('zin').onclick=()=>zoomBy(1.5);
 document.getElementById('zout').onclick=()=>zoomBy(1/1.5);
 document.getElementById('zreset').onclick=()=>{z=1;x=0;y=0;apply();};
 window.addEventListener('resize',apply);apply();
+const t0=""" + json.dumps(started_ms) + """;
+function tick(){if(t0===null)return;const s=Math.max(0,Math.floor((Date.now()-t0)/1000));
+ document.getElementById('tos').textContent=Math.floor(s/60)+':'+String(s%60).padStart(2,'0');}
+tick();setInterval(tick,1000);
 </script></body></html>"""
 
 
