@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -127,13 +128,22 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=40, help="studies per run")
     ap.add_argument("--only", nargs="*", help="substrings of scenario names to run")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--keep-logs", type=Path, help="copy each run's logs into this folder")
     args = ap.parse_args()
     names = [k for k in SCENARIOS if not args.only or any(o in k for o in args.only)]
     results = []
     for name in names:
         mode, fault = SCENARIOS[name]
         with tempfile.TemporaryDirectory(prefix=f"pw-faults-{name}-") as d:
-            r = run(name, args.n, mode, fault, Path(d))
+            try:
+                r = run(name, args.n, mode, fault, Path(d))
+            finally:
+                if args.keep_logs:  # serve's output and every log of the site, for a post-mortem
+                    dest = args.keep_logs / name
+                    dest.mkdir(parents=True, exist_ok=True)
+                    for f in [*Path(d).glob("serve-*.out"), *(Path(d) / "data" / "logs").glob("*")]:
+                        if f.is_file():
+                            shutil.copy(f, dest / f.name)
         results.append(r)
         print(json.dumps(r), flush=True)
     base = {r["mode"]: r["seconds_total"] for r in results if str(r["run"]).startswith("baseline")}

@@ -49,12 +49,20 @@ class SweepReport:
         return bool(self.expired or self.stale or self.unsent or self.failed or self.deliveries)
 
 
+_publishers: dict[tuple[str, str, str], Celery] = {}
+
+
 def publisher(settings: Settings) -> Celery:
-    """A Celery app that fails fast when the broker is down (the next sweep tries again)."""
-    app = make_celery(settings)
-    app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-    app.conf.broker_connection_timeout = 2.0
-    return app
+    """A Celery app that fails fast when the broker is down (the next sweep tries again); one per
+    broker and queue in a process, so repeated sweeps reuse its connection pool."""
+    key = (settings.resolved_broker_url, settings.queue_name, str(settings.broker_dir))
+    if key not in _publishers:
+        app = make_celery(settings)
+        app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                              "interval_max": 0.2}
+        app.conf.broker_connection_timeout = 2.0
+        _publishers[key] = app
+    return _publishers[key]
 
 
 def _resend(settings: Settings, app: Celery, job_id: int, where: object) -> bool:
