@@ -1,40 +1,201 @@
-"""The QA monitoring page: revision rates, drift, subgroups and alerts from the latest stored
-snapshot, drawn with native Streamlit charts, plus the Evidently HTML report to download.
+"""The QA monitoring page: open problems first (with since when), the finding-level revision
+rate with its interval and what the arrow means, agreement per finding type, urgent-flag
+confusion as a table, charts with threshold lines and alert markers, drift per scope, and
+subgroups as side-by-side intervals. Read from the latest stored snapshot and the alerts table.
 Imported lazily by the dashboard app for QA users: `from dashboard.monitoring_view import render`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
 from dashboard.queries import acknowledge_alert
+from monitoring.alerts import state
 from monitoring.read import latest_snapshot, list_alerts, snapshot_series
 from priorwatch.db import get_engine, init_db
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+STATE_ORDER = {"open": 0, "acknowledged": 1, "resolved": 2}
+OPEN_SHOWN = 50  # open problems listed before "more"
 
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
-def _audit_export(user: str, what: str) -> None:
-    """Every export leaves an audit row with the session it came from."""
-    from dashboard.queries import audit
-    from priorwatch.db import session_scope
+def _ci(lo: float | None, hi: float | None) -> str:
+    return "" if lo is None or hi is None else f"{lo:.0%}-{hi:.0%}"
 
-    with session_scope() as s:
-        audit(s, user, "export", detail={"what": what, "session": st.session_state.get("sid")})
+
+def _problems(alerts: list[Any], user: str) -> None:
+    live = [a for a in alerts if state(a) != "resolved"]
+    live.sort(key=lambda a: (STATE_ORDER[state(a)], SEVERITY_ORDER.get(a.severity, 3), a.as_of))
+    st.subheader(f"Open problems ({sum(state(a) == 'open' for a in live)} open, "
+                 f"{sum(state(a) == 'acknowledged' for a in live)} acknowledged)")
+    if not live:
+        st.success("No open problem.")
+    show_all = st.session_state.get("pw_mon_all_problems", False)
+    for a in live if show_all else live[:OPEN_SHOWN]:
+        since = f"since {a.as_of:%Y-%m-%d}"
+        seen = f", last seen {a.last_seen_at:%Y-%m-%d}" if a.last_seen_at else ""
+        head = f"**{a.severity.upper()} · {a.kind}** {a.subject} — {since}{seen} · to {a.route}"
+        cols = st.columns([6, 1])
+        if state(a) == "open":
+            box = cols[0].error if a.severity == "critical" else cols[0].warning
+            box(f"{head}\n\n{a.message}")
+            if cols[1].button("Acknowledge", key=f"ack-{a.id}"):
+                with Session(get_engine()) as s:
+                    acknowledge_alert(s, a.id, user)
+                    s.commit()
+                st.rerun()
+        else:
+            cols[0].info(f"{head} · acknowledged by {a.acknowledged_by} on {a.acknowledged_at:%Y-%m-%d}"
+                         f"\n\n{a.message}")
+    if len(live) > OPEN_SHOWN and not show_all:
+        if st.button(f"Show {len(live) - OPEN_SHOWN} more"):
+            st.session_state["pw_mon_all_problems"] = True
+            st.rerun()
+
+
+def _headline(p: dict[str, Any], any_open: bool) -> None:
+    cur = p.get("current", {})
+    ref = p.get("baseline") if (p.get("baseline") or {}).get("n_signed") else p.get("reference", {})
+    ref_name = "the baseline" if ref is p.get("baseline") else "the previous four weeks"
+    rc, rr = cur.get("revision_rate"), (ref or {}).get("revision_rate")
+    c = st.columns(4)
+    delta = None if rc is None or rr is None else f"{(rc - rr) * 100:+.1f} pt vs {ref_name}"
+    # Red = more significant revisions (worse); green = fewer. While a problem is open the arrow stays
+    # grey: fewer revisions overall must not read as "all is well".
+    c[0].metric("Significant revisions", _pct(rc), delta, delta_color="off" if any_open else "inverse",
+                help="Share of signed studies whose final findings differ from the AI's in a way that matters "
+                     "(a missed or invented finding, another change direction, another urgency). Rewording is "
+                     "not a revision. Arrow: change against " + ref_name + "; red = more revisions (worse), "
+                     "green = fewer, grey while a problem is open.")
+    c[1].metric("95% interval", _ci(cur.get("revision_lo"), cur.get("revision_hi")) or "n/a",
+                f"n = {cur.get('n_signed', 0)} signed", delta_color="off")
+    k = cur.get("kappa")
+    c[2].metric("Kappa (findings)", "n/a" if k is None else f"{k:.2f}",
+                _ci(cur.get("kappa_lo"), cur.get("kappa_hi")).replace("%", "") or None, delta_color="off",
+                help="Cohen's kappa of AI vs final presence over studies x finding types; bootstrap 95% interval.")
+    d = cur.get("report_delay_median_h")
+    c[3].metric("Median report delay", "n/a" if d is None else f"{d:.1f} h", None, delta_color="off",
+                help="Signed time minus study time (UTC).")
+    if any_open:
+        st.caption("Arrow colours are off while a problem is open. Red means more revisions, green fewer.")
+
+
+def _concordance(cur: dict[str, Any]) -> None:
+    st.subheader("Agreement with the final report (current window)")
+    cats = cur.get("categories") or {}
+    left, right = st.columns([3, 2])
+    per = pd.DataFrame.from_dict(cur.get("per_finding") or {}, orient="index")
+    if not per.empty:
+        per = per[(per["tp"] + per["fp"] + per["fn"]) > 0]
+        view = pd.DataFrame({
+            "finding": per.index, "both": per["tp"], "AI only": per["fp"], "final only": per["fn"],
+            "PPV": [f"{_pct(v)} ({_ci(lo, hi)})" if v is not None else "n/a"
+                    for v, lo, hi in zip(per["ppv"], per["ppv_lo"], per["ppv_hi"])],
+            "sensitivity": [f"{_pct(v)} ({_ci(lo, hi)})" if v is not None else "n/a"
+                            for v, lo, hi in zip(per["sensitivity"], per["sens_lo"], per["sens_hi"])],
+        })
+        left.dataframe(view, hide_index=True, use_container_width=True)
+    mix = pd.DataFrame({"studies": [cats.get(k, 0) for k in cats]}, index=list(cats))
+    right.dataframe(mix, use_container_width=True)
+    uc = cur.get("urgent_confusion") or {}
+    right.markdown("**Urgent flag: AI vs final**")
+    right.table(pd.DataFrame({"final urgent": [uc.get("tp", 0), uc.get("fn", 0)],
+                              "final not urgent": [uc.get("fp", 0), uc.get("tn", 0)]},
+                             index=["AI urgent", "AI not urgent"]))
+    right.caption(f"Urgent PPV {_pct(cur.get('urgent_ppv'))}, sensitivity {_pct(cur.get('urgent_sensitivity'))}.")
+
+
+def _trend(series: list[dict[str, Any]], alerts: list[Any], p: dict[str, Any]) -> None:
+    if not series:
+        return
+    sr = pd.DataFrame(series)
+    sr = sr[sr["revision_rate"].notna()]
+    if sr.empty:
+        return
+    st.subheader("Significant revisions over snapshots")
+    ref = p.get("baseline") if (p.get("baseline") or {}).get("n_signed") else p.get("reference", {})
+    base = (ref or {}).get("revision_rate")
+    thr = (p.get("thresholds") or {}).get("revision_rise_threshold")
+    line = alt.Chart(sr).mark_line(point=True).encode(
+        x=alt.X("as_of:T", title="snapshot (UTC)"), y=alt.Y("revision_rate:Q", title="revision rate", axis=alt.Axis(format="%")))
+    layers = [line]
+    rules = []
+    if base is not None:
+        rules.append({"y": base, "what": "reference rate"})
+        if thr is not None:
+            rules.append({"y": base + thr, "what": "alert threshold"})
+    if rules:
+        layers.append(alt.Chart(pd.DataFrame(rules)).mark_rule(strokeDash=[6, 4]).encode(
+            y="y:Q", color=alt.Color("what:N", scale=alt.Scale(range=["#888888", "#d62728"]), title=None)))
+    marks = pd.DataFrame([{"at": a.as_of, "alert": f"{a.kind}: {a.subject}"} for a in alerts
+                          if a.as_of >= pd.to_datetime(sr["as_of"]).min()])
+    if not marks.empty:
+        layers.append(alt.Chart(marks).mark_rule(color="#ff7f0e", opacity=0.6).encode(x="at:T", tooltip=["alert", "at:T"]))
+    st.altair_chart(alt.layer(*layers).properties(height=260), use_container_width=True)
+    st.caption("Dashed lines: the reference rate and the alert threshold (reference + rise threshold). "
+               "Orange lines: when an alert opened (hover for which).")
+
+
+def _drift(p: dict[str, Any]) -> None:
+    drift = p.get("drift") or {}
+    st.subheader("Drift by scope (Evidently per-column tests)")
+    rows = []
+    for sc in drift.get("scopes", []):
+        top = sorted(sc["columns"].items(), key=lambda kv: kv[1]["value"])[:3]
+        rows.append({"scope": sc["scope"], "against": sc["reference"], "n current": sc["n_current"],
+                     "n reference": sc["n_reference"],
+                     "most changed (p-value)": ", ".join(f"{c} ({v['value']:.1e})" for c, v in top)})
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    novel = {k: v for k, v in (drift.get("novel") or {}).items() if v}
+    if novel:
+        st.caption("New since the reference: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in novel.items()))
+    st.caption(f"A column drifts when its p-value is at or under {(p.get('thresholds') or {}).get('drift_threshold')}. "
+               "Drift is an early warning that inputs or outputs changed, not a measure of accuracy.")
+
+
+def _subgroups(p: dict[str, Any]) -> None:
+    sub = pd.DataFrame(p.get("subgroups", []))
+    if sub.empty:
+        return
+    st.subheader("Subgroups (current window) against the rest")
+    metric = st.selectbox("Metric", sorted(sub["metric"].unique()), key="pw_mon_metric")
+    view = sub[(sub["metric"] == metric) & ~sub["insufficient"].astype(bool)].copy()
+    if view.empty:
+        st.write("No subgroup has enough studies.")
+        return
+    view["label"] = view["dimension"] + " = " + view["level"].astype(str)
+    view["status"] = view["flagged"].map({True: "flagged", False: "ok"})
+    height = max(120, 26 * len(view))
+    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
+    bars = alt.Chart(view).mark_rule(strokeWidth=3).encode(
+        y=y, x=alt.X("lo:Q", title=f"{metric} (95% interval; tick = rest of the window)", axis=alt.Axis(format="%")),
+        x2="hi:Q", color=alt.Color("status:N", scale=alt.Scale(domain=["ok", "flagged"], range=["#4c78a8", "#d62728"])))
+    point = alt.Chart(view).mark_point(filled=True, size=60, color="black").encode(y=y, x="rate:Q",
+                                                                                    tooltip=["label", "n", "rate", "p"])
+    rest = alt.Chart(view).mark_tick(color="#888888", thickness=2, size=18).encode(y=y, x="rest_rate:Q")
+    st.altair_chart(alt.layer(bars, point, rest).properties(height=height), use_container_width=True)
+    st.dataframe(view[["dimension", "level", "n", "rate", "lo", "hi", "rest_rate", "gap", "p", "flagged"]],
+                 hide_index=True, use_container_width=True)
 
 
 def render() -> None:
     st.header("Monitoring")
-    engine = init_db()
+    init_db()
     with Session(get_engine()) as s:
         latest = latest_snapshot(s)
-        alerts = list_alerts(s)
+        alerts = list_alerts(s, limit=500)
         series = snapshot_series(s)
+    user = (st.session_state.get("user") or {}).get("username", "unknown")
     if latest is None:
         st.info("No monitoring snapshot yet. Run `priorwatch monitor` or wait for the scheduled one.")
         if st.button("Compute a snapshot now"):
@@ -44,88 +205,27 @@ def render() -> None:
             st.rerun()
         return
     snap, p = latest
-    cur, ref = p.get("current", {}), p.get("reference", {})
     st.caption(f"Snapshot {snap.id} as of {snap.as_of:%Y-%m-%d %H:%M} UTC; current window from "
                f"{p['current_start'][:10]} ({p['n_current']} studies), reference from {p['reference_start'][:10]} "
-               f"({p['n_reference']} studies).")
-
-    if p.get("alerts"):
-        for a in p["alerts"]:
-            st.error(f"**{a['kind']}** {a['subject']}: {a['message']}")
+               f"({p['n_reference']} studies)" + (f", baseline {p['baseline_window'][0][:10]} to "
+                                                  f"{p['baseline_window'][1][:10]} ({p['n_baseline']} studies)"
+                                                  if p.get("baseline_window") else "") + ".")
+    _problems(alerts, user)
     for rule in p.get("stop_rule", []):
         st.warning(f"Suggested stop-rule: {rule}")
-
-    c = st.columns(5)
-    c[0].metric("Revision rate", _pct(cur.get("revision_rate")),
-                None if cur.get("revision_rate") is None or ref.get("revision_rate") is None
-                else f"{(cur['revision_rate'] - ref['revision_rate']) * 100:+.1f} pt", delta_color="inverse")
-    c[1].metric("Significant revisions", _pct(cur.get("significant_revision_rate")))
-    c[2].metric("Accepted unchanged", _pct(cur.get("accepted_unchanged_rate")))
-    c[3].metric("Urgent PPV / sensitivity", f"{_pct(cur.get('urgent_ppv'))} / {_pct(cur.get('urgent_sensitivity'))}")
-    score = p.get("drift", {}).get("score")
-    c[4].metric("Drift score (early warning)", "n/a" if score is None else f"{score:.2f}",
-                help="Unified concordance score in z-units: inputs/outputs unlike the reference. Not accuracy.")
-
-    st.subheader("Agreement, draft vs final labels")
-    st.dataframe(pd.DataFrame([{k: cur.get(k) for k in ("precision", "recall", "f1", "kappa", "mean_edit_distance")}]),
-                 hide_index=True)
-    st.write("Urgent flag vs final report", cur.get("urgent_confusion"))
-
-    ts = pd.DataFrame(p.get("timeseries", []))
-    if not ts.empty:
-        ts["week"] = pd.to_datetime(ts["week"])
-        st.subheader("Weekly revision and urgent rates")
-        st.line_chart(ts.set_index("week")[["revision_rate", "significant_revision_rate", "urgent_rate"]])
-        st.bar_chart(ts.set_index("week")[["n"]])
-    if series:
-        sr = pd.DataFrame(series).set_index("as_of")
-        st.subheader("Drift score over snapshots")
-        st.line_chart(sr[["drift_score"]])
-
-    st.subheader("Drift by column")
-    cols = pd.DataFrame(p.get("drift", {}).get("columns", []))
-    if not cols.empty:
-        st.bar_chart(cols.set_index("column")[["z"]])
-        st.dataframe(cols, hide_index=True)
-    groups = p.get("drift", {}).get("groups", {})
-    if groups:
-        st.bar_chart(pd.Series(groups, name="score"))
-
-    st.subheader("Subgroups (current window)")
-    sub = pd.DataFrame(p.get("subgroups", []))
-    if not sub.empty:
-        metric = st.selectbox("Metric", sorted(sub["metric"].unique()))
-        view = sub[sub["metric"] == metric].copy()
-        view["label"] = view["dimension"] + "=" + view["level"].astype(str)
-        st.bar_chart(view[~view["insufficient"]].set_index("label")[["rate", "rest_rate"]])
-        st.dataframe(view[["dimension", "level", "n", "rate", "lo", "hi", "rest_rate", "p", "insufficient",
-                           "flagged"]], hide_index=True)
-
-    open_alerts = [a for a in alerts if not a.acknowledged]
-    if open_alerts:
-        st.subheader("Alerts to acknowledge")
-        user = (st.session_state.get("user") or {}).get("username", "unknown")
-        for a in open_alerts[:20]:
-            cols = st.columns([5, 1])
-            cols[0].write(f"{a.as_of:%Y-%m-%d} **{a.kind}** {a.subject}: {a.message}")
-            if cols[1].button("Acknowledge", key=f"ack-{a.id}"):
-                with Session(get_engine()) as s:
-                    acknowledge_alert(s, a.id, user)  # type: ignore[arg-type]
-                    s.commit()
-                st.rerun()
-
+    _headline(p, any(state(a) == "open" for a in alerts))
+    _concordance(p.get("current", {}))
+    _trend(series, alerts, p)
+    _drift(p)
+    _subgroups(p)
     st.subheader("Alert history")
     if alerts:
-        st.dataframe(pd.DataFrame([{"as_of": a.as_of, "kind": a.kind, "subject": a.subject, "value": a.value,
-                                    "threshold": a.threshold, "webhook": a.webhook_state, "message": a.message,
-                                    "acknowledged by": a.acknowledged_by or ""}
-                                   for a in alerts]), hide_index=True)
-    else:
-        st.write("No alerts.")
-
+        st.dataframe(pd.DataFrame([{"opened": a.as_of, "state": state(a), "severity": a.severity, "kind": a.kind,
+                                    "subject": a.subject, "last seen": a.last_seen_at, "resolved": a.resolved_at,
+                                    "route": a.route, "webhook": a.webhook_state,
+                                    "acknowledged by": a.acknowledged_by or ""} for a in alerts]),
+                     hide_index=True, use_container_width=True)
     html = snap.report_html_path
     if html and Path(html).exists():
         st.download_button("Download the Evidently drift report (HTML)", Path(html).read_bytes(),
-                           file_name=Path(html).name, mime="text/html", on_click=_audit_export,
-                           args=((st.session_state.get("user") or {}).get("username", "unknown"), "drift_report_html"))
-    _ = engine
+                           file_name=Path(html).name, mime="text/html")

@@ -1,7 +1,9 @@
-"""Monitoring: report labeler, revision metrics, drift, subgroup performance, alerts and
-signed-report intake (HL7 ORU^R01 over MLLP). Public API:
+"""Monitoring: report labeler, finding-level concordance (the revision measure), drift per site
+and scanner, subgroup performance, alerts with a lifecycle, and signed-report intake (HL7
+ORU^R01 over MLLP). Public API:
 
 - `label_report(text, has_prior=None) -> ReportLabels`
+- `compare_study(ai_claims, final_claims, ai_urgent, final_urgent) -> StudyConcordance`, `Claim`
 - `run_snapshot(settings=None, ms=None, as_of=None) -> dict` (compute and store a snapshot now)
 - `latest_snapshot(session) / list_alerts(session)`: the read side for the dashboard
 - `MLLPListener(settings, ms).start() / .stop()`: the HL7 listener
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.concordance import Claim, StudyConcordance, compare_study
 from monitoring.labeler import Label, ReportLabels, label_report
 from monitoring.settings import MonitoringSettings, get_monitoring_settings
 
@@ -47,5 +50,5 @@ def list_alerts(session: Any, limit: int = 200) -> Any:
     return _a(session, limit)
 
 
-__all__ = ["Label", "ReportLabels", "label_report", "MonitoringSettings", "get_monitoring_settings", "run_snapshot",
+__all__ = ["Claim", "StudyConcordance", "compare_study", "Label", "ReportLabels", "label_report", "MonitoringSettings", "get_monitoring_settings", "run_snapshot",
            "MLLPListener", "file_report", "latest_snapshot", "list_alerts"]

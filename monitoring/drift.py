@@ -179,9 +179,9 @@ def analyse(cur: pd.DataFrame, rolling: pd.DataFrame, baseline: pd.DataFrame | N
             mask = np.ones(len(cur), bool) if not dim else (cur[dim].astype(str) == level).to_numpy()
             if dim and level in novel.get(dim, set()):
                 continue  # a new site/scanner has no reference: its novelty is the condition
-            # The whole stream is compared with both references; a site or scanner with the fixed one
-            # (the rolling one would absorb a persisting change), or the rolling one when none is set.
-            names = [n for n, _ in refs] if not dim else (["baseline"] if "baseline" in dref else ["rolling"])
+            # Against the fixed baseline when one is set (a rolling reference absorbs a persisting change
+            # within weeks), else the rolling one.
+            names = ["baseline"] if "baseline" in dref else ["rolling"]
             for name in names:
                 r, dr = dref[name]
                 rmask = np.ones(len(r), bool) if not dim else (r[dim].astype(str) == level).to_numpy()
@@ -189,15 +189,18 @@ def analyse(cur: pd.DataFrame, rolling: pd.DataFrame, baseline: pd.DataFrame | N
                     continue
                 cols = evidently_columns(dr[rmask], dcur[mask], threshold)
                 results.append(ScopeResult(scope, name, int(mask.sum()), int(rmask.sum()), cols))
-    conditions = attribute(results, novel, cur, ratio)
+    both = pd.concat([cur[["scanner", "site"]], novelty_ref[["scanner", "site"]]]) if len(novelty_ref) else cur
+    conditions = attribute(results, novel, cur, ratio, both)
     return {"scopes": [{"scope": r.scope, "reference": r.reference, "n_current": r.n_current,
                         "n_reference": r.n_reference, "columns": r.columns} for r in results],
             "novel": {k: sorted(v) for k, v in novel.items()}, "conditions": conditions}
 
 
 def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.DataFrame,
-              ratio: float) -> list[dict[str, Any]]:
-    """Drifting columns -> conditions, each column explained once by its narrowest cause."""
+              ratio: float, sites_frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Drifting columns -> conditions, each column explained once by its narrowest cause.
+    `sites_frame` says which scanners serve which sites (current and reference studies together)."""
+    sf = cur if sites_frame is None else sites_frame
     drifting: dict[str, dict[str, float]] = {}  # scope -> column -> max ratio over references
     for r in results:
         for c, v in r.drifting(ratio).items():
@@ -208,7 +211,7 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
     def explain(scope: str, cols: set[str]) -> None:
         explained.setdefault(scope, set()).update(cols)
 
-    sites_of = cur.groupby("scanner")["site"].agg(lambda s: sorted(set(s.astype(str)))).to_dict() if len(cur) else {}
+    sites_of = sf.groupby("scanner")["site"].agg(lambda s: sorted(set(s.astype(str)))).to_dict() if len(sf) else {}
     for site in sorted(novel.get("site", set())):
         n = int((cur["site"].astype(str) == site).sum())
         conds.append({"kind": "new_site", "subject": f"site={site}", "value": float(n), "threshold": 0.0,
@@ -228,6 +231,10 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
                       f"none in the reference period; drifting with it: {', '.join(hit) or 'nothing yet'}."})
         for s in ["global"] + [f"site={x}" for x in sites]:
             explain(s, group_cols)
+        # The other scanners of those sites lose (or share) the site's studies: their mix changes with it.
+        for other, osites in sites_of.items():
+            if other != scanner and set(osites) & set(sites):
+                explain(f"scanner={other}", group_cols | {c for c, (_, g) in COLUMNS.items() if g == "population"})
     for mv in sorted(novel.get("model_version", set())):
         n = int((cur["model_version"].astype(str) == mv).sum())
         out_cols = {c for c, (_, g) in COLUMNS.items() if g == "outputs"}

@@ -19,12 +19,13 @@ TASK_NAME = "monitoring.snapshot"
 
 
 def snapshot_task() -> dict[str, Any]:
-    """Compute and store a snapshot now; returns a small summary (ids, score, alert count)."""
+    """Compute and store a snapshot now; returns a small summary (ids, rate, alerts opened and resolved)."""
     from monitoring.snapshot import run_snapshot
 
     p = run_snapshot()
-    return {"snapshot_id": p.get("snapshot_id"), "drift_score": p["drift"].get("score"),
-            "revision_rate": p["current"].get("revision_rate"), "alerts": len(p.get("stored_alerts", []))}
+    return {"snapshot_id": p.get("snapshot_id"), "revision_rate": p["current"].get("revision_rate"),
+            "conditions": len(p.get("alerts", [])), "opened": len(p.get("stored_alerts", [])),
+            "resolved": len(p.get("resolved_alerts", []))}
 
 
 def register_tasks(app: Any) -> Any:

@@ -272,9 +272,9 @@ def scenario_settings(ms: MonitoringSettings, start: date) -> MonitoringSettings
 
 
 def snapshot_days(days: int, event_day: int, first_day: int) -> list[int]:
-    """Every 3 days up to a week before the event, then daily."""
-    coarse = list(range(first_day, max(first_day, event_day - 7), 3))
-    return coarse + list(range(max(first_day, event_day - 7), days + 1))
+    """Three snapshots in the week before the event (nothing may open there), then daily for a week."""
+    before = [d for d in (event_day - 6, event_day - 3, event_day) if d >= first_day]
+    return before + [d for d in range(event_day + 1, min(days, event_day + 7) + 1)]
 
 
 def run(engine: Engine, ms: MonitoringSettings, scenario: str, *, start: date = date(2025, 1, 6), days: int = 59,

@@ -87,8 +87,24 @@ def load(engine: Engine, as_of: datetime, ms: MonitoringSettings) -> dict[str, p
         out[name] = frame[(at >= a) & (at < b)]
     if "baseline" in w:
         a, b = w["baseline"]
-        out["baseline"] = frame[(at >= a) & (at < b)] if a >= lo else load_frame(engine, a, b, ms, as_of=as_of)
+        out["baseline"] = frame[(at >= a) & (at < b)] if a >= lo else _baseline(engine, a, b, ms, as_of)
     return out
+
+
+_BASELINE_CACHE: dict[tuple[str, datetime, datetime], tuple[datetime, pd.DataFrame]] = {}
+
+
+def _baseline(engine: Engine, a: datetime, b: datetime, ms: MonitoringSettings, as_of: datetime) -> pd.DataFrame:
+    """The fixed baseline's frame, kept in the process: it is the same period every hour. A cached copy
+    read at an earlier as-of may lack a late report but never holds one from after `as_of`."""
+    key = (str(engine.url), a, b)
+    hit = _BASELINE_CACHE.get(key)
+    if hit is not None and hit[0] <= as_of:
+        return hit[1]
+    frame = load_frame(engine, a, b, ms, as_of=as_of)
+    _BASELINE_CACHE.clear()  # one baseline per process is all a deployment has
+    _BASELINE_CACHE[key] = (as_of, frame)
+    return frame
 
 
 def compute(frames: dict[str, pd.DataFrame], as_of: datetime, ms: MonitoringSettings, *,

@@ -1,4 +1,4 @@
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -6,35 +6,43 @@ from typer.testing import CliRunner
 from monitoring import simulate
 from monitoring.schedule import TASK_NAME, beat_schedule, register_tasks
 from monitoring.settings import MonitoringSettings
-from monitoring.snapshot import run_snapshot
+from monitoring.snapshot import prune_html, run_snapshot
 from priorwatch.db import get_engine
 from priorwatch.models import MonitoringAlert, MonitoringSnapshot
+
+START = date(2025, 1, 6)
+
+
+def _ms(**kw) -> MonitoringSettings:
+    t0 = datetime.combine(START, datetime.min.time())
+    return MonitoringSettings(baseline_start=t0, baseline_end=t0 + timedelta(days=28), **kw)
 
 
 def test_run_snapshot_empty_database(pw_settings):
     p = run_snapshot(pw_settings, MonitoringSettings(evidently_html=False), as_of=datetime(2025, 1, 1))
-    assert p["n_current"] == 0 and p["drift"]["score"] is None and p["alerts"] == []
+    assert p["n_current"] == 0 and p["drift"]["conditions"] == [] and p["alerts"] == []
     with Session(get_engine(pw_settings)) as s:
         assert len(s.exec(select(MonitoringSnapshot)).all()) == 1
 
 
-def test_run_snapshot_stores_alerts_and_html(pw_settings):
+def test_run_snapshot_opens_a_new_scanner_alert_once_keeps_html_and_prunes_old_html(pw_settings):
     engine = get_engine(pw_settings)
-    gen = simulate.generate(date(2025, 1, 6), 60, 40, event_day=45, lateral_day=None)
-    simulate.write(engine, gen)
-    p = run_snapshot(pw_settings, MonitoringSettings(), as_of=datetime(2025, 3, 7), send=False)
+    simulate.write(engine, simulate.generate(START, 45, 40, scenario="new_scanner", event_day=38))
+    p = run_snapshot(pw_settings, _ms(), as_of=datetime(2025, 2, 20), send=False)
     assert p["n_current"] == 7 * 40
-    assert {a["kind"] for a in p["alerts"]} >= {"drift", "subgroup_gap"}
-    assert p["stop_rule"] and any("SITE_B" in r or "NovaRay" in r for r in p["stop_rule"])
-    assert p["drift"]["evidently"]["share"] is not None
-    assert any("evidently_value" in c for c in p["drift"]["columns"])
+    assert ("new_scanner", "scanner=NovaRay NX-9") in {(a["kind"], a["subject"]) for a in p["alerts"]}
+    assert p["stop_rule"]
     with Session(engine) as s:
         snap = s.get(MonitoringSnapshot, p["snapshot_id"])
         assert snap.report_html_path and open(snap.report_html_path).read(100)
         assert len(s.exec(select(MonitoringAlert)).all()) == len(p["alerts"])
-    # same moment again: alerts are not duplicated within realert_days
-    p2 = run_snapshot(pw_settings, MonitoringSettings(evidently_html=False), as_of=datetime(2025, 3, 7), send=False)
+    # a day later the same conditions hold: nothing new is opened
+    p2 = run_snapshot(pw_settings, _ms(evidently_html=False), as_of=datetime(2025, 2, 21), send=False)
     assert p2["stored_alerts"] == []
+    with Session(engine) as s:
+        assert prune_html(s, pw_settings.data_dir / "monitoring", 14, datetime.utcnow() + timedelta(days=15)) == 1
+        s.commit()
+        assert s.get(MonitoringSnapshot, p["snapshot_id"]).report_html_path is None
 
 
 def test_beat_schedule_and_task_registration():
@@ -79,8 +87,8 @@ def test_dashboard_view_renders(pw_settings, monkeypatch):
     from priorwatch.settings import reset_settings_cache
 
     engine = get_engine(pw_settings)
-    simulate.write(engine, simulate.generate(date(2025, 1, 6), 50, 20, event_day=40, lateral_day=None))
-    run_snapshot(pw_settings, MonitoringSettings(), as_of=datetime(2025, 2, 25), send=False)
+    simulate.write(engine, simulate.generate(START, 45, 30, scenario="new_scanner", event_day=38))
+    run_snapshot(pw_settings, _ms(evidently_html=False), as_of=datetime(2025, 2, 20), send=False)
     monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(pw_settings.data_dir))
     reset_settings_cache()
     try:
@@ -91,8 +99,8 @@ def test_dashboard_view_renders(pw_settings, monkeypatch):
 
         at = AppTest.from_function(page, default_timeout=60).run()
         assert not at.exception, at.exception
-        assert any("Revision rate" in m.label for m in at.metric)
-        assert at.error  # the alerts are shown
+        assert any("Significant revisions" in m.label for m in at.metric)
+        assert at.warning or at.error  # the open alerts are shown
     finally:
         reset_settings_cache()
 
@@ -105,8 +113,8 @@ def test_qa_acknowledges_an_alert_on_the_page(pw_settings, monkeypatch):
     from priorwatch.settings import reset_settings_cache
 
     engine = get_engine(pw_settings)
-    simulate.write(engine, simulate.generate(date(2025, 1, 6), 50, 20, event_day=40, lateral_day=None))
-    run_snapshot(pw_settings, MonitoringSettings(), as_of=datetime(2025, 2, 25), send=False)
+    simulate.write(engine, simulate.generate(START, 45, 30, scenario="new_scanner", event_day=38))
+    run_snapshot(pw_settings, _ms(evidently_html=False), as_of=datetime(2025, 2, 20), send=False)
     with Session(engine) as s:
         n_open = len(s.exec(select(MonitoringAlert).where(MonitoringAlert.acknowledged == False)).all())  # noqa: E712
     assert n_open > 0
@@ -124,7 +132,7 @@ def test_qa_acknowledges_an_alert_on_the_page(pw_settings, monkeypatch):
         at = AppTest.from_function(page, default_timeout=60).run()
         assert not at.exception, at.exception
         ack = [b for b in at.button if b.label == "Acknowledge"]
-        assert len(ack) == min(n_open, 20)
+        assert len(ack) == min(n_open, 50)
         ack[0].click().run()
         assert not at.exception, at.exception
         assert len([b for b in at.button if b.label == "Acknowledge"]) == len(ack) - 1
