@@ -9,9 +9,12 @@ Public API::
     echo(host, port, called_ae, calling_ae)               C-ECHO
     statuses                                              the C-STORE statuses we answer
     netfast.apply()                                       pynetdicom network-loop fixes (applied on import)
+    Guard, Limits                                         starvation limits (PDU deadline/cap, association limits)
+    tls.server_context(settings) / tls.client_context()   DICOM TLS contexts from settings
 """
 
-from dicom_node import netfast, statuses
+from dicom_node import netfast, statuses, tls
+from dicom_node.guard import Guard, Limits
 from dicom_node.completion import CompletionMonitor
 from dicom_node.ingest import Ingest, StoreResult
 from dicom_node.scp import StorageNode
@@ -22,7 +25,9 @@ netfast.apply()
 __all__ = [
     "NOT_SENT",
     "CompletionMonitor",
+    "Guard",
     "Ingest",
+    "Limits",
     "StorageNode",
     "StoreResult",
     "echo",
@@ -30,4 +35,5 @@ __all__ = [
     "send_files",
     "send_files_detailed",
     "statuses",
+    "tls",
 ]

@@ -8,7 +8,7 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq \
-    dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver >/dev/null
+    dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver socat openssl >/dev/null
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

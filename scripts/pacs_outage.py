@@ -23,8 +23,9 @@ def main() -> int:
     ap.add_argument("--outage-s", type=float, default=300.0)
     ap.add_argument("--retrieve", default="c-get", choices=["c-get", "c-move"])
     ap.add_argument("--retry-max-s", type=float, default=30.0)
+    ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one, removed)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pw-outage-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pw-outage-", dir=args.dir) as tmp:
         fig = run_outage(Path(tmp), args.studies, args.outage_s, retrieve=args.retrieve,
                          retry_max_s=args.retry_max_s, finish_timeout_s=1800)
     print(json.dumps(fig, indent=1))
