@@ -155,16 +155,20 @@ def race(url: str, settings: Settings, item_ids: list[int], users: tuple[str, st
                     b.screenshot(path=str(shots / "claim_seen_by_second_user_1366.png"))
                 b.get_by_role("button", name="Take over this study").click()
                 expect(b.get_by_role("textbox", name="Draft (editable)")).to_be_visible()
-                b.wait_for_timeout(300)
+                for pg in (a, b):  # the page draws top-down: wait for the buttons, not just the text box
+                    expect(pg.get_by_role("button", name="Accept as is")).to_be_enabled()
                 # Both press at one shared instant (same machine clock).
                 go_at = time.time() * 1000 + 400
                 for pg in (a, b):
-                    pg.evaluate(
+                    armed = pg.evaluate(
                         """([t]) => { const btn = [...document.querySelectorAll('button')]
                                .find(x => x.innerText.trim().startsWith('Accept as is'));
-                             setTimeout(() => btn.click(), Math.max(0, t - Date.now())); }""",
+                             if (!btn) return false;
+                             setTimeout(() => btn.click(), Math.max(0, t - Date.now())); return true; }""",
                         [go_at],
                     )
+                    if not armed:
+                        tally.failures.append(f"item {item}: no Accept button to press")
                 tally.races += 1
                 # The winner lands on the worklist with its flash; the loser's page names the signer.
                 winner_pg = None
