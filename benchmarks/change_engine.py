@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,7 +363,8 @@ def run(splits: list[str], n: int | None, size: int, json_out: str | None, echo=
     report = {"size": size, "prepare_size": prepare_size, "splits": {}}
     for split in splits:
         t0 = time.perf_counter()
-        summary, scores = evaluate(split, n, size, prepare_size)
+        summary, scores = evaluate(split, n, size, prepare_size,
+                                   progress=lambda k: k % 10 == 0 and print(f"{split}: {k} pairs", file=sys.stderr))
         wrong = wrong_cases(scores)
         print_table({"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "real": "REAL-CR"}[split], summary, wrong, echo)
         echo(f"({time.perf_counter() - t0:.0f} s for the split, generation included)")
