@@ -189,17 +189,20 @@ class HttpService:
                 except Exception as exc:  # noqa: BLE001 - one bad request never stops the service
                     log.warning("%s: %s failed: %s", service.name, self.path.split("?", 1)[0], type(exc).__name__)
                     status, hdrs, body = 500, {"Content-Type": "text/plain"}, b"internal error\n"
-                self.send_response(status)
-                for k, v in hdrs.items():
-                    self.send_header(k, v)
-                if isinstance(body, bytes):
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                else:
-                    self.end_headers()  # the route set Content-Length
-                    for chunk in body:
-                        self.wfile.write(chunk)
+                try:
+                    self.send_response(status)
+                    for k, v in hdrs.items():
+                        self.send_header(k, v)
+                    if isinstance(body, bytes):
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                    else:
+                        self.end_headers()  # the route set Content-Length
+                        for chunk in body:
+                            self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a probe's timeout)
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: no paths in logs
                 return
