@@ -77,10 +77,11 @@ def _headline(p: dict[str, Any], any_open: bool) -> None:
                      "not a revision. Arrow: change against " + ref_name + "; red = more revisions (worse), "
                      "green = fewer, grey while a problem is open.")
     c[1].metric("95% interval", _ci(cur.get("revision_lo"), cur.get("revision_hi")) or "n/a",
-                f"n = {cur.get('n_signed', 0)} signed", delta_color="off")
+                f"n = {cur.get('n_signed', 0)} signed", delta_color="off", delta_arrow="off")
     k = cur.get("kappa")
     c[2].metric("Kappa (findings)", "n/a" if k is None else f"{k:.2f}",
-                _ci(cur.get("kappa_lo"), cur.get("kappa_hi")).replace("%", "") or None, delta_color="off",
+                (f"95% {cur['kappa_lo']:.2f}-{cur['kappa_hi']:.2f}" if cur.get("kappa_lo") is not None else None),
+                delta_color="off", delta_arrow="off",
                 help="Cohen's kappa of AI vs final presence over studies x finding types; bootstrap 95% interval.")
     d = cur.get("report_delay_median_h")
     c[3].metric("Median report delay", "n/a" if d is None else f"{d:.1f} h", None, delta_color="off",

@@ -113,6 +113,7 @@ def apply(session: Session, conditions: list[dict[str, Any]], *, as_of: datetime
             row.last_seen_at = max(row.last_seen_at or row.as_of, as_of)
             row.n_seen += 1
             row.value = float(c["value"])
+            row.message = c["message"]  # the latest figures; `as_of` keeps when it opened
             session.add(row)
             updated.append(row)
             continue

@@ -202,9 +202,11 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
     `sites_frame` says which scanners serve which sites (current and reference studies together)."""
     sf = cur if sites_frame is None else sites_frame
     drifting: dict[str, dict[str, float]] = {}  # scope -> column -> max ratio over references
+    pvals: dict[tuple[str, str], float] = {}
     for r in results:
         for c, v in r.drifting(ratio).items():
             drifting.setdefault(r.scope, {})[c] = max(v, drifting.get(r.scope, {}).get(c, 0.0))
+            pvals[(r.scope, c)] = min(r.columns[c]["value"], pvals.get((r.scope, c), 1.0))
     conds: list[dict[str, Any]] = []
     explained: dict[str, set[str]] = {}
 
@@ -244,38 +246,29 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
                       f"drifting: {', '.join(hit) or 'none yet'}. Check its revision rate against the previous version."})
         for s in drifting:
             explain(s, out_cols)
-    # A global column that drifts in exactly one site (or one scanner of one site) belongs to it.
-    site_scopes = [s for s in drifting if s.startswith("site=")]
-    scanner_scopes = [s for s in drifting if s.startswith("scanner=")]
+    # What is left goes to the narrowest scope that explains it.
     remaining: dict[str, dict[str, float]] = {}
     for scope, cols in drifting.items():
         for c, v in cols.items():
-            if c in explained.get(scope, set()):
-                continue
-            target = scope
-            if scope == "global":
-                in_sites = [s for s in site_scopes if c in drifting[s] and c not in explained.get(s, set())]
-                if len(in_sites) == 1:
-                    target = in_sites[0]
-                elif in_sites or any(c in drifting[s] for s in scanner_scopes):
-                    target = "global"
-            if target.startswith("site="):
-                site = target.split("=", 1)[1]
-                in_scanners = [s for s in scanner_scopes if c in drifting[s] and site in sites_of.get(s.split("=", 1)[1], [])]
-                if len(in_scanners) == 1:
-                    target = in_scanners[0]
-            remaining.setdefault(target, {})[c] = max(v, remaining.get(target, {}).get(c, 0.0))
-    # Duplicates: a column kept at a site and also at one of its scanners stays only at the scanner.
-    for scope in list(remaining):
-        if scope.startswith("scanner="):
-            for x in sites_of.get(scope.split("=", 1)[1], []):
-                for c in remaining[scope]:
-                    remaining.get(f"site={x}", {}).pop(c, None)
-            for c in remaining[scope]:
-                remaining.get("global", {}).pop(c, None)
-        if scope.startswith("site="):
-            for c in remaining[scope]:
-                remaining.get("global", {}).pop(c, None)
+            if c not in explained.get(scope, set()):
+                remaining.setdefault(scope, {})[c] = v
+    for scope in [s for s in remaining if s.startswith("scanner=")]:
+        sites = sites_of.get(scope.split("=", 1)[1], [])
+        for c in list(remaining[scope]):
+            at = [x for x in sites if c in remaining.get(f"site={x}", {})]
+            if len(at) == 1 and len(sites) >= 2:
+                remaining[scope].pop(c)  # one of the scanner's sites drifts: the site's problem
+            else:
+                for x in at:  # the scanner drifts across its sites: the scanner's problem
+                    remaining[f"site={x}"].pop(c)
+    site_scopes = [s for s in remaining if s.startswith("site=")]
+    for c in list(remaining.get("global", {})):
+        at = [s for s in site_scopes if c in remaining[s]]
+        if len(at) >= 2:  # drifts at several sites: the whole stream's problem, said once
+            for s in at:
+                remaining[s].pop(c)
+        elif any(c in cols for s, cols in remaining.items() if s != "global"):
+            remaining["global"].pop(c)  # explained by one site or one scanner
     for scope, cols in sorted(remaining.items()):
         by_group: dict[str, dict[str, float]] = {}
         for c, v in cols.items():
@@ -284,8 +277,9 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
             top = sorted(gc.items(), key=lambda kv: -kv[1])
             conds.append({"kind": "drift", "subject": f"{scope} / {group}", "value": float(top[0][1]),
                           "threshold": ratio, "columns": [c for c, _ in top],
-                          "message": f"{scope}: {group} columns drift: " + ", ".join(f"{c} ({v:.1f}x threshold)"
-                                                                                       for c, v in top)
+                          "message": f"{scope}: {group} columns drift: "
+                                     + ", ".join(f"{c} (p={pvals.get((scope, c), pvals.get(('global', c), 0.0)):.0e})"
+                                                 for c, _ in top)
                           + ". An early warning that inputs or outputs differ from the reference, not a measure of "
                             "accuracy."})
     return conds

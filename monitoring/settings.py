@@ -4,10 +4,28 @@ Every threshold of the monitoring room is here, each with the reason for its val
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def system_zone() -> str:
+    """The machine's IANA zone (TZ, else /etc/localtime's target), else UTC: a server in the hospital
+    usually runs on the site's clock, which is what its scanners write into DICOM."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and "/" in tz or tz == "UTC":
+        return tz
+    try:
+        target = str(Path("/etc/localtime").resolve())
+    except OSError:
+        return "UTC"
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
 
 
 class MonitoringSettings(BaseSettings):
@@ -15,7 +33,7 @@ class MonitoringSettings(BaseSettings):
 
     # Time. DICOM study times are the site's wall clock; they are read in this zone (or the
     # institution's own, below) and everything is compared and stored in UTC.
-    timezone: str = "UTC"
+    timezone: str = Field(default_factory=system_zone)
     site_timezones: dict[str, str] = {}  # institution name -> IANA zone, where sites differ
 
     # Windows: current = [as_of - current_days, as_of); rolling reference = the reference_days before it.
@@ -50,7 +68,8 @@ class MonitoringSettings(BaseSettings):
     # Alerts
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
-    resolve_quiet_days: float = 1.0  # a condition must stay clear this long before its alert resolves (no flapping)
+    resolve_quiet_days: float = 3.0  # a condition must stay clear this long before its alert resolves: a
+    # borderline test dipping under its threshold for a day must not close and reopen a standing problem
     # kind -> (severity, route). Routing says who acts: QA for accuracy, engineering for inputs, the
     # clinical lead for turnaround.
     alert_routes: dict[str, tuple[str, str]] = {
@@ -70,6 +89,23 @@ class MonitoringSettings(BaseSettings):
     hl7_max_message_bytes: int = 1_000_000
     hl7_read_timeout_s: float = 30.0
     hl7_default_charset: str = "utf-8"  # when MSH-18 is empty (HL7 says ASCII; UTF-8 is its superset)
+
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
+        return v
+
+    @field_validator("site_timezones")
+    @classmethod
+    def _known_zones(cls, v: dict[str, str]) -> dict[str, str]:
+        for zone in v.values():
+            cls._known_zone(zone)
+        return v
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,7 @@ def seed(data_dir: Path) -> None:
 
 
 def shoot(data_dir: Path, out: Path) -> list[Path]:
+    """Log in as the QA user and save a full-height screenshot at each width."""
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import free_port
@@ -59,6 +60,10 @@ def shoot(data_dir: Path, out: Path) -> list[Path]:
             login(page, url, "qa1", "qa-password-123", expect_heading="Monitoring")
             page.get_by_text("Subgroups (current window)").wait_for(timeout=60_000)
             page.wait_for_timeout(2500)  # charts draw after their data arrives
+            # Streamlit scrolls an inner container, not the page: grow the viewport to its full height.
+            full = page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
+            page.set_viewport_size({"width": width, "height": int(full) + 40})
+            page.wait_for_timeout(2500)
             path = out / f"qa_monitoring_{width}.png"
             page.screenshot(path=str(path), full_page=True)
             paths.append(path)
@@ -70,11 +75,18 @@ def shoot(data_dir: Path, out: Path) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "artifacts" / "screenshots")
+    ap.add_argument("--data-dir", type=Path, help="reuse (or keep) a seeded data dir")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        seed(Path(d))
-        for p in shoot(Path(d), args.out):
-            print(p)
+    if args.data_dir:
+        if not (args.data_dir / "priorwatch.db").exists():
+            seed(args.data_dir)
+        paths = shoot(args.data_dir, args.out)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            seed(Path(d))
+            paths = shoot(Path(d), args.out)
+    for p in paths:
+        print(p)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from datetime import date, datetime, timedelta
 
+import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -18,6 +19,19 @@ def _ms(**kw) -> MonitoringSettings:
     return MonitoringSettings(baseline_start=t0, baseline_end=t0 + timedelta(days=28), **kw)
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """One simulated new-scanner site with one stored snapshot (with HTML), shared by this module's tests."""
+    from priorwatch.db import init_db
+    from priorwatch.settings import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("seeded") / "data")
+    init_db(settings)
+    simulate.write(get_engine(settings), simulate.generate(START, 45, 30, scenario="new_scanner", event_day=38))
+    payload = run_snapshot(settings, _ms(), as_of=datetime(2025, 2, 20), send=False)
+    return settings, payload
+
+
 def test_run_snapshot_empty_database(pw_settings):
     p = run_snapshot(pw_settings, MonitoringSettings(evidently_html=False), as_of=datetime(2025, 1, 1))
     assert p["n_current"] == 0 and p["drift"]["conditions"] == [] and p["alerts"] == []
@@ -25,11 +39,10 @@ def test_run_snapshot_empty_database(pw_settings):
         assert len(s.exec(select(MonitoringSnapshot)).all()) == 1
 
 
-def test_run_snapshot_opens_a_new_scanner_alert_once_keeps_html_and_prunes_old_html(pw_settings):
+def test_run_snapshot_opens_a_new_scanner_alert_once_keeps_html_and_prunes_old_html(seeded):
+    pw_settings, p = seeded
     engine = get_engine(pw_settings)
-    simulate.write(engine, simulate.generate(START, 45, 40, scenario="new_scanner", event_day=38))
-    p = run_snapshot(pw_settings, _ms(), as_of=datetime(2025, 2, 20), send=False)
-    assert p["n_current"] == 7 * 40
+    assert p["n_current"] == 7 * 30
     assert ("new_scanner", "scanner=NovaRay NX-9") in {(a["kind"], a["subject"]) for a in p["alerts"]}
     assert p["stop_rule"]
     with Session(engine) as s:
@@ -81,14 +94,12 @@ def test_cli_commands_registered(tmp_path, monkeypatch):
         get_monitoring_settings.cache_clear()
 
 
-def test_dashboard_view_renders(pw_settings, monkeypatch):
+def test_dashboard_view_renders(seeded, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from priorwatch.settings import reset_settings_cache
 
-    engine = get_engine(pw_settings)
-    simulate.write(engine, simulate.generate(START, 45, 30, scenario="new_scanner", event_day=38))
-    run_snapshot(pw_settings, _ms(evidently_html=False), as_of=datetime(2025, 2, 20), send=False)
+    pw_settings, _ = seeded
     monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(pw_settings.data_dir))
     reset_settings_cache()
     try:
@@ -105,16 +116,15 @@ def test_dashboard_view_renders(pw_settings, monkeypatch):
         reset_settings_cache()
 
 
-def test_qa_acknowledges_an_alert_on_the_page(pw_settings, monkeypatch):
+def test_qa_acknowledges_an_alert_on_the_page(seeded, monkeypatch):
     from streamlit.testing.v1 import AppTest
     from sqlmodel import Session, select
 
     from priorwatch.models import AuditLog, MonitoringAlert
     from priorwatch.settings import reset_settings_cache
 
+    pw_settings, _ = seeded
     engine = get_engine(pw_settings)
-    simulate.write(engine, simulate.generate(START, 45, 30, scenario="new_scanner", event_day=38))
-    run_snapshot(pw_settings, _ms(evidently_html=False), as_of=datetime(2025, 2, 20), send=False)
     with Session(engine) as s:
         n_open = len(s.exec(select(MonitoringAlert).where(MonitoringAlert.acknowledged == False)).all())  # noqa: E712
     assert n_open > 0
