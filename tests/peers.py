@@ -121,28 +121,20 @@ class DcmQrScp:
 
     Unlike Orthanc it returns no optional C-FIND keys (ModalitiesInStudy,
     NumberOfStudyRelatedInstances, series BodyPartExamined). Its HostTable names the AEs it
-    may C-MOVE to; `load()` stores files into it with DCMTK's storescu. `tls` = (key, cert, ca)
-    PEM paths turns DICOM TLS on (peers must present a certificate signed by `ca`).
+    may C-MOVE to; `load()` stores files into it with DCMTK's storescu. It has no TLS option
+    (DCMTK 3.6.7): the TLS tests put a TLS front (socat) before it.
     """
 
-    def __init__(self, workdir: Path, aet: str = "DCMQRSCP", hosts: dict[str, tuple[str, str, int]] | None = None,
-                 tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(self, workdir: Path, aet: str = "DCMQRSCP", hosts: dict[str, tuple[str, str, int]] | None = None) -> None:
         self.workdir = workdir
         self.aet = aet
         self.port = _free_port()
         self.hosts = hosts or {}
-        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def dicom_port(self) -> int:
         return self.port
-
-    def _tls_args(self) -> list[str]:
-        if self.tls is None:
-            return []
-        key, cert, ca = self.tls
-        return ["+tls", str(key), str(cert), "+cf", str(ca)]
 
     def start(self) -> "DcmQrScp":
         exe = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
@@ -157,7 +149,7 @@ class DcmQrScp:
             f"AETable BEGIN\n{self.aet} {db} RW (500, 1024mb) ANY\nAETable END\n"
         )
         log = open(self.workdir / "dcmqrscp.log", "ab")
-        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "dcmqrscp.cfg"), *self._tls_args(), str(self.port)],
+        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "dcmqrscp.cfg"), str(self.port)],
                                      env={**os.environ, "TCP_NODELAY": "1"}, stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.workdir)
         deadline = time.monotonic() + 20
@@ -172,20 +164,12 @@ class DcmQrScp:
     def _echo(self) -> bool:
         from dicom_node.scu import echo
 
-        tls = None
-        if self.tls is not None:
-            import ssl
-
-            key, cert, ca = self.tls
-            ctx = ssl.create_default_context(cafile=str(ca))
-            ctx.load_cert_chain(str(cert), str(key))
-            tls = (ctx, "localhost")
-        return echo("127.0.0.1", self.port, self.aet, "PWREADY", timeout=2, tls_args=tls) == 0
+        return echo("127.0.0.1", self.port, self.aet, "PWREADY", timeout=2) == 0
 
     def load(self, paths: list[Path], calling_ae: str = "LOADER") -> None:
         """Store `paths` into the archive (DCMTK storescu, as a modality would)."""
         exe = "/usr/bin/storescu"
-        cmd = [exe, "-aet", calling_ae, "-aec", self.aet, *self._tls_args(), "127.0.0.1", str(self.port),
+        cmd = [exe, "-aet", calling_ae, "-aec", self.aet, "127.0.0.1", str(self.port),
                *[str(p) for p in paths]]
         proc = subprocess.run(cmd, env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True, timeout=120)
         if proc.returncode != 0:
