@@ -462,11 +462,6 @@ def _close_review(item_id: int, release: bool = True) -> None:
     st.session_state.pop("review_item", None)
 
 
-def _fmt_duration(secs: float) -> str:
-    secs = max(0, int(secs))
-    return f"{secs // 60} min {secs % 60:02d} s" if secs >= 60 else f"{secs} s"
-
-
 def review_page(user: dict[str, Any]) -> None:
     item_id = st.session_state.get("review_item")
     if item_id is None:
@@ -504,7 +499,6 @@ def review_page(user: dict[str, Any]) -> None:
     st.caption(
         f"Patient ID {study.patient_id} · accession {study.accession or '—'} · {queries.study_label(study)}"
         + (f" · site {study.institution}" if study.institution else "")
-        + f" · time on study {_fmt_duration((utcnow() - started[item_id]).total_seconds())}"
     )
     b1, b2 = st.columns([1, 4])
     if b1.button("← Back to worklist", key="back", shortcut=SHORTCUTS["back"]):
