@@ -203,6 +203,14 @@ class Cluster:
             last = max(c.created_at for c in s.exec(select(Comparison)).all())
         return (last - first).total_seconds()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by Triton (with its model stubs), the workers and this process
+        (the node), from /proc: what a study costs, whatever else the machine is doing."""
+        triton = _tree_cpu(self._triton.pid) if self._triton and self._triton.pid else 0.0
+        workers = sum(_tree_cpu(p.pid) for p in self._procs)
+        t = os.times()
+        return {"triton": triton, "workers": workers, "node": t.user + t.system}
+
     def jobs_per_worker(self) -> Counter[str]:
         out: Counter[str] = Counter()
         for i in range(self.workers):
@@ -222,3 +230,24 @@ def _study_uid(path: Path) -> str:
     import pydicom
 
     return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).StudyInstanceUID)
+
+
+def _tree_cpu(pid: int) -> float:
+    """utime + stime of a process and all its live descendants, in seconds (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, cpu
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (pp, _) in stats.items() if pp == p]
+    return total

@@ -44,14 +44,19 @@ def main() -> int:
         for k in a.workers:
             with Cluster(Path(tmp) / f"k{k}", workers=k, broker=a.broker, triton_instances=a.triton_instances) as c:
                 time.sleep(3.0)  # workers connected before the burst
+                cpu0 = c.cpu_seconds()
                 c.send(studies)
                 jobs = c.wait(n, a.timeout)
+                cpu = {k: (v - cpu0[k]) / n for k, v in c.cpu_seconds().items()}
                 lat = [r[3] for r in c.results()]
                 span = c.span_s()
                 failed = sum(j.state == "failed" for j in jobs)
             rows.append((k, n / span * 3600, p95(lat), failed))
+            per = sum(cpu.values())
             print(f"  {k} worker(s): {rows[-1][1]:.0f} studies/h, p95 complete->result {rows[-1][2]:.1f}s, "
-                  f"{len(lat)} results, {failed} failed", flush=True)
+                  f"{len(lat)} results, {failed} failed; CPU s/study: Triton {cpu['triton']:.2f}, workers "
+                  f"{cpu['workers']:.2f}, node and sender {cpu['node']:.2f} -> these cores alone bound it at "
+                  f"{(os.cpu_count() or 1) / per * 3600:.0f} studies/h; load average {os.getloadavg()[0]:.1f}", flush=True)
     base = rows[0]
     print(f"{'workers':>8} {'studies/h':>10} {'x 1 worker':>10} {'p95 s':>8} {'x 1 worker':>10}")
     for k, rate, lat95, _ in rows:
