@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
-from dashboard.queries import acknowledge_alert
+from dashboard.queries import acknowledge_alert, audit_export
 from monitoring.alerts import state
 from monitoring.read import latest_snapshot, list_alerts, snapshot_series
 from priorwatch.db import get_engine, init_db
@@ -229,4 +229,5 @@ def render() -> None:
     html = snap.report_html_path
     if html and Path(html).exists():
         st.download_button("Download the Evidently drift report (HTML)", Path(html).read_bytes(),
-                           file_name=Path(html).name, mime="text/html")
+                           file_name=Path(html).name, mime="text/html", on_click=audit_export,
+                           args=(user, "drift_report_html", st.session_state.get("sid")))

@@ -687,6 +687,14 @@ def record_review(
     return review
 
 
+def audit_export(user: str, what: str, session_id: int | None) -> None:
+    """A download button's on_click: every export leaves an audit row with its session."""
+    from priorwatch.db import session_scope
+
+    with session_scope() as s:
+        audit(s, user, "export", detail={"what": what, "session": session_id})
+
+
 def acknowledge_alert(session: Session, alert_id: int, user: str) -> models.MonitoringAlert | None:
     """A QA user has seen an alert and acts on it: recorded once, with who and when, and audited."""
     alert = session.get(models.MonitoringAlert, alert_id)
