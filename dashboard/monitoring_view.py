@@ -136,7 +136,8 @@ def _trend(series: list[dict[str, Any]], alerts: list[Any], p: dict[str, Any]) -
             rules.append({"y": base + thr, "what": "alert threshold"})
     if rules:
         layers.append(alt.Chart(pd.DataFrame(rules)).mark_rule(strokeDash=[6, 4]).encode(
-            y="y:Q", color=alt.Color("what:N", scale=alt.Scale(range=["#888888", "#d62728"]), title=None)))
+            y="y:Q", color=alt.Color("what:N", title=None, scale=alt.Scale(
+                domain=["reference rate", "alert threshold"], range=["#888888", "#d62728"]))))
     marks = pd.DataFrame([{"at": a.as_of, "alert": f"{a.kind}: {a.subject}"} for a in alerts
                           if a.as_of >= pd.to_datetime(sr["as_of"]).min()])
     if not marks.empty:

@@ -219,8 +219,13 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
         conds.append({"kind": "new_site", "subject": f"site={site}", "value": float(n), "threshold": 0.0,
                       "columns": ["site"], "message": f"New site {site}: {n} studies this window and none in the "
                       "reference period. Validate the engine on its studies before relying on its drafts."})
-        # What a new site brings with it (its stations, images, patients) drifts the whole stream.
-        explain("global", {c for c, (_, g) in COLUMNS.items() if g in ("scanner", "image", "population")})
+        # What a new site brings with it (its stations, images, patients) drifts the whole stream and
+        # every scanner model it uses.
+        brought = {c for c, (_, g) in COLUMNS.items() if g in ("scanner", "image", "population")}
+        explain("global", brought)
+        for other, osites in sites_of.items():
+            if site in osites:
+                explain(f"scanner={other}", brought)
     for scanner in sorted(novel.get("scanner", set())):
         sites = sites_of.get(scanner, [])
         if sites and set(sites) <= novel.get("site", set()):

@@ -28,7 +28,7 @@ def seed(data_dir: Path) -> None:
 
     s = Settings(data_dir=data_dir)
     engine = init_db(s)
-    simulate.run(engine, MonitoringSettings(evidently_html=False), "model_version", start=date(2025, 1, 6), days=56,
+    simulate.run(engine, MonitoringSettings(evidently_html=False), "model_version", start=date(2025, 1, 6), days=54,
                  per_day=60, event_day=49, echo=print)
     with Session(get_engine(s)) as session:
         create_user(session, "qa1", "qa-password-123", Role.qa)
@@ -61,9 +61,15 @@ def shoot(data_dir: Path, out: Path) -> list[Path]:
             page.get_by_text("Subgroups (current window)").wait_for(timeout=60_000)
             page.wait_for_timeout(2500)  # charts draw after their data arrives
             # Streamlit scrolls an inner container, not the page: grow the viewport to its full height.
-            full = page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
-            page.set_viewport_size({"width": width, "height": int(full) + 40})
-            page.wait_for_timeout(2500)
+            last = 0
+            for _ in range(6):  # grow until the height stops changing (charts size themselves after layout)
+                full = int(page.evaluate("() => Math.max(...[...document.querySelectorAll('*')]"
+                                         ".map(e => e.scrollHeight))"))
+                if full <= last:
+                    break
+                last = full
+                page.set_viewport_size({"width": width, "height": full + 40})
+                page.wait_for_timeout(2000)
             path = out / f"qa_monitoring_{width}.png"
             page.screenshot(path=str(path), full_page=True)
             paths.append(path)
