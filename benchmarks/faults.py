@@ -73,7 +73,10 @@ def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | Non
             hook.close()
             if redis is not None:
                 redis.kill9()
-    restarts = [ln for ln in site.output().splitlines() if ln.startswith("priorwatch: ")]
+    lines = site.output().splitlines()
+    restarts = [ln for ln in lines if ln.startswith("priorwatch: ")]
+    resent = {"lease_expired": sum("stopped (lease expired); sent again" in ln for ln in lines),
+              "never_started": sum("handed to the broker but not started; sent again" in ln for ln in lines)}
     return {
         "run": name, "mode": mode, "studies": o.studies, "results": o.comparisons,
         "duplicates": sum(v - 1 for v in o.per_study.values() if v > 1), "failed_jobs": o.jobs_failed,
@@ -82,7 +85,7 @@ def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | Non
         "max_attempts": max(o.attempts) if o.attempts else 0,
         "seconds_total": round(t_end - t0, 1),
         "seconds_after_kill": round(t_end - t_kill, 1) if t_kill else None,
-        "problems": o.problems(n), "note": note, "supervisor": restarts,
+        "resent": resent, "problems": o.problems(n), "note": note, "supervisor": restarts,
     }
 
 
