@@ -215,3 +215,13 @@ def test_signed_report_goes_to_orthanc_as_final_verified_sr(seeded, tmp_path, mo
     out = subprocess.run(["dciodvfy", str(tmp_path / "final.dcm")], capture_output=True, text=True)
     errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
     assert errors == []
+
+
+def test_database_secret_and_spool_are_private(pw_settings):
+    import stat
+
+    security.make_cookie_value(pw_settings, 1, "t")  # creates the cookie key file
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(pw_settings.data_dir / "priorwatch.db") == 0o600
+    assert mode(pw_settings.data_dir / security.SECRET_FILE) == 0o600
+    assert mode(pw_settings.data_dir) == 0o700 and mode(pw_settings.spool_dir) == 0o700
