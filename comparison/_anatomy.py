@@ -91,17 +91,57 @@ def template_lungs(shape: tuple[int, int]) -> LungFields:
     return LungFields(right=ell(0.43, 0.29, 0.30, 0.15), left=ell(0.45, 0.71, 0.31, 0.15), midline=w / 2, template=True)
 
 
+# Smoothing (pixels at 256) before the lung threshold: wide enough that ribs crossing a lung blur into
+# it (ribs ~6 px wide there), so one lung is one dark region and not a stack of inter-rib strips.
+T_SMOOTH = 5.0
+
+
+def otsu3(values: np.ndarray, bins: int = 64) -> tuple[float, float]:
+    """Two thresholds splitting `values` into three classes (exhaustive multi-level Otsu)."""
+    hist, edges = np.histogram(values, bins=bins)
+    p = hist / max(1, hist.sum())
+    c = (edges[:-1] + edges[1:]) / 2
+    cp, cm = np.cumsum(p), np.cumsum(p * c)
+    mt = cm[-1]
+    i, j = np.triu_indices(bins - 1, k=1)
+    w0, w1, w2 = cp[i], cp[j] - cp[i], 1 - cp[j]
+    ok = (w0 > 0) & (w1 > 0) & (w2 > 0)
+    i, j, w0, w1, w2 = i[ok], j[ok], w0[ok], w1[ok], w2[ok]
+    m0, m1, m2 = cm[i] / w0, (cm[j] - cm[i]) / w1, (mt - cm[j]) / w2
+    sb = w0 * (m0 - mt) ** 2 + w1 * (m1 - mt) ** 2 + w2 * (m2 - mt) ** 2
+    k = int(np.argmax(sb))
+    return float(edges[i[k] + 1]), float(edges[j[k] + 1])
+
+
 def segment_lungs(img: np.ndarray) -> LungFields:
+    """Lungs: the darkest class inside the body (three-class Otsu: air outside and in the lungs,
+    soft tissue, bone / mediastinum), so the lateral soft tissue and the air outside the body
+    stay out; where that does not give two lungs, the two-class threshold of the thorax."""
     h, w = img.shape
     scale = max(h, w) / 256.0
-    s = ndi.gaussian_filter(img.astype(np.float32), 2.0 * scale)
+    s = ndi.gaussian_filter(img.astype(np.float32), T_SMOOTH * scale)
     core = s[int(h * 0.1) : int(h * 0.9), int(w * 0.1) : int(w * 0.9)]
-    dark = s < otsu(core)
+    t_low, _ = otsu3(s[int(h * 0.05) : int(h * 0.95), int(w * 0.05) : int(w * 0.95)])
+    # air outside the body: much darker than the lungs and reaching the image's frame
+    outside = s < 0.6 * t_low
+    lab, _ = ndi.label(outside)
+    frame = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    outside = np.isin(lab, frame[frame > 0])
+    outside = ndi.binary_dilation(outside, iterations=max(1, int(round(4 * scale))))
+    for dark in (s < otsu(core), s < t_low):
+        out = _lungs_from(dark & ~outside, scale)
+        if out is not None:
+            return out
+    return template_lungs(img.shape)
+
+
+def _lungs_from(dark: np.ndarray, scale: float) -> LungFields | None:
+    h, w = dark.shape
     r = max(1, int(round(6 * scale)))
     core_dark = ndi.binary_erosion(dark, structure=_disk(r))  # cut thin bridges to the outside
     lab, n = ndi.label(core_dark)
     if n == 0:
-        return template_lungs(img.shape)
+        return None
     idx = np.arange(1, n + 1)
     sizes = ndi.sum(core_dark, lab, idx)
     coms = ndi.center_of_mass(core_dark, lab, idx)
@@ -121,7 +161,7 @@ def segment_lungs(img: np.ndarray) -> LungFields:
         if key not in cands or sz > cands[key][0]:
             cands[key] = (float(sz), int(i))
     if set(cands) != {"right", "left"}:
-        return template_lungs(img.shape)
+        return None
     masks = {}
     for key, (_, i) in cands.items():
         m = ndi.binary_dilation(lab == i, structure=_disk(1), iterations=r, mask=dark)

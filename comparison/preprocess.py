@@ -79,16 +79,31 @@ def _percentile_norm(a: np.ndarray) -> np.ndarray:
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
 
 
+# A display transform (VOI LUT or window) that pins more than this share of the pixels at one
+# end has thrown the anatomy away (a LUT shorter than the pixel range, a window for another
+# body part): it is not used for analysis, the next one (window, then percentiles) is.
+VOI_SATURATION_MAX = 0.3
+
+
+def _saturated(out: np.ndarray, lo: float, hi: float) -> float:
+    span = (hi - lo) * 1e-3
+    return float(max(np.mean(out <= lo + span), np.mean(out >= hi - span)))
+
+
 def _voi(arr: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndarray:
     """Apply the VOI LUT or window to modality values; return [0, 1]."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
-        out = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float32)
+        # a LUT is indexed by integer stored values (float input gives wrong results)
+        out = apply_voi_lut(np.rint(arr).astype(np.int64), ds, index=0, prefer_lut=True).astype(np.float32)
         lut = np.asarray(item.LUTData, dtype=np.float64).ravel()
         lo, hi = float(lut.min()), float(lut.max())
         if hi > lo:
-            notes.append("voi: lut")
-            return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+            sat = _saturated(out, lo, hi)
+            if sat <= VOI_SATURATION_MAX:
+                notes.append("voi: lut")
+                return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+            notes.append(f"voi: lut ignored ({sat:.0%} of pixels pinned at one end)")
     wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
     if wc is not None and ww is not None:
         try:
@@ -102,8 +117,11 @@ def _voi(arr: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndarray:
             ext = apply_voi_lut(np.array([c - 1e9, c + 1e9], dtype=np.float64), ds, index=0, prefer_lut=False)
             lo, hi = float(np.min(ext)), float(np.max(ext))
             if hi > lo:
-                notes.append("voi: window")
-                return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+                sat = _saturated(out, lo, hi)
+                if sat <= VOI_SATURATION_MAX:
+                    notes.append("voi: window")
+                    return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+                notes.append(f"voi: window ignored ({sat:.0%} of pixels pinned at one end)")
     notes.append("voi: percentile")
     return _percentile_norm(arr)
 

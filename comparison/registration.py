@@ -3,29 +3,33 @@
 Pipeline for one current image against (at most) one prior, both float32 [H, W] in [0, 1]
 with higher = denser (what `comparison.preprocess.load_image` returns):
 
-1. both are resampled to a working grid (`work_size` on the long side);
+0. view guard: a frontal is never compared with a lateral, nor PA with AP (`CompareContext`
+   views, from DICOM ViewPosition): the result says so and claims nothing;
+1. both are resampled to a working grid (`thresholds.WORK_SIZE` on the long side);
 2. lung fields are segmented on each (`comparison._anatomy`);
-3. the prior is registered onto the current with SimpleITK: a multi-resolution
-   similarity (rigid + scale) stage, then an affine stage, Mattes mutual information;
-4. the prior's intensities are mapped onto the current's by a robust (trimmed) quadratic
-   fit over registered pixel pairs — histogram matching that ignores the pixels that
-   really changed;
-5. signed differences that survive a one-pixel neighbourhood (so residual misregistration
-   at rib and heart edges does not count) are thresholded against the noise inside the
-   union of both lung fields;
-6. each changed region is typed (nodule / mass / consolidation / effusion / pneumothorax)
-   from its shape, place and texture (a dome-shaped compact change is a nodule / mass, a
-   flat-topped or irregular one consolidation), its direction from evidence in both images:
-   a ring of change around an unchanged core (the lesion is on both: worsened / improved,
-   not new / resolved), fluid on both images below a moving basal level, a featureless
-   band next to a pneumothorax's change on the prior (worsened) or on the current
-   (improved); placed by side (patient's, PA convention) and zone (thirds of that lung);
-7. one pneumothorax per side; a decrease of density inside a new or enlarging pneumothorax
-   is the lucency itself and never reported as a resolved / improved opacity;
-8. confidence: the raw score mapped by `comparison.calibration` (Platt, fitted offline).
+3. the prior is registered onto the current with SimpleITK: a multi-resolution similarity
+   stage, then an affine stage (Mattes mutual information); then inspiration: one vertical
+   displacement growing from the apices to the bases, the same for every column (so it cannot
+   mimic a one-sided effusion), chosen by correlation over the lungs;
+4. the prior's intensities are mapped onto the current's by a robust quadratic fit (exposure,
+   gamma, detector LUT); how badly that fit does is the exposure-mismatch guard;
+5. registration quality (correlation after matching) below `REG_QUALITY_FAIL`: not compared;
+6. signed differences that survive a one-pixel neighbourhood are thresholded against the
+   noise inside the union of both lung fields;
+7. each changed region is typed from radiological signs on *each* image, not from the
+   signed difference alone (density and lucency are different signs): a region more lucent
+   now is a resolving opacity only when the prior showed an opacity there; new air against
+   the chest wall at the apex or lateral edge (darker than the lung medial to it, markings
+   lost or not, ribs stay) is a pneumothorax, worsened when the strip between it and the wall
+   was already lucent; dependent basal opacity on the lung base is effusion (large when its
+   height passes `LARGE_EFFUSION_FRACTION` of the lung); round convex opacities are nodules
+   (<= 30 mm from the DICOM pixel spacing) or masses, patchy ones consolidation; a change the
+   signs cannot type is `other` at its side and zone with low confidence, and a lucency at
+   the apex or lateral edge errs towards a (urgent) pneumothorax;
+8. one pneumothorax per side; what lies inside it is part of it;
+9. confidence: the raw score mapped by `comparison.calibration` (Platt, fitted offline).
 
-No deformable (BSpline) stage: on the benchmark the residual errors are typing and
-direction, not misregistration (stable and different-matrix pairs already stay silent).
+Every threshold lives in `comparison.thresholds` with the reason for its value.
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, segment_lungs
 from comparison.calibration import calibrate
-from comparison.draft import render_draft
+from comparison import thresholds as T
+from comparison.draft import DRAFT_HEADER, render_draft
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.2.0"
+ENGINE_VERSION = "0.3.0"
 MODEL_NAME = "sitk-affine-mi"
 
 
@@ -57,6 +62,8 @@ class CompareContext(BaseModel):
     reason: str | None = None  # the clinical question, if the order carried one
     prior_report: str | None = None
     pixel_spacing_mm: float | None = Field(default=None, gt=0)  # of the current array, if known
+    current_view: str | None = None  # DICOM ViewPosition of the current (PA, AP, LL...), if known
+    prior_view: str | None = None  # and of the prior: a frontal is never compared with a lateral
 
 
 @dataclass
@@ -119,8 +126,8 @@ class RegistrationEngine:
     ENGINE_NAME = ENGINE_NAME
     ENGINE_VERSION = ENGINE_VERSION
 
-    def __init__(self, work_size: int = 256, threads: int = 1, seed: int = 1234, max_findings: int = 6,
-                 z_threshold: float = 4.0, calibrated: bool = True) -> None:
+    def __init__(self, work_size: int = T.WORK_SIZE, threads: int = 1, seed: int = 1234, max_findings: int = 6,
+                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True) -> None:
         self.work_size = work_size
         self.threads = threads
         self.seed = seed
@@ -139,6 +146,9 @@ class RegistrationEngine:
         assert cur is not None
         if pri is None:
             return self._no_prior(cur, ctx)
+        mismatch = _view_mismatch(ctx.current_view, ctx.prior_view)
+        if mismatch:
+            return self._not_compared(mismatch)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         cw = _to_work(cur, self.work_size)
@@ -148,35 +158,46 @@ class RegistrationEngine:
         timings["segment"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         tx, metric = self._register(cw, pw)
-        timings["register"] = time.perf_counter() - t1
         warped, valid, lungs_pw = self._warp(cw, pw, lungs_p, tx)
-        mapped, fit_ok = _match_intensity(cw, warped, valid & ndi.binary_dilation(lungs_c.both, iterations=8))
+        fit_mask = valid & ndi.binary_dilation(lungs_c.both, iterations=8)
+        mapped, fit_ok, exposure_resid = _match_intensity(cw, warped, fit_mask)
+        warped, valid, lungs_pw, mapped = self._inspiration(cw, warped, valid, lungs_pw, mapped, lungs_c)
+        timings["register"] = time.perf_counter() - t1
         lungs = _combine(lungs_c, lungs_pw)
         roi = lungs.both & ndi.binary_erosion(valid, iterations=3)
         quality = _ncc(cw, mapped, roi)
+        notes: list[str] = []
+        if quality < T.REG_QUALITY_FAIL:
+            return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
+                                      "not compared; compare them by eye", metric=metric)
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
         self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
         spacing = ctx.pixel_spacing_mm * (max(cur.shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
-        findings, notes = [], []
+        if not ctx.pixel_spacing_mm:
+            notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
         self.last_features = []
         tex_c, tex_p = _texture_map(cw, lungs.both), _texture_map(mapped, lungs.both)
+        q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
         described: list[tuple[FindingResult, np.ndarray]] = []
         for reg in regions:
-            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, quality, cur.shape)
+            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur.shape)
             if f is not None:
                 described.append((f, reg.mask))
-        findings = _merge(_absorb_pneumothorax(described, tex_c, lungs))[: self.max_findings]
+        findings = _merge(_absorb_pneumothorax(described))[: self.max_findings]
         if lungs_c.template:
             notes.append("Lung fields could not be segmented on the current image; a template was used.")
-        if quality < 0.8 or not fit_ok:
+        if quality < T.REG_QUALITY_WARN or not fit_ok:
             notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
+        if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
+            notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
         heat = _heatmap(d_signed, roi, sigma, cur.shape)
         timings["total"] = time.perf_counter() - t0
         result = ComparisonResult(
             engine=ENGINE_NAME, engine_version=ENGINE_VERSION, model=MODEL_NAME, model_version=f"SimpleITK {sitk.Version_VersionString()}",
             has_prior=True, findings=findings,
             draft_text=render_draft(findings, True, ctx.interval_days, notes), notes=notes + [
-                f"registration: MI {metric:.3f}, correlation after matching {quality:.3f}, noise sd {sigma:.4f}"],
+                f"registration: MI {metric:.3f}, correlation after matching {quality:.3f}, noise sd {sigma:.4f}, "
+                f"exposure residual {exposure_resid:.2f}"],
         )
         return ComparisonOutput(result=result, heatmap=heat, timings=timings)
 
@@ -189,6 +210,52 @@ class RegistrationEngine:
             draft_text=render_draft([], False), notes=["no prior available"],
         )
         return ComparisonOutput(result=result, heatmap=None)
+
+    def _not_compared(self, why: str, metric: float | None = None) -> ComparisonOutput:
+        """A prior that cannot be compared (another view, failed registration): say so, claim nothing."""
+        note = f"Not compared: {why}."
+        result = ComparisonResult(
+            engine=ENGINE_NAME, engine_version=ENGINE_VERSION, model=MODEL_NAME,
+            model_version=f"SimpleITK {sitk.Version_VersionString()}", has_prior=True, findings=[],
+            draft_text=f"{DRAFT_HEADER} {note} No interval change is assessed.", notes=[note],
+        )
+        return ComparisonOutput(result=result, heatmap=None)
+
+    def _inspiration(self, cw: np.ndarray, warped: np.ndarray, valid: np.ndarray, lungs_pw: LungFields,
+                     mapped: np.ndarray, lungs_c: LungFields) -> tuple[np.ndarray, np.ndarray, LungFields, np.ndarray]:
+        """Inspiration change after the affine stage: the diaphragm moves more than the apex, the
+        same on both sides. One vertical displacement that grows quadratically from the lung
+        apices to the bases (same for every column, so it cannot mimic a one-sided effusion),
+        chosen by the best correlation over the lungs."""
+        rows = np.nonzero(lungs_c.both.any(axis=1))[0]
+        if rows.size < 10:
+            return warped, valid, lungs_pw, mapped
+        top, bot = float(rows[0]), float(rows[-1])
+        span = max(1.0, bot - top)
+        mask = ndi.binary_dilation(lungs_c.both, iterations=6) & valid
+        hh, ww = cw.shape
+        yy = np.arange(hh, dtype=np.float32)
+        prof = np.clip((yy - top) / span, 0.0, None) ** 2
+
+        def shifted(a: np.ndarray, k: float, order: int = 1) -> np.ndarray:
+            src = yy - k * span * prof  # sample the prior further up (k > 0) the lower we go
+            coords = np.stack(np.broadcast_arrays(src[:, None], np.arange(ww, dtype=np.float32)[None, :]))
+            return ndi.map_coordinates(a, coords, order=order, mode="nearest")
+
+        best_k, best = 0.0, _ncc(cw, mapped, mask)
+        for k in T.INSPIRATION_STEPS:
+            if k == 0.0:
+                continue
+            score = _ncc(cw, shifted(mapped, k), mask)
+            if score > best + 1e-3:
+                best_k, best = k, score
+        if best_k == 0.0:
+            return warped, valid, lungs_pw, mapped
+        valid2 = shifted(valid.astype(np.float32), best_k) > 0.99
+        lungs2 = LungFields(right=shifted(lungs_pw.right.astype(np.float32), best_k) > 0.5,
+                            left=shifted(lungs_pw.left.astype(np.float32), best_k) > 0.5,
+                            midline=lungs_pw.midline, template=lungs_pw.template)
+        return shifted(warped, best_k), valid2, lungs2, shifted(mapped, best_k)
 
     def _register(self, fixed_a: np.ndarray, moving_a: np.ndarray) -> tuple[sitk.Transform, float]:
         fixed = sitk.GetImageFromArray(fixed_a)
@@ -249,10 +316,10 @@ class RegistrationEngine:
         if vals.size < 50:
             return [], np.zeros_like(cw), 1.0
         sigma = float(1.4826 * np.median(np.abs(vals - np.median(vals)))) + 1e-4
-        sigma = max(sigma, 0.004)
+        sigma = max(sigma, T.SIGMA_FLOOR)
         d_signed = d_pos - d_neg
         regions: list[_Region] = []
-        min_area = max(12, int(0.0004 * cw.size))
+        min_area = max(T.MIN_AREA_PX, int(T.MIN_AREA_FRACTION * cw.size))
         for sign, d in ((1, d_pos), (-1, d_neg)):
             m = (d > self.z_threshold * sigma * 0.5) & roi
             m = ndi.binary_opening(m, structure=np.ones((3, 3), bool))
@@ -272,8 +339,16 @@ class RegistrationEngine:
         return regions[: 3 * self.max_findings], d_signed, sigma
 
     def _describe(self, reg: _Region, cw: np.ndarray, mapped: np.ndarray, tex_c: np.ndarray, tex_p: np.ndarray,
-                  lungs: LungFields, roi: np.ndarray, sigma: float, spacing_mm: float, quality: float,
-                  cur_shape: tuple[int, int]) -> FindingResult | None:
+                  lungs: LungFields, roi: np.ndarray,
+                  sigma: float, spacing_mm: float, quality: float, cur_shape: tuple[int, int]) -> FindingResult | None:
+        """Type one changed region from radiological signs on each image, not from the difference alone.
+
+        Density and lucency are different signs: for the region and the lung around it we measure
+        its contrast on the current (`c_con`) and on the registered prior (`p_con`). A region that
+        is darker now is a resolving opacity only when the prior showed an opacity there; when it
+        is darker than the lung around it now (air) at the lung's edge or apex it is a
+        pneumothorax; otherwise an untyped change (`other`).
+        """
         m = ndi.binary_fill_holes(reg.mask)  # a growing lesion changes as a ring: fill it
         reg.mask = m
         ys, xs = np.nonzero(m)
@@ -287,93 +362,157 @@ class RegistrationEngine:
         side_cols = np.nonzero(side_mask.any(axis=0))[0]
         lung_w = max(1, int(side_cols[-1] - side_cols[0] + 1)) if side_cols.size else cw.shape[1] // 3
         r = max(2, int(np.sqrt(area / np.pi)))
-        ring = ndi.binary_dilation(m, iterations=max(2, r // 2 + 2)) & ~ndi.binary_dilation(m, iterations=1) & roi
-        if ring.sum() < 5:
-            ring = ndi.binary_dilation(m, iterations=3) & ~m
-        # the region's core (inner half by distance to its edge): a lesion that grew or shrank
-        # was there before (or is still there) at its core
+        lung_roi = roi & side_mask if (roi & side_mask).any() else roi
+        ring = ndi.binary_dilation(m, iterations=max(3, r // 2 + 3)) & ~ndi.binary_dilation(m, iterations=2) & lung_roi
+        if ring.sum() < 8:
+            ring = ndi.binary_dilation(m, iterations=4) & ~m & roi
+        if ring.sum() < 4:
+            return None
+        # the region's core (inner half by distance to its edge)
         dist_in = ndi.distance_transform_edt(m)
-        peak = dist_in >= 0.5 * dist_in.max()
-        c_peak = float(cw[peak].mean() - cw[ring].mean())
-        p_peak = float(mapped[peak].mean() - mapped[ring].mean())
-        t_c, t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
+        core_in = dist_in >= 0.5 * dist_in.max()
+        ring_c, ring_p = float(np.median(cw[ring])), float(np.median(mapped[ring]))
+        c_con = (float(cw[m].mean()) - ring_c) / sigma
+        p_con = (float(mapped[m].mean()) - ring_p) / sigma
+        c_core = (float(cw[core_in].mean()) - ring_c) / sigma
+        p_core = (float(mapped[core_in].mean()) - ring_p) / sigma
         h = int(ys.max() - ys.min() + 1)
         w = int(xs.max() - xs.min() + 1)
         solidity = area / max(1.0, float(_hull_area(m)))
         diam_mm = 2 * np.sqrt(area / np.pi) * spacing_mm
-        # effusion: the region sits on the lung base across its columns
+        width_mm = max(h, w) * spacing_mm
+        # place: on the lung base (dependent fluid), at the apex, at the lateral edge
         col_bottom = np.where(side_mask.any(axis=0), side_mask.shape[0] - 1 - np.argmax(side_mask[::-1], axis=0), -1)
         reg_cols = np.nonzero(m.any(axis=0))[0]
         reg_bottom = m.shape[0] - 1 - np.argmax(m[::-1][:, reg_cols], axis=0)
-        contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - 4)) if reg_cols.size else 0.0
-        basal = contact >= 0.6 and w >= 0.25 * lung_w and cy > top + 0.5 * lung_h
+        contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - T.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
+        basal = contact >= T.BASAL_CONTACT and w >= T.BASAL_MIN_WIDTH * lung_w and cy > top + 0.5 * lung_h
         dist_edge = ndi.distance_transform_edt(side_mask)
-        peripheral = float(np.median(dist_edge[m])) < 0.12 * lung_w
-        # Evidence from the difference alone (anatomy cancels): a lesion that grew or shrank
-        # changes as a ring around a core that is the same on both images; one that appeared
-        # or went away changes most at its centre.
+        d_med = float(np.median(dist_edge[m])) if side_mask[m].any() else 0.0
+        peripheral = d_med < T.PERIPHERAL_FRACTION * lung_w
+        apical = ys.min() <= top + T.APICAL_FRACTION * lung_h
+        edge = peripheral or apical
+        # shape of the change itself: a dome (round lesion) or a plateau (airspace patch)
+        sd = self._raw * reg.sign
+        peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))
         hull = _hull_mask(m)
         dh = ndi.distance_transform_edt(hull)
         core = dh >= 0.6 * dh.max()
-        sd = self._raw * reg.sign
-        p90 = float(np.percentile(sd[m], 90)) + 1e-6
-        core_ratio = float(sd[core].mean() / p90)
-        peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))  # 2/3 for a dome, ~1 for a plateau
-        # Basal evidence: below the changed band, is the change continuing (new / resolved) or is
-        # there fluid on both images (the band is only the level moving: worsened / improved)?
+        core_ratio = float(sd[core].mean() / (float(np.percentile(sd[m], 90)) + 1e-6))
+        # the lung medial to the region (deeper in the lung than it): what a lucency or opacity is
+        # judged against; the lateral part of the ring may be an existing pneumothorax or chest wall
+        inner = ring & (dist_edge >= d_med)
+        if inner.sum() < 6:
+            inner = ring
+        in_c, in_p = float(np.median(cw[inner])), float(np.median(mapped[inner]))
+        c_in = (float(np.median(cw[m])) - in_c) / sigma
+        p_in = (float(np.median(mapped[m])) - in_p) / sigma
+        # the same place on the other lung (mirrored about the midline), on the same image: what this
+        # patient's lung looks like there, so anatomy (ribs, the denser periphery) cancels
+        mir = _mirror(m, lungs.midline) & lungs.mask(Side.left if side == Side.right else Side.right)
+        if mir.sum() >= max(6, 0.3 * area):
+            c_ref, p_ref = float(np.median(cw[mir])), float(np.median(mapped[mir]))
+        else:
+            c_ref, p_ref = in_c, in_p
+        c_sym = (float(np.median(cw[m])) - c_ref) / sigma
+        p_sym = (float(np.median(mapped[m])) - p_ref) / sigma
+        delta = abs(c_sym - p_sym) + 1e-6
+        # which image departs from the patient's normal lung there: the prior (t ~ 1) or the current (t ~ 0)
+        t_prior = (-p_sym if reg.sign > 0 else p_sym) / delta
+        # worsened vs new for a lucency: is the strip between it and the chest wall lucent on the prior too?
+        outer = (ndi.binary_dilation(m, iterations=T.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
+                 & ndi.binary_dilation(side_mask, iterations=2))
+        strip_p = (in_p - float(np.median(mapped[outer]))) / sigma if outer.sum() >= 6 else 0.0
+        strip_c = (in_c - float(np.median(cw[outer]))) / sigma if outer.sum() >= 6 else 0.0
+        # effusion evidence below the band: fluid on both images (level moved) or only on one
         below = np.zeros_like(m)
         for c_ in reg_cols:
             rb = int(m.shape[0] - 1 - np.argmax(m[::-1, c_]))
             below[rb + 3 : rb + 12, c_] = True
-        other = mapped if reg.sign > 0 else cw  # the image with less of the change
+        less = mapped if reg.sign > 0 else cw  # the image with less of the change
+        o_below = float((less[below].mean() - less[m].mean()) / sigma) if below.any() else 0.0
         d_below = float(sd[below].mean() / sigma) if below.any() else 0.0
-        o_below = float((other[below].mean() - other[m].mean()) / sigma) if below.any() else 0.0
         fluid_both = d_below < 0.6 * reg.z and o_below > 10.0
-        # Pneumothorax evidence: a featureless band right next to the region on each image.
-        near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
-        fl_p = float(np.mean(tex_p[near] < 0.45)) if near.any() else 0.0
-        fl_c = float(np.mean(tex_c[near] < 0.45)) if near.any() else 0.0
-        feats = dict(sign=reg.sign, z=round(reg.z, 1), area=area, c_peak=round(c_peak / sigma, 1),
-                     p_peak=round(p_peak / sigma, 1), tex_c=round(t_c, 2), tex_p=round(t_p, 2),
-                     sol=round(solidity, 2), h=h, w=w, lung_w=lung_w, contact=round(contact, 2),
-                     periph=bool(peripheral), diam=round(diam_mm), side=side.value, zone=zone.value,
-                     core_ratio=round(core_ratio, 2), peaked=round(peaked, 2), d_below=round(d_below, 1),
-                     o_below=round(o_below, 1), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2))
+        feats = dict(sign=reg.sign, z=round(reg.z, 1), area=area, c_con=round(c_con, 1), p_con=round(p_con, 1),
+                     c_core=round(c_core, 1), p_core=round(p_core, 1), sol=round(solidity, 2), h=h, w=w,
+                     lung_w=lung_w, lung_h=lung_h, contact=round(contact, 2), periph=bool(peripheral),
+                     apical=bool(apical), diam=round(diam_mm), side=side.value, zone=zone.value,
+                     core_ratio=round(core_ratio, 2), peaked=round(peaked, 2), c_in=round(c_in, 1),
+                     p_in=round(p_in, 1), strip_p=round(strip_p, 1),
+                     strip_c=round(strip_c, 1), d_below=round(d_below, 1), o_below=round(o_below, 1))
         self.last_features.append(feats)
-        # the lesion's core is on both images: a clear ring, or a dome-less partial ring
-        persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < 0.78)
-        opacity = _opacity_type(basal, solidity, h, w, diam_mm, core_ratio, peaked, area)
+        persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < T.PLATEAU_PEAKED)
+        opacity = _opacity_type(basal, solidity, h, w, diam_mm, width_mm, peaked, core_ratio, area)
         finding: FindingType
         change: Change
-        if reg.sign > 0:
-            if t_p < 0.45 and t_c > t_p + 0.25 and p_peak < 0:
-                # the prior was lucent and featureless here: a pneumothorax that shrank
+        typed = True
+        # lung markings: lost where air has replaced lung (a pneumothorax seen as texture loss; ribs
+        # may stay, so this is one sign among others, never required)
+        t_c, t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
+        markings_lost_now = t_c < T.MARKINGS_LOST and t_p > t_c + T.MARKINGS_DROP
+        markings_lost_before = t_p < T.MARKINGS_LOST and t_c > t_p + T.MARKINGS_DROP
+        feats.update(tex_c=round(t_c, 2), tex_p=round(t_p, 2))
+        half = max(T.LUCENT_NOW_SIGMA, T.SIGN_SHARE * reg.z)  # a sign must carry a fair share of the change
+        touches = float(dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
+        # featureless (no lung markings) band right next to the region on each image: the rest of a
+        # pneumothorax that was there before (worsened) or is still there (improved)
+        near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
+        fl_p = float(np.mean(tex_p[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+        fl_c = float(np.mean(tex_c[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+        ptx_before = strip_p >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_p >= T.FEATURELESS_NEAR
+        ptx_still = strip_c >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_c >= T.FEATURELESS_NEAR
+        aspect = max(h, w) / max(1, min(h, w))
+        # a pneumothorax's change is a band along the pleura (a crescent), never a round blob
+        crescent = not (solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT)
+        feats.update(crescent=bool(crescent), touch=bool(touches), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2), c_sym=round(c_sym, 1),
+                     p_sym=round(p_sym, 1), t_prior=round(t_prior, 2), mirror=int(mir.sum()))
+        if reg.sign > 0:  # denser now
+            lucent_before = t_prior >= T.PRIOR_ABNORMAL_SHARE and p_sym <= -T.LUCENT_NOW_SIGMA
+            if (markings_lost_before and p_core < 0) or (
+                    lucent_before and edge and not basal and crescent and (touches or ptx_still)):
+                # air at the edge on the prior, lung (markings) back now: a pneumothorax that shrank
                 finding = FindingType.pneumothorax
-                change = Change.improved if fl_c >= 0.07 else Change.resolved
+                change = Change.improved if ptx_still else Change.resolved
             elif opacity == FindingType.effusion:
                 finding = opacity
                 change = Change.worsened if fluid_both else Change.new
             else:
                 finding = opacity
-                change = Change.worsened if (p_peak > max(3 * sigma, 0.5 * c_peak) or persists) else Change.new
-        else:
-            if t_c < 0.6 and t_p > t_c + 0.25 and (zone == Zone.upper or peripheral or t_c < 0.5):
+                before = p_core >= T.OPACITY_BEFORE_SIGMA and p_core > T.WORSENED_PRIOR_SHARE * c_core
+                change = Change.worsened if (before or persists) else Change.new
+        else:  # more lucent now
+            opacity_before = t_prior >= T.PRIOR_ABNORMAL_SHARE and p_sym >= T.OPACITY_BEFORE_SIGMA
+            lucent_now = t_prior < T.PRIOR_ABNORMAL_SHARE and c_sym <= -T.LUCENT_NOW_SIGMA
+            if markings_lost_now and (edge or t_c < T.MARKINGS_LOST - 0.1):
                 finding = FindingType.pneumothorax
-                change = Change.worsened if fl_p >= 0.12 else Change.new
-            elif opacity == FindingType.effusion:
+                change = Change.worsened if ptx_before else Change.new
+            elif opacity == FindingType.effusion and (opacity_before or fluid_both):
+                # dependent: a basal lucency on an upright film is fluid going, never air
                 finding = opacity
                 change = Change.improved if fluid_both else Change.resolved
-            elif (p_peak > 3 * sigma or persists) and t_c >= 0.5:
-                # an opacity that was there and is less now (lung markings are back: not a
-                # lucency such as a pneumothorax); typed by the prior's shape
-                finding = opacity
-                change = Change.improved if (persists or c_peak > 0.45 * p_peak) else Change.resolved
+            elif edge and crescent and (touches or ptx_before) and (lucent_now or not opacity_before):
+                # new air against the chest wall at the apex or lateral edge, where there was no
+                # opacity: a pneumothorax (never read as an opacity improving)
+                finding = FindingType.pneumothorax
+                change = Change.worsened if ptx_before and not touches else Change.new
+                typed = lucent_now
+            elif opacity_before or persists or not edge or not crescent:
+                if not (opacity_before or persists) and not lucent_now:
+                    finding, change, typed = FindingType.other, Change.improved, False
+                else:
+                    # an opacity that was there and is less now: typed by the prior's shape
+                    finding = opacity
+                    change = Change.improved if (persists or c_core > 0.45 * p_core) else Change.resolved
             else:
-                return None
+                # a lucency at the edge that the signs cannot type: errs towards a pneumothorax
+                finding, change, typed = FindingType.pneumothorax, Change.new, False
         feats.update(finding=finding.value, change=change.value)
+        large = h >= T.LARGE_EFFUSION_FRACTION * lung_h
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
-            finding == FindingType.effusion and change == Change.new and h >= 0.2 * lung_h)
+            finding == FindingType.effusion and change == Change.new and large)
         conf = _confidence(reg.z, self.z_threshold, area, quality)
+        if not typed:
+            conf = min(conf, T.UNTYPED_CONFIDENCE_CAP)
         feats["raw_confidence"] = round(conf, 4)
         if self.calibrated:
             conf = float(calibrate(conf))
@@ -388,12 +527,14 @@ class RegistrationEngine:
 # Helpers -------------------------------------------------------------------------------
 
 
-def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Map prior intensities onto the current's: trimmed least squares, quadratic in the prior."""
+def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    """Map prior intensities onto the current's: trimmed least squares, quadratic in the prior.
+    Also returns the robust residual over the spread of the current's values there (exposure
+    mismatch: how badly one exposure maps onto the other)."""
     x = warped[mask].astype(np.float64)
     y = cur[mask].astype(np.float64)
     if x.size < 100:
-        return warped, False
+        return warped, False, 1.0
     if x.size > 40000:
         sel = np.random.default_rng(0).choice(x.size, 40000, replace=False)
         x, y = x[sel], y[sel]
@@ -406,9 +547,10 @@ def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> t
         mad = 1.4826 * np.median(np.abs(res[keep] - np.median(res[keep]))) + 1e-6
         keep = np.abs(res) < 2.5 * mad
         if keep.sum() < 50:
-            return warped, False
+            return warped, False, 1.0
     mapped = coef[0] * warped**2 + coef[1] * warped + coef[2]
-    return mapped.astype(np.float32), True
+    spread = float(np.percentile(y, 90) - np.percentile(y, 10)) + 1e-6
+    return mapped.astype(np.float32), True, float(mad / spread)
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
@@ -418,12 +560,27 @@ def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
     return float((x * y).sum() / (np.sqrt((x * x).sum() * (y * y).sum()) + 1e-9))
 
 
-def _texture(img: np.ndarray, m: np.ndarray, lungs: np.ndarray) -> float:
-    """High-frequency energy inside `m` relative to the lungs as a whole (lung markings)."""
-    hp = img - ndi.gaussian_filter(img, 2.0)
-    e = np.abs(hp)
-    ref = float(np.median(e[lungs])) + 1e-6
-    return float(np.median(e[m])) / ref
+def _mirror(m: np.ndarray, midline: float) -> np.ndarray:
+    """`m` reflected about the column `midline` (the other lung's matching place)."""
+    ys, xs = np.nonzero(m)
+    xm = np.round(2 * midline - xs).astype(int)
+    ok = (xm >= 0) & (xm < m.shape[1])
+    out = np.zeros_like(m)
+    out[ys[ok], xm[ok]] = True
+    return out
+
+
+def _view_mismatch(cur: str | None, prior: str | None) -> str | None:
+    """Why two projections cannot be compared, or None. Unknown views are assumed frontal."""
+    c, p = (v.strip().upper() if v else None for v in (cur, prior))
+    if c is None or p is None:
+        return None
+    if (c in T.LATERAL_VIEWS) != (p in T.LATERAL_VIEWS):
+        return f"the current is a {c} view and the prior a {p} view (a frontal is never compared with a lateral)"
+    if c in T.FRONTAL_VIEWS and p in T.FRONTAL_VIEWS and c != p:
+        return (f"the current is {c} and the prior {p}: magnification of the heart and mediastinum and the "
+                "scapulae differ between PA and AP, so differences would not be interval change")
+    return None
 
 
 def _hull_area(m: np.ndarray) -> float:
@@ -444,17 +601,17 @@ def _hull_mask(m: np.ndarray) -> np.ndarray:
     return fill_convex_hull(m)
 
 
-def _opacity_type(basal: bool, solidity: float, h: int, w: int, diam_mm: float, core_ratio: float = 1.0,
-                  peaked: float = 0.67, area: int = 0) -> FindingType:
-    """Effusion (basal, meniscus), nodule / mass (round, compact, dome-shaped change) or
-    consolidation (patchy: irregular outline, or a flat-topped change without a dome)."""
+def _opacity_type(basal: bool, solidity: float, h: int, w: int, diam_mm: float, width_mm: float,
+                  peaked: float, core_ratio: float, area: int) -> FindingType:
+    """Effusion (dependent, on the lung base), nodule / mass (round, convex, a dome of density) or
+    consolidation (patchy: irregular outline, or a flat-topped patch without a dome)."""
     if basal:
         return FindingType.effusion
     aspect = max(h, w) / max(1, min(h, w))
-    if (core_ratio >= 0.8 and peaked >= 0.77) or (peaked >= 0.79 and area >= 200):
-        return FindingType.consolidation  # a plateau of density, not a dome: patchy airspace opacity
-    if solidity >= 0.8 and aspect <= 1.6:
-        return FindingType.nodule if diam_mm <= 30 else FindingType.mass
+    if (core_ratio >= 0.8 and peaked >= T.PLATEAU_PEAKED - 0.01) or (peaked >= T.PLATEAU_PEAKED + 0.01 and area >= 200):
+        return FindingType.consolidation  # a plateau of density, not a dome: airspace opacity
+    if solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT and width_mm <= T.LARGE_PATCH_MM:
+        return FindingType.nodule if diam_mm <= T.MASS_DIAMETER_MM else FindingType.mass
     return FindingType.consolidation
 
 
@@ -462,14 +619,6 @@ def _texture_map(img: np.ndarray, lungs: np.ndarray) -> np.ndarray:
     """Local high-frequency energy (lung markings), 1.0 = the lungs' median."""
     e = ndi.gaussian_filter(np.abs(img - ndi.gaussian_filter(img, 2.0)), 2.0)
     return e / (float(np.median(e[lungs])) + 1e-6) if lungs.any() else e / (float(np.median(e)) + 1e-6)
-
-
-def _featureless_near(tex: np.ndarray, m: np.ndarray, side_mask: np.ndarray) -> bool:
-    """Is there a featureless (no lung markings) band right next to the region, in the lung?"""
-    near = ndi.binary_dilation(m, iterations=6) & ~m & side_mask
-    if near.sum() < 8:
-        return False
-    return float(np.mean(tex[near] < 0.45)) > 0.25
 
 
 def _combine(cur: LungFields, prior: LungFields) -> LungFields:
@@ -485,8 +634,7 @@ def _combine(cur: LungFields, prior: LungFields) -> LungFields:
     return LungFields(right=out[Side.right], left=out[Side.left], midline=cur.midline, template=cur.template and prior.template)
 
 
-def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]], tex_c: np.ndarray | None = None,
-                         lungs: LungFields | None = None) -> list[FindingResult]:
+def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]]) -> list[FindingResult]:
     """One pneumothorax per side, and what lies in it is part of it.
 
     Changes touching a pneumothorax on the same side are its edge or its pleural line; and
@@ -502,17 +650,9 @@ def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]], tex_c: n
     for f, m in ptx:
         if f.side not in lead or m.sum() > lead[f.side][1]:
             lead[f.side] = (f, int(m.sum()))
-    for side, (f0, _) in lead.items():
-        masks = [m for f, m in ptx if f.side == side]
-        u = np.logical_or.reduce(masks)
-        ext = ndi.binary_dilation(_hull_mask(u), iterations=16)
-        if tex_c is not None and lungs is not None and side is not None and f0.change in (Change.new, Change.worsened):
-            sm = lungs.mask(side)
-            top, bottom = lungs.extent(side)
-            featureless = (tex_c < 0.45) & sm
-            featureless[int(top + 0.66 * (bottom - top)) :] = False
-            ext |= featureless
-        extent[side] = ext
+    for side in lead:
+        u = np.logical_or.reduce([m for f, m in ptx if f.side == side])
+        extent[side] = ndi.binary_dilation(_hull_mask(u), iterations=16)
     keep: list[FindingResult] = []
     done: set[Side | None] = set()
     for f, m in items:
@@ -521,12 +661,13 @@ def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]], tex_c: n
                 continue
             done.add(f.side)
             f0 = lead[f.side][0]
-            keep.append(f.model_copy(update=dict(change=f0.change, urgent=any(g.urgent for g, _ in ptx if g.side == f.side),
+            keep.append(f.model_copy(update=dict(change=f0.change, urgent=f0.urgent,
                                                  confidence=max(g.confidence for g, _ in ptx if g.side == f.side),
                                                  zone=f0.zone, evidence=f0.evidence)))
             continue
         ext = extent.get(f.side)
-        if ext is not None and (ext & m).any():
+        lucency = f.change in (Change.improved, Change.resolved) or f.finding == FindingType.other
+        if ext is not None and (ext & m).any() and (lucency or lead[f.side][0].change in (Change.new, Change.worsened)):
             continue
         keep.append(f)
     return keep

@@ -1,0 +1,68 @@
+"""Every tunable of the registration engine, named once, with why it has its value.
+
+Units: `sigma` is the robust noise of the registered difference inside the lungs; contrasts
+"in sigma" compare a region with the lung around it on one image; fractions of the lung
+height / width are of the patient's lung on that side (zones are thirds of its height).
+Values were set from radiological reasoning first and adjusted only on the independent
+generator's dev grid (never its held-out grid) and the engine's own benchmark.
+"""
+
+from __future__ import annotations
+
+# --- working grid and registration ----------------------------------------------------------
+WORK_SIZE = 256  # long side of the working grid: ~1.5 mm/pixel on a 43 cm film, enough for a 5 mm nodule
+BSPLINE_MESH = 3  # control-point mesh of the deformable stage: follows diaphragm / lung-height change,
+#                   too coarse to absorb a lesion (a 3x3 mesh spans ~14 cm per cell)
+BSPLINE_ITERATIONS = 25  # LBFGS iterations of the deformable stage: converges on inspiration change, < 0.2 s
+REG_QUALITY_FAIL = 0.45  # correlation after matching below this: the images do not line up; nothing is compared
+REG_QUALITY_WARN = 0.8  # below this a note says registration is limited and confidence is lowered
+
+# --- exposure / view guards -----------------------------------------------------------------
+EXPOSURE_RESIDUAL_FAIL = 0.5  # robust residual sd of the intensity map over the lungs' spread: past this the
+#                               two exposures cannot be mapped onto each other (note; confidence lowered)
+FRONTAL_VIEWS = frozenset({"PA", "AP"})  # comparable frontal projections
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})  # never compared with a frontal
+
+# --- change detection -----------------------------------------------------------------------
+Z_THRESHOLD = 4.0  # mean change of a region over the noise: below this a region is noise
+SIGMA_FLOOR = 0.004  # noise floor (of [0, 1] intensities): a noise-free pair must not turn texture into change
+MIN_AREA_FRACTION = 0.0004  # smallest region as a share of the working grid (~26 px: a 6 mm nodule)
+MIN_AREA_PX = 12  # and never fewer pixels than this
+
+# --- signs: density and lucency on each image -----------------------------------------------
+OPACITY_BEFORE_SIGMA = 3.0  # the prior's region denser than its lung ring by this: an opacity was there
+LUCENT_NOW_SIGMA = 2.0  # the region darker than the lung medial to it by this: a lucency (air) is there now
+RESIDUAL_SIGMA = 2.0  # what is left of an opacity above its ring on the lesser image: improved, not resolved
+PERIPHERAL_FRACTION = 0.15  # median distance to the lung's edge under this share of the lung width: peripheral
+APICAL_FRACTION = 0.2  # a region starting in the top fifth of the lung height is apical
+EDGE_STRIP_PX = 6  # width of the strip between a lucency and the chest wall that tells worsened from new
+PLEURAL_STRIP_LUCENT_SIGMA = 1.5  # that strip darker than lung on the prior: a pneumothorax was already there
+
+# --- effusion -------------------------------------------------------------------------------
+BASAL_CONTACT = 0.5  # share of a region's columns whose bottom lies on the lung base: dependent fluid
+BASAL_MIN_WIDTH = 0.25  # and it spans at least this share of the lung width (a meniscus, not a nodule)
+BASAL_TOUCH_PX = 5  # a column "touches" the base when the region ends within this many pixels of it
+LARGE_EFFUSION_FRACTION = 0.2  # fluid height over this share of the lung height: large (urgent when new)
+
+# --- opacity shape ----------------------------------------------------------------------------
+ROUND_SOLIDITY = 0.8  # area over convex hull: a nodule / mass is convex, consolidation patchy
+ROUND_ASPECT = 1.6  # longest over shortest side of a round lesion's box
+MASS_DIAMETER_MM = 30.0  # a nodule up to 3 cm, a mass beyond (Fleischner glossary)
+LARGE_PATCH_MM = 60.0  # a compact opacity wider than this with no dome is airspace disease, not a mass
+PLATEAU_PEAKED = 0.78  # mean/p95 of a region's change: ~0.67 for a dome (round lesion), ~1 for a flat patch
+
+# --- confidence -------------------------------------------------------------------------------
+UNTYPED_CONFIDENCE_CAP = 0.35  # a change the engine cannot type (reported as 'other') never reads as sure
+
+# --- inspiration ------------------------------------------------------------------------------
+# Extra vertical displacement at the lung bases (share of lung height) tried after the affine
+# stage: real pairs differ by up to ~8 % in lung height, much of it at the diaphragm.
+INSPIRATION_STEPS = (-0.08, -0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06, 0.08)
+SIGN_SHARE = 0.5  # a lucency / opacity sign on one image must be at least this share of the change's z
+MARKINGS_LOST = 0.5  # local high-frequency energy under half the lungs' median: lung markings are gone
+MARKINGS_DROP = 0.25  # and this much less than on the other image: lost in the interval, not anatomy
+EDGE_TOUCH_PX = 3  # a pneumothorax lies against the chest wall: the region comes within this of the lung's edge
+FEATURELESS_NEAR = 0.1  # share of the band around a region without markings that says a pneumothorax is there
+PRIOR_ABNORMAL_SHARE = 0.5  # the prior departs from the other lung by over half the change: the prior held the
+#                             abnormality (a lucency now going, an opacity now less), else the current does
+WORSENED_PRIOR_SHARE = 0.5  # the prior's core holds over half the current's density there: the lesion was there
