@@ -1,6 +1,8 @@
-"""The Streamlit dashboard: worklist, study review (accept / edit / reject), monitoring.
+"""The Streamlit dashboard: worklist, study review (claim, accept / edit / reject, sign), monitoring.
 
-Public API: `dashboard.cli.register` (CLI commands), `dashboard.queries` (worklist and
-review logic without Streamlit), `dashboard.auth` (users and password hashing) and
-`dashboard.images` (window/level and overlays). The app itself is `dashboard/app.py`.
+Public API: `dashboard.cli.register` (CLI commands), `dashboard.queries` (worklist, claims,
+sign-off and drafts without Streamlit), `dashboard.auth` (users and password hashing),
+`dashboard.security` (session cookies and login throttling) and `dashboard.images`
+(server-side window/level, markers and overlays). The pages are `dashboard/app.py`; the server
+that adds the session-only image and cookie routes is `dashboard/server.py`.
 """

@@ -147,6 +147,11 @@ def race(url: str, settings: Settings, item_ids: list[int], users: tuple[str, st
                 a, b = pages[first], pages[second]
                 a.goto(f"{url}/?item={item}")
                 expect(a.get_by_role("textbox", name="Draft (editable)")).to_be_visible()
+                if shots is not None and n == 0:  # the claim on the second user's worklist
+                    b.goto(url)
+                    expect(b.locator("[data-testid='stDataFrame']")).to_be_visible()
+                    b.wait_for_timeout(1500)
+                    b.screenshot(path=str(shots / "worklist_claim_shown_1366.png"))
                 b.goto(f"{url}/?item={item}")
                 expect(b.get_by_text(f"Being read by {first} since", exact=False)).to_be_visible()
                 if shots is not None and n == 0:
