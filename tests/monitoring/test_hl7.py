@@ -47,6 +47,11 @@ def msa(ack) -> tuple[str, str]:
     return str(seg[1]), str(seg[2])
 
 
+def ack_code(ack) -> str:
+    """MSA-1 alone (used by the serve end-to-end test)."""
+    return msa(ack)[0]
+
+
 def send_raw(port: int, payloads: list[bytes]) -> list[str]:
     out = []
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

@@ -15,8 +15,8 @@ EVENT = 42
 @pytest.mark.parametrize("scenario", ["model_version", "wording_only"])
 def test_scenario_alerts_within_a_week_of_its_event_and_never_before(pw_settings, scenario):
     res = simulate.run(get_engine(pw_settings), MonitoringSettings(evidently_html=False), scenario,
-                       start=date(2025, 1, 6), days=EVENT + 6, per_day=40, event_day=EVENT,
-                       days_list=[EVENT - 3, EVENT, EVENT + 3, EVENT + 6], echo=lambda s: None)
+                       start=date(2025, 1, 6), days=EVENT + 6, per_day=30, event_day=EVENT,
+                       days_list=[EVENT - 2, EVENT + 3, EVENT + 6], echo=lambda s: None)
     assert res.before_event() == []
     for kind, subject in simulate.SCENARIOS[scenario].expect:
         t = res.first(kind, subject)
