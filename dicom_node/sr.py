@@ -94,3 +94,56 @@ def build_result_sr(
     sr.SeriesDescription = "PriorWatch AI draft (preliminary)"
     sr.SpecificCharacterSet = CHARSET
     return sr
+
+
+# --- the signed report (added for the dashboard's sign-off, issue 12) ----------------------
+_SIGNED_NOTE = "Final report signed by the radiologist; supersedes the preliminary AI draft."
+
+
+def build_final_sr(
+    evidence: Sequence[Dataset],
+    *,
+    final_text: str,
+    final_labels: Sequence[dict[str, Any]],
+    signer: str,
+    prior_study_uid: str | None = None,
+    preliminary: Dataset | None = None,
+    organization: str = "PriorWatch",
+    series_number: int = 9902,
+    instance_number: int = 1,
+    manufacturer: str = "PriorWatch",
+) -> hd.sr.ComprehensiveSR:
+    """The signed report as a FINAL, VERIFIED Comprehensive SR: the radiologist's text and
+    corrected findings, `signer` as verifying observer, and the preliminary AI draft SR (when
+    we still hold it) in Predecessor Documents. No AI disclaimer: this is the physician's."""
+    items: list[Any] = [_text(_COMMENT, _SIGNED_NOTE)]
+    items.append(_text(_COMPARISON, f"Compared with prior study {prior_study_uid}." if prior_study_uid
+                       else "No prior study was available for comparison."))
+    findings = hd.sr.ContainerContentItem(name=_FINDINGS, relationship_type="CONTAINS")
+    findings.ContentSequence = [
+        _text(_FINDING, " ".join(x for x in (f["finding"], f.get("side") or "", f.get("zone") or "") if x)
+              + f": {f['change']}" + (" URGENT" if f.get("urgent") else ""))
+        for f in final_labels
+    ] or [_text(_FINDING, "No finding.")]
+    items.append(findings)
+    items.append(_text(_NARRATIVE, final_text))
+    root = hd.sr.ContainerContentItem(name=_REPORT)
+    root.ContentSequence = items
+    sr = hd.sr.ComprehensiveSR(
+        evidence=list(evidence),
+        content=root,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=instance_number,
+        manufacturer=manufacturer,
+        is_complete=True,
+        is_final=True,
+        is_verified=True,
+        verifying_observer_name=signer if "^" in signer else f"{signer}^",  # one-component PN
+        verifying_organization=organization,
+        previous_versions=[preliminary] if preliminary is not None else None,
+    )
+    sr.SeriesDescription = "PriorWatch signed report (final)"
+    sr.SpecificCharacterSet = "ISO_IR 192"
+    return sr
