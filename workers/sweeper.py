@@ -3,9 +3,10 @@ a broker message is only a pointer, so a pointer that vanished is simply sent ag
 
 Lost jobs are
   * running, with a lease that expired: the worker died (kill -9, OOM, a lost machine);
-  * handed to the broker and not started within `job_start_timeout_s` of being due: the broker
-    lost the message (Redis without persistence restarted; the filesystem transport deletes a
-    message when a worker takes it, and that worker died before taking the job's lease);
+  * handed to the broker and not started within `job_start_timeout_s` of being due while no job
+    started at all (or within IN_LINE_FACTOR times that, whatever): the broker lost the message
+    (Redis without persistence restarted; the filesystem transport deletes a message when a
+    worker takes it, and that worker died before taking the job's lease);
   * never handed to the broker for a while (the node that sends them is not running).
 Every change is a conditional UPDATE, so several sweepers (serve's loop, beat, `retry`) agree,
 and a second copy of a message is harmless: the job's lease admits one worker at a time.
@@ -35,6 +36,10 @@ job_t = Job.__table__  # type: ignore[attr-defined]
 study_t = Study.__table__  # type: ignore[attr-defined]
 
 UNSENT_GRACE_S = 10.0  # the node sends new jobs within a tick; the sweeper only takes older ones
+# While jobs keep starting, a job not yet started is most likely still in line behind them: it is
+# re-sent only when nothing started for job_start_timeout_s (the queue stalled: its messages are
+# gone), or once it waited this many timeouts (so a lost message cannot starve behind new work).
+IN_LINE_FACTOR = 4.0
 
 
 @dataclass
@@ -93,9 +98,13 @@ def sweep_jobs(settings: Settings, app: Celery, now: datetime | None = None) -> 
     expired = and_(job_t.c.state == JobState.running.value,
                    or_(job_t.c.lease_expires_at < now,
                        and_(job_t.c.lease_expires_at.is_(None), job_t.c.updated_at < ttl_ago)))
+    with get_engine(settings).connect() as conn:
+        last_start = conn.execute(select(func.max(job_t.c.started_at))).scalar()
+    stalled = last_start is None or last_start < start_ago
+    waited = start_ago if stalled else now - timedelta(seconds=settings.job_start_timeout_s * IN_LINE_FACTOR)
     stale = and_(job_t.c.state == JobState.queued.value, job_t.c.enqueued_at.is_not(None),
-                 func.coalesce(job_t.c.next_attempt_at, job_t.c.enqueued_at) < start_ago,
-                 job_t.c.enqueued_at < start_ago)
+                 func.coalesce(job_t.c.next_attempt_at, job_t.c.enqueued_at) < waited,
+                 job_t.c.enqueued_at < waited)
     unsent = and_(job_t.c.state == JobState.queued.value, job_t.c.enqueued_at.is_(None),
                   job_t.c.updated_at < now - timedelta(seconds=UNSENT_GRACE_S),
                   or_(job_t.c.next_attempt_at.is_(None), job_t.c.next_attempt_at <= now))

@@ -67,16 +67,26 @@ def test_sweeper_resends_the_job_of_a_dead_worker_and_a_message_the_broker_lost(
     settings = _settings(tmp_path)
     dead = _job(settings)
     assert take_lease(dead, settings) is not None
-    lost = _job(settings, enqueued_at=utcnow() - timedelta(seconds=60))  # handed over a minute ago, never started
-    fresh = _job(settings, enqueued_at=utcnow())  # handed over just now: still in line
+    lost = _job(settings, enqueued_at=utcnow() - timedelta(seconds=200))  # never started in 4+ timeouts
+    in_line = _job(settings, enqueued_at=utcnow() - timedelta(seconds=60))  # jobs are starting: still in line
+    fresh = _job(settings, enqueued_at=utcnow())  # handed over just now
     time.sleep(0.4)
     rep = sweep_jobs(settings, publisher(settings))
     assert rep.expired == [dead] and rep.stale == [lost] and not rep.failed
     assert _messages(settings) == sorted([str(dead), str(lost)])  # real messages in the real broker
     with session_scope(settings) as s:
         states = {j.id: (j.state, j.leased_by) for j in s.exec(select(Job)).all()}
-    assert states[dead] == (JobState.queued, None) and states[fresh][0] == JobState.queued
+    assert states[dead] == (JobState.queued, None) and states[fresh][0] == states[in_line][0] == JobState.queued
     assert sweep_jobs(settings, publisher(settings)).expired == []  # re-sent once, not on every pass
+
+
+def test_when_no_job_starts_for_a_timeout_the_queued_ones_are_sent_again(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)  # e.g. Redis without persistence restarted empty: nothing arrives
+    old = _job(settings, enqueued_at=utcnow() - timedelta(seconds=40), started_at=utcnow() - timedelta(seconds=90))
+    fresh = _job(settings, enqueued_at=utcnow() - timedelta(seconds=5))
+    rep = sweep_jobs(settings, publisher(settings))
+    assert rep.stale == [old] and fresh not in rep.stale
+    assert _messages(settings) == [str(old)]
 
 
 def test_a_job_whose_worker_dies_every_time_fails_with_the_reason(tmp_path: Path) -> None:
