@@ -226,9 +226,11 @@ class Site:
         raise RuntimeError(f"serve did not start in {timeout}s:\n{self.out.read_text()[-3000:]}")
 
     def child(self, needle: str) -> int:
+        """The descendant whose command line holds `needle` ("bin/tritonserver": the server itself,
+        by its program name, not the guard that runs it)."""
         assert self.proc is not None
         for pid, cmd in _children(self.proc.pid):
-            if needle in cmd:
+            if (cmd.split(" ", 1)[0].endswith(needle)) if needle == "bin/tritonserver" else (needle in cmd):
                 return pid
         raise LookupError(f"no child of serve matching {needle!r}")
 
