@@ -147,3 +147,12 @@ def test_migrations_have_one_head() -> None:
     from priorwatch.migrate import heads
 
     assert len(heads()) == 1
+
+
+def test_revision_ids_fit_alembic_version_on_postgresql() -> None:
+    """alembic_version.version_num is VARCHAR(32): a longer id fails on PostgreSQL only."""
+    from alembic.script import ScriptDirectory
+
+    ids = [s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
+    assert len(ids) >= 2
+    assert [i for i in ids if len(i) > 32] == []
