@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # numpy, pydicom and the generator load lazily: `priorwatch` imports this module at start
     import pydicom
@@ -384,7 +384,11 @@ def _splits(name: str) -> list[str]:
 
 
 def register(app) -> None:
-    """`priorwatch evaluate`: the engine on the independent cxrpairs grids (entry point)."""
+    """`priorwatch benchmark` (the engine's own generator, then the independent dev, held-out
+    and real-CR tables; or an MS-CXR-T label set) and `priorwatch evaluate` (independent only).
+
+    Lives here, not in `comparison`, because an evaluation may import what it measures but the
+    engine's room may not import its evaluation."""
     import typer
 
     @app.command(name="evaluate")
@@ -398,6 +402,52 @@ def register(app) -> None:
         if split not in ("dev", "heldout", "real", "all"):
             raise typer.BadParameter("split must be dev, heldout, real or all")
         run(_splits(split), n or None, size, json_out or None, echo=typer.echo)
+
+    @app.command(name="benchmark")
+    def benchmark_cmd(
+        n: int = typer.Option(1, "--n", help="Own generator: repetitions of the lesion x change grid (30 pairs each)."),
+        seed: int = typer.Option(2024, "--seed", help="Own generator's seed (the calibration set uses 7)."),
+        out: Optional[Path] = typer.Option(Path("artifacts/longitudinal.json"), "--out", help="JSON to write."),
+        matrix_variation: float = typer.Option(0.25, "--matrix-variation",
+                                               help="Own generator: the current's matrix / spacing differs by up to this factor."),
+        size: int = typer.Option(512, "--size", help="Long side of the prepared images (own generator)."),
+        split: str = typer.Option("all", "--split", help="Independent pairs: dev | heldout | real | all | none."),
+        pairs: int = typer.Option(0, "--pairs", help="Independent pairs: first N of each split (0 = all)."),
+        pair_size: int = typer.Option(2000, "--pair-size", help="Independent pairs: matrix long side in pixels."),
+        score: Optional[Path] = typer.Option(None, "--score", help="Score this results JSON (priorwatch results --json)..."),
+        labels: Optional[Path] = typer.Option(None, "--labels", help="...against this MS-CXR-T layout labels CSV."),
+    ) -> None:
+        """Score the registration engine: its own generator's table, then the independent
+        generator's dev, held-out and real-CR tables; or (--score/--labels) any results file
+        against an MS-CXR-T layout label set."""
+        if score is not None or labels is not None:
+            if score is None or labels is None:
+                raise typer.BadParameter("--score and --labels go together")
+            from comparison import mscxrt
+
+            try:
+                s = mscxrt.score_files(score, labels)
+            except (OSError, ValueError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            mscxrt.print_scores(s)
+            if out is not None and out != Path("artifacts/longitudinal.json"):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(s, indent=1))
+            return
+        if split not in ("dev", "heldout", "real", "all", "none"):
+            raise typer.BadParameter("split must be dev, heldout, real, all or none")
+        from comparison import benchmark as bench
+
+        typer.echo("== the engine's own generator (comparison.synthetic) ==")
+        try:
+            bench.run(n, seed, out, size, matrix_variation)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        if split != "none":
+            typer.echo("== independent pairs (benchmarks.cxrpairs; tune on dev only) ==")
+            run(_splits(split), pairs or None, pair_size, None, echo=typer.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

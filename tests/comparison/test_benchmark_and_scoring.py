@@ -115,7 +115,7 @@ def test_cli_scores_an_mscxrt_set(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from comparison.cli import register
+    from benchmarks.change_engine import register
 
     app = typer.Typer()
     register(app)
