@@ -264,18 +264,24 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     out = settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
     sr.save_as(out, enforce_file_format=True)
+    store_sr(out, pacs, settings, "SR")
+    log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+
+
+def store_sr(path: Path, pacs: PacsConfig, settings: Settings, what: str) -> None:
+    """C-STORE one SR file to the PACS: out of resources or no answer is transient (the
+    sweeper tries again with back-off); any other failure status is permanent."""
     try:
-        statuses = send_files([out], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title,
+        statuses = send_files([path], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title,
                               tls_args=pacs.tls)
     except (ConnectionError, OSError, RuntimeError) as exc:
-        raise TransientError(f"SR send to {pacs.ae_title} failed: {exc}") from exc
+        raise TransientError(f"{what} send to {pacs.ae_title} failed: {exc}") from exc
     if not statuses or statuses[0] is None or statuses[0] < 0:
-        raise TransientError(f"SR send to {pacs.ae_title}: no answer")
+        raise TransientError(f"{what} send to {pacs.ae_title}: no answer")
     if statuses[0] in (0xA700, 0xA701, 0xA702):
         raise TransientError(f"{pacs.ae_title} is out of resources (0x{statuses[0]:04X})")
     if statuses[0] not in (0x0000, 0xB000, 0xB007, 0xB006):
-        raise PermanentError(f"{pacs.ae_title} refused the SR with status 0x{statuses[0]:04X}")
-    log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+        raise PermanentError(f"{pacs.ae_title} refused the {what} with status 0x{statuses[0]:04X}")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pydicom
 from sqlmodel import select
 
-from dicom_node.scu import send_files
 from dicom_node.sr import build_final_sr
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Instance, Review, SignOff, Study
 from priorwatch.settings import Settings
-from workers.errors import PermanentError, TransientError
+from workers.deliver import store_sr
+from workers.errors import PermanentError
 
 log = logging.getLogger(__name__)
 SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
@@ -69,15 +69,5 @@ def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     out = settings.results_dir / f"comparison-{comparison_id}-final-sr.dcm"
     sr.save_as(out, enforce_file_format=True)
-    try:
-        statuses = send_files([out], pacs.host, pacs.port, pacs.ae_title, calling_ae=settings.ae_title,
-                              tls_args=pacs.tls)
-    except (ConnectionError, OSError, RuntimeError) as exc:
-        raise TransientError(f"signed SR send to {pacs.ae_title} failed: {exc}") from exc
-    if not statuses or statuses[0] is None or statuses[0] < 0:
-        raise TransientError(f"signed SR send to {pacs.ae_title}: no answer")
-    if statuses[0] in (0xA700, 0xA701, 0xA702):
-        raise TransientError(f"{pacs.ae_title} is out of resources (0x{statuses[0]:04X})")
-    if statuses[0] not in (0x0000, 0xB000, 0xB007, 0xB006):
-        raise PermanentError(f"{pacs.ae_title} refused the signed SR with status 0x{statuses[0]:04X}")
+    store_sr(out, pacs, settings, "signed SR")
     log.info("signed SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
