@@ -51,7 +51,7 @@ from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingRes
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.3.0"
+ENGINE_VERSION = "0.3.1"
 MODEL_NAME = "sitk-affine-mi"
 
 
@@ -183,6 +183,7 @@ class RegistrationEngine:
             f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur.shape)
             if f is not None:
                 described.append((f, reg.mask))
+        described = _patchy(described, spacing)
         findings = _merge(_absorb_pneumothorax(described))[: self.max_findings]
         if lungs_c.template:
             notes.append("Lung fields could not be segmented on the current image; a template was used.")
@@ -332,7 +333,8 @@ class RegistrationEngine:
             means = ndi.mean(d, lab, idx)
             for i, a, mu in zip(idx, areas, means):
                 z = float(mu / sigma)
-                if a < min_area or z < self.z_threshold:
+                z_need = self.z_threshold if a < T.LARGE_AREA_FRACTION * cw.size else min(self.z_threshold, T.Z_THRESHOLD_LARGE)
+                if a < min_area or z < z_need:
                     continue
                 regions.append(_Region(sign=sign, mask=lab == i, z=z, area=int(a)))
         regions.sort(key=lambda r: -r.z * np.sqrt(r.area))
@@ -468,7 +470,7 @@ class RegistrationEngine:
                      p_sym=round(p_sym, 1), t_prior=round(t_prior, 2), mirror=int(mir.sum()))
         if reg.sign > 0:  # denser now
             lucent_before = t_prior >= T.PRIOR_ABNORMAL_SHARE and p_sym <= -T.LUCENT_NOW_SIGMA
-            if (markings_lost_before and p_core < 0) or (
+            if (markings_lost_before and (p_core < 0 or (edge and crescent and p_sym <= -T.LUCENT_NOW_SIGMA))) or (
                     lucent_before and edge and not basal and crescent and (touches or ptx_still)):
                 # air at the edge on the prior, lung (markings) back now: a pneumothorax that shrank
                 finding = FindingType.pneumothorax
@@ -632,6 +634,27 @@ def _combine(cur: LungFields, prior: LungFields) -> LungFields:
             u[: max(ra[0], rb[0])] = False
         out[side] = u
     return LungFields(right=out[Side.right], left=out[Side.left], midline=cur.midline, template=cur.template and prior.template)
+
+
+def _patchy(items: list[tuple[FindingResult, np.ndarray]], spacing_mm: float) -> list[tuple[FindingResult, np.ndarray]]:
+    """Islands of one patchy opacity: two or more nodule / mass / consolidation changes of one sign
+    close together on one side are one consolidation (several round lesions do not appear or go
+    together): each island is typed consolidation and `_merge` keeps the strongest per zone."""
+    kinds = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
+    gap = T.PATCHY_GAP_MM / max(spacing_mm, 1e-3)  # in working pixels
+    out = list(items)
+    for side in (Side.right, Side.left):
+        for sign in (1, -1):
+            idx = [i for i, (f, _) in enumerate(items) if f.finding in kinds and f.side == side
+                   and f.evidence is not None and (f.evidence.score or 0) * sign > 0]
+            if len(idx) < 2:
+                continue
+            grown = {i: ndi.distance_transform_edt(~items[i][1]) <= gap for i in idx}
+            for i in idx:
+                if any((grown[i] & items[j][1]).any() for j in idx if j != i):
+                    f, m = out[i]
+                    out[i] = (f.model_copy(update=dict(finding=FindingType.consolidation)), m)
+    return out
 
 
 def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]]) -> list[FindingResult]:

@@ -28,6 +28,9 @@ Z_THRESHOLD = 4.0  # mean change of a region over the noise: below this a region
 SIGMA_FLOOR = 0.004  # noise floor (of [0, 1] intensities): a noise-free pair must not turn texture into change
 MIN_AREA_FRACTION = 0.0004  # smallest region as a share of the working grid (~26 px: a 6 mm nodule)
 MIN_AREA_PX = 12  # and never fewer pixels than this
+Z_THRESHOLD_LARGE = 3.0  # a large region needs less mean change: a faint but wide opacity / lucency (CNR 2-4
+#                          over many pixels) is still seen by a reader, a small one at this z is noise
+LARGE_AREA_FRACTION = 0.0025  # "large" for that rule: ~160 px of the working grid (~2 cm across)
 
 # --- signs: density and lucency on each image -----------------------------------------------
 OPACITY_BEFORE_SIGMA = 3.0  # the prior's region denser than its lung ring by this: an opacity was there
@@ -65,4 +68,7 @@ EDGE_TOUCH_PX = 3  # a pneumothorax lies against the chest wall: the region come
 FEATURELESS_NEAR = 0.1  # share of the band around a region without markings that says a pneumothorax is there
 PRIOR_ABNORMAL_SHARE = 0.5  # the prior departs from the other lung by over half the change: the prior held the
 #                             abnormality (a lucency now going, an opacity now less), else the current does
+PATCHY_GAP_MM = 30.0  # two or more opacity changes of one sign this close on one side are islands of one
+#                      patchy airspace opacity (consolidation), not several nodules appearing at once
+#                      (islands of one lobar patch lie up to ~3 cm apart; a segment is wider)
 WORSENED_PRIOR_SHARE = 0.5  # the prior's core holds over half the current's density there: the lesion was there
