@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def free_port() -> int:
@@ -20,12 +19,11 @@ def free_port() -> int:
 
 
 def require_binary(name: str) -> str:
-    """In CI a missing peer is an install bug: fail. Elsewhere, skip with the reason."""
+    """A missing peer is an install bug: fail, everywhere (a skip would let a broken peer path pass
+    wherever `CI` is not set, and `.ci/run` does not set it)."""
     path = shutil.which(name)
     if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed; scripts/install.sh must install it")
-        pytest.skip(f"{name} is not installed (run scripts/install.sh)")
+        pytest.fail(f"{name} is not installed; scripts/install.sh must install it")
     return path
 
 

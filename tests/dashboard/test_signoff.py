@@ -4,7 +4,6 @@ sent as a FINAL/VERIFIED SR to a real Orthanc, checked by dciodvfy."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import uuid
@@ -175,8 +174,9 @@ def test_signed_report_goes_to_orthanc_as_final_verified_sr(seeded, tmp_path, mo
     from tests.peers import Orthanc
     from workers import deliver
 
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    from tests.conftest import require_binary
+
+    require_binary("dciodvfy")
     with Orthanc(tmp_path / "orthanc", dicomweb=False) as pacs:
         monkeypatch.setenv("PRIORWATCH_PACS_AE_TITLE", pacs.aet)
         monkeypatch.setenv("PRIORWATCH_PACS_PORT", str(pacs.dicom_port))
