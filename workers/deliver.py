@@ -237,21 +237,12 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     with session_scope(settings) as s:
         comp = s.get(Comparison, comparison_id)
         assert comp is not None
-        paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.study_id)).all()
-                 if not i.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88.")]
+        paths = image_paths(s, comp.study_id)
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_desc = f"{prior.modality} {prior.body_part} {prior.study_date or ''}".strip() if prior else None
-        prior_paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.prior_study_id)).all()
-                       if not i.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88.")] if prior else []
+        prior_paths = image_paths(s, prior.id) if prior else []
     uid = d.sop_instance_uid or pydicom.uid.generate_uid()
-    evidence = []
-    for p in paths:
-        try:
-            evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
-        except FileNotFoundError as exc:
-            raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
-    if not evidence:
-        raise PermanentError("no image instance to reference in the SR")
+    evidence = read_evidence(paths, "SR")
     prior_evidence = []  # the prior compared with, referenced in the SR's evidence where we still hold it
     for p in prior_paths:
         try:
@@ -266,6 +257,28 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     sr.save_as(out, enforce_file_format=True)
     store_sr(out, pacs, settings, "SR")
     log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+
+
+SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # every Structured Report storage class
+
+
+def image_paths(s: Session, study_id: int) -> list[str]:
+    """Spool paths of a study's image instances (our own SRs are not evidence)."""
+    return [i.path for i in s.exec(select(Instance).where(Instance.study_id == study_id)).all()
+            if not i.sop_class_uid.startswith(SR_CLASS_PREFIX)]
+
+
+def read_evidence(paths: list[str], what: str) -> list[pydicom.Dataset]:
+    """Headers of the instances an SR references; a missing one is permanent (never a guess)."""
+    evidence = []
+    for p in paths:
+        try:
+            evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
+        except FileNotFoundError as exc:
+            raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
+    if not evidence:
+        raise PermanentError(f"no image instance to reference in the {what}")
+    return evidence
 
 
 def store_sr(path: Path, pacs: PacsConfig, settings: Settings, what: str) -> None:

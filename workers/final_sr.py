@@ -13,17 +13,15 @@ import logging
 from pathlib import Path
 
 import pydicom
-from sqlmodel import select
 
 from dicom_node.sr import build_final_sr
 from priorwatch.db import session_scope
-from priorwatch.models import Comparison, Delivery, Instance, Review, SignOff, Study
+from priorwatch.models import Comparison, Delivery, Review, SignOff, Study
 from priorwatch.settings import Settings
-from workers.deliver import store_sr
+from workers.deliver import image_paths, read_evidence, store_sr
 from workers.errors import PermanentError
 
 log = logging.getLogger(__name__)
-SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 
 
 def preliminary_path(settings: Settings, comparison_id: int) -> Path:
@@ -46,19 +44,11 @@ def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
         assert review is not None
         if review.action == "rejected":
             raise PermanentError("a rejected draft has no signed report to send")
-        paths = [i.path for i in s.exec(select(Instance).where(Instance.study_id == comp.study_id)).all()
-                 if not i.sop_class_uid.startswith(SR_CLASS_PREFIX)]
+        paths = image_paths(s, comp.study_id)
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_uid = prior.study_uid if prior else None
         text, labels, signer = review.final_text, json.loads(review.final_labels_json), review.reviewer
-    evidence = []
-    for p in paths:
-        try:
-            evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
-        except FileNotFoundError as exc:
-            raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
-    if not evidence:
-        raise PermanentError("no image instance to reference in the signed SR")
+    evidence = read_evidence(paths, "signed SR")
     pre_file = preliminary_path(settings, comparison_id)
     preliminary = pydicom.dcmread(pre_file) if pre_file.is_file() else None
     sr = build_final_sr(evidence, final_text=text, final_labels=labels, signer=signer,
