@@ -1,4 +1,4 @@
-"""The registration engine: classical, CPU-only, no weights.
+"""The registration engine: classical registration plus a small learned reader, CPU-only.
 
 Pipeline for one current image against (at most) one prior, both float32 [H, W] in [0, 1]
 with higher = denser (what `comparison.preprocess.load_image` returns):
@@ -16,7 +16,12 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
 5. registration quality (correlation after matching) below `REG_QUALITY_FAIL`: not compared;
 6. signed differences that survive a one-pixel neighbourhood are thresholded against the
    noise inside the union of both lung fields;
-7. each changed region is typed from radiological signs on *each* image, not from the
+7. the learned hemithorax reader (`comparison.reader`, ~0.1 M weights shipped with the package)
+   reads each lung of the registered pair: changed or not, which finding, which change word,
+   which third, urgent or not; the strongest changed region of that lung and third is its
+   evidence box. Without the reader (no torch, no weights: said in the result's notes), or
+   with `use_reader=False`, the sign rules below type each region instead:
+7b. each changed region is typed from radiological signs on *each* image, not from the
    signed difference alone (density and lucency are different signs): a region more lucent
    now is a resolving opacity only when the prior showed an opacity there; new air against
    the chest wall at the apex or lateral edge (darker than the lung medial to it, markings
@@ -51,8 +56,9 @@ from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingRes
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.3.1"
+ENGINE_VERSION = "0.4.0"
 MODEL_NAME = "sitk-affine-mi"
+READER_MODEL = "hemithorax-cnn"
 
 
 class CompareContext(BaseModel):
@@ -77,6 +83,22 @@ class ComparisonOutput:
     result: ComparisonResult
     heatmap: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Aligned:
+    """The pair on the working grid after registration (what detection and the reader see)."""
+
+    cw: np.ndarray  # current, working grid
+    mapped: np.ndarray  # prior registered onto it, intensities matched to it
+    valid: np.ndarray  # where the registered prior has data
+    lungs: LungFields  # union of both images' lung fields
+    lungs_c: LungFields  # the current's own lung fields
+    roi: np.ndarray  # lungs inside the valid area
+    quality: float  # correlation after matching
+    metric: float  # mutual information of the affine stage
+    fit_ok: bool
+    exposure_resid: float
 
 
 @dataclass
@@ -127,7 +149,7 @@ class RegistrationEngine:
     ENGINE_VERSION = ENGINE_VERSION
 
     def __init__(self, work_size: int = T.WORK_SIZE, threads: int = 1, seed: int = 1234, max_findings: int = 6,
-                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True) -> None:
+                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True, use_reader: bool = True) -> None:
         self.work_size = work_size
         self.threads = threads
         self.seed = seed
@@ -135,6 +157,10 @@ class RegistrationEngine:
         self.z_threshold = z_threshold
         self.calibrated = calibrated  # False: raw scores (what `comparison.calibration` is fitted on)
         self.last_features: list[dict[str, object]] = []
+        self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
+        self.last_reads: list = []
+        if use_reader:
+            _load_reader()  # at start (torch and the weights), not on the first study
 
     # Public ---------------------------------------------------------------------------
 
@@ -151,6 +177,72 @@ class RegistrationEngine:
             return self._not_compared(mismatch)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        al = self.align(cur, pri, timings)
+        cw, mapped, lungs, lungs_c, roi, quality = al.cw, al.mapped, al.lungs, al.lungs_c, al.roi, al.quality
+        metric, fit_ok, exposure_resid = al.metric, al.fit_ok, al.exposure_resid
+        notes: list[str] = []
+        if quality < T.REG_QUALITY_FAIL:
+            return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
+                                      "not compared; compare them by eye", metric=metric)
+        regions, d_signed, sigma = self._regions(cw, mapped, roi)
+        self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
+        spacing = ctx.pixel_spacing_mm * (max(cur.shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
+        if not ctx.pixel_spacing_mm:
+            notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
+        self.last_features = []
+        tex_c, tex_p = _texture_map(cw, lungs.both), _texture_map(mapped, lungs.both)
+        q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
+        reader = _load_reader() if self.use_reader else None
+        if reader is None and self.use_reader:
+            notes.append(f"The learned reader is unavailable ({_READER_ERROR}); the sign rules typed the changes.")
+        described: list[tuple[FindingResult, np.ndarray]] = []
+        for reg in regions:
+            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur.shape)
+            if f is not None:
+                described.append((f, reg.mask))
+        described = _patchy(described, spacing)
+        by_rules = _merge(_absorb_pneumothorax(described))[: self.max_findings]
+        if reader is not None:
+            t2 = time.perf_counter()
+            reads = reader.read(al, spacing)
+            timings["read"] = time.perf_counter() - t2
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape)
+            self.last_reads = reads
+            if T.RULES_URGENT_SECOND_READER:
+                # two readers for the urgent flag: an urgent sign the rules found on a side where the
+                # reader flagged nothing urgent is kept (said so), never dropped
+                flagged = {f.side for f in findings if f.urgent}
+                extra = [f for f in by_rules if f.urgent and f.side not in flagged]
+                if extra:
+                    notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
+                findings = (extra + findings)[: self.max_findings]
+        else:
+            findings = by_rules
+        if lungs_c.template:
+            notes.append("Lung fields could not be segmented on the current image; a template was used.")
+        if quality < T.REG_QUALITY_WARN or not fit_ok:
+            notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
+        if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
+            notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
+        heat = _heatmap(d_signed, roi, sigma, cur.shape)
+        timings["total"] = time.perf_counter() - t0
+        result = ComparisonResult(
+            engine=ENGINE_NAME, engine_version=ENGINE_VERSION,
+            model=f"{MODEL_NAME}+{READER_MODEL}" if reader is not None else MODEL_NAME,
+            model_version=f"SimpleITK {sitk.Version_VersionString()}" + (f"; reader {reader.version}" if reader is not None else ""),
+            has_prior=True, findings=findings,
+            draft_text=render_draft(findings, True, ctx.interval_days, notes), notes=notes + [
+                f"registration: MI {metric:.3f}, correlation after matching {quality:.3f}, noise sd {sigma:.4f}, "
+                f"exposure residual {exposure_resid:.2f}"],
+        )
+        return ComparisonOutput(result=result, heatmap=heat, timings=timings)
+
+    def align(self, cur: np.ndarray, pri: np.ndarray, timings: dict[str, float] | None = None) -> "Aligned":
+        """Both images on the working grid, the prior registered, inspiration-corrected and
+        intensity-matched onto the current; the lung fields of both. Public so that the
+        learned reader is trained on exactly what it sees in production."""
+        timings = timings if timings is not None else {}
+        t0 = time.perf_counter()
         cw = _to_work(cur, self.work_size)
         pw = _to_work(pri, self.work_size)
         lungs_c = segment_lungs(cw)
@@ -166,41 +258,7 @@ class RegistrationEngine:
         lungs = _combine(lungs_c, lungs_pw)
         roi = lungs.both & ndi.binary_erosion(valid, iterations=3)
         quality = _ncc(cw, mapped, roi)
-        notes: list[str] = []
-        if quality < T.REG_QUALITY_FAIL:
-            return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
-                                      "not compared; compare them by eye", metric=metric)
-        regions, d_signed, sigma = self._regions(cw, mapped, roi)
-        self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
-        spacing = ctx.pixel_spacing_mm * (max(cur.shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
-        if not ctx.pixel_spacing_mm:
-            notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
-        self.last_features = []
-        tex_c, tex_p = _texture_map(cw, lungs.both), _texture_map(mapped, lungs.both)
-        q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
-        described: list[tuple[FindingResult, np.ndarray]] = []
-        for reg in regions:
-            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur.shape)
-            if f is not None:
-                described.append((f, reg.mask))
-        described = _patchy(described, spacing)
-        findings = _merge(_absorb_pneumothorax(described))[: self.max_findings]
-        if lungs_c.template:
-            notes.append("Lung fields could not be segmented on the current image; a template was used.")
-        if quality < T.REG_QUALITY_WARN or not fit_ok:
-            notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
-        if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
-            notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
-        heat = _heatmap(d_signed, roi, sigma, cur.shape)
-        timings["total"] = time.perf_counter() - t0
-        result = ComparisonResult(
-            engine=ENGINE_NAME, engine_version=ENGINE_VERSION, model=MODEL_NAME, model_version=f"SimpleITK {sitk.Version_VersionString()}",
-            has_prior=True, findings=findings,
-            draft_text=render_draft(findings, True, ctx.interval_days, notes), notes=notes + [
-                f"registration: MI {metric:.3f}, correlation after matching {quality:.3f}, noise sd {sigma:.4f}, "
-                f"exposure residual {exposure_resid:.2f}"],
-        )
-        return ComparisonOutput(result=result, heatmap=heat, timings=timings)
+        return Aligned(cw, mapped, valid, lungs, lungs_c, roi, quality, metric, fit_ok, exposure_resid)
 
     # Steps ----------------------------------------------------------------------------
 
@@ -527,6 +585,70 @@ class RegistrationEngine:
 
 
 # Helpers -------------------------------------------------------------------------------
+
+_READER = None
+_READER_ERROR: str | None = None
+
+
+def _load_reader():
+    """The learned reader, loaded once per process; None (and why, in `_READER_ERROR`) when it
+    cannot load (no torch, no weights): the engine then says so and types by its sign rules."""
+    global _READER, _READER_ERROR
+    if _READER is None and _READER_ERROR is None:
+        try:
+            from comparison.reader import Reader
+
+            _READER = Reader()
+        except Exception as exc:  # noqa: BLE001 - any load failure means: no reader, said in the result
+            _READER_ERROR = f"{type(exc).__name__}: {exc}"[:200]
+    return _READER
+
+
+def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
+                work_shape: tuple[int, int], cur_shape: tuple[int, int]) -> list[FindingResult]:
+    """One finding per lung the reader calls changed, grounded on the strongest changed region
+    of that lung and zone (else the zone of the lung itself) as its evidence box."""
+    out: list[FindingResult] = []
+    sy, sx = cur_shape[0] / work_shape[0], cur_shape[1] / work_shape[1]
+    for rd in reads:
+        if rd.p_change < T.READER_CHANGE_P:
+            continue
+        side, zone = Side(rd.side), Zone(rd.zone)
+        finding, change = FindingType(rd.finding), Change(rd.change)
+        urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
+            finding == FindingType.effusion and change == Change.new and rd.p_urgent >= 0.5) or rd.p_urgent >= T.READER_URGENT_P
+        top, bottom = lungs.extent(side)
+        z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
+        z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3
+        best, score = None, None
+        for reg in regions:
+            ys, xs = np.nonzero(reg.mask)
+            if lungs.side_of(float(xs.mean())) != side or not (z0 - 2 <= ys.mean() <= z1 + 2):
+                continue
+            if best is None or reg.z * np.sqrt(reg.area) > score:
+                best, score = (ys, xs, reg), reg.z * np.sqrt(reg.area)
+        if best is not None:
+            ys, xs, reg = best
+            box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
+            effect = round(reg.z * reg.sign, 3)
+        else:
+            r0, c0, r1, c1 = rd.box
+            box = (int(z0 * sy), int(c0 * sx), int(z1 * sy), int(c1 * sx))
+            effect = None
+        conf = rd.p_change * rd.p_finding * float(np.clip((quality - 0.5) / 0.45, 0.5, 1.0))
+        if rd.p_finding < T.READER_TYPE_P:  # changed, but the reader cannot say what: `other`, said unsure
+            finding, conf = FindingType.other, min(conf, T.UNTYPED_CONFIDENCE_CAP)
+        out.append(FindingResult(
+            finding=finding, side=side, zone=zone, change=change, urgent=bool(urgent),
+            confidence=float(np.clip(conf, 0.05, 0.99)),
+            evidence=Evidence(zone=zone, side=side, box=box, score=effect),
+        ))
+    out.sort(key=lambda f: (not f.urgent, -f.confidence))
+    return out
+
+
+ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
+
 
 
 def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool, float]:

@@ -73,3 +73,21 @@ PATCHY_GAP_MM = 30.0  # two or more opacity changes of one sign this close on on
 #                      patchy airspace opacity (consolidation), not several nodules appearing at once
 #                      (islands of one lobar patch lie up to ~3 cm apart; a segment is wider)
 WORSENED_PRIOR_SHARE = 0.5  # the prior's core holds over half the current's density there: the lesion was there
+
+# --- learned hemithorax reader (comparison.reader) ---------------------------------------------
+READER_MARGIN_V = 0.08  # crop margin above the apex / below the angle, share of lung height: keeps the
+#                         apical cap and the costophrenic angle, where pneumothorax and effusion start
+READER_MARGIN_H = 0.15  # crop margin at both sides, share of lung width: the chest wall (a lateral
+#                         pneumothorax lies between lung edge and ribs) and the heart border
+READER_Z_CLIP = 8.0  # difference channel clipped at this many noise sd: beyond it only "changed" matters
+READER_CHANGE_P = 0.5  # reader probability over which a lung is reported changed (set on dev)
+READER_URGENT_P = 0.5  # reader urgent probability over which the finding is flagged urgent whatever its type
+#                        (set on dev: errs towards urgent; an urgent flag is never dropped)
+READER_SPREAD_FLOOR = 0.02  # lung intensity spread (p90 - p10) never taken below this: a flat, featureless
+#                             lung would otherwise blow the reader's normalised inputs up
+READER_TYPE_P = 0.3  # the reader's top finding below this probability: reported as `other` (low confidence)
+#                      at its side and zone, never forced into a type it does not support
+RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader; an urgent finding they make
+#                                    on a side the reader left non-urgent is kept: an urgent flag needs only
+#                                    one of two different readers (the reader alone missed urgent cases of
+#                                    the engine's own generator, which it was not trained on)

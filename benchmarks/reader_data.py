@@ -1,0 +1,152 @@
+"""Training pairs for the change engine's learned reader (issue 11), never the held-out grid.
+
+The pairs come from the independent `benchmarks.cxrpairs` generator under a split of their
+own, "train": its seeds are derived from `TRAIN_SEED`, which is neither the dev nor the
+held-out nor the real-CR split seed, and its specs are drawn with the same mix as the dev
+grid (changed / stable / normal, every finding x change x side, zones cycled). Only
+synthetic backgrounds: the real-CR pairs stay a check of anatomy the reader never saw.
+
+Each pair is decoded, prepared and aligned exactly as in production
+(`prepare_dataset` -> `RegistrationEngine.align`) and saved as one .npz: the current and
+the registered prior on the working grid, both lung masks, and the labels.
+
+    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --start 0 --count 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_SEED = 31415926  # not in cxrpairs.SPLIT_SEEDS: never the dev, held-out or real grid
+SIZES = (520, 600, 720)  # long side (px) of the generated matrices; prepare brings all to 512
+KIND_WEIGHTS = {"changed": 80, "stable": 10, "normal": 14}  # the dev grid's mix
+MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
+DIRECTED = ("new", "worsened", "improved", "resolved")
+ZONES = ("upper", "middle", "lower")
+
+
+def _seed(*parts: object) -> int:
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def train_specs(start: int, count: int) -> list:
+    """Specs `start .. start+count` of the train split (a pure function of the index)."""
+    from benchmarks.cxrpairs import SPLIT_SEEDS, Spec
+
+    assert TRAIN_SEED not in SPLIT_SEEDS.values()
+    kinds = [k for k, w in KIND_WEIGHTS.items() for _ in range(w)]
+    out = []
+    for idx in range(start, start + count):
+        rng = np.random.default_rng(_seed(TRAIN_SEED, "spec", idx))
+        kind = kinds[int(rng.integers(len(kinds)))]
+        f = c = s = z = None
+        if kind != "normal":
+            f = MAIN_FINDINGS[int(rng.integers(5))]
+            c = DIRECTED[int(rng.integers(4))] if kind == "changed" else "stable"
+            s = ("right", "left")[int(rng.integers(2))]
+            z = "upper" if f == "pneumothorax" else "lower" if f == "effusion" else ZONES[int(rng.integers(3))]
+        out.append(Spec("train", idx, _seed(TRAIN_SEED, idx), "synthetic", kind, f, c, s, z))
+    return out
+
+
+def build_one(spec, engine, out_dir: Path, size: int) -> Path:
+    import pydicom
+
+    from benchmarks.cxrpairs import make_pair
+    from comparison.preprocess import prepare_dataset
+
+    pair = make_pair(spec, scale=size / 2200)
+    prepared = {}
+    for role, ds in (("prior", pair.prior), ("current", pair.current)):
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        prepared[role] = prepare_dataset(pydicom.dcmread(io.BytesIO(buf.getvalue())), size=512)
+    cur, pri = prepared["current"], prepared["prior"]
+    al = engine.align(cur.pixels, pri.pixels)
+    spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0
+    path = out_dir / f"{spec.pair_id}.npz"
+    np.savez_compressed(
+        path, cw=al.cw.astype(np.float16), mapped=al.mapped.astype(np.float16),
+        right=al.lungs.right, left=al.lungs.left, roi=al.roi, midline=al.lungs.midline,
+        quality=al.quality, spacing=spacing,
+        labels=json.dumps([lb.as_dict() for lb in pair.labels]), spec=json.dumps(spec.__dict__),
+    )
+    return path
+
+
+OWN_SEED = 11  # the engine's own generator (comparison.synthetic), never its benchmark's seed (2024) or
+#               its calibration seed (7): a second anatomy and lesion physics for the reader
+
+
+def build_own(out_dir: Path, start: int, count: int, engine) -> None:
+    """Pairs of the engine's own generator, saved like the train split (labels in the same form)."""
+    import tempfile
+
+    from comparison import synthetic
+    from comparison.benchmark import CALIBRATION_SEED, DEFAULT_SEED, cases
+    from comparison.preprocess import load_image
+
+    assert OWN_SEED not in (DEFAULT_SEED, CALIBRATION_SEED)
+    todo = cases(max(1, (start + count) // 30 + 1), OWN_SEED, matrix_variation=0.25)[start : start + count]
+    with tempfile.TemporaryDirectory(prefix="pw-own-") as tmp:
+        for i, c in enumerate(todo, start):
+            path = out_dir / f"own-{i:04d}-{c.seed}.npz"
+            if path.exists():
+                continue
+            spec = synthetic.make_pair(tmp, f"OWN{i:04d}", c.lesion, c.change, c.side, c.zone, seed=c.seed, matrix=c.matrix)
+            cur = load_image(spec.current_paths[0], size=512)
+            pri = load_image(spec.prior_paths[0], size=512)
+            al = engine.align(cur.pixels, pri.pixels)
+            spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0
+            labels = []
+            if spec.lesion is not None:
+                labels.append({"finding": spec.lesion.value, "side": spec.side.value, "zone": spec.zone.value,
+                               "change": spec.change.value, "urgent": bool(spec.urgent)})
+            np.savez_compressed(
+                path, cw=al.cw.astype(np.float16), mapped=al.mapped.astype(np.float16),
+                right=al.lungs.right, left=al.lungs.left, roi=al.roi, midline=al.lungs.midline,
+                quality=al.quality, spacing=spacing, labels=json.dumps(labels), spec=json.dumps({"seed": c.seed}),
+            )
+            for p in Path(tmp, f"OWN{i:04d}").glob("*.dcm"):
+                p.unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from comparison import RegistrationEngine
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--split", default="train", choices=("train", "dev", "own"),
+                    help="dev: the dev grid at the harness's 600 px, for tuning the reader's cut-offs")
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    eng = RegistrationEngine()
+    if a.split == "own":
+        build_own(a.out, a.start, a.count, eng)
+        return
+    if a.split == "dev":
+        from benchmarks.cxrpairs import grid
+
+        specs = grid("dev")[a.start : a.start + a.count]
+    else:
+        specs = train_specs(a.start, a.count)
+    for spec in specs:
+        if (a.out / f"{spec.pair_id}.npz").exists():
+            continue
+        size = 600 if a.split == "dev" else SIZES[spec.index % len(SIZES)]
+        try:
+            build_one(spec, eng, a.out, size)
+        except Exception as exc:  # a pair that cannot be built is skipped, and said
+            print(f"{spec.pair_id}: {type(exc).__name__}: {exc}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

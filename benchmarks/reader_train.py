@@ -1,0 +1,163 @@
+"""Train the change engine's hemithorax reader on the cxrpairs "train" split; pick its cut-offs on dev.
+
+Never reads the held-out grid: held-out is scored once, by `benchmarks/change_engine.py`,
+after the weights and cut-offs are fixed.
+
+    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --count 2200   # ~40 CPU min
+    .venv/bin/python -m benchmarks.reader_data --split dev --out artifacts/reader/dev --count 104
+    .venv/bin/python -m benchmarks.reader_data --split own --out artifacts/reader/own --count 600
+    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own --dev artifacts/reader/dev \
+        --out comparison/reader_weights.pt
+
+The engine's own generator (`comparison.synthetic`, another anatomy and lesion physics) is
+mixed in: trained on cxrpairs alone the reader found no pneumothorax of the own generator.
+
+One sample per lung: the labelled side of a changed pair is a positive (finding, change word,
+zone, urgent); the other lung, both lungs of a normal pair and both of a stable pair
+(a lesion that did not change) are negatives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from comparison.reader import CHANGES, FINDINGS, ZONES, build_net, lung_inputs
+
+JITTER = 0.04  # crop margins move by up to this share of the lung's size (segmentation varies)
+VARIANTS = 2  # jittered crops precomputed per lung
+SEED = 7
+
+
+def _load(path: Path) -> dict:
+    z = np.load(path, allow_pickle=False)
+    return {k: z[k] for k in z.files}
+
+
+def _targets(labels: list[dict], side: str) -> tuple[float, int, int, int, float]:
+    for lb in labels:
+        if lb["side"] == side and lb["change"] in CHANGES:
+            f = lb["finding"] if lb["finding"] in FINDINGS else None
+            if f is None:
+                continue
+            return 1.0, FINDINGS.index(f), CHANGES.index(lb["change"]), ZONES.index(lb["zone"]), float(lb["urgent"])
+    return 0.0, -100, -100, -100, 0.0
+
+
+def samples(paths: list[Path], variants: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """Inputs and targets for every lung of every pair (`variants` jittered crops each)."""
+    xs, hs, ys = [], [], []
+    for p in paths:
+        d = _load(p)
+        labels = json.loads(str(d["labels"]))
+        cw, mapped = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
+        for v in range(variants):
+            jitter = None
+            if rng is not None and v > 0:
+                jitter = {s: rng.uniform(-JITTER, JITTER, 4) for s in ("right", "left")}
+            gain = 1.0 if rng is None or v == 0 else float(rng.uniform(0.9, 1.1))
+            inp = lung_inputs(cw, mapped * gain + (1 - gain) * float(np.median(mapped)), d["right"], d["left"], d["roi"],
+                              float(d["midline"]), float(d["spacing"]), jitter)
+            for side in ("right", "left"):
+                x, hmm, _ = inp[side]
+                xs.append(x.astype(np.float16))
+                hs.append(hmm)
+                ys.append(_targets(labels, side))
+    y = np.array(ys, dtype=np.float32)
+    return {"x": np.stack(xs), "h": np.array(hs, np.float32), "pos": y[:, 0], "finding": y[:, 1].astype(np.int64),
+            "word": y[:, 2].astype(np.int64), "zone": y[:, 3].astype(np.int64), "urgent": y[:, 4]}
+
+
+def predict(net, data: dict, batch: int = 256) -> dict[str, np.ndarray]:
+    import torch
+
+    net.eval()
+    outs = {k: [] for k in ("change", "finding", "word", "zone", "urgent")}
+    with torch.inference_mode():
+        for i in range(0, len(data["x"]), batch):
+            x = torch.from_numpy(data["x"][i : i + batch].astype(np.float32))
+            h = torch.from_numpy(data["h"][i : i + batch])
+            pc, pf, pw, pz, pu = net(x, h)
+            outs["change"].append(torch.sigmoid(pc).numpy())
+            outs["urgent"].append(torch.sigmoid(pu).numpy())
+            for k, t in (("finding", pf), ("word", pw), ("zone", pz)):
+                outs[k].append(torch.softmax(t, 1).numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def dev_report(pred: dict, data: dict, cut: float) -> dict:
+    pos = data["pos"] > 0.5
+    called = pred["change"] >= cut
+    out = {"lungs": int(len(pos)), "sens": float(called[pos].mean()), "false_change": float(called[~pos].mean())}
+    for k in ("finding", "word", "zone"):
+        sel = pos & called
+        out[k] = float((pred[k][sel].argmax(1) == data[k][sel]).mean()) if sel.any() else 0.0
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None) -> None:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(SEED)
+    paths = [p for d in train_dirs for p in sorted(d.glob("*.npz"))[:limit]]
+    t0 = time.time()
+    tr = samples(paths, VARIANTS, rng)
+    dv = samples(sorted(dev_dir.glob("*.npz")), 1, None) if dev_dir else None
+    print(f"{len(paths)} train pairs -> {len(tr['x'])} lung crops ({time.time() - t0:.0f} s)", flush=True)
+    net = build_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * int(np.ceil(len(tr["x"]) / 64))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    bce = nn.BCEWithLogitsLoss()
+    ce = nn.CrossEntropyLoss(ignore_index=-100)
+    n = len(tr["x"])
+    for ep in range(epochs):
+        net.train()
+        order = rng.permutation(n)
+        tot = 0.0
+        for i in range(0, n, 64):
+            idx = order[i : i + 64]
+            x = torch.from_numpy(tr["x"][idx].astype(np.float32))
+            x = x + 0.02 * torch.randn_like(x) * (torch.rand(len(idx), 1, 1, 1) < 0.5)
+            h = torch.from_numpy(tr["h"][idx])
+            pc, pf, pw, pz, pu = net(x, h)
+            pos = torch.from_numpy(tr["pos"][idx])
+            loss = bce(pc, pos) + bce(pu, torch.from_numpy(tr["urgent"][idx]))
+            if (pos > 0.5).any():
+                loss = loss + ce(pf, torch.from_numpy(tr["finding"][idx])) + ce(pw, torch.from_numpy(tr["word"][idx])) \
+                    + 0.5 * ce(pz, torch.from_numpy(tr["zone"][idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+        msg = f"epoch {ep + 1}/{epochs} loss {tot / n:.3f} ({time.time() - t0:.0f} s)"
+        if dv is not None and (ep % 3 == 2 or ep == epochs - 1):
+            msg += f" dev {dev_report(predict(net, dv), dv, 0.5)}"
+        print(msg, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), out)
+    print(f"saved {out} ({out.stat().st_size // 1024} KiB)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path, nargs="+", required=True, help="folders of saved pairs (cxrpairs train, own)")
+    ap.add_argument("--dev", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, help="first N train pairs only (a quick run)")
+    a = ap.parse_args(argv)
+    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Pick the reader's two cut-offs on the dev grid (never held-out), from saved aligned pairs.
+
+Runs the shipped reader (or `--weights`) on the dev pairs saved by `benchmarks.reader_data
+--split dev` and scores the engine's findings (the production `_from_reads`) with the
+harness's own `score_pair`, for a grid of `READER_CHANGE_P` x `READER_URGENT_P`:
+
+    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
+    from comparison._anatomy import LungFields
+    from comparison.reader import Reader
+    from comparison.registration import Aligned
+
+    reader = Reader(weights)
+    out = []
+    for p in sorted(dev_dir.glob("*.npz")):
+        z = np.load(p)
+        lungs = LungFields(right=z["right"], left=z["left"], midline=float(z["midline"]), template=False)
+        cw = z["cw"].astype(np.float32)
+        al = Aligned(cw, z["mapped"].astype(np.float32), np.ones_like(z["roi"]), lungs, lungs, z["roi"],
+                     float(z["quality"]), 0.0, True, 0.0)
+        out.append((json.loads(str(z["labels"])), reader.read(al, float(z["spacing"])), lungs, float(z["quality"]), cw.shape))
+    return out
+
+
+def score(rows, change_p: float, urgent_p: float) -> dict:
+    from benchmarks.change_engine import PairScore, score_pair, summarise
+    from comparison import registration
+    from comparison import thresholds as T
+
+    T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
+    scores = []
+    for labels, reads, lungs, quality, shape in rows:
+        fs = registration._from_reads(reads, [], lungs, quality, shape, shape)
+        got = [{"finding": f.finding.value, "side": f.side.value, "zone": f.zone.value, "change": f.change.value,
+                "urgent": f.urgent, "confidence": f.confidence} for f in fs]
+        s = score_pair(labels, got, any(f.urgent for f in fs))
+        ps = PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
+                       called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"])
+        scores.append(ps)
+    return summarise(scores)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from comparison.reader import WEIGHTS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dev", type=Path, required=True)
+    ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    a = ap.parse_args(argv)
+    rows = _reads(a.weights, a.dev)
+    keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
+    print("change_p urgent_p " + " ".join(k[:12] for k in keys))
+    for cp in (0.3, 0.4, 0.5, 0.6):
+        for up in (0.2, 0.3, 0.5):
+            s = score(rows, cp, up)
+            vals = []
+            for k in keys:
+                v = s.get(k)
+                v = v.get("value") if isinstance(v, dict) else v
+                vals.append("  n/a" if v is None else f"{v:5.2f}")
+            print(f"{cp:8.2f} {up:8.2f} " + " ".join(f"{v:>12}" for v in vals))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The learned hemithorax reader: what changed in each lung, read off the registered pair.
+
+Why a learned stage: the hand-written sign rules (`registration._describe`) were tuned on
+one generator and generalised poorly to an independent one (issue 11). The reader is a
+small CNN (~0.1 M weights, CPU, a few ms) that looks at one lung at a time, as a
+radiologist compares a hemithorax with the same hemithorax on the prior:
+
+- input: the lung's box (plus the chest wall and angles around it) on the current image,
+  on the registered and intensity-matched prior, their difference in noise units, the
+  lung mask, the same box of the *other* lung on both images (mirrored: the patient's own
+  normal), and where in the lung each pixel sits; plus the lung's height in mm, so that
+  a nodule (< 30 mm) and a mass are told apart by size, not by looks;
+- output: is there an interval change in this lung, which finding, which change word,
+  which third of the lung, and is it urgent.
+
+Both lungs are presented lateral-wall-left (the left lung is mirrored), so one set of
+weights reads both. The weights (`reader_weights.pt`) ship with the package; they were
+trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
+generator and tuned on its dev grid only (never its held-out grid); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from comparison import thresholds as T
+
+if TYPE_CHECKING:
+    from comparison.registration import Aligned
+
+__all__ = ["CROP_H", "CROP_W", "FINDINGS", "CHANGES", "ZONES", "LungRead", "Reader", "lung_inputs", "build_net"]
+
+CROP_H, CROP_W = 112, 56  # a lung is about twice as tall as wide; ~1-1.5 working pixels per crop pixel
+FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
+CHANGES = ("new", "worsened", "improved", "resolved")
+ZONES = ("upper", "middle", "lower")
+CHANNELS = 8
+WEIGHTS = Path(__file__).with_name("reader_weights.pt")
+
+
+@dataclass
+class LungRead:
+    """The reader's answer for one lung."""
+
+    side: str  # "right" | "left" (the patient's)
+    p_change: float
+    finding: str
+    p_finding: float
+    change: str
+    p_word: float
+    zone: str
+    p_zone: float
+    p_urgent: float
+    box: tuple[int, int, int, int]  # the lung's box on the working grid (row0, col0, row1, col1)
+
+
+def _box(mask: np.ndarray, shape: tuple[int, int], jitter: np.ndarray | None = None) -> tuple[float, float, float, float, float, float]:
+    """The lung's rows/cols and the crop box around it (chest wall and angles included)."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size < 4 or cols.size < 4:
+        h, w = shape
+        top, bot, c0, c1 = 0.15 * h, 0.8 * h, 0.1 * w, 0.45 * w
+    else:
+        top, bot, c0, c1 = float(rows[0]), float(rows[-1]), float(cols[0]), float(cols[-1])
+    lh, lw = bot - top, c1 - c0
+    m = np.array([T.READER_MARGIN_V, T.READER_MARGIN_V, T.READER_MARGIN_H, T.READER_MARGIN_H])
+    if jitter is not None:
+        m = m + jitter
+    return top, bot, top - m[0] * lh, bot + m[1] * lh, c0 - m[2] * lw, c1 + m[3] * lw
+
+
+def _sample(img: np.ndarray, r0: float, r1: float, c0: float, c1: float, flip: bool) -> np.ndarray:
+    rr = np.linspace(r0, r1, CROP_H, dtype=np.float32)
+    cc = np.linspace(c0, c1, CROP_W, dtype=np.float32)
+    if flip:
+        cc = cc[::-1]
+    coords = np.stack(np.meshgrid(rr, cc, indexing="ij"))
+    return ndi.map_coordinates(img, coords, order=1, mode="nearest").astype(np.float32)
+
+
+def lung_inputs(cw: np.ndarray, mapped: np.ndarray, right: np.ndarray, left: np.ndarray, roi: np.ndarray,
+                midline: float, spacing_mm: float, jitter: dict | None = None) -> dict[str, tuple[np.ndarray, float, tuple]]:
+    """Per side: the (CHANNELS, CROP_H, CROP_W) input, the lung height in mm and the lung box.
+
+    `jitter` (training only) moves the crop margins and intensities a little so that the
+    reader does not learn one segmentation's exact box."""
+    lungs = roi if roi.sum() >= 50 else (right | left)
+    vals = cw[lungs]
+    med = float(np.median(vals))
+    spread = max(float(np.subtract(*np.percentile(vals, [90, 10]))), T.READER_SPREAD_FLOOR)
+    diff = ndi.gaussian_filter(cw, 0.7) - ndi.gaussian_filter(mapped, 0.7)
+    dv = diff[lungs]
+    sigma = max(float(1.4826 * np.median(np.abs(dv - np.median(dv)))), T.SIGMA_FLOOR)
+    zmap = np.clip(diff / sigma, -T.READER_Z_CLIP, T.READER_Z_CLIP) / T.READER_Z_CLIP
+    cn, pn = (cw - med) / spread, (mapped - med) / spread
+    both = (right | left).astype(np.float32)
+    out = {}
+    boxes = {}
+    for side, mask in (("right", right), ("left", left)):
+        j = None if jitter is None else jitter.get(side)
+        boxes[side] = _box(mask, cw.shape, j)
+    for side in ("right", "left"):
+        other = "left" if side == "right" else "right"
+        flip = side == "left"  # lateral wall on the crop's left for both lungs
+        top, bot, r0, r1, c0, c1 = boxes[side]
+        _, _, o0, o1, oc0, oc1 = boxes[other]
+        chans = [
+            _sample(cn, r0, r1, c0, c1, flip),
+            _sample(pn, r0, r1, c0, c1, flip),
+            _sample(zmap, r0, r1, c0, c1, flip),
+            _sample(both, r0, r1, c0, c1, flip),
+            _sample(cn, o0, o1, oc0, oc1, not flip),  # the other lung, mirrored onto this one
+            _sample(pn, o0, o1, oc0, oc1, not flip),
+        ]
+        frac = (np.linspace(r0, r1, CROP_H, dtype=np.float32) - top) / max(1.0, bot - top)  # 0 apex .. 1 base
+        chans.append(np.repeat(frac[:, None], CROP_W, axis=1))
+        chans.append(np.repeat(np.linspace(-1, 1, CROP_W, dtype=np.float32)[None, :], CROP_H, axis=0))
+        x = np.stack(chans).astype(np.float32)
+        height_mm = (bot - top) * spacing_mm
+        out[side] = (x, float(height_mm), (int(top), int(max(c0, 0)), int(bot), int(c1)))
+    return out
+
+
+def build_net():
+    """The reader's network (torch imported here: the engine loads it only when it reads)."""
+    import torch
+    from torch import nn
+
+    def block(i: int, o: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                             nn.Conv2d(o, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+    class ReaderNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            stem = nn.Sequential(nn.Conv2d(CHANNELS, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+            self.trunk = nn.Sequential(stem, nn.MaxPool2d(2), block(16, 32), nn.MaxPool2d(2),
+                                       block(32, 48), nn.MaxPool2d(2), block(48, 64))
+            self.fc = nn.Sequential(nn.Linear(64 * 2 + 1, 96), nn.ReLU(inplace=True), nn.Dropout(0.2))
+            self.change = nn.Linear(96, 1)
+            self.finding = nn.Linear(96, len(FINDINGS))
+            self.word = nn.Linear(96, len(CHANGES))
+            self.zone = nn.Linear(96, len(ZONES))
+            self.urgent = nn.Linear(96, 1)
+
+        def forward(self, x, height):
+            f = self.trunk(x)
+            g = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), height[:, None] / 300.0], dim=1)
+            h = self.fc(g)
+            return self.change(h)[:, 0], self.finding(h), self.word(h), self.zone(h), self.urgent(h)[:, 0]
+
+    return ReaderNet()
+
+
+class Reader:
+    """Loads the shipped weights once; `read(aligned, spacing_mm)` -> one `LungRead` per lung."""
+
+    def __init__(self, weights: Path = WEIGHTS, threads: int = 1) -> None:
+        import torch
+
+        if not weights.is_file():
+            raise FileNotFoundError(f"reader weights not found: {weights.name}")
+        self._torch = torch
+        self.threads = threads
+        self.net = build_net()
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        self.version = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]  # which weights read this pair
+
+    def read(self, al: "Aligned", spacing_mm: float) -> list[LungRead]:
+        torch = self._torch
+        inp = lung_inputs(al.cw, al.mapped, al.lungs.right, al.lungs.left, al.roi, al.lungs.midline, spacing_mm)
+        sides = ("right", "left")
+        x = torch.from_numpy(np.stack([inp[s][0] for s in sides]))
+        hgt = torch.tensor([inp[s][1] for s in sides], dtype=torch.float32)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                pc, pf, pw, pz, pu = self.net(x, hgt)
+        finally:
+            torch.set_num_threads(prev)
+        pc, pu = torch.sigmoid(pc).numpy(), torch.sigmoid(pu).numpy()
+        pf, pw, pz = (torch.softmax(t, dim=1).numpy() for t in (pf, pw, pz))
+        out = []
+        for i, s in enumerate(sides):
+            fi, wi, zi = int(pf[i].argmax()), int(pw[i].argmax()), int(pz[i].argmax())
+            out.append(LungRead(s, float(pc[i]), FINDINGS[fi], float(pf[i, fi]), CHANGES[wi], float(pw[i, wi]),
+                                ZONES[zi], float(pz[i, zi]), float(pu[i]), inp[s][2]))
+        return out

@@ -1,0 +1,69 @@
+"""The learned hemithorax reader: its inputs, its shipped weights, and the engine without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from comparison import CompareContext, RegistrationEngine
+from comparison import registration
+from comparison.reader import CHANNELS, CROP_H, CROP_W, WEIGHTS, Reader, lung_inputs
+
+
+def _chest(h: int = 240, w: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A symmetric chest: two dark lungs in a denser body; masks of the right (image-left) and left lung."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.full((h, w), 0.7, np.float32)
+    right = ((yy - 120) / 80) ** 2 + ((xx - 78) / 40) ** 2 < 1
+    left = ((yy - 120) / 80) ** 2 + ((xx - (w - 1 - 78)) / 40) ** 2 < 1
+    img[right | left] = 0.3
+    img += 0.05 * np.sin(yy / 5.0)  # ribs, the same on both sides
+    return img, right, left
+
+
+def test_left_lung_is_presented_mirrored_like_the_right() -> None:
+    """One set of weights reads both lungs: the left lung's crop is the right lung's crop of the
+    mirrored chest (lateral wall on the same side), so a lesion at the lateral edge of either
+    lung lands on the same crop pixels."""
+    img, right, left = _chest()
+    cur = img.copy()
+    cur[100:112, 42:50] += 0.2  # lateral edge of the patient's right lung (image left)
+    mirrored = cur[:, ::-1].copy()
+    spacing = 1.5
+    a = lung_inputs(cur, img, right, left, right | left, 127.5, spacing)
+    b = lung_inputs(mirrored, img[:, ::-1].copy(), left[:, ::-1], right[:, ::-1], (right | left)[:, ::-1], 127.5, spacing)
+    xa, ha, _ = a["right"]
+    xb, hb, _ = b["left"]
+    assert xa.shape == (CHANNELS, CROP_H, CROP_W)
+    assert ha == pytest.approx(hb)
+    assert np.abs(xa[:3] - xb[:3]).max() < 0.05  # current, prior, difference
+    assert xa[2].max() > 0.5  # the change is in the difference channel
+    assert np.abs(b["right"][0][2]).max() < 0.05  # and not in the other lung's
+
+
+def test_reader_weights_ship_and_read_both_lungs() -> None:
+    assert WEIGHTS.is_file()
+    img, right, left = _chest()
+    eng = RegistrationEngine()
+    al = eng.align(img, img.copy())
+    reads = Reader().read(al, 1.6)
+    assert [r.side for r in reads] == ["right", "left"]
+    for r in reads:
+        assert 0.0 <= r.p_change <= 1.0 and 0.0 <= r.p_urgent <= 1.0
+
+
+def test_engine_names_the_reader_in_its_result() -> None:
+    img, _, _ = _chest()
+    r = RegistrationEngine().compare(img, img.copy(), CompareContext(pixel_spacing_mm=1.6)).result
+    assert "hemithorax-cnn" in r.model
+    assert "reader " in r.model_version
+
+
+def test_engine_without_its_reader_says_so_and_still_compares(monkeypatch) -> None:
+    monkeypatch.setattr(registration, "_READER", None)
+    monkeypatch.setattr(registration, "_READER_ERROR", "FileNotFoundError: reader weights not found")
+    img, _, _ = _chest()
+    r = RegistrationEngine().compare(img, img.copy(), CompareContext(pixel_spacing_mm=1.6)).result
+    assert r.has_prior
+    assert any("learned reader is unavailable" in n for n in r.notes)
+    assert "hemithorax-cnn" not in r.model
