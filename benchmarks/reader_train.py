@@ -29,7 +29,7 @@ import numpy as np
 from comparison.reader import CHANGES, FINDINGS, ZONES, build_net, lung_inputs
 
 JITTER = 0.04  # crop margins move by up to this share of the lung's size (segmentation varies)
-VARIANTS = 2  # jittered crops precomputed per lung
+VARIANTS = 3  # crops per lung: as acquired, jittered and read backwards in time, jittered
 SEED = 7
 
 
@@ -38,14 +38,37 @@ def _load(path: Path) -> dict:
     return {k: z[k] for k in z.files}
 
 
-def _targets(labels: list[dict], side: str) -> tuple[float, int, int, int, float]:
+SWAPPED = {"new": "resolved", "resolved": "new", "worsened": "improved", "improved": "worsened"}
+ROUND = ("nodule", "mass")
+MASS_MM = 30.0  # the label's cut: nodule < 30 mm <= mass
+SPACING_SCALE = (0.6, 1.6)  # training pretends the pixel spacing was this much larger or smaller (half the
+#                             crops): the lung height input and a round lesion's size scale together and
+#                             nodule / mass is relabelled by the scaled size, so the reader learns size in mm
+LARGE_EFFUSION = 1 / 3  # the label's rule (meniscus over a third of the lung height), for swapped pairs
+
+
+def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: float = 0.0) -> tuple[float, ...]:
+    """(changed, finding, change word, zone, urgent) of one lung. `swapped`: the pair read
+    backwards in time (prior as current), so new <-> resolved, worsened <-> improved, and the
+    urgent rule is applied to the reversed change."""
     for lb in labels:
         if lb["side"] == side and lb["change"] in CHANGES:
             f = lb["finding"] if lb["finding"] in FINDINGS else None
             if f is None:
                 continue
-            return 1.0, FINDINGS.index(f), CHANGES.index(lb["change"]), ZONES.index(lb["zone"]), float(lb["urgent"])
-    return 0.0, -100, -100, -100, 0.0
+            change, urgent = lb["change"], float(lb["urgent"])
+            if swapped:
+                change = SWAPPED[change]
+                size = lb.get("prior_size_mm") or 0.0
+                urgent = float((f == "pneumothorax" and change in ("new", "worsened")) or (
+                    f == "effusion" and change == "new" and size >= LARGE_EFFUSION * lung_h_mm))
+            size = lb.get("size_mm") or 0.0
+            if swapped and (lb.get("prior_size_mm") or 0.0) > 0:
+                size = lb["prior_size_mm"]  # the lesion as it is on the (new) current
+            if f in ROUND and size > 0:
+                f = "mass" if size >= MASS_MM else "nodule"
+            return 1.0, FINDINGS.index(f), CHANGES.index(change), ZONES.index(lb["zone"]), urgent, size if f in ROUND else 0.0
+    return 0.0, -100, -100, -100, 0.0, 0.0
 
 
 def samples(paths: list[Path], variants: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
@@ -60,16 +83,18 @@ def samples(paths: list[Path], variants: int, rng: np.random.Generator | None) -
             if rng is not None and v > 0:
                 jitter = {s: rng.uniform(-JITTER, JITTER, 4) for s in ("right", "left")}
             gain = 1.0 if rng is None or v == 0 else float(rng.uniform(0.9, 1.1))
-            inp = lung_inputs(cw, mapped * gain + (1 - gain) * float(np.median(mapped)), d["right"], d["left"], d["roi"],
+            swapped = rng is not None and v % 2 == 1  # every other variant read backwards in time
+            a, b = (mapped, cw) if swapped else (cw, mapped)
+            inp = lung_inputs(a, b * gain + (1 - gain) * float(np.median(b)), d["right"], d["left"], d["roi"],
                               float(d["midline"]), float(d["spacing"]), jitter)
             for side in ("right", "left"):
                 x, hmm, _ = inp[side]
                 xs.append(x.astype(np.float16))
                 hs.append(hmm)
-                ys.append(_targets(labels, side))
+                ys.append(_targets(labels, side, swapped, hmm))
     y = np.array(ys, dtype=np.float32)
     return {"x": np.stack(xs), "h": np.array(hs, np.float32), "pos": y[:, 0], "finding": y[:, 1].astype(np.int64),
-            "word": y[:, 2].astype(np.int64), "zone": y[:, 3].astype(np.int64), "urgent": y[:, 4]}
+            "word": y[:, 2].astype(np.int64), "zone": y[:, 3].astype(np.int64), "urgent": y[:, 4], "size": y[:, 5]}
 
 
 def predict(net, data: dict, batch: int = 256) -> dict[str, np.ndarray]:
@@ -126,12 +151,19 @@ def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, 
             idx = order[i : i + 64]
             x = torch.from_numpy(tr["x"][idx].astype(np.float32))
             x = x + 0.02 * torch.randn_like(x) * (torch.rand(len(idx), 1, 1, 1) < 0.5)
-            h = torch.from_numpy(tr["h"][idx])
+            scale = np.where(rng.random(len(idx)) < 0.5, np.exp(rng.uniform(*np.log(SPACING_SCALE), len(idx))), 1.0)
+            unsized = np.isin(tr["finding"][idx], [FINDINGS.index(f) for f in ROUND]) & (tr["size"][idx] <= 0)
+            scale[unsized] = 1.0  # a round lesion of unknown size (own generator) keeps its scale and label
+            h = torch.from_numpy((tr["h"][idx] * scale).astype(np.float32))
+            finding = tr["finding"][idx].copy()
+            size = tr["size"][idx] * scale
+            rnd = tr["size"][idx] > 0
+            finding[rnd] = np.where(size[rnd] >= MASS_MM, FINDINGS.index("mass"), FINDINGS.index("nodule"))
             pc, pf, pw, pz, pu = net(x, h)
             pos = torch.from_numpy(tr["pos"][idx])
             loss = bce(pc, pos) + bce(pu, torch.from_numpy(tr["urgent"][idx]))
             if (pos > 0.5).any():
-                loss = loss + ce(pf, torch.from_numpy(tr["finding"][idx])) + ce(pw, torch.from_numpy(tr["word"][idx])) \
+                loss = loss + ce(pf, torch.from_numpy(finding)) + ce(pw, torch.from_numpy(tr["word"][idx])) \
                     + 0.5 * ce(pz, torch.from_numpy(tr["zone"][idx]))
             opt.zero_grad()
             loss.backward()
@@ -152,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", type=Path, nargs="+", required=True, help="folders of saved pairs (cxrpairs train, own)")
     ap.add_argument("--dev", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, help="first N train pairs only (a quick run)")
     a = ap.parse_args(argv)

@@ -33,7 +33,7 @@ def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object,
     return out
 
 
-def score(rows, change_p: float, urgent_p: float) -> dict:
+def score(rows, change_p: float, urgent_p: float, calibrated: bool = True, keep: list | None = None) -> dict:
     from benchmarks.change_engine import PairScore, score_pair, summarise
     from comparison import registration
     from comparison import thresholds as T
@@ -41,14 +41,35 @@ def score(rows, change_p: float, urgent_p: float) -> dict:
     T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
     scores = []
     for labels, reads, lungs, quality, shape in rows:
-        fs = registration._from_reads(reads, [], lungs, quality, shape, shape)
+        fs = registration._from_reads(reads, [], lungs, quality, shape, shape, calibrated)
         got = [{"finding": f.finding.value, "side": f.side.value, "zone": f.zone.value, "change": f.change.value,
                 "urgent": f.urgent, "confidence": f.confidence} for f in fs]
         s = score_pair(labels, got, any(f.urgent for f in fs))
         ps = PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
                        called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"])
         scores.append(ps)
+        if keep is not None:
+            keep.append(s["calib"])
     return summarise(scores)
+
+
+def fit(rows, change_p: float, urgent_p: float) -> None:
+    """Platt on the reader's raw confidence, judged by two-fold cross-validation inside dev."""
+    from comparison.calibration import calibrate, expected_calibration_error, fit_platt
+
+    per_pair: list = []
+    score(rows, change_p, urgent_p, calibrated=False, keep=per_pair)
+    folds = [[c for i, cs in enumerate(per_pair) if i % 2 == k for c in cs] for k in (0, 1)]
+    for k in (0, 1):
+        train, test = folds[k], folds[1 - k]
+        a, b = fit_platt([c for c, _ in train], [ok for _, ok in train])
+        conf = np.array([c for c, _ in test])
+        ok = np.array([o for _, o in test])
+        print(f"fold {k}: fit A={a:.3f} B={b:.3f} on {len(train)}; held half ECE raw "
+              f"{expected_calibration_error(conf, ok):.3f} -> {expected_calibration_error(calibrate(conf, a, b), ok):.3f}")
+    allc = folds[0] + folds[1]
+    a, b = fit_platt([c for c, _ in allc], [o for _, o in allc])
+    print(f"all dev ({len(allc)} findings, {sum(o for _, o in allc)} right): A={a:.4f} B={b:.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dev", type=Path, required=True)
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--fit", nargs=2, type=float, metavar=("CHANGE_P", "URGENT_P"),
+                    help="fit the reader's Platt map at these cut-offs (two-fold check inside dev)")
+    ap.add_argument("--tta", choices=("on", "off"), default="on", help="READER_SWAP_TTA for this run")
     a = ap.parse_args(argv)
+    from comparison import thresholds as T
+
+    T.READER_SWAP_TTA = a.tta == "on"
     rows = _reads(a.weights, a.dev)
+    if a.fit:
+        fit(rows, *a.fit)
+        return
     keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
     print("change_p urgent_p " + " ".join(k[:12] for k in keys))
     for cp in (0.3, 0.4, 0.5, 0.6):

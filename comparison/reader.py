@@ -175,9 +175,33 @@ class Reader:
         self.net.eval()
         self.version = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]  # which weights read this pair
 
-    def read(self, al: "Aligned", spacing_mm: float) -> list[LungRead]:
+    def read(self, al: "Aligned", spacing_mm: float, swap_tta: bool | None = None) -> list[LungRead]:
+        """Read both lungs. With `swap_tta` (default `thresholds.READER_SWAP_TTA`) the pair is also
+        read backwards in time (prior as current) and the two readings averaged, the change word
+        mapped back (new <-> resolved, worsened <-> improved): a change must look like itself
+        from both ends of the interval."""
+        swap_tta = T.READER_SWAP_TTA if swap_tta is None else swap_tta
+        fwd = self._probs(al.cw, al.mapped, al, spacing_mm)
+        if swap_tta:
+            bwd = self._probs(al.mapped, al.cw, al, spacing_mm)
+            back = [CHANGES.index(c) for c in ("resolved", "improved", "worsened", "new")]  # word i read backwards
+            pc = (fwd[0] + bwd[0]) / 2
+            pf = (fwd[1] + bwd[1]) / 2
+            pw = (fwd[2] + bwd[2][:, back]) / 2
+            pz = (fwd[3] + bwd[3]) / 2
+            pu = fwd[4]  # urgency is of the forward change only
+            fwd = (pc, pf, pw, pz, pu, fwd[5])
+        pc, pf, pw, pz, pu, boxes = fwd
+        out = []
+        for i, s in enumerate(("right", "left")):
+            fi, wi, zi = int(pf[i].argmax()), int(pw[i].argmax()), int(pz[i].argmax())
+            out.append(LungRead(s, float(pc[i]), FINDINGS[fi], float(pf[i, fi]), CHANGES[wi], float(pw[i, wi]),
+                                ZONES[zi], float(pz[i, zi]), float(pu[i]), boxes[i]))
+        return out
+
+    def _probs(self, cur: np.ndarray, prior: np.ndarray, al: "Aligned", spacing_mm: float) -> tuple:
         torch = self._torch
-        inp = lung_inputs(al.cw, al.mapped, al.lungs.right, al.lungs.left, al.roi, al.lungs.midline, spacing_mm)
+        inp = lung_inputs(cur, prior, al.lungs.right, al.lungs.left, al.roi, al.lungs.midline, spacing_mm)
         sides = ("right", "left")
         x = torch.from_numpy(np.stack([inp[s][0] for s in sides]))
         hgt = torch.tensor([inp[s][1] for s in sides], dtype=torch.float32)
@@ -188,11 +212,5 @@ class Reader:
                 pc, pf, pw, pz, pu = self.net(x, hgt)
         finally:
             torch.set_num_threads(prev)
-        pc, pu = torch.sigmoid(pc).numpy(), torch.sigmoid(pu).numpy()
-        pf, pw, pz = (torch.softmax(t, dim=1).numpy() for t in (pf, pw, pz))
-        out = []
-        for i, s in enumerate(sides):
-            fi, wi, zi = int(pf[i].argmax()), int(pw[i].argmax()), int(pz[i].argmax())
-            out.append(LungRead(s, float(pc[i]), FINDINGS[fi], float(pf[i, fi]), CHANGES[wi], float(pw[i, wi]),
-                                ZONES[zi], float(pz[i, zi]), float(pu[i]), inp[s][2]))
-        return out
+        return (torch.sigmoid(pc).numpy(), torch.softmax(pf, dim=1).numpy(), torch.softmax(pw, dim=1).numpy(),
+                torch.softmax(pz, dim=1).numpy(), torch.sigmoid(pu).numpy(), [inp[s][2] for s in sides])

@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field
 from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, segment_lungs
-from comparison.calibration import calibrate
+from comparison.calibration import READER_PLATT_A, READER_PLATT_B, calibrate
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
@@ -206,16 +206,13 @@ class RegistrationEngine:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
             timings["read"] = time.perf_counter() - t2
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape)
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, self.calibrated)
             self.last_reads = reads
             if T.RULES_URGENT_SECOND_READER:
-                # two readers for the urgent flag: an urgent sign the rules found on a side where the
-                # reader flagged nothing urgent is kept (said so), never dropped
-                flagged = {f.side for f in findings if f.urgent}
-                extra = [f for f in by_rules if f.urgent and f.side not in flagged]
-                if extra:
+                findings, kept = _urgent_from_either(findings, by_rules)
+                if kept:
                     notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
-                findings = (extra + findings)[: self.max_findings]
+            findings = findings[: self.max_findings]
         else:
             findings = by_rules
         if lungs_c.template:
@@ -605,7 +602,7 @@ def _load_reader():
 
 
 def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
-                work_shape: tuple[int, int], cur_shape: tuple[int, int]) -> list[FindingResult]:
+                work_shape: tuple[int, int], cur_shape: tuple[int, int], calibrated: bool = True) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
     of that lung and zone (else the zone of the lung itself) as its evidence box."""
     out: list[FindingResult] = []
@@ -636,6 +633,8 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             box = (int(z0 * sy), int(c0 * sx), int(z1 * sy), int(c1 * sx))
             effect = None
         conf = rd.p_change * rd.p_finding * float(np.clip((quality - 0.5) / 0.45, 0.5, 1.0))
+        if calibrated:
+            conf = float(calibrate(conf, READER_PLATT_A, READER_PLATT_B))
         if rd.p_finding < T.READER_TYPE_P:  # changed, but the reader cannot say what: `other`, said unsure
             finding, conf = FindingType.other, min(conf, T.UNTYPED_CONFIDENCE_CAP)
         out.append(FindingResult(
@@ -648,6 +647,15 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 
 
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
+
+
+def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
+    """Two readers for the urgent flag: an urgent finding of the sign rules on a side where the
+    reader flagged nothing urgent is kept (first), never dropped. Returns the findings and how
+    many of the rules' were kept."""
+    flagged = {f.side for f in by_reader if f.urgent}
+    extra = [f for f in by_rules if f.urgent and f.side not in flagged]
+    return extra + by_reader, len(extra)
 
 
 

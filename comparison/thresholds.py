@@ -91,3 +91,4 @@ RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader;
 #                                    on a side the reader left non-urgent is kept: an urgent flag needs only
 #                                    one of two different readers (the reader alone missed urgent cases of
 #                                    the engine's own generator, which it was not trained on)
+READER_SWAP_TTA = True  # read each pair forwards and backwards in time and average (set on dev)

@@ -67,3 +67,25 @@ def test_engine_without_its_reader_says_so_and_still_compares(monkeypatch) -> No
     assert r.has_prior
     assert any("learned reader is unavailable" in n for n in r.notes)
     assert "hemithorax-cnn" not in r.model
+
+
+def _f(finding: str, side: str, change: str, urgent: bool):
+    from priorwatch.vocabulary import FindingResult
+
+    return FindingResult(finding=finding, side=side, zone="upper", change=change, urgent=urgent, confidence=0.6)
+
+
+def test_an_urgent_finding_of_either_reader_is_kept() -> None:
+    reader = [_f("consolidation", "right", "new", False)]
+    rules = [_f("pneumothorax", "left", "new", True), _f("nodule", "right", "new", False)]
+    out, kept = registration._urgent_from_either(reader, rules)
+    assert kept == 1
+    assert [(f.finding.value, f.side.value, f.urgent) for f in out] == [
+        ("pneumothorax", "left", True), ("consolidation", "right", False)]
+
+
+def test_rules_urgent_on_a_side_the_reader_already_flagged_is_not_doubled() -> None:
+    reader = [_f("pneumothorax", "left", "worsened", True)]
+    rules = [_f("pneumothorax", "left", "new", True)]
+    out, kept = registration._urgent_from_either(reader, rules)
+    assert kept == 0 and len(out) == 1 and out[0].change.value == "worsened"
