@@ -10,7 +10,7 @@ Each pair is decoded, prepared and aligned exactly as in production
 (`prepare_dataset` -> `RegistrationEngine.align`) and saved as one .npz: the current and
 the registered prior on the working grid, both lung masks, and the labels.
 
-    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --start 0 --count 1500
+    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --start 0 --count 3700
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Never reads the held-out grid: held-out is scored once, by `benchmarks/change_engine.py`,
 after the weights and cut-offs are fixed.
 
-    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --count 2200   # ~40 CPU min
+    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --count 3700   # ~60 CPU min
     .venv/bin/python -m benchmarks.reader_data --split dev --out artifacts/reader/dev --count 104
     .venv/bin/python -m benchmarks.reader_data --split own --out artifacts/reader/own --count 600
     .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own --dev artifacts/reader/dev \
@@ -124,13 +124,14 @@ def dev_report(pred: dict, data: dict, cut: float) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None) -> None:
+def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None,
+          seed: int = SEED) -> None:
     import torch
     from torch import nn
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     paths = [p for d in train_dirs for p in sorted(d.glob("*.npz"))[:limit]]
     t0 = time.time()
     tr = samples(paths, VARIANTS, rng)
@@ -179,16 +180,31 @@ def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, 
     print(f"saved {out} ({out.stat().st_size // 1024} KiB)")
 
 
+def combine(members: list[Path], out: Path) -> None:
+    """Several trained readers (other seeds) into one weights file: the engine averages them."""
+    import torch
+
+    torch.save({"members": [torch.load(p, map_location="cpu", weights_only=True) for p in members]}, out)
+    print(f"saved {out}: {len(members)} members ({out.stat().st_size // 1024} KiB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=Path, nargs="+", required=True, help="folders of saved pairs (cxrpairs train, own)")
+    ap.add_argument("--train", type=Path, nargs="+", help="folders of saved pairs (cxrpairs train, own)")
+    ap.add_argument("--combine", type=Path, nargs="+", help="instead of training: these weights files into one ensemble")
     ap.add_argument("--dev", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, help="first N train pairs only (a quick run)")
+    ap.add_argument("--seed", type=int, default=SEED, help="another seed: another member of the ensemble")
     a = ap.parse_args(argv)
-    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit)
+    if a.combine:
+        combine(a.combine, a.out)
+        return
+    if not a.train:
+        ap.error("--train is required")
+    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ def build_net():
 
 
 class Reader:
-    """Loads the shipped weights once; `read(aligned, spacing_mm)` -> one `LungRead` per lung."""
+    """Loads the shipped weights once (one network, or an ensemble whose probabilities are
+    averaged); `read(aligned, spacing_mm)` -> one `LungRead` per lung."""
 
     def __init__(self, weights: Path = WEIGHTS, threads: int = 1) -> None:
         import torch
@@ -169,10 +170,14 @@ class Reader:
             raise FileNotFoundError(f"reader weights not found: {weights.name}")
         self._torch = torch
         self.threads = threads
-        self.net = build_net()
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state)
-        self.net.eval()
+        members = state["members"] if "members" in state else [state]  # an ensemble: averaged
+        self.nets = []
+        for sd in members:
+            net = build_net()
+            net.load_state_dict(sd)
+            net.eval()
+            self.nets.append(net)
         self.version = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]  # which weights read this pair
 
     def read(self, al: "Aligned", spacing_mm: float, swap_tta: bool | None = None) -> list[LungRead]:
@@ -209,8 +214,12 @@ class Reader:
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                pc, pf, pw, pz, pu = self.net(x, hgt)
+                outs = []
+                for net in self.nets:
+                    pc, pf, pw, pz, pu = net(x, hgt)
+                    outs.append((torch.sigmoid(pc).numpy(), torch.softmax(pf, dim=1).numpy(),
+                                 torch.softmax(pw, dim=1).numpy(), torch.softmax(pz, dim=1).numpy(), torch.sigmoid(pu).numpy()))
         finally:
             torch.set_num_threads(prev)
-        return (torch.sigmoid(pc).numpy(), torch.softmax(pf, dim=1).numpy(), torch.softmax(pw, dim=1).numpy(),
-                torch.softmax(pz, dim=1).numpy(), torch.sigmoid(pu).numpy(), [inp[s][2] for s in sides])
+        mean = tuple(np.mean([o[k] for o in outs], axis=0) for k in range(5))
+        return (*mean, [inp[s][2] for s in sides])

@@ -650,11 +650,15 @@ ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
-    """Two readers for the urgent flag: an urgent finding of the sign rules on a side where the
-    reader flagged nothing urgent is kept (first), never dropped. Returns the findings and how
-    many of the rules' were kept."""
+    """Two readers for the urgent flag: an urgent pneumothorax of the sign rules on a side where
+    the reader flagged nothing urgent is kept (first); an urgent effusion of the rules only where
+    the reader saw no change on that side at all (where it saw and typed one, e.g. a basal mass,
+    its type is the better one: the rules call most new basal density fluid). Returns the
+    findings and how many of the rules' were kept."""
     flagged = {f.side for f in by_reader if f.urgent}
-    extra = [f for f in by_rules if f.urgent and f.side not in flagged]
+    seen = {f.side for f in by_reader}
+    extra = [f for f in by_rules if f.urgent and f.side not in flagged
+             and (f.finding == FindingType.pneumothorax or f.side not in seen)]
     return extra + by_reader, len(extra)
 
 

@@ -89,3 +89,30 @@ def test_rules_urgent_on_a_side_the_reader_already_flagged_is_not_doubled() -> N
     rules = [_f("pneumothorax", "left", "new", True)]
     out, kept = registration._urgent_from_either(reader, rules)
     assert kept == 0 and len(out) == 1 and out[0].change.value == "worsened"
+
+
+def test_reading_backwards_in_time_mirrors_the_change_word() -> None:
+    """With the swap average, reading (prior -> current) and (current -> prior) give the same
+    change probability and opposite words: new <-> resolved, worsened <-> improved."""
+    from dataclasses import replace
+
+    img, right, left = _chest()
+    cur = img.copy()
+    cur[60:80, 50:70] += 0.25  # an opacity in the right upper lung, present now only
+    al = RegistrationEngine().align(cur, img.copy())
+    back = replace(al, cw=al.mapped, mapped=al.cw)
+    reader = Reader()
+    fwd, bwd = reader.read(al, 1.6, swap_tta=True), reader.read(back, 1.6, swap_tta=True)
+    opposite = {"new": "resolved", "resolved": "new", "worsened": "improved", "improved": "worsened"}
+    for a, b in zip(fwd, bwd):
+        assert a.p_change == pytest.approx(b.p_change, abs=1e-5)
+        assert a.finding == b.finding and a.zone == b.zone
+        assert a.change == opposite[b.change]
+
+
+def test_rules_urgent_effusion_yields_to_the_readers_type_where_the_reader_saw_the_change() -> None:
+    reader = [_f("mass", "left", "new", False)]
+    rules = [_f("effusion", "left", "new", True), _f("effusion", "right", "new", True), _f("pneumothorax", "left", "new", True)]
+    out, kept = registration._urgent_from_either(reader, rules)
+    assert kept == 2
+    assert [(f.finding.value, f.side.value) for f in out] == [("effusion", "right"), ("pneumothorax", "left"), ("mass", "left")]
