@@ -20,7 +20,11 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    reads each lung of the registered pair: changed or not, which finding, which change word,
    which third, urgent or not; the strongest changed region of that lung and third is its
    evidence box. Without the reader (no torch, no weights: said in the result's notes), or
-   with `use_reader=False`, the sign rules below type each region instead:
+   with `use_reader=False`, the sign rules below type each region instead. The rules run beside
+   the reader anyway: their urgent pneumothorax is kept where the reader flagged nothing urgent,
+   their urgent effusion where the reader saw no change (two readers for an urgent flag), and
+   their measured type (round <= 30 mm nodule, beyond a mass, patchy consolidation) is used
+   where the reader is unsure which opacity it sees;
 7b. each changed region is typed from radiological signs on *each* image, not from the
    signed difference alone (density and lucency are different signs): a region more lucent
    now is a resolving opacity only when the prior showed an opacity there; new air against
@@ -32,7 +36,8 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    signs cannot type is `other` at its side and zone with low confidence, and a lucency at
    the apex or lateral edge errs towards a (urgent) pneumothorax;
 8. one pneumothorax per side; what lies inside it is part of it;
-9. confidence: the raw score mapped by `comparison.calibration` (Platt, fitted offline).
+9. confidence: the reader's p(change) x p(finding) x registration quality; for the rules, the raw
+   score mapped by `comparison.calibration` (Platt, fitted offline).
 
 Every threshold lives in `comparison.thresholds` with the reason for its value.
 """
@@ -206,7 +211,7 @@ class RegistrationEngine:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
             timings["read"] = time.perf_counter() - t2
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, self.calibrated)
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, self.calibrated, by_rules)
             self.last_reads = reads
             if T.RULES_URGENT_SECOND_READER:
                 findings, kept = _urgent_from_either(findings, by_rules)
@@ -602,7 +607,8 @@ def _load_reader():
 
 
 def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
-                work_shape: tuple[int, int], cur_shape: tuple[int, int], calibrated: bool = True) -> list[FindingResult]:
+                work_shape: tuple[int, int], cur_shape: tuple[int, int], calibrated: bool = True,
+                by_rules: list[FindingResult] | None = None) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
     of that lung and zone (else the zone of the lung itself) as its evidence box."""
     out: list[FindingResult] = []
@@ -612,6 +618,14 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             continue
         side, zone = Side(rd.side), Zone(rd.zone)
         finding, change = FindingType(rd.finding), Change(rd.change)
+        adopted = False
+        if rd.p_finding < T.READER_TYPE_SURE and finding in OPACITIES:
+            # unsure which opacity: the rules' measured shape and size in mm (round and <= 30 mm a
+            # nodule, beyond a mass; patchy consolidation) for the same change in the same place
+            same = [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in OPACITIES
+                    and (f.change in (Change.new, Change.worsened)) == (change in (Change.new, Change.worsened))]
+            if same:
+                finding, adopted = same[0].finding, True
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
             finding == FindingType.effusion and change == Change.new and rd.p_urgent >= 0.5) or rd.p_urgent >= T.READER_URGENT_P
         top, bottom = lungs.extent(side)
@@ -635,7 +649,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
         conf = rd.p_change * rd.p_finding * float(np.clip((quality - 0.5) / 0.45, 0.5, 1.0))
         if calibrated:
             conf = float(calibrate(conf, READER_PLATT_A, READER_PLATT_B))
-        if rd.p_finding < T.READER_TYPE_P:  # changed, but the reader cannot say what: `other`, said unsure
+        if rd.p_finding < T.READER_TYPE_P and not adopted:  # changed, but nobody can say what: `other`, said unsure
             finding, conf = FindingType.other, min(conf, T.UNTYPED_CONFIDENCE_CAP)
         out.append(FindingResult(
             finding=finding, side=side, zone=zone, change=change, urgent=bool(urgent),
@@ -647,6 +661,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 
 
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
+OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:

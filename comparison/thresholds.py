@@ -94,3 +94,5 @@ RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader;
 #                                    generator before it was trained on it); on dev, keeping every rules' urgent
 #                                    finding cost 7/95 false-urgent, this 4/95
 READER_SWAP_TTA = True  # read each pair forwards and backwards in time and average (set on dev)
+READER_TYPE_SURE = 0.5  # under this the reader is unsure which opacity (nodule / mass / consolidation) it sees: the
+#                         sign rules' type of the same change in the same place (measured shape, size in mm) is used
