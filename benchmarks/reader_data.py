@@ -11,6 +11,7 @@ Each pair is decoded, prepared and aligned exactly as in production
 the registered prior on the working grid, both lung masks, and the labels.
 
     .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --start 0 --count 3700
+    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --count 500  # not in the shipped weights
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _seed(*parts: object) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def train_specs(start: int, count: int) -> list:
+def train_specs(start: int, count: int, background: str = "synthetic") -> list:
     """Specs `start .. start+count` of the train split (a pure function of the index)."""
     from benchmarks.cxrpairs import SPLIT_SEEDS, Spec
 
@@ -51,7 +52,8 @@ def train_specs(start: int, count: int) -> list:
             c = DIRECTED[int(rng.integers(4))] if kind == "changed" else "stable"
             s = ("right", "left")[int(rng.integers(2))]
             z = "upper" if f == "pneumothorax" else "lower" if f == "effusion" else ZONES[int(rng.integers(3))]
-        out.append(Spec("train", idx, _seed(TRAIN_SEED, idx), "synthetic", kind, f, c, s, z))
+        seed = _seed(TRAIN_SEED, idx) if background == "synthetic" else _seed(TRAIN_SEED, background, idx)
+        out.append(Spec("train" if background == "synthetic" else f"train{background}", idx, seed, background, kind, f, c, s, z))
     return out
 
 
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--background", default="synthetic", choices=("synthetic", "real"),
+                    help="train split only: real = lesions on pydicom-data's real CR (the real-CR grid's "
+                         "background, other seeds: real-CR then no longer shows the reader unseen anatomy)")
     ap.add_argument("--split", default="train", choices=("train", "dev", "own"),
                     help="dev: the dev grid at the harness's 600 px, for tuning the reader's cut-offs")
     a = ap.parse_args(argv)
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
         specs = grid("dev")[a.start : a.start + a.count]
     else:
-        specs = train_specs(a.start, a.count)
+        specs = train_specs(a.start, a.count, a.background)
     for spec in specs:
         if (a.out / f"{spec.pair_id}.npz").exists():
             continue

@@ -125,7 +125,7 @@ def dev_report(pred: dict, data: dict, cut: float) -> dict:
 
 
 def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None,
-          seed: int = SEED) -> None:
+          seed: int = SEED, init: Path | None = None, max_lr: float = 3e-3) -> None:
     import torch
     from torch import nn
 
@@ -138,9 +138,11 @@ def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, 
     dv = samples(sorted(dev_dir.glob("*.npz")), 1, None) if dev_dir else None
     print(f"{len(paths)} train pairs -> {len(tr['x'])} lung crops ({time.time() - t0:.0f} s)", flush=True)
     net = build_net()
+    if init is not None:  # fine-tune from trained weights
+        net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(tr["x"]) / 64))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps)
     bce = nn.BCEWithLogitsLoss()
     ce = nn.CrossEntropyLoss(ignore_index=-100)
     n = len(tr["x"])
@@ -198,13 +200,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, help="first N train pairs only (a quick run)")
     ap.add_argument("--seed", type=int, default=SEED, help="another seed: another member of the ensemble")
+    ap.add_argument("--init", type=Path, help="fine-tune from these weights")
+    ap.add_argument("--max-lr", type=float, default=3e-3)
     a = ap.parse_args(argv)
     if a.combine:
         combine(a.combine, a.out)
         return
     if not a.train:
         ap.error("--train is required")
-    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed)
+    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed, a.init, a.max_lr)
 
 
 if __name__ == "__main__":
