@@ -3,8 +3,10 @@
 The pairs come from the independent `benchmarks.cxrpairs` generator under a split of their
 own, "train": its seeds are derived from `TRAIN_SEED`, which is neither the dev nor the
 held-out nor the real-CR split seed, and its specs are drawn with the same mix as the dev
-grid (changed / stable / normal, every finding x change x side, zones cycled). Only
-synthetic backgrounds: the real-CR pairs stay a check of anatomy the reader never saw.
+grid (changed / stable / normal, every finding x change x side, zones cycled), on synthetic
+backgrounds (`--background real`: on the real CR, tried and not in the shipped weights). The
+own generator (`--split own`) draws on that same real CR, so the real-CR grid shows the reader
+known anatomy under cxrpairs' acquisition, not unseen anatomy.
 
 Each pair is decoded, prepared and aligned exactly as in production
 (`prepare_dataset` -> `RegistrationEngine.align`) and saved as one .npz: the current and
