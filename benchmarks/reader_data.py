@@ -38,7 +38,7 @@ def _seed(*parts: object) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def train_specs(start: int, count: int, background: str = "synthetic") -> list:
+def train_specs(start: int, count: int, background: str = "synthetic", namespace: str | None = None) -> list:
     """Specs `start .. start+count` of the train split (a pure function of the index)."""
     from benchmarks.cxrpairs import SPLIT_SEEDS, Spec
 
@@ -54,8 +54,9 @@ def train_specs(start: int, count: int, background: str = "synthetic") -> list:
             c = DIRECTED[int(rng.integers(4))] if kind == "changed" else "stable"
             s = ("right", "left")[int(rng.integers(2))]
             z = "upper" if f == "pneumothorax" else "lower" if f == "effusion" else ZONES[int(rng.integers(3))]
-        seed = _seed(TRAIN_SEED, idx) if background == "synthetic" else _seed(TRAIN_SEED, background, idx)
-        out.append(Spec("train" if background == "synthetic" else f"train{background}", idx, seed, background, kind, f, c, s, z))
+        ns = namespace or background
+        seed = _seed(TRAIN_SEED, idx) if ns == "synthetic" else _seed(TRAIN_SEED, ns, idx)
+        out.append(Spec("train" if ns == "synthetic" else f"train{ns}", idx, seed, background, kind, f, c, s, z))
     return out
 
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--background", default="synthetic", choices=("synthetic", "real"),
                     help="train split only: real = lesions on pydicom-data's real CR (the real-CR grid's "
                          "background, other seeds: real-CR then no longer shows the reader unseen anatomy)")
+    ap.add_argument("--namespace", help="seed namespace of the train split (e.g. realdev: a real-background "
+                                         "dev grid to decide on, never trained on)")
     ap.add_argument("--split", default="train", choices=("train", "dev", "own"),
                     help="dev: the dev grid at the harness's 600 px, for tuning the reader's cut-offs")
     a = ap.parse_args(argv)
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
         specs = grid("dev")[a.start : a.start + a.count]
     else:
-        specs = train_specs(a.start, a.count, a.background)
+        specs = train_specs(a.start, a.count, a.background, a.namespace)
     for spec in specs:
         if (a.out / f"{spec.pair_id}.npz").exists():
             continue
