@@ -16,7 +16,10 @@ radiologist compares a hemithorax with the same hemithorax on the prior:
 Both lungs are presented lateral-wall-left (the left lung is mirrored), so one set of
 weights reads both. The weights (`reader_weights.pt`) ship with the package; they were
 trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
-generator and tuned on its dev grid only (never its held-out grid); nothing is downloaded.
+generator (synthetic and, fine-tuned, real-CR backgrounds, train seeds only) and on the
+engine's own generator, and chosen on the dev grids only (never the held-out or real-CR
+grids); nothing is downloaded. Synthetic training data: how it reads real radiographs is
+not known beyond the real-CR pairs (issue 11's note).
 """
 
 from __future__ import annotations
