@@ -7,7 +7,13 @@ after the weights and cut-offs are fixed.
     .venv/bin/python -m benchmarks.reader_data --split dev --out artifacts/reader/dev --count 104
     .venv/bin/python -m benchmarks.reader_data --split own --out artifacts/reader/own --count 600
     .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own --dev artifacts/reader/dev \
-        --out comparison/reader_weights.pt
+        --out artifacts/reader/C.pt                                  # reader C: 14 epochs, seed 7
+    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --count 500
+    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own \
+        artifacts/reader/real_train --limit 1500 --init artifacts/reader/C.pt --max-lr 1e-3 --epochs 4 \
+        --dev artifacts/reader/dev --out comparison/reader_weights.pt   # reader D, the shipped weights
+    .venv/bin/python -m benchmarks.reader_data --background real --namespace realdev --out artifacts/reader/realdev --count 120
+    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/realdev   # C vs D was chosen on this and dev
 
 The engine's own generator (`comparison.synthetic`, another anatomy and lesion physics) is
 mixed in: trained on cxrpairs alone the reader found no pneumothorax of the own generator.
