@@ -33,7 +33,7 @@ def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object,
     return out
 
 
-def score(rows, change_p: float, urgent_p: float, calibrated: bool = True, keep: list | None = None) -> dict:
+def score(rows, change_p: float, urgent_p: float, keep: list | None = None) -> dict:
     from benchmarks.change_engine import PairScore, score_pair, summarise
     from comparison import registration
     from comparison import thresholds as T
@@ -41,7 +41,7 @@ def score(rows, change_p: float, urgent_p: float, calibrated: bool = True, keep:
     T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
     scores = []
     for labels, reads, lungs, quality, shape in rows:
-        fs = registration._from_reads(reads, [], lungs, quality, shape, shape, calibrated)
+        fs = registration._from_reads(reads, [], lungs, quality, shape, shape)
         got = [{"finding": f.finding.value, "side": f.side.value, "zone": f.zone.value, "change": f.change.value,
                 "urgent": f.urgent, "confidence": f.confidence} for f in fs]
         s = score_pair(labels, got, any(f.urgent for f in fs))
@@ -58,7 +58,7 @@ def fit(rows, change_p: float, urgent_p: float) -> None:
     from comparison.calibration import calibrate, expected_calibration_error, fit_platt
 
     per_pair: list = []
-    score(rows, change_p, urgent_p, calibrated=False, keep=per_pair)
+    score(rows, change_p, urgent_p, keep=per_pair)
     folds = [[c for i, cs in enumerate(per_pair) if i % 2 == k for c in cs] for k in (0, 1)]
     for k in (0, 1):
         train, test = folds[k], folds[1 - k]

@@ -24,16 +24,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["PLATT_A", "PLATT_B", "READER_PLATT_A", "READER_PLATT_B", "CONF_MIN", "CONF_MAX", "calibrate", "fit_platt", "expected_calibration_error"]
+__all__ = ["PLATT_A", "PLATT_B", "CONF_MIN", "CONF_MAX", "calibrate", "fit_platt", "expected_calibration_error"]
 
 # Fitted on the calibration set (seed 7, n 4, matrix variation 0.25: 120 pairs, 79 claims, 66 right;
 # ECE there 0.099 raw -> 0.091 fitted); see the module docstring.
 PLATT_A = 1.3008
 PLATT_B = -0.0094
-# The learned reader's confidence (p_change x p_finding x registration quality): identity until a
-# fit on the dev grid earns its place (see issue 11's note and `benchmarks/reader_tune.py --fit`).
-READER_PLATT_A = 1.0
-READER_PLATT_B = 0.0
 CONF_MIN = 0.02
 CONF_MAX = 0.98
 _EPS = 1e-4

@@ -166,9 +166,10 @@ class Reader:
     """Loads the shipped weights once (one network, or an ensemble whose probabilities are
     averaged); `read(aligned, spacing_mm)` -> one `LungRead` per lung."""
 
-    def __init__(self, weights: Path = WEIGHTS, threads: int = 1) -> None:
+    def __init__(self, weights: Path | None = None, threads: int = 1) -> None:
         import torch
 
+        weights = weights if weights is not None else WEIGHTS  # looked up at call time
         if not weights.is_file():
             raise FileNotFoundError(f"reader weights not found: {weights.name}")
         self._torch = torch

@@ -53,7 +53,7 @@ from pydantic import BaseModel, Field
 from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, segment_lungs
-from comparison.calibration import READER_PLATT_A, READER_PLATT_B, calibrate
+from comparison.calibration import calibrate
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
@@ -160,7 +160,8 @@ class RegistrationEngine:
         self.seed = seed
         self.max_findings = max_findings
         self.z_threshold = z_threshold
-        self.calibrated = calibrated  # False: raw scores (what `comparison.calibration` is fitted on)
+        self.calibrated = calibrated  # False: the sign rules' raw scores (what `comparison.calibration` is fitted on);
+        #                               the reader's confidence is not remapped (a Platt fit on dev did not help)
         self.last_features: list[dict[str, object]] = []
         self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
         self.last_reads: list = []
@@ -211,7 +212,7 @@ class RegistrationEngine:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
             timings["read"] = time.perf_counter() - t2
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, self.calibrated, by_rules)
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules)
             self.last_reads = reads
             if T.RULES_URGENT_SECOND_READER:
                 findings, kept = _urgent_from_either(findings, by_rules)
@@ -607,7 +608,7 @@ def _load_reader():
 
 
 def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
-                work_shape: tuple[int, int], cur_shape: tuple[int, int], calibrated: bool = True,
+                work_shape: tuple[int, int], cur_shape: tuple[int, int],
                 by_rules: list[FindingResult] | None = None) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
     of that lung and zone (else the zone of the lung itself) as its evidence box."""
@@ -647,8 +648,6 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             box = (int(z0 * sy), int(c0 * sx), int(z1 * sy), int(c1 * sx))
             effect = None
         conf = rd.p_change * rd.p_finding * float(np.clip((quality - 0.5) / 0.45, 0.5, 1.0))
-        if calibrated:
-            conf = float(calibrate(conf, READER_PLATT_A, READER_PLATT_B))
         if rd.p_finding < T.READER_TYPE_P and not adopted:  # changed, but nobody can say what: `other`, said unsure
             finding, conf = FindingType.other, min(conf, T.UNTYPED_CONFIDENCE_CAP)
         out.append(FindingResult(

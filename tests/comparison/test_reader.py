@@ -52,6 +52,32 @@ def test_reader_weights_ship_and_read_both_lungs() -> None:
         assert 0.0 <= r.p_change <= 1.0 and 0.0 <= r.p_urgent <= 1.0
 
 
+def test_reader_calls_a_pair_of_one_image_unchanged_and_a_new_pneumothorax_changed_on_its_side() -> None:
+    """The shipped weights, on a cxrpairs dev pair (never a held-out one): the current against
+    itself is no change in either lung; against its prior, the labelled lung is changed."""
+    import io
+
+    import pydicom
+
+    from benchmarks.cxrpairs import grid, make_pair
+    from comparison import thresholds as T
+    from comparison.preprocess import prepare_dataset
+
+    spec = next(s for s in grid("dev") if s.finding == "pneumothorax" and s.change == "new")
+    pair = make_pair(spec, scale=600 / 2200)
+    imgs = {}
+    for role, ds in (("prior", pair.prior), ("current", pair.current)):
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        imgs[role] = prepare_dataset(pydicom.dcmread(io.BytesIO(buf.getvalue())), size=512)
+    cur, pri = imgs["current"], imgs["prior"]
+    eng, reader = RegistrationEngine(), Reader()
+    same = reader.read(eng.align(cur.pixels, cur.pixels.copy()), 1.5)
+    assert [r.p_change < T.READER_CHANGE_P for r in same] == [True, True], same
+    reads = {r.side: r for r in reader.read(eng.align(cur.pixels, pri.pixels), 1.5)}
+    assert reads[spec.side].p_change >= T.READER_CHANGE_P, reads
+
+
 def test_engine_names_the_reader_in_its_result() -> None:
     img, _, _ = _chest()
     r = RegistrationEngine().compare(img, img.copy(), CompareContext(pixel_spacing_mm=1.6)).result
@@ -59,13 +85,18 @@ def test_engine_names_the_reader_in_its_result() -> None:
     assert "reader " in r.model_version
 
 
-def test_engine_without_its_reader_says_so_and_still_compares(monkeypatch) -> None:
-    monkeypatch.setattr(registration, "_READER", None)
-    monkeypatch.setattr(registration, "_READER_ERROR", "FileNotFoundError: reader weights not found")
+def test_engine_without_its_reader_says_so_and_still_compares(monkeypatch, tmp_path) -> None:
+    """A missing weights file (a real one: nothing is faked but its path) goes through the real
+    load, which fails; the engine says so and the sign rules type the changes."""
+    from comparison import reader
+
+    monkeypatch.setattr(reader, "WEIGHTS", tmp_path / "missing_reader_weights.pt")
+    monkeypatch.setattr(registration, "_READER", None)  # a fresh process: nothing loaded yet
+    monkeypatch.setattr(registration, "_READER_ERROR", None)
     img, _, _ = _chest()
     r = RegistrationEngine().compare(img, img.copy(), CompareContext(pixel_spacing_mm=1.6)).result
     assert r.has_prior
-    assert any("learned reader is unavailable" in n for n in r.notes)
+    assert any("learned reader is unavailable (FileNotFoundError" in n for n in r.notes), r.notes
     assert "hemithorax-cnn" not in r.model
 
 
