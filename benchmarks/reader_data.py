@@ -19,23 +19,18 @@ the registered prior on the working grid, both lung masks, and the labels.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.cxrpairs import ZONES
+from benchmarks.cxrpairs.generate import DIRECTED, MAIN_FINDINGS, _seed  # the generator's own spec vocabulary and seeding
+
 TRAIN_SEED = 31415926  # not in cxrpairs.SPLIT_SEEDS: never the dev, held-out or real grid
 SIZES = (520, 600, 720)  # long side (px) of the generated matrices; prepare brings all to 512
 KIND_WEIGHTS = {"changed": 80, "stable": 10, "normal": 14}  # the dev grid's mix
-MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
-DIRECTED = ("new", "worsened", "improved", "resolved")
-ZONES = ("upper", "middle", "lower")
-
-
-def _seed(*parts: object) -> int:
-    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 def train_specs(start: int, count: int, background: str = "synthetic", namespace: str | None = None) -> list:
@@ -63,15 +58,13 @@ def train_specs(start: int, count: int, background: str = "synthetic", namespace
 def build_one(spec, engine, out_dir: Path, size: int) -> Path:
     import pydicom
 
+    from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, PREPARE_SIZE, _roundtrip
     from benchmarks.cxrpairs import make_pair
     from comparison.preprocess import prepare_dataset
 
-    pair = make_pair(spec, scale=size / 2200)
-    prepared = {}
-    for role, ds in (("prior", pair.prior), ("current", pair.current)):
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        prepared[role] = prepare_dataset(pydicom.dcmread(io.BytesIO(buf.getvalue())), size=512)
+    pair = make_pair(spec, scale=size / FULL_SIZE_LONG_SIDE)
+    prepared = {role: prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=PREPARE_SIZE)
+                for role, ds in (("prior", pair.prior), ("current", pair.current))}
     cur, pri = prepared["current"], prepared["prior"]
     al = engine.align(cur.pixels, pri.pixels)
     spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0

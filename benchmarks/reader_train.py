@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.cxrpairs import LARGE_EFFUSION_FRACTION, NODULE_MASS_CUT_MM, is_urgent
 from comparison.reader import CHANGES, FINDINGS, ZONES, build_net, lung_inputs
 
 JITTER = 0.04  # crop margins move by up to this share of the lung's size (segmentation varies)
@@ -46,11 +47,10 @@ def _load(path: Path) -> dict:
 
 SWAPPED = {"new": "resolved", "resolved": "new", "worsened": "improved", "improved": "worsened"}
 ROUND = ("nodule", "mass")
-MASS_MM = 30.0  # the label's cut: nodule < 30 mm <= mass
+MASS_MM = NODULE_MASS_CUT_MM  # the label's cut: nodule < 30 mm <= mass
 SPACING_SCALE = (0.6, 1.6)  # training pretends the pixel spacing was this much larger or smaller (half the
 #                             crops): the lung height input and a round lesion's size scale together and
 #                             nodule / mass is relabelled by the scaled size, so the reader learns size in mm
-LARGE_EFFUSION = 1 / 3  # the label's rule (meniscus over a third of the lung height), for swapped pairs
 
 
 def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: float = 0.0) -> tuple[float, ...]:
@@ -66,8 +66,7 @@ def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: fl
             if swapped:
                 change = SWAPPED[change]
                 size = lb.get("prior_size_mm") or 0.0
-                urgent = float((f == "pneumothorax" and change in ("new", "worsened")) or (
-                    f == "effusion" and change == "new" and size >= LARGE_EFFUSION * lung_h_mm))
+                urgent = float(is_urgent(f, change, large=size >= LARGE_EFFUSION_FRACTION * lung_h_mm))
             size = lb.get("size_mm") or 0.0
             if swapped and (lb.get("prior_size_mm") or 0.0) > 0:
                 size = lb["prior_size_mm"]  # the lesion as it is on the (new) current
