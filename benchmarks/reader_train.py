@@ -15,6 +15,16 @@ after the weights and cut-offs are fixed.
     .venv/bin/python -m benchmarks.reader_data --background real --namespace realdev --out artifacts/reader/realdev --count 120
     .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/realdev   # C vs D was chosen on this and dev
 
+Engine 0.4.1 crops each lung by `reader.hemithorax_boxes` (rows from the image's profile, not the
+threshold masks alone), so D was fine-tuned again on the new crops, with 1000 real-background pairs
+(train seeds 0..999 of the real namespace) and the first 1970 of the synthetic train split:
+
+    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --start 500 --count 500
+    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
+        --init D.pt --max-lr 1.5e-3 --epochs 6 --dev artifacts/reader/dev --out F1.pt     # profile boxes, first form
+    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
+        --init F1.pt --max-lr 1.5e-3 --epochs 5 --seed 9 --out comparison/reader_weights.pt  # F3: boxes with the mask checks
+
 The engine's own generator (`comparison.synthetic`, another anatomy and lesion physics) is
 mixed in: trained on cxrpairs alone the reader found no pneumothorax of the own generator.
 

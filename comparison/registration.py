@@ -61,7 +61,7 @@ from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingRes
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.0"
+ENGINE_VERSION = "0.4.1"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 

@@ -79,6 +79,18 @@ READER_MARGIN_V = 0.08  # crop margin above the apex / below the angle, share of
 #                         apical cap and the costophrenic angle, where pneumothorax and effusion start
 READER_MARGIN_H = 0.15  # crop margin at both sides, share of lung width: the chest wall (a lateral
 #                         pneumothorax lies between lung edge and ribs) and the heart border
+READER_PROFILE_BAND = (0.1, 0.6)  # the lung's base and apex are read off the row profile of this share of its
+#                                   width, from the chest wall in: the lateral lung, clear of heart and mediastinum
+READER_BASE_ASYMMETRY = 0.12  # a lung's base is never put more than this share of lung height above the other's:
+#                               the hemidiaphragms differ by ~1-3 cm; an effusion or basal opacity that stops the
+#                               profile early on one side must stay inside that side's crop
+READER_WIDTH_RATIO = 0.8  # a lung's crop is at least this share of the other lung's width (widened towards the
+#                           chest wall): a mask cut by a lateral opacity or pneumothorax must not hide it
+READER_FRAME_EDGE = 0.03  # a lung mask's top is never taken above this share of the image height (a mask at the frame leaked)
+READER_MASK_BASE_REACH = 0.15  # a lung mask's base below the profile's is kept up to this share of lung height lower
+#                                (the costophrenic angle the lateral profile band can miss); further down it leaked
+READER_MIN_LUNG_WIDTH = 0.12  # a lung mask narrower than this share of the image gives no columns: the usual
+#                               place of that hemithorax is used instead
 READER_Z_CLIP = 8.0  # difference channel clipped at this many noise sd: beyond it only "changed" matters
 READER_CHANGE_P = 0.4  # reader probability over which a lung is reported changed (dev: detection 0.86 -> 0.90 from 0.5, stable/normal called changed 0.04 either way; 0.3 doubles false changes)
 READER_URGENT_P = 0.5  # reader urgent probability over which the finding is flagged urgent whatever its type

@@ -7,7 +7,7 @@ import pytest
 
 from comparison import CompareContext, RegistrationEngine
 from comparison import registration
-from comparison.reader import CHANNELS, CROP_H, CROP_W, WEIGHTS, Reader, lung_inputs
+from comparison.reader import CHANNELS, CROP_H, CROP_W, WEIGHTS, Reader, hemithorax_boxes, lung_inputs
 
 
 def _chest(h: int = 240, w: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,6 +39,35 @@ def test_left_lung_is_presented_mirrored_like_the_right() -> None:
     assert np.abs(xa[:3] - xb[:3]).max() < 0.05  # current, prior, difference
     assert xa[2].max() > 0.5  # the change is in the difference channel
     assert np.abs(b["right"][0][2]).max() < 0.05  # and not in the other lung's
+
+
+def test_crop_reaches_the_lung_base_when_the_mask_stops_short_or_leaks() -> None:
+    """The lungs of `_chest` span rows 40..200. A right mask cut at row 110 (a dense lower lung)
+    and a left mask that leaks to the image's bottom (into the abdomen) still give each lung
+    rows close to 40..200, read off the image, not off the masks."""
+    img, right, left = _chest()
+    cut = right.copy()
+    cut[110:] = False
+    leak = left.copy()
+    leak[120:, 150:230] = True
+    boxes = hemithorax_boxes(img, cut, leak)
+    for side in ("right", "left"):
+        top, bot, _, _ = boxes[side]
+        assert abs(top - 40) <= 12, (side, top)
+        assert abs(bot - 200) <= 12, (side, bot)
+    # and with the true masks nearly the same rows: a broken mask moves them by a few pixels at most
+    true = hemithorax_boxes(img, right, left)
+    assert abs(true["right"][1] - boxes["right"][1]) <= 8
+
+
+def test_effusion_on_one_side_stays_inside_that_sides_crop() -> None:
+    """A dense base on one side (an effusion up to row 150) stops that side's profile early; its
+    crop still reaches near the other side's base, so the effusion is read."""
+    img, right, left = _chest()
+    img[150:205, 30:120] = np.maximum(img[150:205, 30:120], 0.68)  # the patient's right base white
+    boxes = hemithorax_boxes(img, right, left)
+    other = boxes["left"][1]
+    assert boxes["right"][1] >= other - 0.15 * (other - boxes["left"][0])
 
 
 def test_reader_weights_ship_and_read_both_lungs() -> None:
