@@ -627,6 +627,13 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
                     and (f.change in (Change.new, Change.worsened)) == (change in (Change.new, Change.worsened))]
             if same:
                 finding, adopted = same[0].finding, True
+        elif finding in ROUND:
+            # a round opacity: nodule or mass is a size (< 30 mm), so the rules' measured size in mm of
+            # a round change in the same place decides it over the reader's estimate
+            same = [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in ROUND
+                    and (f.change in (Change.new, Change.worsened)) == (change in (Change.new, Change.worsened))]
+            if same:
+                finding = same[0].finding
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
             finding == FindingType.effusion and change == Change.new and rd.p_urgent >= 0.5) or rd.p_urgent >= T.READER_URGENT_P
         top, bottom = lungs.extent(side)
@@ -661,6 +668,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
+ROUND = (FindingType.nodule, FindingType.mass)
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
