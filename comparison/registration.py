@@ -623,15 +623,13 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
         if rd.p_finding < T.READER_TYPE_SURE and finding in OPACITIES:
             # unsure which opacity: the rules' measured shape and size in mm (round and <= 30 mm a
             # nodule, beyond a mass; patchy consolidation) for the same change in the same place
-            same = [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in OPACITIES
-                    and (f.change in (Change.new, Change.worsened)) == (change in (Change.new, Change.worsened))]
+            same = _rules_here(by_rules, side, zone, change, OPACITIES)
             if same:
                 finding, adopted = same[0].finding, True
         elif finding in ROUND:
             # a round opacity: nodule or mass is a size (< 30 mm), so the rules' measured size in mm of
             # a round change in the same place decides it over the reader's estimate
-            same = [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in ROUND
-                    and (f.change in (Change.new, Change.worsened)) == (change in (Change.new, Change.worsened))]
+            same = _rules_here(by_rules, side, zone, change, ROUND)
             if same:
                 finding = same[0].finding
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
@@ -669,6 +667,14 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
+
+
+def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, change: Change,
+                kinds: tuple[FindingType, ...]) -> list[FindingResult]:
+    """The sign rules' findings of these kinds in the same side and zone, with the same polarity."""
+    worse = change in (Change.new, Change.worsened)
+    return [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in kinds
+            and (f.change in (Change.new, Change.worsened)) == worse]
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
