@@ -366,7 +366,7 @@ def run(splits: list[str], n: int | None, size: int, json_out: str | None, echo=
         summary, scores = evaluate(split, n, size, prepare_size,
                                    progress=lambda k: k % 10 == 0 and print(f"{split}: {k} pairs", file=sys.stderr))
         wrong = wrong_cases(scores)
-        print_table({"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "real": "REAL-CR"}[split], summary, wrong, echo)
+        print_table({"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "heldout2": "HELD-OUT 2 (drawn at stop 13)", "real": "REAL-CR"}[split], summary, wrong, echo)
         echo(f"({time.perf_counter() - t0:.0f} s for the split, generation included)")
         report["splits"][split] = {"summary": summary, "wrong": wrong,
                                    "pairs": [{"pair": s.pair_id, "expected": s.expected, "got": s.got,
@@ -393,14 +393,14 @@ def register(app) -> None:
 
     @app.command(name="evaluate")
     def evaluate_cmd(
-        split: str = typer.Option("all", "--split", help="dev | heldout | real | all"),
+        split: str = typer.Option("all", "--split", help="dev | heldout | heldout2 | real | all"),
         n: int = typer.Option(0, "--n", help="first N pairs of each split (0 = all)"),
         size: int = typer.Option(2000, "--size", help="matrix long side in pixels (2000 ~ a real CXR)"),
         json_out: str = typer.Option("", "--json", help="write the full report here"),
     ) -> None:
         """Score the change engine on independent pairs: dev, held-out and real-CR tables."""
-        if split not in ("dev", "heldout", "real", "all"):
-            raise typer.BadParameter("split must be dev, heldout, real or all")
+        if split not in ("dev", "heldout", "heldout2", "real", "all"):
+            raise typer.BadParameter("split must be dev, heldout, heldout2, real or all")
         run(_splits(split), n or None, size, json_out or None, echo=typer.echo)
 
     @app.command(name="benchmark")
@@ -411,7 +411,7 @@ def register(app) -> None:
         matrix_variation: float = typer.Option(0.25, "--matrix-variation",
                                                help="Own generator: the current's matrix / spacing differs by up to this factor."),
         size: int = typer.Option(512, "--size", help="Long side of the prepared images (own generator)."),
-        split: str = typer.Option("all", "--split", help="Independent pairs: dev | heldout | real | all | none."),
+        split: str = typer.Option("all", "--split", help="Independent pairs: dev | heldout | heldout2 | real | all | none."),
         pairs: int = typer.Option(0, "--pairs", help="Independent pairs: first N of each split (0 = all)."),
         pair_size: int = typer.Option(2000, "--pair-size", help="Independent pairs: matrix long side in pixels."),
         score: Optional[Path] = typer.Option(None, "--score", help="Score this results JSON (priorwatch results --json)..."),
@@ -435,8 +435,8 @@ def register(app) -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(s, indent=1))
             return
-        if split not in ("dev", "heldout", "real", "all", "none"):
-            raise typer.BadParameter("split must be dev, heldout, real, all or none")
+        if split not in ("dev", "heldout", "heldout2", "real", "all", "none"):
+            raise typer.BadParameter("split must be dev, heldout, heldout2, real, all or none")
         from comparison import benchmark as bench
 
         typer.echo("== the engine's own generator (comparison.synthetic) ==")
@@ -452,7 +452,7 @@ def register(app) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "heldout", "real", "all"], default="all")
+    ap.add_argument("--split", choices=["dev", "heldout", "heldout2", "real", "all"], default="all")
     ap.add_argument("--n", type=int, default=None, help="first N pairs of each split")
     ap.add_argument("--size", type=int, default=2000, help="matrix long side in pixels (2000 ~ a real CXR)")
     ap.add_argument("--prepare-size", type=int, default=PREPARE_SIZE)

@@ -61,7 +61,7 @@ from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingRes
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.1"
+ENGINE_VERSION = "0.4.2"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -678,15 +678,15 @@ def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, ch
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
-    """Two readers for the urgent flag: an urgent pneumothorax of the sign rules on a side where
-    the reader flagged nothing urgent is kept (first); an urgent effusion of the rules only where
-    the reader saw no change on that side at all (where it saw and typed one, e.g. a basal mass,
-    its type is the better one: the rules call most new basal density fluid). Returns the
-    findings and how many of the rules' were kept."""
+    """Two readers for the urgent flag at the apex: an urgent pneumothorax of the sign rules in
+    a zone of `RULES_URGENT_ZONES` (the apex, where air collects on an erect film: a lucency
+    there errs towards urgent) on a side where the reader flagged nothing urgent is kept (first).
+    The rules' other urgent findings are not: their basal "new effusion" and lower-zone
+    "pneumothorax" beside the reader were false on every dev pair where they differed from it.
+    Returns the findings and how many of the rules' were kept."""
     flagged = {f.side for f in by_reader if f.urgent}
-    seen = {f.side for f in by_reader}
     extra = [f for f in by_rules if f.urgent and f.side not in flagged
-             and (f.finding == FindingType.pneumothorax or f.side not in seen)]
+             and f.finding == FindingType.pneumothorax and f.zone is not None and f.zone.value in T.RULES_URGENT_ZONES]
     return extra + by_reader, len(extra)
 
 

@@ -99,12 +99,14 @@ READER_SPREAD_FLOOR = 0.02  # lung intensity spread (p90 - p10) never taken belo
 #                             lung would otherwise blow the reader's normalised inputs up
 READER_TYPE_P = 0.3  # the reader's top finding below this probability: reported as `other` (low confidence)
 #                      at its side and zone, never forced into a type it does not support
-RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader; their urgent pneumothorax on a
-#                                    side the reader left non-urgent is kept, their urgent effusion only on a side
-#                                    where the reader saw no change: an urgent flag needs one of two different
-#                                    readers (the reader alone missed every pneumothorax of the engine's own
-#                                    generator before it was trained on it); on dev, keeping every rules' urgent
-#                                    finding cost 7/95 false-urgent, this 4/95
+RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader; their urgent pneumothorax at the
+#                                    apex on a side the reader left non-urgent is kept (two different readers for
+#                                    the one urgent sign the issue says must err towards urgent)
+RULES_URGENT_ZONES = ("upper",)  # zones where the rules' urgent pneumothorax is kept beside the reader. Set on dev
+#                                  (600 px, stop 13): every rules' urgent the reader did not share was false (4/95:
+#                                  lower-zone "pneumothorax", basal "new effusion" beside a reader-typed change) and
+#                                  none was a true urgent the reader missed; the old generator was identical with
+#                                  the second reader off. Kept at the apex only as a safety net (0 false on dev)
 READER_SWAP_TTA = True  # read each pair forwards and backwards in time and average (set on dev)
 READER_TYPE_SURE = 0.5  # under this the reader is unsure which opacity (nodule / mass / consolidation) it sees: the
 #                         sign rules' type of the same change in the same place (measured shape, size in mm) is used

@@ -31,7 +31,10 @@ from benchmarks.cxrpairs.lesions import Lesion, draw
 from benchmarks.cxrpairs.phantom import SIDE_SIGN, Patient, Scene, render_patient
 from benchmarks.cxrpairs.real import real_scene
 
-SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001}  # never reuse across splits
+SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never reuse across splits
+               # a second held-out grid (same design, new seed), drawn at stop 13 because "heldout" had been
+               # scored by three sessions: choices made after reading its wrong cases are judged on this one
+               "heldout2": 60233917}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")

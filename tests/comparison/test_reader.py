@@ -129,10 +129,10 @@ def test_engine_without_its_reader_says_so_and_still_compares(monkeypatch, tmp_p
     assert "hemithorax-cnn" not in r.model
 
 
-def _f(finding: str, side: str, change: str, urgent: bool):
+def _f(finding: str, side: str, change: str, urgent: bool, zone: str = "upper"):
     from priorwatch.vocabulary import FindingResult
 
-    return FindingResult(finding=finding, side=side, zone="upper", change=change, urgent=urgent, confidence=0.6)
+    return FindingResult(finding=finding, side=side, zone=zone, change=change, urgent=urgent, confidence=0.6)
 
 
 def test_an_urgent_finding_of_either_reader_is_kept() -> None:
@@ -170,9 +170,13 @@ def test_reading_backwards_in_time_mirrors_the_change_word() -> None:
         assert a.change == opposite[b.change]
 
 
-def test_rules_urgent_effusion_yields_to_the_readers_type_where_the_reader_saw_the_change() -> None:
+def test_only_the_rules_apical_pneumothorax_is_kept_beside_the_reader() -> None:
+    """The rules' basal "new effusion" and lower-zone "pneumothorax" beside the reader were false
+    on dev; their apical pneumothorax is the safety net that stays."""
     reader = [_f("mass", "left", "new", False)]
-    rules = [_f("effusion", "left", "new", True), _f("effusion", "right", "new", True), _f("pneumothorax", "left", "new", True)]
+    rules = [_f("effusion", "left", "new", True, "lower"), _f("effusion", "right", "new", True, "lower"),
+             _f("pneumothorax", "right", "new", True, "lower"), _f("pneumothorax", "left", "new", True, "upper")]
     out, kept = registration._urgent_from_either(reader, rules)
-    assert kept == 2
-    assert [(f.finding.value, f.side.value) for f in out] == [("effusion", "right"), ("pneumothorax", "left"), ("mass", "left")]
+    assert kept == 1
+    assert [(f.finding.value, f.side.value, f.zone.value) for f in out] == [
+        ("pneumothorax", "left", "upper"), ("mass", "left", "upper")]
