@@ -66,16 +66,19 @@ def build_one(spec, engine, out_dir: Path, size: int) -> Path:
     prepared = {role: prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=PREPARE_SIZE)
                 for role, ds in (("prior", pair.prior), ("current", pair.current))}
     cur, pri = prepared["current"], prepared["prior"]
-    al = engine.align(cur.pixels, pri.pixels)
-    spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0
     path = out_dir / f"{spec.pair_id}.npz"
+    _save(path, engine.align(cur.pixels, pri.pixels), cur, [lb.as_dict() for lb in pair.labels], spec.__dict__)
+    return path
+
+
+def _save(path: Path, al, cur, labels: list[dict], spec: dict) -> None:
+    """One aligned pair as the reader sees it, with the working grid's pixel spacing (0: unknown)."""
+    spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0
     np.savez_compressed(
         path, cw=al.cw.astype(np.float16), mapped=al.mapped.astype(np.float16),
         right=al.lungs.right, left=al.lungs.left, roi=al.roi, midline=al.lungs.midline,
-        quality=al.quality, spacing=spacing,
-        labels=json.dumps([lb.as_dict() for lb in pair.labels]), spec=json.dumps(spec.__dict__),
+        quality=al.quality, spacing=spacing, labels=json.dumps(labels), spec=json.dumps(spec),
     )
-    return path
 
 
 OWN_SEED = 11  # the engine's own generator (comparison.synthetic), never its benchmark's seed (2024) or
@@ -100,17 +103,11 @@ def build_own(out_dir: Path, start: int, count: int, engine) -> None:
             spec = synthetic.make_pair(tmp, f"OWN{i:04d}", c.lesion, c.change, c.side, c.zone, seed=c.seed, matrix=c.matrix)
             cur = load_image(spec.current_paths[0], size=512)
             pri = load_image(spec.prior_paths[0], size=512)
-            al = engine.align(cur.pixels, pri.pixels)
-            spacing = cur.spacing_mm * (max(cur.pixels.shape) / max(al.cw.shape)) if cur.spacing_mm else 0.0
             labels = []
             if spec.lesion is not None:
                 labels.append({"finding": spec.lesion.value, "side": spec.side.value, "zone": spec.zone.value,
                                "change": spec.change.value, "urgent": bool(spec.urgent)})
-            np.savez_compressed(
-                path, cw=al.cw.astype(np.float16), mapped=al.mapped.astype(np.float16),
-                right=al.lungs.right, left=al.lungs.left, roi=al.roi, midline=al.lungs.midline,
-                quality=al.quality, spacing=spacing, labels=json.dumps(labels), spec=json.dumps({"seed": c.seed}),
-            )
+            _save(path, engine.align(cur.pixels, pri.pixels), cur, labels, {"seed": c.seed})
             for p in Path(tmp, f"OWN{i:04d}").glob("*.dcm"):
                 p.unlink()
 
