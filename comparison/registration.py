@@ -21,10 +21,11 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    which third, urgent or not; the strongest changed region of that lung and third is its
    evidence box. Without the reader (no torch, no weights: said in the result's notes), or
    with `use_reader=False`, the sign rules below type each region instead. The rules run beside
-   the reader anyway: their urgent pneumothorax is kept where the reader flagged nothing urgent,
-   their urgent effusion where the reader saw no change (two readers for an urgent flag), and
-   their measured type (round <= 30 mm nodule, beyond a mass, patchy consolidation) is used
-   where the reader is unsure which opacity it sees;
+   the reader anyway: their urgent pneumothorax at the apex is kept where the reader flagged
+   nothing urgent (two readers for the urgent lucency), their measured height makes a new
+   effusion the reader typed too "large" (urgent), and their measured type (round <= 30 mm
+   nodule, beyond a mass, patchy consolidation) is used where the reader is unsure which
+   opacity it sees or reads a round one;
 7b. each changed region is typed from radiological signs on *each* image, not from the
    signed difference alone (density and lucency are different signs): a region more lucent
    now is a resolving opacity only when the prior showed an opacity there; new air against
@@ -157,6 +158,12 @@ class RegistrationEngine:
                  z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True, use_reader: bool = True) -> None:
         self.work_size = work_size
         self.threads = threads
+        # SimpleITK's pyramid filters and metric run on the process-wide thread pool whatever the
+        # registration method is given: with 2+ threads the seeded random MI sampling summed in another
+        # order each run, so the same pair gave slightly different transforms (p(change) 0.4619 vs
+        # 0.4615, a borderline finding in or out). One thread per comparison is the design (a worker
+        # runs many), so the pool is set to it: the same study gives the same result.
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         self.seed = seed
         self.max_findings = max_findings
         self.z_threshold = z_threshold
@@ -632,8 +639,11 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             same = _rules_here(by_rules, side, zone, change, ROUND)
             if same:
                 finding = same[0].finding
-        urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
-            finding == FindingType.effusion and change == Change.new and rd.p_urgent >= 0.5) or rd.p_urgent >= T.READER_URGENT_P
+        urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or rd.p_urgent >= T.READER_URGENT_P
+        if finding == FindingType.effusion and change == Change.new and not urgent:
+            # "new large effusion" is a size: where the rules measured the same new effusion in the same
+            # place and found it large (their height over the lung's), the measurement decides
+            urgent = any(f.urgent for f in _rules_here(by_rules, side, zone, change, (FindingType.effusion,)))
         top, bottom = lungs.extent(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
         z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3

@@ -93,8 +93,11 @@ READER_MIN_LUNG_WIDTH = 0.12  # a lung mask narrower than this share of the imag
 #                               place of that hemithorax is used instead
 READER_Z_CLIP = 8.0  # difference channel clipped at this many noise sd: beyond it only "changed" matters
 READER_CHANGE_P = 0.4  # reader probability over which a lung is reported changed (dev: detection 0.86 -> 0.90 from 0.5, stable/normal called changed 0.04 either way; 0.3 doubles false changes)
-READER_URGENT_P = 0.5  # reader urgent probability over which the finding is flagged urgent whatever its type
-#                        (set on dev: errs towards urgent; an urgent flag is never dropped)
+READER_URGENT_P = 0.4  # reader urgent probability over which the finding is flagged urgent whatever its type
+#                        (set on dev: errs towards urgent; an urgent flag is never dropped). Stop 13: 0.5 -> 0.4,
+#                        a new 10 cm effusion at 2000 px read at 0.43 was not flagged; on dev and realdev (600 px)
+#                        urgent recall and false-urgent are the same for every cut from 0.5 down to 0.35, 0.3
+#                        adds the first false urgent
 READER_SPREAD_FLOOR = 0.02  # lung intensity spread (p90 - p10) never taken below this: a flat, featureless
 #                             lung would otherwise blow the reader's normalised inputs up
 READER_TYPE_P = 0.3  # the reader's top finding below this probability: reported as `other` (low confidence)
