@@ -221,7 +221,7 @@ class RegistrationEngine:
             timings["read"] = time.perf_counter() - t2
             findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules)
             self.last_reads = reads
-            if T.RULES_URGENT_SECOND_READER:
+            if T.RULES_URGENT_ZONES:
                 findings, kept = _urgent_from_either(findings, by_rules)
                 if kept:
                     notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")

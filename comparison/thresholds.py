@@ -102,10 +102,9 @@ READER_SPREAD_FLOOR = 0.02  # lung intensity spread (p90 - p10) never taken belo
 #                             lung would otherwise blow the reader's normalised inputs up
 READER_TYPE_P = 0.3  # the reader's top finding below this probability: reported as `other` (low confidence)
 #                      at its side and zone, never forced into a type it does not support
-RULES_URGENT_SECOND_READER = True  # the sign rules still run beside the reader; their urgent pneumothorax at the
-#                                    apex on a side the reader left non-urgent is kept (two different readers for
-#                                    the one urgent sign the issue says must err towards urgent)
-RULES_URGENT_ZONES = ("upper",)  # zones where the rules' urgent pneumothorax is kept beside the reader. Set on dev
+RULES_URGENT_ZONES = ("upper",)  # the sign rules run beside the reader; their urgent pneumothorax in these zones, on
+#                                  a side the reader left non-urgent, is kept: two different readers for the one urgent
+#                                  sign the issue says must err towards urgent (empty: the reader alone). Set on dev
 #                                  (600 px, stop 13): every rules' urgent the reader did not share was false (4/95:
 #                                  lower-zone "pneumothorax", basal "new effusion" beside a reader-typed change) and
 #                                  none was a true urgent the reader missed; the old generator was identical with

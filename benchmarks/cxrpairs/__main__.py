@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.cxrpairs.generate import write_grid
+from benchmarks.cxrpairs.generate import SPLIT_SEEDS, write_grid
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--split", choices=["dev", "heldout", "heldout2", "real"], default="dev")
+    ap.add_argument("--split", choices=list(SPLIT_SEEDS), default="dev")
     ap.add_argument("--out", required=True)
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--scale", type=float, default=1.0, help="matrix scale (0.25 = a quarter-size matrix)")

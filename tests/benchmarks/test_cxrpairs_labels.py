@@ -14,7 +14,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
 from benchmarks.cxrpairs import LARGE_EFFUSION_FRACTION, grid, is_urgent, make_pair
 from benchmarks.cxrpairs.acquisition import Acquisition
-from benchmarks.cxrpairs.generate import MAIN_FINDINGS
+from benchmarks.cxrpairs.generate import MAIN_FINDINGS, SPLIT_SEEDS
 from benchmarks.cxrpairs.lesions import PLEURAL_LINE, PTX_EXTRA_AIR, Lesion, pneumothorax
 from benchmarks.cxrpairs.phantom import PARENCHYMA, Patient, render_patient
 
@@ -189,6 +189,12 @@ def test_grids_cover_every_finding_change_and_side_with_stable_and_normal_pairs(
         assert quiet / len(g) >= 0.2
     real = grid("real")
     assert all(s.background == "real" for s in real) and len(real) >= 24
+
+
+def test_the_harness_scores_every_grid_of_the_generator() -> None:
+    from benchmarks.change_engine import ALL_SPLITS, SPLITS
+
+    assert set(SPLITS) == set(SPLIT_SEEDS) and set(ALL_SPLITS) <= set(SPLITS)
 
 
 def test_study_nuisances_cover_monochrome1_voi_lut_bit_depths_and_pose() -> None:
