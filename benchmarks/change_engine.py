@@ -52,7 +52,8 @@ PREPARE_SIZE = 512  # the size the production pipeline prepares images at
 ECE_BINS = 10
 # The independent grids this harness scores, with their table titles (the names are cxrpairs.SPLIT_SEEDS's
 # keys, checked by a test; not imported here because `priorwatch` loads this module at start).
-SPLITS = {"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "heldout2": "HELD-OUT 2 (drawn at stop 13)", "real": "REAL-CR"}
+SPLITS = {"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "heldout2": "HELD-OUT 2 (drawn at stop 13)",
+          "heldout3": "HELD-OUT 3 (drawn at stop 14)", "real": "REAL-CR"}
 ALL_SPLITS = ("dev", "heldout", "real")  # what "all" runs: the three tables
 
 # The "done when" targets on the held-out grid (printed next to every figure).
@@ -397,7 +398,7 @@ def register(app) -> None:
 
     @app.command(name="evaluate")
     def evaluate_cmd(
-        split: str = typer.Option("all", "--split", help="dev | heldout | heldout2 | real | all"),
+        split: str = typer.Option("all", "--split", help=" | ".join([*SPLITS, "all"])),
         n: int = typer.Option(0, "--n", help="first N pairs of each split (0 = all)"),
         size: int = typer.Option(2000, "--size", help="matrix long side in pixels (2000 ~ a real CXR)"),
         json_out: str = typer.Option("", "--json", help="write the full report here"),
@@ -415,7 +416,7 @@ def register(app) -> None:
         matrix_variation: float = typer.Option(0.25, "--matrix-variation",
                                                help="Own generator: the current's matrix / spacing differs by up to this factor."),
         size: int = typer.Option(512, "--size", help="Long side of the prepared images (own generator)."),
-        split: str = typer.Option("all", "--split", help="Independent pairs: dev | heldout | heldout2 | real | all | none."),
+        split: str = typer.Option("all", "--split", help="Independent pairs: " + " | ".join([*SPLITS, "all", "none"]) + "."),
         pairs: int = typer.Option(0, "--pairs", help="Independent pairs: first N of each split (0 = all)."),
         pair_size: int = typer.Option(2000, "--pair-size", help="Independent pairs: matrix long side in pixels."),
         score: Optional[Path] = typer.Option(None, "--score", help="Score this results JSON (priorwatch results --json)..."),

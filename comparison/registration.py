@@ -22,10 +22,11 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    evidence box. Without the reader (no torch, no weights: said in the result's notes), or
    with `use_reader=False`, the sign rules below type each region instead. The rules run beside
    the reader anyway: their urgent pneumothorax at the apex is kept where the reader flagged
-   nothing urgent (two readers for the urgent lucency), their measured height makes a new
-   effusion the reader typed too "large" (urgent), and their measured type (round <= 30 mm
+   nothing urgent (two readers for the urgent lucency), and their measured type (round <= 30 mm
    nodule, beyond a mass, patchy consolidation) is used where the reader is unsure which
-   opacity it sees or reads a round one;
+   opacity it sees or reads a round one; a new effusion the reader typed is large (urgent)
+   when the new fluid measured up from that lung's base (`comparison.fluid`) reaches
+   `NEW_LARGE_FLUID_HEIGHT` of the lung's height;
 7b. each changed region is typed from radiological signs on *each* image, not from the
    signed difference alone (density and lucency are different signs): a region more lucent
    now is a resolving opacity only when the prior showed an opacity there; new air against
@@ -57,12 +58,13 @@ from comparison._anatomy import LungFields, segment_lungs
 from comparison.calibration import calibrate
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
+from comparison.fluid import new_fluid_height
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.2"
+ENGINE_VERSION = "0.4.3"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -170,6 +172,7 @@ class RegistrationEngine:
         self.calibrated = calibrated  # False: the sign rules' raw scores (what `comparison.calibration` is fitted on);
         #                               the reader's confidence is not remapped (a Platt fit on dev did not help)
         self.last_features: list[dict[str, object]] = []
+        self.last_fluid: dict[str, float] = {}  # new fluid height per lung of the last compare (comparison.fluid)
         self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
         self.last_reads: list = []
         if use_reader:
@@ -219,7 +222,8 @@ class RegistrationEngine:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
             timings["read"] = time.perf_counter() - t2
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules)
+            self.last_fluid = new_fluid_height(al, self._raw, sigma)
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules, self.last_fluid)
             self.last_reads = reads
             if T.RULES_URGENT_ZONES:
                 findings, kept = _urgent_from_either(findings, by_rules)
@@ -616,9 +620,12 @@ def _load_reader():
 
 def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
                 work_shape: tuple[int, int], cur_shape: tuple[int, int],
-                by_rules: list[FindingResult] | None = None) -> list[FindingResult]:
+                by_rules: list[FindingResult] | None = None,
+                fluid_height: dict[str, float] | None = None) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
-    of that lung and zone (else the zone of the lung itself) as its evidence box."""
+    of that lung and zone (else the zone of the lung itself) as its evidence box. A new effusion
+    is urgent when the reader says so or when `fluid_height` (`comparison.fluid`, share of the
+    lung's height) of its side reaches `NEW_LARGE_FLUID_HEIGHT`: "large" is a measured size."""
     out: list[FindingResult] = []
     sy, sx = cur_shape[0] / work_shape[0], cur_shape[1] / work_shape[1]
     for rd in reads:
@@ -641,9 +648,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
                 finding = same[0].finding
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or rd.p_urgent >= T.READER_URGENT_P
         if finding == FindingType.effusion and change == Change.new and not urgent:
-            # "new large effusion" is a size: where the rules measured the same new effusion in the same
-            # place and found it large (their height over the lung's), the measurement decides
-            urgent = any(f.urgent for f in _rules_here(by_rules, side, zone, change, (FindingType.effusion,)))
+            urgent = (fluid_height or {}).get(side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT
         top, bottom = lungs.extent(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
         z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3

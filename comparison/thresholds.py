@@ -112,3 +112,18 @@ RULES_URGENT_ZONES = ("upper",)  # the sign rules run beside the reader; their u
 READER_SWAP_TTA = True  # read each pair forwards and backwards in time and average (set on dev)
 READER_TYPE_SURE = 0.5  # under this the reader is unsure which opacity (nodule / mass / consolidation) it sees: the
 #                         sign rules' type of the same change in the same place (measured shape, size in mm) is used
+
+# --- new pleural fluid height (comparison.fluid): "new LARGE effusion" is a size ----------------
+FLUID_Z = 3.0  # a pixel denser now by this many noise sd is fluid-dense (the change detection's per-pixel scale)
+FLUID_LATERAL_BAND = 0.4  # share of the lung's width, from the chest wall in, where the meniscus is read: it is
+#                           highest at the lateral wall, and the heart border medially is not fluid
+FLUID_ROW_COVER = 0.5  # a row of that band is fluid when over half of it is denser now (a meniscus fills its rows)
+FLUID_BASE_REACH = 0.15  # the fluid must start within this share of lung height above the prior's base (dependent)
+FLUID_BASE_BELOW = 0.08  # or this far below it (the costophrenic angle under the profile's base)
+FLUID_GAP_ROWS = 3  # a run of fluid rows may skip this many (a rib edge, noise) and still be one meniscus
+NEW_LARGE_FLUID_HEIGHT = 0.12  # a reader-typed new effusion measured at least this high is large (urgent). The label's
+#                                "large" is a meniscus >= 1/3 of the lung height; this measure reads ~0.1 under it (the
+#                                inspiration stage lifts the prior's base). Set on train-split probes only (train seeds
+#                                5000-6999 synthetic, real-background 0-899; never dev or held-out): new effusions the reader
+#                                typed new measured <= 0.09 when small (<= 69 mm, 21 pairs), >= 0.14 when large (27 pairs,
+#                                4 of them under the reader's urgent cut); worsened ones reached 0.17, so never applied to them

@@ -34,7 +34,9 @@ from benchmarks.cxrpairs.real import real_scene
 SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never reuse across splits
                # a second held-out grid (same design, new seed), drawn at stop 13 because "heldout" had been
                # scored by three sessions: choices made after reading its wrong cases are judged on this one
-               "heldout2": 60233917}
+               "heldout2": 60233917,
+               # a third, drawn at stop 14 before the engine it judges was run on it (heldout2 was read at stop 13)
+               "heldout3": 30294988}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")

@@ -176,10 +176,10 @@ def test_pairs_are_deterministic_by_seed() -> None:
 
 
 def test_grids_cover_every_finding_change_and_side_with_stable_and_normal_pairs() -> None:
-    dev, held, held2 = grid("dev"), grid("heldout"), grid("heldout2")
-    seeds = [{s.seed for s in g} for g in (dev, held, held2, grid("real"))]
+    helds = [grid(name) for name in ("heldout", "heldout2", "heldout3")]
+    seeds = [{s.seed for s in g} for g in (grid("dev"), *helds, grid("real"))]
     assert sum(map(len, seeds)) == len(set().union(*seeds))  # no pair shared between any two splits
-    for g in (dev, held, held2):
+    for g in (grid("dev"), *helds):
         combos = {(s.finding, s.change, s.side) for s in g if s.kind == "changed"}
         assert combos == {(f, c, sd) for f in MAIN_FINDINGS for c in ("new", "worsened", "improved", "resolved")
                           for sd in ("right", "left")}

@@ -180,31 +180,3 @@ def test_only_the_rules_apical_pneumothorax_is_kept_beside_the_reader() -> None:
     assert kept == 1
     assert [(f.finding.value, f.side.value, f.zone.value) for f in out] == [
         ("pneumothorax", "left", "upper"), ("mass", "left", "upper")]
-
-
-def _new_effusion_read(p_urgent: float):
-    from comparison.reader import LungRead
-
-    return LungRead("left", 0.95, "effusion", 0.9, "new", 0.9, "lower", 0.9, p_urgent, (40, 130, 200, 220))
-
-
-def _lungs():
-    from comparison._anatomy import LungFields
-
-    right, left = np.zeros((256, 256), bool), np.zeros((256, 256), bool)
-    right[40:200, 30:110], left[40:200, 140:220] = True, True
-    return LungFields(right=right, left=left, midline=128.0, template=False)
-
-
-def test_a_new_effusion_is_urgent_when_the_rules_measured_it_large() -> None:
-    """'New large effusion' is a size: the reader types it, the rules' measured height makes it urgent."""
-    rules_large = [_f("effusion", "left", "new", True, "lower")]
-    rules_small = [_f("effusion", "left", "new", False, "lower")]
-    rules_other_side = [_f("effusion", "right", "new", True, "lower")]
-    read = [_new_effusion_read(p_urgent=0.2)]
-    urgent = {name: [f.urgent for f in registration._from_reads(read, [], _lungs(), 0.9, (256, 256), (512, 512), rules)]
-              for name, rules in (("large", rules_large), ("small", rules_small), ("other side", rules_other_side),
-                                  ("none", None))}
-    assert urgent == {"large": [True], "small": [False], "other side": [False], "none": [False]}
-    assert [f.urgent for f in registration._from_reads([_new_effusion_read(0.8)], [], _lungs(), 0.9, (256, 256),
-                                                       (512, 512), rules_small)] == [True]  # the reader's own urgent stays
