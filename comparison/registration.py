@@ -225,6 +225,10 @@ class RegistrationEngine:
             self.last_fluid = new_fluid_height(al, self._raw, sigma)
             findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules, self.last_fluid)
             self.last_reads = reads
+            notes += [f"New {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
+                      "from its base at the chest wall (large by the engine's measure)." for f in findings
+                      if f.finding == FindingType.effusion and f.change == Change.new and f.side is not None
+                      and self.last_fluid.get(f.side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT]
             if T.RULES_URGENT_ZONES:
                 findings, kept = _urgent_from_either(findings, by_rules)
                 if kept:

@@ -97,3 +97,5 @@ def test_independent_new_effusions_are_urgent_by_their_size(index: int, urgent: 
     res = RegistrationEngine().compare(cur.pixels, pri.pixels, CompareContext(pixel_spacing_mm=cur.spacing_mm)).result
     assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", spec.side, "new")]
     assert res.urgent is urgent
+    # the measure behind the flag is in the draft, for the radiologist to check
+    assert (f"New {spec.side} effusion: new fluid rises" in res.draft_text) is urgent
