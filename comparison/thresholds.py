@@ -11,9 +11,6 @@ from __future__ import annotations
 
 # --- working grid and registration ----------------------------------------------------------
 WORK_SIZE = 256  # long side of the working grid: ~1.5 mm/pixel on a 43 cm film, enough for a 5 mm nodule
-BSPLINE_MESH = 3  # control-point mesh of the deformable stage: follows diaphragm / lung-height change,
-#                   too coarse to absorb a lesion (a 3x3 mesh spans ~14 cm per cell)
-BSPLINE_ITERATIONS = 25  # LBFGS iterations of the deformable stage: converges on inspiration change, < 0.2 s
 REG_QUALITY_FAIL = 0.45  # correlation after matching below this: the images do not line up; nothing is compared
 REG_QUALITY_WARN = 0.8  # below this a note says registration is limited and confidence is lowered
 
