@@ -170,6 +170,17 @@ def _roundtrip(ds: "pydicom.Dataset") -> bytes:
     return buf.getvalue()
 
 
+def prepared_pair(pair: "Pair", size: int = PREPARE_SIZE) -> tuple:
+    """(current, prior) as the pipeline receives them: written as DICOM files, read back and
+    prepared (`PreparedImage`), so pixel spacing, MONOCHROME1 and VOI LUT take the real path."""
+    import pydicom
+
+    from comparison.preprocess import prepare_dataset
+
+    return tuple(prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=size)
+                 for ds in (pair.current, pair.prior))
+
+
 def run_pair(pair: "Pair", engine, prepare_size: int = PREPARE_SIZE) -> PairScore:
     """Send one pair through decode, prepare and the engine; score it."""
     import pydicom

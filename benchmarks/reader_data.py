@@ -19,7 +19,6 @@ the registered prior on the working grid, both lung masks, and the labels.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
@@ -56,16 +55,11 @@ def train_specs(start: int, count: int, background: str = "synthetic", namespace
 
 
 def build_one(spec, engine, out_dir: Path, size: int) -> Path:
-    import pydicom
-
-    from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, PREPARE_SIZE, _roundtrip
+    from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, prepared_pair
     from benchmarks.cxrpairs import make_pair
-    from comparison.preprocess import prepare_dataset
 
     pair = make_pair(spec, scale=size / FULL_SIZE_LONG_SIDE)
-    prepared = {role: prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=PREPARE_SIZE)
-                for role, ds in (("prior", pair.prior), ("current", pair.current))}
-    cur, pri = prepared["current"], prepared["prior"]
+    cur, pri = prepared_pair(pair)
     path = out_dir / f"{spec.pair_id}.npz"
     _save(path, engine.align(cur.pixels, pri.pixels), cur, [lb.as_dict() for lb in pair.labels], spec.__dict__)
     return path

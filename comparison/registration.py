@@ -227,8 +227,7 @@ class RegistrationEngine:
             self.last_reads = reads
             notes += [f"New {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
                       "from its base at the chest wall (large by the engine's measure)." for f in findings
-                      if f.finding == FindingType.effusion and f.change == Change.new and f.side is not None
-                      and self.last_fluid.get(f.side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT]
+                      if f.side is not None and _measured_large(f.finding, f.change, f.side, self.last_fluid)]
             if T.RULES_URGENT_ZONES:
                 findings, kept = _urgent_from_either(findings, by_rules)
                 if kept:
@@ -651,8 +650,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             if same:
                 finding = same[0].finding
         urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or rd.p_urgent >= T.READER_URGENT_P
-        if finding == FindingType.effusion and change == Change.new and not urgent:
-            urgent = (fluid_height or {}).get(side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT
+        urgent = urgent or _measured_large(finding, change, side, fluid_height)
         top, bottom = lungs.extent(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
         z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3
@@ -686,6 +684,12 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
+
+
+def _measured_large(finding: FindingType, change: Change, side: Side, fluid_height: dict[str, float] | None) -> bool:
+    """A new effusion whose measured fluid height (`comparison.fluid`) makes it large, hence urgent."""
+    return (finding == FindingType.effusion and change == Change.new
+            and (fluid_height or {}).get(side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT)
 
 
 def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, change: Change,

@@ -92,23 +92,18 @@ def test_bad_input_is_a_value_error() -> None:
         eng.compare(np.random.default_rng(0).random((64, 64, 3)).astype(np.float32), None)
 
 
-
 def test_the_same_pair_gives_the_same_registration_every_time() -> None:
     """A multi-core host's SimpleITK pool summed the seeded random MI samples in another order
     each run: the same study came back with a slightly other transform (a borderline finding
     in or out; seen on the independent dev pair used here). The engine holds SimpleITK to its
     own thread count."""
-    import io
-
     import SimpleITK as sitk
 
-    from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, _roundtrip
+    from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, prepared_pair
     from benchmarks.cxrpairs import grid, make_pair
-    from comparison.preprocess import prepare_dataset
 
     pair = make_pair(grid("dev")[21], scale=1000 / FULL_SIZE_LONG_SIDE)
-    cur, pri = (prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=512).pixels
-                for ds in (pair.current, pair.prior))
+    cur, pri = (p.pixels for p in prepared_pair(pair))
     before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(4)  # as on a 4-core worker, whatever this machine has
     try:

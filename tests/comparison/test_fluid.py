@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import pydicom
 import pytest
 
 from comparison import CompareContext, RegistrationEngine, registration
@@ -83,17 +80,15 @@ def test_independent_new_effusions_are_urgent_by_their_size(index: int, urgent: 
     """Two pairs of the independent generator's train split (never dev or held-out): a new
     116 mm right effusion whose urgency the reader scored 0.10 (missed before the measure), and
     a new 41 mm left one the sign rules' height called large (a false urgent before)."""
-    from benchmarks.change_engine import _roundtrip
+    from benchmarks.change_engine import prepared_pair
     from benchmarks.cxrpairs import make_pair
     from benchmarks.reader_data import train_specs
-    from comparison.preprocess import prepare_dataset
 
     spec = train_specs(index, 1)[0]
     assert (spec.finding, spec.change) == ("effusion", "new")
     pair = make_pair(spec, scale=2000 / 2200)
     assert [lb.urgent for lb in pair.labels] == [urgent]
-    cur, pri = (prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=512)
-                for ds in (pair.current, pair.prior))
+    cur, pri = prepared_pair(pair)
     res = RegistrationEngine().compare(cur.pixels, pri.pixels, CompareContext(pixel_spacing_mm=cur.spacing_mm)).result
     assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", spec.side, "new")]
     assert res.urgent is urgent

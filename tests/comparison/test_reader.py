@@ -84,22 +84,13 @@ def test_reader_weights_ship_and_read_both_lungs() -> None:
 def test_reader_calls_a_pair_of_one_image_unchanged_and_a_new_pneumothorax_changed_on_its_side() -> None:
     """The shipped weights, on a cxrpairs dev pair (never a held-out one): the current against
     itself is no change in either lung; against its prior, the labelled lung is changed."""
-    import io
-
-    import pydicom
-
+    from benchmarks.change_engine import prepared_pair
     from benchmarks.cxrpairs import grid, make_pair
     from comparison import thresholds as T
-    from comparison.preprocess import prepare_dataset
 
     spec = next(s for s in grid("dev") if s.finding == "pneumothorax" and s.change == "new")
     pair = make_pair(spec, scale=600 / 2200)
-    imgs = {}
-    for role, ds in (("prior", pair.prior), ("current", pair.current)):
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        imgs[role] = prepare_dataset(pydicom.dcmread(io.BytesIO(buf.getvalue())), size=512)
-    cur, pri = imgs["current"], imgs["prior"]
+    cur, pri = prepared_pair(pair)
     eng, reader = RegistrationEngine(), Reader()
     same = reader.read(eng.align(cur.pixels, cur.pixels.copy()), 1.5)
     assert [r.p_change < T.READER_CHANGE_P for r in same] == [True, True], same
