@@ -529,7 +529,6 @@ class RegistrationEngine:
         markings_lost_now = t_c < T.MARKINGS_LOST and t_p > t_c + T.MARKINGS_DROP
         markings_lost_before = t_p < T.MARKINGS_LOST and t_c > t_p + T.MARKINGS_DROP
         feats.update(tex_c=round(t_c, 2), tex_p=round(t_p, 2))
-        half = max(T.LUCENT_NOW_SIGMA, T.SIGN_SHARE * reg.z)  # a sign must carry a fair share of the change
         touches = float(dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
         # featureless (no lung markings) band right next to the region on each image: the rest of a
         # pneumothorax that was there before (worsened) or is still there (improved)

@@ -59,7 +59,6 @@ UNTYPED_CONFIDENCE_CAP = 0.35  # a change the engine cannot type (reported as 'o
 # Extra vertical displacement at the lung bases (share of lung height) tried after the affine
 # stage: real pairs differ by up to ~8 % in lung height, much of it at the diaphragm.
 INSPIRATION_STEPS = (-0.08, -0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06, 0.08)
-SIGN_SHARE = 0.5  # a lucency / opacity sign on one image must be at least this share of the change's z
 MARKINGS_LOST = 0.5  # local high-frequency energy under half the lungs' median: lung markings are gone
 MARKINGS_DROP = 0.25  # and this much less than on the other image: lost in the interval, not anatomy
 EDGE_TOUCH_PX = 3  # a pneumothorax lies against the chest wall: the region comes within this of the lung's edge
