@@ -59,7 +59,7 @@ from comparison.calibration import calibrate
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
-from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
+from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
@@ -584,7 +584,7 @@ class RegistrationEngine:
                 finding, change, typed = FindingType.pneumothorax, Change.new, False
         feats.update(finding=finding.value, change=change.value)
         large = h >= T.LARGE_EFFUSION_FRACTION * lung_h
-        urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or (
+        urgent = (finding == FindingType.pneumothorax and change in APPEARING) or (
             finding == FindingType.effusion and change == Change.new and large)
         conf = _confidence(reg.z, self.z_threshold, area, quality)
         if not typed:
@@ -648,7 +648,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             same = _rules_here(by_rules, side, zone, change, ROUND)
             if same:
                 finding = same[0].finding
-        urgent = (finding == FindingType.pneumothorax and change in (Change.new, Change.worsened)) or rd.p_urgent >= T.READER_URGENT_P
+        urgent = (finding == FindingType.pneumothorax and change in APPEARING) or rd.p_urgent >= T.READER_URGENT_P
         urgent = urgent or _measured_large(finding, change, side, fluid_height)
         top, bottom = lungs.extent(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
@@ -694,9 +694,9 @@ def _measured_large(finding: FindingType, change: Change, side: Side, fluid_heig
 def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, change: Change,
                 kinds: tuple[FindingType, ...]) -> list[FindingResult]:
     """The sign rules' findings of these kinds in the same side and zone, with the same polarity."""
-    worse = change in (Change.new, Change.worsened)
+    worse = change in APPEARING
     return [f for f in by_rules or [] if f.side == side and f.zone == zone and f.finding in kinds
-            and (f.change in (Change.new, Change.worsened)) == worse]
+            and (f.change in APPEARING) == worse]
 
 
 def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
@@ -873,8 +873,8 @@ def _absorb_pneumothorax(items: list[tuple[FindingResult, np.ndarray]]) -> list[
                                                  zone=f0.zone, evidence=f0.evidence)))
             continue
         ext = extent.get(f.side)
-        lucency = f.change in (Change.improved, Change.resolved) or f.finding == FindingType.other
-        if ext is not None and (ext & m).any() and (lucency or lead[f.side][0].change in (Change.new, Change.worsened)):
+        lucency = f.change in DISAPPEARING or f.finding == FindingType.other
+        if ext is not None and (ext & m).any() and (lucency or lead[f.side][0].change in APPEARING):
             continue
         keep.append(f)
     return keep

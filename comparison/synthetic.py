@@ -29,7 +29,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, segment_lungs
-from priorwatch.vocabulary import Change, FindingType, Side, Zone
+from priorwatch.vocabulary import APPEARING, Change, FindingType, Side, Zone
 
 __all__ = ["PairSpec", "Nuisance", "make_pair", "demo_cases", "BASE_FILE", "LESIONS", "CHANGES", "BASE_SPACING_MM"]
 
@@ -397,7 +397,7 @@ def make_pair(
     gt_change = chg if with_prior else Change.no_prior
     large = les == FindingType.effusion and sev_cur >= 1.0
     urgent = with_prior and les is not None and (
-        (les == FindingType.pneumothorax and chg in (Change.new, Change.worsened))
+        (les == FindingType.pneumothorax and chg in APPEARING)
         or (les == FindingType.effusion and chg == Change.new and large)
     )
     return PairSpec(

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from priorwatch.vocabulary import Change, FindingType
+from priorwatch.vocabulary import APPEARING, Change, FindingType
 
 UNKNOWN = "unknown"  # no change stated: compatible with any change in concordance
 
@@ -341,7 +341,7 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
     merged = _merge(labels)
     urgent = critical or any(
         not lb.uncertain and (
-            (lb.finding == FindingType.pneumothorax and lb.change in (Change.new, Change.worsened))
+            (lb.finding == FindingType.pneumothorax and lb.change in APPEARING)
             or (lb.finding == FindingType.effusion and lb.change == "new_large"))
         for lb in labels
     )

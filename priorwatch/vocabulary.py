@@ -33,6 +33,12 @@ class Change(StrEnum):
     no_prior = "no_prior"
 
 
+# A change's polarity: more of the finding now, or less. Urgency, the guard's matching and the
+# engines' pairing of evidence all turn on it, so it is named once here.
+APPEARING = frozenset({Change.new, Change.worsened})
+DISAPPEARING = frozenset({Change.improved, Change.resolved})
+
+
 class Side(StrEnum):
     """The patient's side, not the image's (in a PA image the patient's right is image-left)."""
 
