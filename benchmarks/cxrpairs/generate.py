@@ -38,7 +38,9 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                # a third, drawn at stop 14 before the engine it judges was run on it (heldout2 was read at stop 13)
                "heldout3": 30294988,
                # a fourth, drawn at stop 14 after heldout3 was read (for the READER_CHANGE_P change that followed)
-               "heldout4": 33111742}
+               "heldout4": 33111742,
+               # a fifth, drawn at stop 15 before the reader fine-tuned on small effusions was run on it
+               "heldout5": 85858713}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")
