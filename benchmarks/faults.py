@@ -85,7 +85,7 @@ def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | Non
         "max_attempts": max(o.attempts) if o.attempts else 0,
         "seconds_total": round(t_end - t0, 1),
         "seconds_after_kill": round(t_end - t_kill, 1) if t_kill else None,
-        "resent": resent, "problems": o.problems(n), "note": note, "supervisor": restarts,
+        "resent": resent, "redelivered": o.redeliveries, "problems": o.problems(n, deaths=SENDER_DEATHS.get(name, 0)), "note": note, "supervisor": restarts,
     }
 
 
@@ -112,6 +112,10 @@ def kill_redis(_site: Site, redis: object) -> str:
     redis.start()
     return "kill -9 redis-server (no persistence), back empty after 2 s"
 
+
+# Senders a scenario kills while they may hold a webhook send in flight (the worker; serve and its
+# worker): each such send is repeated with its Idempotency-Key, so that many notices may arrive twice.
+SENDER_DEATHS = {"worker-embedded": 1, "serve-embedded": 2, "worker-server": 1, "serve-server": 2}
 
 SCENARIOS: dict[str, tuple[str, Callable[[Site, object], str] | None]] = {
     "baseline-embedded": ("embedded", None),

@@ -4,8 +4,10 @@ signed webhook call for urgent ones (other kinds register a sender).
 The outbox rows are written in the comparison's own transaction (`add_outbox_rows`), so a
 result never exists without its deliveries. A sweeper (`send_due`) sends what is due, with
 exponential back-off; a row is claimed by one conditional UPDATE (pending -> sending) and
-marked sent by another, so each notice is sent once, carrying its idempotency key; a sender
-that died mid-send releases its claim after `delivery_claim_s`. A delivery that gives up is
+marked sent by another, so one sender sends it, carrying its idempotency key. A sender that died
+mid-send releases its claim after `delivery_claim_s` and the row is sent again with the same key:
+whether the dead send arrived cannot be known, so on the wire a notice is sent at least once and
+at most once more per death, and the receiver de-duplicates on `Idempotency-Key` (its purpose). A delivery that gives up is
 `failed` with its reason (`priorwatch status`; `priorwatch retry` sends it again). The SR's
 SOP Instance UID is fixed on the row, so a send whose answer was lost is the same instance.
 """

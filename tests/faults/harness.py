@@ -81,7 +81,8 @@ class Hit:
 
 @dataclass
 class WebhookReceiver:
-    """Counts every POST; checks the HMAC-SHA256 signature over "<timestamp>.<body>"."""
+    """Counts every POST; checks the HMAC-SHA256 signature over "<timestamp>.<body>". A notice is one
+    Idempotency-Key: a receiver de-duplicates on it (`Outcome.redeliveries`)."""
 
     secret: str = SECRET
     port: int = field(default_factory=free_port)
@@ -304,7 +305,15 @@ class Outcome:
     deliveries_unsent: int
     attempts: Counter[int]
 
-    def problems(self, n: int) -> list[str]:
+    @property
+    def redeliveries(self) -> int:
+        """POSTs beyond the first per Idempotency-Key: a send whose answer a process death cut off is
+        repeated, with the same key, once its claim expires (the receiver de-duplicates on the key)."""
+        return len(self.hits) - len({h.key for h in self.hits})
+
+    def problems(self, n: int, deaths: int = 0) -> list[str]:
+        """What went wrong. `deaths`: processes killed while they may have held a send in flight
+        (each sends one notice at a time), so at most that many notices may be POSTed again."""
         out = []
         if self.studies != n:
             out.append(f"{self.studies} incoming studies indexed, expected {n}")
@@ -316,8 +325,14 @@ class Outcome:
         keys = Counter(h.key for h in self.hits)
         if {h.comparison_id for h in self.hits} != self.urgent_ids:
             out.append(f"webhook hits for {sorted({h.comparison_id for h in self.hits})}, urgent {sorted(self.urgent_ids)}")
-        if any(v != 1 for v in keys.values()):
-            out.append(f"urgent notices sent more than once: {[k for k, v in keys.items() if v != 1]}")
+        by_key: dict[str, set[int]] = {}
+        for h in self.hits:
+            by_key.setdefault(h.key, set()).add(h.comparison_id)
+        if any(len(ids) != 1 for ids in by_key.values()) or len(by_key) != len(self.urgent_ids):
+            out.append(f"urgent notices not one key per result: {by_key}")
+        if self.redeliveries > deaths:
+            out.append(f"urgent notices sent more than once without a death to explain it: "
+                       f"{[k for k, v in keys.items() if v != 1]} ({deaths} deaths)")
         if not all(h.signature_ok for h in self.hits):
             out.append("a webhook call without a valid signature")
         if self.deliveries_unsent:
