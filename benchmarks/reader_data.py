@@ -66,7 +66,10 @@ def small_effusion(spec) -> bool:
 
     if spec.finding != "effusion" or spec.change not in DIRECTED:
         return False
-    labels = make_pair(spec, scale=0.12).labels
+    try:
+        labels = make_pair(spec, scale=0.12).labels
+    except RuntimeError:  # a spec the generator cannot draw (a lesion outside the image) is not built either
+        return False
     key = "size_mm" if spec.change in ("new", "worsened") else "prior_size_mm"
     return max((getattr(lb, key) or 0.0) for lb in labels) <= SMALL_EFFUSION_MM
 
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--small-effusions", type=int, metavar="N",
                     help="train split only: build just the first N pairs of the range with a small changed "
                          f"effusion (<= {SMALL_EFFUSION_MM:.0f} mm), to oversample what the reader missed")
+    ap.add_argument("--kinds", nargs="+", choices=tuple(KIND_WEIGHTS),
+                    help="train split only: build just pairs of these kinds (e.g. stable normal: negatives to "
+                         "balance a set of --small-effusions)")
     ap.add_argument("--split", default="train", choices=("train", "dev", "own"),
                     help="dev: the dev grid at the harness's 600 px, for tuning the reader's cut-offs")
     a = ap.parse_args(argv)
@@ -152,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         specs = grid("dev")[a.start : a.start + a.count]
     else:
         specs = train_specs(a.start, a.count, a.background, a.namespace)
+        if a.kinds:
+            specs = [sp for sp in specs if sp.kind in a.kinds]
         if a.small_effusions:
             specs = list(islice((sp for sp in specs if small_effusion(sp)), a.small_effusions))
     for spec in specs:

@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
     print("change_p urgent_p " + " ".join(k[:12] for k in keys))
-    for cp in (0.3, 0.4, 0.5, 0.6):
-        for up in (0.2, 0.3, 0.5):
+    for cp in (0.3, 0.35, 0.4, 0.5):
+        for up in (0.3, 0.4, 0.5):
             s = score(rows, cp, up)
             vals = []
             for k in keys:
