@@ -39,7 +39,8 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                "heldout3": 30294988,
                # a fourth, drawn at stop 14 after heldout3 was read (for the READER_CHANGE_P change that followed)
                "heldout4": 33111742,
-               # a fifth, drawn at stop 15 before the reader fine-tuned on small effusions was run on it
+               # a fifth, drawn at stop 15 and read once by engine 0.4.3 (a fine-tuned reader tried then was
+               # rejected on dev / realdev and never run on it)
                "heldout5": 85858713}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
