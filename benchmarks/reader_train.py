@@ -25,6 +25,13 @@ threshold masks alone), so D was fine-tuned again on the new crops, with 1000 re
     .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
         --init F1.pt --max-lr 1.5e-3 --epochs 5 --seed 9 --out comparison/reader_weights.pt  # F3: boxes with the mask checks
 
+Stop 15 tried fine-tuning F3 for what it misses (small changed effusions; pairs generated at the
+benchmark's 2000 px instead of 520-720) and shipped none of it: on dev at 2000 px no run beat F3
+(detected 0.95; the runs 0.93-0.95 with type 0.91-0.93), and each lost on dev at 600 px or on realdev.
+The data commands (train seeds only) are `reader_data --small-effusions N`, `--kinds stable normal`
+and `--size 2000`; the figures are in issue 11's stop-15 note. Without quiet pairs in the mix a
+fine-tune called 62 % of realdev's stable pairs changed.
+
 The engine's own generator (`comparison.synthetic`, another anatomy and lesion physics) is
 mixed in: trained on cxrpairs alone the reader found no pneumothorax of the own generator.
 
