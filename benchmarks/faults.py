@@ -45,7 +45,8 @@ def pg_schema() -> Iterator[str]:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | None, workdir: Path) -> dict[str, object]:
+def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | None, workdir: Path,
+        deaths: int = 0) -> dict[str, object]:
     """One site, N studies sent, the fault struck once mid-run; returns the figures."""
     hook = WebhookReceiver()
     redis: OwnRedis | None = None
@@ -85,7 +86,8 @@ def run(name: str, n: int, mode: str, fault: Callable[[Site, object], str] | Non
         "max_attempts": max(o.attempts) if o.attempts else 0,
         "seconds_total": round(t_end - t0, 1),
         "seconds_after_kill": round(t_end - t_kill, 1) if t_kill else None,
-        "resent": resent, "redelivered": o.redeliveries, "problems": o.problems(n, deaths=SENDER_DEATHS.get(name, 0)), "note": note, "supervisor": restarts,
+        "resent": resent, "redelivered": o.redeliveries, "problems": o.problems(n, deaths),
+        "note": note, "supervisor": restarts,
     }
 
 
@@ -113,20 +115,19 @@ def kill_redis(_site: Site, redis: object) -> str:
     return "kill -9 redis-server (no persistence), back empty after 2 s"
 
 
-# Senders a scenario kills while they may hold a webhook send in flight (the worker; serve and its
-# worker): each such send is repeated with its Idempotency-Key, so that many notices may arrive twice.
-SENDER_DEATHS = {"worker-embedded": 1, "serve-embedded": 2, "worker-server": 1, "serve-server": 2}
-
-SCENARIOS: dict[str, tuple[str, Callable[[Site, object], str] | None]] = {
-    "baseline-embedded": ("embedded", None),
-    "worker-embedded": ("embedded", kill_child("worker")),
-    "serve-embedded": ("embedded", kill_serve),
-    "triton-embedded": ("embedded", kill_child("tritonserver")),
-    "baseline-server": ("server", None),
-    "redis-server": ("server", kill_redis),
-    "worker-server": ("server", kill_child("worker")),
-    "serve-server": ("server", kill_serve),
-    "triton-server": ("server", kill_child("tritonserver")),
+# (mode, fault, sender deaths): the last is how many processes the fault kills while they may hold a
+# webhook send in flight (the worker: 1; serve and its worker: 2). Each such send is repeated with its
+# Idempotency-Key, so that many notices may arrive twice; any other repeat is a problem.
+SCENARIOS: dict[str, tuple[str, Callable[[Site, object], str] | None, int]] = {
+    "baseline-embedded": ("embedded", None, 0),
+    "worker-embedded": ("embedded", kill_child("worker"), 1),
+    "serve-embedded": ("embedded", kill_serve, 2),
+    "triton-embedded": ("embedded", kill_child("tritonserver"), 0),
+    "baseline-server": ("server", None, 0),
+    "redis-server": ("server", kill_redis, 0),
+    "worker-server": ("server", kill_child("worker"), 1),
+    "serve-server": ("server", kill_serve, 2),
+    "triton-server": ("server", kill_child("tritonserver"), 0),
 }
 
 
@@ -140,10 +141,10 @@ def main() -> None:
     names = [k for k in SCENARIOS if not args.only or any(o in k for o in args.only)]
     results = []
     for name in names:
-        mode, fault = SCENARIOS[name]
+        mode, fault, deaths = SCENARIOS[name]
         with tempfile.TemporaryDirectory(prefix=f"pw-faults-{name}-") as d:
             try:
-                r = run(name, args.n, mode, fault, Path(d))
+                r = run(name, args.n, mode, fault, Path(d), deaths)
             finally:
                 if args.keep_logs:  # serve's output and every log of the site, for a post-mortem
                     dest = args.keep_logs / name

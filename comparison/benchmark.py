@@ -36,12 +36,11 @@ import numpy as np
 from comparison import calibration, synthetic
 from comparison.preprocess import load_image
 from comparison.registration import CompareContext, RegistrationEngine
-from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, FindingType, Side, Zone
+from priorwatch.vocabulary import CHANGED, Change, FindingType, Side, Zone
 
 __all__ = ["BenchCase", "cases", "run", "summarise", "print_table", "real_file_run", "fit_calibration",
            "DEFAULT_SEED", "CALIBRATION_SEED"]
 
-CHANGED = APPEARING | DISAPPEARING
 DEFAULT_SEED = 2024
 CALIBRATION_SEED = 7  # the calibration set: never the benchmark's seed
 REAL_CHEST_FILES = ("RG1_UNCI.dcm", "RG1_J2KR.dcm", "RG1_J2KI.dcm")

@@ -31,11 +31,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
+from priorwatch.vocabulary import APPEARING, CHANGED, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
 
 __all__ = ["COMPATIBLE", "PLEURAL", "comparison_words", "guard"]
 
-CHANGED = APPEARING | DISAPPEARING
 
 # Finding types a radiograph cannot tell apart reliably: evidence of one backs a claim of the other.
 COMPATIBLE: tuple[frozenset[FindingType], ...] = (

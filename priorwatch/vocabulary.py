@@ -37,6 +37,7 @@ class Change(StrEnum):
 # engines' pairing of evidence all turn on it, so it is named once here.
 APPEARING = frozenset({Change.new, Change.worsened})
 DISAPPEARING = frozenset({Change.improved, Change.resolved})
+CHANGED = APPEARING | DISAPPEARING  # an interval change (not stable, not a first study)
 
 
 class Side(StrEnum):

@@ -7,8 +7,8 @@ exponential back-off; a row is claimed by one conditional UPDATE (pending -> sen
 marked sent by another, so one sender sends it, carrying its idempotency key. A sender that died
 mid-send releases its claim after `delivery_claim_s` and the row is sent again with the same key:
 whether the dead send arrived cannot be known, so on the wire a notice is sent at least once and
-at most once more per death, and the receiver de-duplicates on `Idempotency-Key` (its purpose). A delivery that gives up is
-`failed` with its reason (`priorwatch status`; `priorwatch retry` sends it again). The SR's
+at most once more per death, and the receiver de-duplicates on `Idempotency-Key` (its purpose).
+A delivery that gives up is `failed` with its reason (`priorwatch status`; `priorwatch retry` sends it again). The SR's
 SOP Instance UID is fixed on the row, so a send whose answer was lost is the same instance.
 """
 
