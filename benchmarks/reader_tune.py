@@ -5,6 +5,14 @@ Runs the shipped reader (or `--weights`) on the dev pairs saved by `benchmarks.r
 harness's own `score_pair`, for a grid of `READER_CHANGE_P` x `READER_URGENT_P`:
 
     .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/dev
+
+`--full` replays the whole engine after registration (`RegistrationEngine.analyse`: change regions,
+sign rules, reader, fluid height) on the saved pairs at the shipped settings and lists each pair it
+gets wrong with what the reader and the sign rules said: the engine's table for that grid in ~0.3 s a
+pair instead of ~3 s (decode and registration are saved), e.g. on dev saved at the benchmark's 2000 px:
+
+    .venv/bin/python -m benchmarks.reader_data --split dev --size 2000 --out artifacts/reader/dev2k --count 104
+    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/dev2k --full
 """
 
 from __future__ import annotations
@@ -16,21 +24,52 @@ from pathlib import Path
 import numpy as np
 
 
-def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
+def _aligned(path: Path):
+    """A pair saved by `benchmarks.reader_data`: its labels, the `Aligned` the engine saw, the working spacing."""
     from comparison._anatomy import LungFields
-    from comparison.reader import Reader
     from comparison.registration import Aligned
+
+    z = np.load(path)
+    lungs = LungFields(right=z["right"], left=z["left"], midline=float(z["midline"]), template=False)
+    cw = z["cw"].astype(np.float32)
+    al = Aligned(cw, z["mapped"].astype(np.float32), np.ones_like(z["roi"]), lungs, lungs, z["roi"],
+                 float(z["quality"]), 0.0, True, 0.0)
+    return json.loads(str(z["labels"])), al, float(z["spacing"])
+
+
+def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
+    from comparison.reader import Reader
 
     reader = Reader(weights)
     out = []
     for p in sorted(dev_dir.glob("*.npz")):
-        z = np.load(p)
-        lungs = LungFields(right=z["right"], left=z["left"], midline=float(z["midline"]), template=False)
-        cw = z["cw"].astype(np.float32)
-        al = Aligned(cw, z["mapped"].astype(np.float32), np.ones_like(z["roi"]), lungs, lungs, z["roi"],
-                     float(z["quality"]), 0.0, True, 0.0)
-        out.append((json.loads(str(z["labels"])), reader.read(al, float(z["spacing"])), lungs, float(z["quality"]), cw.shape))
+        labels, al, spacing = _aligned(p)
+        out.append((labels, reader.read(al, spacing), al.lungs, al.quality, al.cw.shape))
     return out
+
+
+def full(dev_dir: Path, verbose: bool) -> dict:
+    """The whole engine after registration (`RegistrationEngine.analyse`: regions, sign rules, reader,
+    fluid height) on each saved pair, at the shipped settings, scored by the harness."""
+    from benchmarks.change_engine import PairScore, score_pair, summarise
+    from comparison.registration import CompareContext, RegistrationEngine
+
+    eng = RegistrationEngine()
+    scores = []
+    for p in sorted(dev_dir.glob("*.npz")):
+        labels, al, spacing = _aligned(p)
+        res = eng.analyse(al, al.cw.shape, CompareContext(pixel_spacing_mm=spacing or None)).result
+        got = [{"finding": f.finding.value, "side": f.side.value if f.side else None, "zone": f.zone.value if f.zone else None,
+                "change": f.change.value, "urgent": f.urgent, "confidence": f.confidence} for f in res.findings]
+        s = score_pair(labels, got, any(f.urgent for f in res.findings))
+        if verbose and (not all(pl["detected"] and pl["side"] for pl in s["per_label"]) or s["called_changed"]):
+            print(p.stem, [(lb["finding"], lb["side"], lb["change"]) for lb in labels if lb["change"] != "stable"], "->",
+                  [(g["finding"], g["side"], g["change"], round(g["confidence"], 2)) for g in got],
+                  "| reader p(change)", {r.side: round(r.p_change, 2) for r in eng.last_reads},
+                  "| rules", [(f.finding.value, f.side.value if f.side else None, f.change.value) for f in eng.last_rules])
+        scores.append(PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
+                                called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"]))
+    return summarise(scores)
 
 
 def score(rows, change_p: float, urgent_p: float, keep: list | None = None) -> dict:
@@ -72,6 +111,11 @@ def fit(rows, change_p: float, urgent_p: float) -> None:
     print(f"all dev ({len(allc)} findings, {sum(o for _, o in allc)} right): A={a:.4f} B={b:.4f}")
 
 
+def _value(v) -> str:
+    v = v.get("value") if isinstance(v, dict) else v
+    return "  n/a" if v is None else f"{v:5.2f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from comparison.reader import WEIGHTS
 
@@ -81,24 +125,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit", nargs=2, type=float, metavar=("CHANGE_P", "URGENT_P"),
                     help="fit the reader's Platt map at these cut-offs (two-fold check inside dev)")
     ap.add_argument("--tta", choices=("on", "off"), default="on", help="READER_SWAP_TTA for this run")
+    ap.add_argument("--full", action="store_true", help="score the whole engine after registration at the shipped "
+                                                          "settings (sign rules and fluid height included), and list its misses")
     a = ap.parse_args(argv)
     from comparison import thresholds as T
 
     T.READER_SWAP_TTA = a.tta == "on"
+    keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
+    if a.full:
+        s = full(a.dev, verbose=True)
+        print(" ".join(f"{k}={_value(s.get(k))}" for k in keys))
+        return
     rows = _reads(a.weights, a.dev)
     if a.fit:
         fit(rows, *a.fit)
         return
-    keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
     print("change_p urgent_p " + " ".join(k[:12] for k in keys))
     for cp in (0.3, 0.35, 0.4, 0.5):
         for up in (0.3, 0.4, 0.5):
             s = score(rows, cp, up)
-            vals = []
-            for k in keys:
-                v = s.get(k)
-                v = v.get("value") if isinstance(v, dict) else v
-                vals.append("  n/a" if v is None else f"{v:5.2f}")
+            vals = [_value(s.get(k)) for k in keys]
             print(f"{cp:8.2f} {up:8.2f} " + " ".join(f"{v:>12}" for v in vals))
 
 

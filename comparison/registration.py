@@ -194,6 +194,15 @@ class RegistrationEngine:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         al = self.align(cur, pri, timings)
+        out = self.analyse(al, cur.shape, ctx, timings)
+        timings["total"] = time.perf_counter() - t0
+        return out
+
+    def analyse(self, al: "Aligned", cur_shape: tuple[int, ...], ctx: CompareContext,
+                timings: dict[str, float] | None = None) -> ComparisonOutput:
+        """Everything after `align`: the changed regions, their signs, the reader and the draft.
+        Public so that a saved aligned pair (benchmarks.reader_tune) is read exactly as in production."""
+        timings = timings if timings is not None else {}
         cw, mapped, lungs, lungs_c, roi, quality = al.cw, al.mapped, al.lungs, al.lungs_c, al.roi, al.quality
         metric, fit_ok, exposure_resid = al.metric, al.fit_ok, al.exposure_resid
         notes: list[str] = []
@@ -202,7 +211,7 @@ class RegistrationEngine:
                                       "not compared; compare them by eye", metric=metric)
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
         self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
-        spacing = ctx.pixel_spacing_mm * (max(cur.shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
+        spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
         if not ctx.pixel_spacing_mm:
             notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
         self.last_features = []
@@ -213,17 +222,18 @@ class RegistrationEngine:
             notes.append(f"The learned reader is unavailable ({_READER_ERROR}); the sign rules typed the changes.")
         described: list[tuple[FindingResult, np.ndarray]] = []
         for reg in regions:
-            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur.shape)
+            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur_shape)
             if f is not None:
                 described.append((f, reg.mask))
         described = _patchy(described, spacing)
         by_rules = _merge(_absorb_pneumothorax(described))[: self.max_findings]
+        self.last_rules = by_rules
         if reader is not None:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
             timings["read"] = time.perf_counter() - t2
             self.last_fluid = new_fluid_height(al, self._raw, sigma)
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur.shape, by_rules, self.last_fluid)
+            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur_shape, by_rules, self.last_fluid)
             self.last_reads = reads
             notes += [f"New {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
                       "from its base at the chest wall (large by the engine's measure)." for f in findings
@@ -241,8 +251,7 @@ class RegistrationEngine:
             notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
         if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
             notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
-        heat = _heatmap(d_signed, roi, sigma, cur.shape)
-        timings["total"] = time.perf_counter() - t0
+        heat = _heatmap(d_signed, roi, sigma, cur_shape)
         result = ComparisonResult(
             engine=ENGINE_NAME, engine_version=ENGINE_VERSION,
             model=f"{MODEL_NAME}+{READER_MODEL}" if reader is not None else MODEL_NAME,
