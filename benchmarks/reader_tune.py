@@ -48,12 +48,16 @@ def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object,
     return out
 
 
-def full(dev_dir: Path, verbose: bool) -> dict:
+def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
     """The whole engine after registration (`RegistrationEngine.analyse`: regions, sign rules, reader,
-    fluid height) on each saved pair, at the shipped settings, scored by the harness."""
+    fluid height) on each saved pair, at the shipped settings with these reader weights, scored by
+    the harness."""
     from benchmarks.change_engine import PairScore, score_pair, summarise
+    from comparison import registration
+    from comparison.reader import Reader
     from comparison.registration import CompareContext, RegistrationEngine
 
+    registration._READER = Reader(weights)  # the engine's once-per-process reader, these weights
     eng = RegistrationEngine()
     scores = []
     for p in sorted(dev_dir.glob("*.npz")):
@@ -133,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     T.READER_SWAP_TTA = a.tta == "on"
     keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
     if a.full:
-        s = full(a.dev, verbose=True)
-        print(" ".join(f"{k}={_value(s.get(k))}" for k in keys))
+        s = full(a.dev, a.weights, verbose=True)
+        print(" ".join(f"{k}={_value(s.get(k))}" + (f" ({v['num']}/{v['den']})" if isinstance(v := s.get(k), dict) else "")
+                       for k in keys))
         return
     rows = _reads(a.weights, a.dev)
     if a.fit:
