@@ -48,11 +48,21 @@ def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object,
     return out
 
 
+def _scored(labels: list[dict], findings: list) -> tuple:
+    """The harness's score of one pair's engine findings: (`PairScore`, `score_pair`'s dict)."""
+    from benchmarks.change_engine import PairScore, _finding_dict, score_pair
+
+    got = [_finding_dict(f) for f in findings]
+    s = score_pair(labels, got, any(f.urgent for f in findings))
+    return PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
+                     called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"]), s
+
+
 def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
     """The whole engine after registration (`RegistrationEngine.analyse`: regions, sign rules, reader,
     fluid height) on each saved pair, at the shipped settings with these reader weights, scored by
     the harness."""
-    from benchmarks.change_engine import PairScore, score_pair, summarise
+    from benchmarks.change_engine import summarise
     from comparison import registration
     from comparison.reader import Reader
     from comparison.registration import CompareContext, RegistrationEngine
@@ -63,33 +73,25 @@ def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
     for p in sorted(dev_dir.glob("*.npz")):
         labels, al, spacing = _aligned(p)
         res = eng.analyse(al, al.cw.shape, CompareContext(pixel_spacing_mm=spacing or None)).result
-        got = [{"finding": f.finding.value, "side": f.side.value if f.side else None, "zone": f.zone.value if f.zone else None,
-                "change": f.change.value, "urgent": f.urgent, "confidence": f.confidence} for f in res.findings]
-        s = score_pair(labels, got, any(f.urgent for f in res.findings))
+        ps, s = _scored(labels, res.findings)
         if verbose and (not all(pl["detected"] and pl["side"] for pl in s["per_label"]) or s["called_changed"]):
             print(p.stem, [(lb["finding"], lb["side"], lb["change"]) for lb in labels if lb["change"] != "stable"], "->",
-                  [(g["finding"], g["side"], g["change"], round(g["confidence"], 2)) for g in got],
+                  [(g["finding"], g["side"], g["change"], g["confidence"]) for g in ps.got],
                   "| reader p(change)", {r.side: round(r.p_change, 2) for r in eng.last_reads},
                   "| rules", [(f.finding.value, f.side.value if f.side else None, f.change.value) for f in eng.last_rules])
-        scores.append(PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
-                                called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"]))
+        scores.append(ps)
     return summarise(scores)
 
 
 def score(rows, change_p: float, urgent_p: float, keep: list | None = None) -> dict:
-    from benchmarks.change_engine import PairScore, score_pair, summarise
+    from benchmarks.change_engine import summarise
     from comparison import registration
     from comparison import thresholds as T
 
     T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
     scores = []
     for labels, reads, lungs, quality, shape in rows:
-        fs = registration._from_reads(reads, [], lungs, quality, shape, shape)
-        got = [{"finding": f.finding.value, "side": f.side.value, "zone": f.zone.value, "change": f.change.value,
-                "urgent": f.urgent, "confidence": f.confidence} for f in fs]
-        s = score_pair(labels, got, any(f.urgent for f in fs))
-        ps = PairScore("", 0, "synthetic", labels, got, s["urgent_label"], s["urgent_pred"], per_label=s["per_label"],
-                       called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"])
+        ps, s = _scored(labels, registration._from_reads(reads, [], lungs, quality, shape, shape))
         scores.append(ps)
         if keep is not None:
             keep.append(s["calib"])

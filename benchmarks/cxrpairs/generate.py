@@ -43,7 +43,7 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                # rejected on dev / realdev and never run on it)
                "heldout5": 85858713,
                # a sixth, drawn at stop 16 for the two-member reader ensemble chosen that stop on dev, realdev and
-               # train-split check sets (heldout..heldout5 were each read before)
+               # train-split check sets (heldout..heldout5 were each read before); read once, by engine 0.4.4
                "heldout6": 74936279}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
