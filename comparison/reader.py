@@ -17,8 +17,8 @@ Where each lung's crop sits comes from the image's row profile checked against t
 lung (`hemithorax_boxes`), not from the threshold lung masks alone: those are often cut at
 the denser lower lung or leak into the abdomen, and a crop without the base misses the
 effusion or the basal mass. Both lungs are presented lateral-wall-left (the left lung is
-mirrored), so one set of weights reads both. The weights (`reader_weights.pt`, two members whose
-probabilities are averaged) ship with the package; they were trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
+mirrored), so one set of weights reads both. The weights (`reader_weights.pt`) ship with the package; they were
+trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
 generator (synthetic and, fine-tuned, real-CR backgrounds, train seeds only) and on the
 engine's own generator, and chosen on the dev grids only (never the held-out or real-CR
 grids); nothing is downloaded. Synthetic training data: how it reads real radiographs is

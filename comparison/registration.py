@@ -64,7 +64,7 @@ from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonRes
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.4"
+ENGINE_VERSION = "0.4.3"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 

@@ -42,8 +42,8 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                # a fifth, drawn at stop 15 and read once by engine 0.4.3 (a fine-tuned reader tried then was
                # rejected on dev / realdev and never run on it)
                "heldout5": 85858713,
-               # a sixth, drawn at stop 16 for the two-member reader ensemble chosen that stop on dev, realdev and
-               # train-split check sets (heldout..heldout5 were each read before); read once, by engine 0.4.4
+               # a sixth, drawn at stop 16 (heldout..heldout5 had each been read): read once by a two-member reader
+               # ensemble chosen that stop on decision sets and then not shipped, and once by engine 0.4.3
                "heldout6": 74936279}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
