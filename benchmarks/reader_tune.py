@@ -63,12 +63,10 @@ def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
     fluid height) on each saved pair, at the shipped settings with these reader weights, scored by
     the harness."""
     from benchmarks.change_engine import summarise
-    from comparison import registration
     from comparison.reader import Reader
     from comparison.registration import CompareContext, RegistrationEngine
 
-    registration._READER = Reader(weights)  # the engine's once-per-process reader, these weights
-    eng = RegistrationEngine()
+    eng = RegistrationEngine(reader=Reader(weights))
     scores = []
     for p in sorted(dev_dir.glob("*.npz")):
         labels, al, spacing = _aligned(p)

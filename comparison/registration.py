@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -60,6 +61,9 @@ from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
+
+if TYPE_CHECKING:
+    from comparison.reader import Reader
 
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
@@ -157,7 +161,8 @@ class RegistrationEngine:
     ENGINE_VERSION = ENGINE_VERSION
 
     def __init__(self, work_size: int = T.WORK_SIZE, threads: int = 1, seed: int = 1234, max_findings: int = 6,
-                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True, use_reader: bool = True) -> None:
+                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True, use_reader: bool = True,
+                 reader: Reader | None = None) -> None:
         self.work_size = work_size
         self.threads = threads
         # SimpleITK's pyramid filters and metric run on the process-wide thread pool whatever the
@@ -175,7 +180,8 @@ class RegistrationEngine:
         self.last_fluid: dict[str, float] = {}  # new fluid height per lung of the last compare (comparison.fluid)
         self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
         self.last_reads: list = []
-        if use_reader:
+        self._reader = reader  # other weights for this engine only (benchmarks.reader_tune); None: the shipped reader
+        if use_reader and reader is None:
             _load_reader()  # at start (torch and the weights), not on the first study
 
     # Public ---------------------------------------------------------------------------
@@ -217,7 +223,7 @@ class RegistrationEngine:
         self.last_features = []
         tex_c, tex_p = _texture_map(cw, lungs.both), _texture_map(mapped, lungs.both)
         q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
-        reader = _load_reader() if self.use_reader else None
+        reader = (self._reader or _load_reader()) if self.use_reader else None
         if reader is None and self.use_reader:
             notes.append(f"The learned reader is unavailable ({_READER_ERROR}); the sign rules typed the changes.")
         described: list[tuple[FindingResult, np.ndarray]] = []

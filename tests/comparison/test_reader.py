@@ -171,3 +171,24 @@ def test_only_the_rules_apical_pneumothorax_is_kept_beside_the_reader() -> None:
     assert kept == 1
     assert [(f.finding.value, f.side.value, f.zone.value) for f in out] == [
         ("pneumothorax", "left", "upper"), ("mass", "left", "upper")]
+
+
+def test_engine_reads_with_the_reader_it_is_given_and_leaves_the_shipped_one(tmp_path) -> None:
+    """`RegistrationEngine(reader=...)` (how `reader_tune --full` scores other weights) reads with
+    those weights; an engine built without one still reads with the shipped weights."""
+    import torch
+
+    from comparison.reader import build_net
+
+    other = tmp_path / "other_reader.pt"
+    torch.manual_seed(3)
+    torch.save(build_net().state_dict(), other)  # untrained: other bytes, so another version hash
+    mine = Reader(other)
+    shipped = Reader()
+    assert mine.version != shipped.version
+    img, _, _ = _chest()
+    ctx = CompareContext(pixel_spacing_mm=1.6)
+    r_mine = RegistrationEngine(reader=mine).compare(img, img.copy(), ctx).result
+    r_default = RegistrationEngine().compare(img, img.copy(), ctx).result
+    assert f"reader {mine.version}" in r_mine.model_version
+    assert f"reader {shipped.version}" in r_default.model_version
