@@ -46,7 +46,7 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                # ensemble chosen that stop on decision sets and then not shipped, and once by engine 0.4.3
                "heldout6": 74936279,
                # a seventh, drawn at stop 17 after engine 0.4.5 (tone map, worsened-effusion fluid rule, change cut
-               # 0.45) was fixed on decision sets; read once by it, with the six earlier grids re-read beside it
+               # 0.45) was fixed on decision sets; read by it (then reverted: it lost an urgent on heldout4) and by 0.4.6
                "heldout7": 34585874}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
