@@ -704,7 +704,7 @@ def _measured_large(finding: FindingType, change: Change, side: Side, fluid_heig
     """An effusion the reader calls new or worse whose new fluid, measured up from the prior's base
     (`comparison.fluid`), is large: urgent. Worsened counts too because the reader's new / worsened
     split of an effusion is close to a coin toss (train-5132, a new 116 mm effusion: "new" at 0.52;
-    on 34 new large train-split effusions 5 were read "worsened" and 3 of those went unflagged), and a
+    on 34 new large train-split effusions 6 were read "worsened" and 3 of those went unflagged), and a
     large new effusion read "worsened" must not lose its flag (errs towards urgent)."""
     return (finding == FindingType.effusion and change in APPEARING
             and (fluid_height or {}).get(side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT)

@@ -13,6 +13,7 @@ from __future__ import annotations
 WORK_SIZE = 256  # long side of the working grid: ~1.5 mm/pixel on a 43 cm film, enough for a 5 mm nodule
 REG_QUALITY_FAIL = 0.45  # correlation after matching below this: the images do not line up; nothing is compared
 REG_QUALITY_WARN = 0.8  # below this a note says registration is limited and confidence is lowered
+
 # --- exposure / view guards -----------------------------------------------------------------
 EXPOSURE_RESIDUAL_FAIL = 0.5  # robust residual sd of the intensity map over the lungs' spread: past this the
 #                               two exposures cannot be mapped onto each other (note; confidence lowered)
