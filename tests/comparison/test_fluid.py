@@ -76,11 +76,9 @@ def test_an_effusion_the_reader_calls_new_or_worse_is_urgent_when_measured_large
     assert _urgent(_read("new", 0.8), {"left": 0.0, "right": 0.0}) == [True]
 
 
-@pytest.mark.parametrize(("index", "urgent"), [(5132, True), (5111, False)])
-def test_independent_new_effusions_are_urgent_by_their_size(index: int, urgent: bool) -> None:
-    """Two pairs of the independent generator's train split (never dev or held-out): a new
-    116 mm right effusion whose urgency the reader scored 0.10 (missed before the measure), and
-    a new 41 mm left one the sign rules' height called large (a false urgent before)."""
+def _new_effusion_pair(index: int, urgent: bool):
+    """A new-effusion pair of the independent generator's train split (never dev or held-out) at the
+    benchmark's 2000 px, checked to carry that urgency label, through the real engine: (side, result)."""
     from benchmarks.change_engine import prepared_pair
     from benchmarks.cxrpairs import make_pair
     from benchmarks.reader_data import train_specs
@@ -90,27 +88,26 @@ def test_independent_new_effusions_are_urgent_by_their_size(index: int, urgent: 
     pair = make_pair(spec, scale=2000 / 2200)
     assert [lb.urgent for lb in pair.labels] == [urgent]
     cur, pri = prepared_pair(pair)
-    res = RegistrationEngine().compare(cur.pixels, pri.pixels, CompareContext(pixel_spacing_mm=cur.spacing_mm)).result
-    assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", spec.side, "new")]
+    return spec.side, RegistrationEngine().compare(cur.pixels, pri.pixels, CompareContext(pixel_spacing_mm=cur.spacing_mm)).result
+
+
+@pytest.mark.parametrize(("index", "urgent"), [(5132, True), (5111, False)])
+def test_independent_new_effusions_are_urgent_by_their_size(index: int, urgent: bool) -> None:
+    """Two pairs of the independent generator's train split (never dev or held-out): a new
+    116 mm right effusion whose urgency the reader scored 0.10 (missed before the measure), and
+    a new 41 mm left one the sign rules' height called large (a false urgent before)."""
+    side, res = _new_effusion_pair(index, urgent)
+    assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", side, "new")]
     assert res.urgent is urgent
     # the measure behind the flag is in the draft, for the radiologist to check
-    assert (f"New {spec.side} effusion: new fluid rises" in res.draft_text) is urgent
+    assert (f"New {side} effusion: new fluid rises" in res.draft_text) is urgent
 
 
 def test_a_large_new_effusion_the_reader_calls_worsened_keeps_its_urgent_flag() -> None:
-    """train-9062 (train split, never dev or held-out): a new 88 mm effusion the reader reads as
-    "worsened" (its new / worsened split of an effusion is close to a coin toss). Engine 0.4.3 let
-    it go unflagged; the measured rise of new fluid now flags it, and the draft says so."""
-    from benchmarks.change_engine import prepared_pair
-    from benchmarks.cxrpairs import make_pair
-    from benchmarks.reader_data import train_specs
-
-    spec = train_specs(9062, 1)[0]
-    assert (spec.finding, spec.change) == ("effusion", "new")
-    pair = make_pair(spec, scale=2000 / 2200)
-    assert [lb.urgent for lb in pair.labels] == [True]
-    cur, pri = prepared_pair(pair)
-    res = RegistrationEngine().compare(cur.pixels, pri.pixels, CompareContext(pixel_spacing_mm=cur.spacing_mm)).result
-    assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", spec.side, "worsened")]
+    """train-9062: a new 88 mm effusion the reader reads as "worsened" (its new / worsened split of
+    an effusion is close to a coin toss). Engine 0.4.3 let it go unflagged; the measured rise of new
+    fluid now flags it, and the draft says so."""
+    side, res = _new_effusion_pair(9062, True)
+    assert [(f.finding.value, f.side.value, f.change.value) for f in res.findings] == [("effusion", side, "worsened")]
     assert res.urgent is True
-    assert f"Worsened {spec.side} effusion: new fluid rises" in res.draft_text
+    assert f"Worsened {side} effusion: new fluid rises" in res.draft_text
