@@ -47,7 +47,7 @@ Every threshold lives in `comparison.thresholds` with the reason for its value.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.6"
+ENGINE_VERSION = "0.4.7"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -237,6 +237,9 @@ class RegistrationEngine:
         if reader is not None:
             t2 = time.perf_counter()
             reads = reader.read(al, spacing)
+            if T.TONE_READ:
+                toned = replace(al, mapped=_match_tone(al.cw, al.mapped, al.roi))
+                reads = _toned_reads(reads, reader.read(toned, spacing))
             timings["read"] = time.perf_counter() - t2
             self.last_fluid = new_fluid_height(al, self._raw, sigma)
             findings = _from_reads(reads, regions, lungs, q, cw.shape, cur_shape, by_rules, self.last_fluid)
@@ -756,6 +759,60 @@ def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> t
     mapped = coef[0] * warped**2 + coef[1] * warped + coef[2]
     spread = float(np.percentile(y, 90) - np.percentile(y, 10)) + 1e-6
     return mapped.astype(np.float32), True, float(mad / spread)
+
+
+def _toned_reads(plain: list, toned: list) -> list:
+    """Per lung, the reading of the tone-mapped pair (`_match_tone`) decides whether the lung changed
+    and what changed; its urgency is the higher of the two readings. The fluid measure and the sign
+    rules stay on the quadratic-matched prior they were calibrated on. Why: a tone map lets the
+    reader see faint changes that the two detectors' different tone curves hide, but it also moves
+    the basal intensities that urgency was learned on (stop 17: a new 123 mm effusion read "new"
+    at 0.99 on the tone-mapped pair lost its urgent flag)."""
+    by_side = {r.side: r for r in plain}
+    return [replace(t, p_urgent=max(t.p_urgent, by_side[t.side].p_urgent)) if t.side in by_side else t for t in toned]
+
+
+def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndarray:
+    """A second, monotone intensity map fitted inside the lungs only: the current's median at each
+    of `TONE_BINS` quantile bins of the (already quadratic-matched) prior, made non-decreasing and
+    interpolated (extended linearly past the ends). Two detectors' tone curves (gamma against a
+    sigmoid LUT, another exposure) differ by more than one quadratic over the whole chest can take
+    up; what is left is a function of intensity, so ribs and intercostal spaces keep residuals of
+    opposite sign (stripes in the difference image) and a faint lesion's contrast is scaled.
+    Pixels of a change (the smoothed difference past `TONE_CHANGE_Z` robust sd) are left out of the
+    fit: a large new effusion fills the bins of the prior's basal intensities, and a map fitted
+    through it paints the effusion onto the prior. Returns `mapped` unchanged when too few lung
+    pixels are left to fit it."""
+    coarse = ndi.gaussian_filter(cur - mapped, T.TONE_CHANGE_SMOOTH_PX)[roi]
+    if coarse.size < T.TONE_MIN_PIXELS:
+        return mapped
+    mad = 1.4826 * float(np.median(np.abs(coarse - np.median(coarse)))) + 1e-6
+    fit = np.zeros_like(roi)
+    fit[roi] = np.abs(coarse - np.median(coarse)) <= T.TONE_CHANGE_Z * mad  # what changed is not fitted
+    x = mapped[fit].astype(np.float64)
+    y = cur[fit].astype(np.float64)
+    if x.size < T.TONE_MIN_PIXELS:
+        return mapped
+    edges = np.quantile(x, np.linspace(0.0, 1.0, T.TONE_BINS + 1))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, T.TONE_BINS - 1)
+    xc, yc = [], []
+    for b in range(T.TONE_BINS):
+        sel = idx == b
+        if sel.sum() >= T.TONE_MIN_BIN:
+            xc.append(float(np.median(x[sel])))
+            yc.append(float(np.median(y[sel])))
+    if len(xc) < 4:
+        return mapped
+    xa, ya = np.array(xc), np.array(yc)
+    keep = np.concatenate([[True], np.diff(xa) > 1e-6])  # tied bin medians (a flat image) once
+    xa, ya = xa[keep], np.maximum.accumulate(ya[keep])  # monotone: a brighter prior pixel never maps darker
+    if xa.size < 4:
+        return mapped
+    out = np.interp(mapped, xa, ya)
+    lo, hi = mapped < xa[0], mapped > xa[-1]
+    out[lo] = ya[0] + (mapped[lo] - xa[0]) * (ya[1] - ya[0]) / max(xa[1] - xa[0], 1e-6)
+    out[hi] = ya[-1] + (mapped[hi] - xa[-1]) * (ya[-1] - ya[-2]) / max(xa[-1] - xa[-2], 1e-6)
+    return out.astype(np.float32)
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
