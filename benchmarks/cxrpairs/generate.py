@@ -47,7 +47,10 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                "heldout6": 74936279,
                # a seventh, drawn at stop 17 after engine 0.4.5 (tone map, worsened-effusion fluid rule, change cut
                # 0.45) was fixed on decision sets; read by it (then reverted: it lost an urgent on heldout4) and by 0.4.6
-               "heldout7": 34585874}
+               "heldout7": 34585874,
+               # an eighth, drawn at stop 18 after engine 0.4.7 (tone-mapped reading for change, both readings for
+               # urgency) was fixed on decision sets and a train-split effusion probe
+               "heldout8": 22422286}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")
