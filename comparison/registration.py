@@ -19,7 +19,11 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
 7. the learned hemithorax reader (`comparison.reader`, ~0.1 M weights shipped with the package)
    reads each lung of the registered pair: changed or not, which finding, which change word,
    which third, urgent or not; the strongest changed region of that lung and third is its
-   evidence box. Without the reader (no torch, no weights: said in the result's notes), or
+   evidence box. It reads the pair twice: as matched in step 4, and after a monotone tone map of
+   the prior inside the lungs (`_match_tone`: two detectors' tone curves differ by more than one
+   quadratic, and the rest hides faint changes). The tone-mapped reading decides what changed;
+   urgency is the higher of the two readings', since the urgent head and the fluid measure were
+   calibrated on the quadratic match (`thresholds.TONE_READ`). Without the reader (no torch, no weights: said in the result's notes), or
    with `use_reader=False`, the sign rules below type each region instead. The rules run beside
    the reader anyway: their urgent pneumothorax at the apex is kept where the reader flagged
    nothing urgent (two readers for the urgent lucency), and their measured type (round <= 30 mm
