@@ -192,3 +192,42 @@ def test_engine_reads_with_the_reader_it_is_given_and_leaves_the_shipped_one(tmp
     r_default = RegistrationEngine().compare(img, img.copy(), ctx).result
     assert f"reader {mine.version}" in r_mine.model_version
     assert f"reader {shipped.version}" in r_default.model_version
+
+
+def _lung_read(side: str, p_change: float, finding: str, change: str, p_urgent: float):
+    from comparison.reader import LungRead
+
+    return LungRead(side, p_change, finding, 0.9, change, 0.8, "lower", 0.9, p_urgent, (0, 0, 10, 10))
+
+
+def test_the_tone_mapped_reading_decides_the_change_and_urgency_is_the_higher_of_both() -> None:
+    """Engine 0.4.7 reads the pair twice. The tone-mapped reading says what changed; its urgency
+    is never lower than the quadratic-matched reading's (the urgent head was calibrated on that
+    one: stop 17's tone map alone lost a new 123 mm effusion's flag)."""
+    plain = [_lung_read("right", 0.2, "effusion", "new", 0.7), _lung_read("left", 0.9, "nodule", "new", 0.1)]
+    toned = [_lung_read("right", 0.8, "effusion", "worsened", 0.2), _lung_read("left", 0.3, "mass", "new", 0.5)]
+    out = registration._toned_reads(plain, toned)
+    assert [(r.side, r.p_change, r.finding, r.change, r.p_urgent) for r in out] == [
+        ("right", 0.8, "effusion", "worsened", 0.7), ("left", 0.3, "mass", "new", 0.5)]
+
+
+def test_the_tone_map_takes_up_a_tone_curve_but_not_a_new_opacity() -> None:
+    """A prior whose intensities are the current's through another (monotone, non-quadratic) tone
+    curve is mapped back onto the current inside the lungs; a large new basal opacity on the
+    current is left out of the fit, so the map does not paint it onto the prior."""
+    img, right, left = _chest()
+    roi = right | left
+    yy, _ = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    img[roi] += (0.25 * (yy - 120) / 80)[roi]  # the lungs denser towards their bases, as on a film
+    rng = np.random.default_rng(5)
+    cur = np.clip(img + rng.normal(0, 0.01, img.shape).astype(np.float32), 0, 1)
+    prior = (cur ** 2.2 * 0.6 + 0.2).astype(np.float32)  # another detector's tone curve
+    cur_new = cur.copy()
+    fluid = right & (yy > 150)  # a new basal opacity in the right lung, ~30 % of its height
+    cur_new[fluid] += 0.3
+    for current in (cur, cur_new):
+        mapped = registration._match_tone(current, prior, roi)
+        clear = roi & ~fluid
+        assert np.abs(mapped - current)[clear].mean() < 0.2 * np.abs(prior - current)[clear].mean()
+        # the change stays in the difference: the new opacity is ~0.3 denser than the mapped prior
+        assert np.median((current - mapped)[fluid]) == pytest.approx(0.3 if current is cur_new else 0.0, abs=0.05)
