@@ -23,7 +23,8 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    the prior inside the lungs (`_match_tone`: two detectors' tone curves differ by more than one
    quadratic, and the rest hides faint changes). The tone-mapped reading decides what changed;
    urgency is the higher of the two readings', since the urgent head and the fluid measure were
-   calibrated on the quadratic match (`thresholds.TONE_READ`). Without the reader (no torch, no weights: said in the result's notes), or
+   calibrated on the quadratic match (`thresholds.TONE_READ`). Without the reader (no torch, no
+   weights: said in the result's notes), or
    with `use_reader=False`, the sign rules below type each region instead. The rules run beside
    the reader anyway: their urgent pneumothorax at the apex is kept where the reader flagged
    nothing urgent (two readers for the urgent lucency), and their measured type (round <= 30 mm
@@ -413,7 +414,7 @@ class RegistrationEngine:
         vals = raw[roi]
         if vals.size < 50:
             return [], np.zeros_like(cw), 1.0
-        sigma = float(1.4826 * np.median(np.abs(vals - np.median(vals)))) + 1e-4
+        sigma = _robust_sd(vals) + 1e-4
         sigma = max(sigma, T.SIGMA_FLOOR)
         d_signed = d_pos - d_neg
         regions: list[_Region] = []
@@ -756,7 +757,7 @@ def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> t
         A = np.stack([x[keep] ** 2, x[keep], np.ones(keep.sum())], 1)
         coef = np.linalg.lstsq(A, y[keep], rcond=None)[0]
         res = y - (coef[0] * x**2 + coef[1] * x + coef[2])
-        mad = 1.4826 * np.median(np.abs(res[keep] - np.median(res[keep]))) + 1e-6
+        mad = _robust_sd(res[keep]) + 1e-6
         keep = np.abs(res) < 2.5 * mad
         if keep.sum() < 50:
             return warped, False, 1.0
@@ -772,8 +773,8 @@ def _toned_reads(plain: list, toned: list) -> list:
     reader see faint changes that the two detectors' different tone curves hide, but it also moves
     the basal intensities that urgency was learned on (stop 17: a new 123 mm effusion read "new"
     at 0.99 on the tone-mapped pair lost its urgent flag)."""
-    by_side = {r.side: r for r in plain}
-    return [replace(t, p_urgent=max(t.p_urgent, by_side[t.side].p_urgent)) if t.side in by_side else t for t in toned]
+    assert [r.side for r in plain] == [r.side for r in toned]  # `Reader.read` gives right, then left
+    return [replace(t, p_urgent=max(t.p_urgent, p.p_urgent)) for p, t in zip(plain, toned)]
 
 
 def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndarray:
@@ -790,7 +791,7 @@ def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndar
     coarse = ndi.gaussian_filter(cur - mapped, T.TONE_CHANGE_SMOOTH_PX)[roi]
     if coarse.size < T.TONE_MIN_PIXELS:
         return mapped
-    mad = 1.4826 * float(np.median(np.abs(coarse - np.median(coarse)))) + 1e-6
+    mad = _robust_sd(coarse) + 1e-6
     fit = np.zeros_like(roi)
     fit[roi] = np.abs(coarse - np.median(coarse)) <= T.TONE_CHANGE_Z * mad  # what changed is not fitted
     x = mapped[fit].astype(np.float64)
@@ -817,6 +818,11 @@ def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndar
     out[lo] = ya[0] + (mapped[lo] - xa[0]) * (ya[1] - ya[0]) / max(xa[1] - xa[0], 1e-6)
     out[hi] = ya[-1] + (mapped[hi] - xa[-1]) * (ya[-1] - ya[-2]) / max(xa[-1] - xa[-2], 1e-6)
     return out.astype(np.float32)
+
+
+def _robust_sd(v: np.ndarray) -> float:
+    """The standard deviation of `v` from its median absolute deviation (outliers, i.e. changes, do not inflate it)."""
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
