@@ -56,7 +56,7 @@ SPLITS = {"dev": "DEV (tuning grid)", "heldout": "HELD-OUT", "heldout2": "HELD-O
           "heldout3": "HELD-OUT 3 (drawn at stop 14)", "heldout4": "HELD-OUT 4 (drawn at stop 14, after 3 was read)",
           "heldout5": "HELD-OUT 5 (drawn at stop 15)", "heldout6": "HELD-OUT 6 (drawn at stop 16)",
           "heldout7": "HELD-OUT 7 (drawn at stop 17)",
-          "heldout8": "HELD-OUT 8 (drawn at stop 18)", "real": "REAL-CR"}
+          "heldout8": "HELD-OUT 8 (drawn at stop 18)", "heldout9": "HELD-OUT 9 (drawn at stop 19)", "real": "REAL-CR"}
 ALL_SPLITS = ("dev", "heldout", "real")  # what "all" runs: the issue's three tables
 
 # The issue's "done when" targets on the held-out grid (printed next to every figure).

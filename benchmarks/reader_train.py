@@ -48,6 +48,24 @@ held-out grids (level within 1-3 pairs), and it read train-5132, a new 116 mm ef
 so not urgent (`tests/comparison/test_fluid.py`, the same failure as stop 15's G2). Figures in issue
 11's stop-16 note.
 
+Stop 19 shipped two members fine-tuned from F3 on priors after `registration._match_tone` (`--tone 1.0`:
+every crop shows the prior as engine 0.4.7's deciding reading sees it), seeds 23 and 31, on a fresh build
+of train pairs (synthetic 4000-4899, real 1000-1449, own 600-849; 1600 pairs):
+
+    .venv/bin/python -m benchmarks.reader_data --start 4000 --count 900 --out artifacts/reader/syn
+    .venv/bin/python -m benchmarks.reader_data --background real --start 1000 --count 450 --out artifacts/reader/real
+    .venv/bin/python -m benchmarks.reader_data --split own --start 600 --count 250 --out artifacts/reader/own
+    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/syn artifacts/reader/real artifacts/reader/own \
+        --init F3.pt --max-lr 1.5e-3 --epochs 5 --seed 23 --tone 1.0 --out T10.pt     # ~5 min on 2 cores
+    (the same with --seed 31 --out T10b.pt)
+    .venv/bin/python -m benchmarks.reader_train --combine T10.pt T10b.pt --out comparison/reader_weights.pt
+
+Chosen with the change cut 0.35 and urgent cut 0.30 over F3 alone (0.4.7), one tone member (seed 23, cuts
+0.25-0.50), members trained at `--tone 0.5`, F3 + one tone member and F3 + both, by stop 17's rule on 601
+replayed decision pairs (no fewer detected or sides, no more quiet calls, no urgent lost, at most one more
+false urgent) and a train-split effusion probe (every new or worsened effusion of `train_specs(9000, 1400)`,
+104 pairs at 2000 px); figures in `thresholds.READER_CHANGE_P` / `READER_URGENT_P` and issue 11's stop-19 note.
+
 The engine's own generator (`comparison.synthetic`, another anatomy and lesion physics) is
 mixed in: trained on cxrpairs alone the reader found no pneumothorax of the own generator.
 
@@ -109,14 +127,19 @@ def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: fl
     return 0.0, -100, -100, -100, 0.0, 0.0
 
 
-def samples(paths: list[Path], variants: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-    """Inputs and targets for every lung of every pair (`variants` jittered crops each)."""
+def samples(paths: list[Path], variants: int, rng: np.random.Generator | None, tone: float = 0.0) -> dict[str, np.ndarray]:
+    """Inputs and targets for every lung of every pair (`variants` jittered crops each). `tone`: the share
+    of variants that show the prior after `registration._match_tone`, as the engine's deciding reading does."""
+    from comparison.registration import _match_tone
+
     xs, hs, ys = [], [], []
     for p in paths:
         d = _load(p)
         labels = json.loads(str(d["labels"]))
-        cw, mapped = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
+        cw, plain = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
+        toned = _match_tone(cw, plain, d["roi"]) if tone > 0 else plain
         for v in range(variants):
+            mapped = toned if rng is not None and rng.random() < tone else plain
             jitter = None
             if rng is not None and v > 0:
                 jitter = {s: rng.uniform(-JITTER, JITTER, 4) for s in ("right", "left")}
@@ -163,7 +186,7 @@ def dev_report(pred: dict, data: dict, cut: float) -> dict:
 
 
 def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None,
-          seed: int = SEED, init: Path | None = None, max_lr: float = 3e-3) -> None:
+          seed: int = SEED, init: Path | None = None, max_lr: float = 3e-3, tone: float = 0.0) -> None:
     import torch
     from torch import nn
 
@@ -172,7 +195,7 @@ def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, 
     rng = np.random.default_rng(seed)
     paths = [p for d in train_dirs for p in sorted(d.glob("*.npz"))[:limit]]
     t0 = time.time()
-    tr = samples(paths, VARIANTS, rng)
+    tr = samples(paths, VARIANTS, rng, tone)
     dv = samples(sorted(dev_dir.glob("*.npz")), 1, None) if dev_dir else None
     print(f"{len(paths)} train pairs -> {len(tr['x'])} lung crops ({time.time() - t0:.0f} s)", flush=True)
     net = build_net()
@@ -240,13 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=SEED, help="another seed: another member of the ensemble")
     ap.add_argument("--init", type=Path, help="fine-tune from these weights")
     ap.add_argument("--max-lr", type=float, default=3e-3)
+    ap.add_argument("--tone", type=float, default=0.0, help="share of crops read on the tone-mapped prior (engine 0.4.7's deciding reading)")
     a = ap.parse_args(argv)
     if a.combine:
         combine(a.combine, a.out)
         return
     if not a.train:
         ap.error("--train is required")
-    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed, a.init, a.max_lr)
+    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed, a.init, a.max_lr, a.tone)
 
 
 if __name__ == "__main__":

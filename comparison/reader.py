@@ -21,7 +21,9 @@ mirrored), so one set of weights reads both. The weights (`reader_weights.pt`) s
 trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
 generator (synthetic and, fine-tuned, real-CR backgrounds, train seeds only) and on the
 engine's own generator, and chosen on the dev grids only (never the held-out or real-CR
-grids); nothing is downloaded. Synthetic training data: how it reads real radiographs is
+grids); nothing is downloaded. Since engine 0.4.8 they are two members, both fine-tuned on
+priors after the engine's tone map (`registration._match_tone`), whose probabilities are
+averaged. Synthetic training data: how it reads real radiographs is
 not known beyond the real-CR pairs (issue 11's note).
 """
 

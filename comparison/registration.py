@@ -22,8 +22,9 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    evidence box. It reads the pair twice: as matched in step 4, and after a monotone tone map of
    the prior inside the lungs (`_match_tone`: two detectors' tone curves differ by more than one
    quadratic, and the rest hides faint changes). The tone-mapped reading decides what changed;
-   urgency is the higher of the two readings', since the urgent head and the fluid measure were
-   calibrated on the quadratic match (`thresholds.TONE_READ`). Without the reader (no torch, no
+   urgency is the higher of the two readings', since the fluid measure was calibrated on the
+   quadratic match and the urgent head was first trained on it (`thresholds.TONE_READ`; the
+   weights of engine 0.4.8 were fine-tuned on tone-mapped priors). Without the reader (no torch, no
    weights: said in the result's notes), or
    with `use_reader=False`, the sign rules below type each region instead. The rules run beside
    the reader anyway: their urgent pneumothorax at the apex is kept where the reader flagged
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.7"
+ENGINE_VERSION = "0.4.8"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 

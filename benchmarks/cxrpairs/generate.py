@@ -50,7 +50,10 @@ SPLIT_SEEDS = {"dev": 20261101, "heldout": 77170353, "real": 5150001,  # never r
                "heldout7": 34585874,
                # an eighth, drawn at stop 18 after engine 0.4.7 (tone-mapped reading for change, both readings for
                # urgency) was fixed on decision sets and a train-split effusion probe
-               "heldout8": 22422286}
+               "heldout8": 22422286,
+               # a ninth, drawn at stop 19 after engine 0.4.8 (reader fine-tuned on tone-mapped priors, change cut
+               # 0.35, urgent cut 0.30) was fixed on decision sets and the train-split effusion probe
+               "heldout9": 46290974}
 COMPACT = ("nodule", "mass", "consolidation")
 MAIN_FINDINGS = ("nodule", "mass", "consolidation", "effusion", "pneumothorax")
 DIRECTED = ("new", "worsened", "improved", "resolved")

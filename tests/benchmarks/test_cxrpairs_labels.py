@@ -176,7 +176,7 @@ def test_pairs_are_deterministic_by_seed() -> None:
 
 
 def test_grids_cover_every_finding_change_and_side_with_stable_and_normal_pairs() -> None:
-    helds = [grid(name) for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8")]
+    helds = [grid(name) for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8", "heldout9")]
     seeds = [{s.seed for s in g} for g in (grid("dev"), *helds, grid("real"))]
     assert sum(map(len, seeds)) == len(set().union(*seeds))  # no pair shared between any two splits
     for g in (grid("dev"), *helds):
