@@ -175,3 +175,9 @@ def _lungs_from(dark: np.ndarray, scale: float) -> LungFields | None:
     lc = np.nonzero(left.any(axis=0))[0]
     midline = (rc[-1] + lc[0]) / 2.0 if rc.size and lc.size and rc[-1] < lc[0] else w / 2.0
     return LungFields(right=right, left=left, midline=float(midline), template=False)
+
+
+def robust_sd(v: np.ndarray) -> float:
+    """The standard deviation of `v` from its median absolute deviation (outliers, i.e. changes, do not
+    inflate it): the noise of a difference image, used by registration, the tone map and the reader."""
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from comparison import thresholds as T
+from comparison._anatomy import robust_sd
 
 if TYPE_CHECKING:
     from comparison.registration import Aligned
@@ -171,7 +172,7 @@ def lung_inputs(cw: np.ndarray, mapped: np.ndarray, right: np.ndarray, left: np.
     spread = max(float(np.subtract(*np.percentile(vals, [90, 10]))), T.READER_SPREAD_FLOOR)
     diff = ndi.gaussian_filter(cw, 0.7) - ndi.gaussian_filter(mapped, 0.7)
     dv = diff[lungs]
-    sigma = max(float(1.4826 * np.median(np.abs(dv - np.median(dv)))), T.SIGMA_FLOOR)
+    sigma = max(robust_sd(dv), T.SIGMA_FLOOR)
     zmap = np.clip(diff / sigma, -T.READER_Z_CLIP, T.READER_Z_CLIP) / T.READER_Z_CLIP
     cn, pn = (cw - med) / spread, (mapped - med) / spread
     both = (right | left).astype(np.float32)

@@ -61,7 +61,7 @@ import SimpleITK as sitk
 from pydantic import BaseModel, Field
 from scipy import ndimage as ndi
 
-from comparison._anatomy import LungFields, segment_lungs
+from comparison._anatomy import LungFields, robust_sd, segment_lungs
 from comparison.calibration import calibrate
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
@@ -415,7 +415,7 @@ class RegistrationEngine:
         vals = raw[roi]
         if vals.size < 50:
             return [], np.zeros_like(cw), 1.0
-        sigma = _robust_sd(vals) + 1e-4
+        sigma = robust_sd(vals) + 1e-4
         sigma = max(sigma, T.SIGMA_FLOOR)
         d_signed = d_pos - d_neg
         regions: list[_Region] = []
@@ -758,7 +758,7 @@ def _match_intensity(cur: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> t
         A = np.stack([x[keep] ** 2, x[keep], np.ones(keep.sum())], 1)
         coef = np.linalg.lstsq(A, y[keep], rcond=None)[0]
         res = y - (coef[0] * x**2 + coef[1] * x + coef[2])
-        mad = _robust_sd(res[keep]) + 1e-6
+        mad = robust_sd(res[keep]) + 1e-6
         keep = np.abs(res) < 2.5 * mad
         if keep.sum() < 50:
             return warped, False, 1.0
@@ -792,7 +792,7 @@ def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndar
     coarse = ndi.gaussian_filter(cur - mapped, T.TONE_CHANGE_SMOOTH_PX)[roi]
     if coarse.size < T.TONE_MIN_PIXELS:
         return mapped
-    mad = _robust_sd(coarse) + 1e-6
+    mad = robust_sd(coarse) + 1e-6
     fit = np.zeros_like(roi)
     fit[roi] = np.abs(coarse - np.median(coarse)) <= T.TONE_CHANGE_Z * mad  # what changed is not fitted
     x = mapped[fit].astype(np.float64)
@@ -819,11 +819,6 @@ def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndar
     out[lo] = ya[0] + (mapped[lo] - xa[0]) * (ya[1] - ya[0]) / max(xa[1] - xa[0], 1e-6)
     out[hi] = ya[-1] + (mapped[hi] - xa[-1]) * (ya[-1] - ya[-2]) / max(xa[-1] - xa[-2], 1e-6)
     return out.astype(np.float32)
-
-
-def _robust_sd(v: np.ndarray) -> float:
-    """The standard deviation of `v` from its median absolute deviation (outliers, i.e. changes, do not inflate it)."""
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
