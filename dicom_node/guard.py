@@ -15,6 +15,12 @@ grew the receiver by 1 GB. Now:
   stalled: a real requestor sends its A-ASSOCIATE-RQ within milliseconds of connecting);
 - an A-ASSOCIATE-RQ with no presentation context is rejected (permanent, no reason given).
 
+Identity (issue 27): an A-ASSOCIATE-RQ that does not call our AE title is rejected ("called AE
+title not recognised"); with a certificate map (`Identity.client_aes`), a TLS client may call only
+as the AE titles mapped to its certificate's subject CN ("calling AE title not recognised"), so a
+certificate issued to CR01 cannot store as PACS. Rejections log AE titles and the certificate's
+CN (device names, never patient data).
+
 Limits are per receiving process (each has its own associations).
 """
 
@@ -22,10 +28,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ UNLIMITED_PDU_CAP = 256 << 20
 # Reject sources/reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
 REJECT_NO_REASON = (0x01, 0x01, 0x01)  # permanent, service user, no reason given
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # permanent, service user, called AE title not recognised
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,22 @@ class Limits:
     artim_timeout_s: float = 10.0  # a connection must send its A-ASSOCIATE-RQ within this
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who may associate: the called AE title that must be ours, and optionally which calling AE
+    titles each client certificate may use (subject CN -> titles; empty: no tie, the CA alone
+    vouches for a client)."""
+
+    called_ae: str
+    client_aes: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
 class Guard:
     """Bound to a server's AE (`attach`); `dicom_node.netfast` consults it."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, identity: Identity | None = None) -> None:
         self.limits = limits
+        self.identity = identity
         self._lock = threading.Lock()
         self._pending: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
         self.evicted = 0
@@ -102,6 +122,11 @@ class Guard:
         if not rq.presentation_context_definition_list:
             self.rejected += 1
             return REJECT_NO_REASON
+        if self.identity is not None:
+            reject = self._check_identity(assoc, rq, self.identity)
+            if reject:
+                self.rejected += 1
+                return reject
         peer = _peer(assoc)
         established = [a for a in assoc.ae.active_associations
                        if a is not assoc and a.is_acceptor and a.is_established]
@@ -114,6 +139,59 @@ class Guard:
             log.warning("association refused: %d associations open from one peer", self.limits.max_per_peer)
             return REJECT_LOCAL_LIMIT
         return None
+
+
+    def _check_identity(self, assoc: Any, rq: Any, ident: Identity) -> tuple[int, int, int] | None:
+        called = _title(rq.called_ae_title)
+        calling = _title(rq.calling_ae_title)
+        if called != ident.called_ae.strip():
+            log.warning("association refused: called AE title %s is not ours (calling AE %s)",
+                        _shown(called), _shown(calling))
+            return REJECT_CALLED_AE
+        if not ident.client_aes:
+            return None
+        cn = certificate_cn(assoc)
+        allowed = ident.client_aes.get(cn) if cn is not None else None
+        if allowed is None:
+            log.warning("association refused: client certificate %s is not in the certificate map (calling AE %s)",
+                        "without one subject CN" if cn is None else f"CN {_shown(cn)}", _shown(calling))
+            return REJECT_CALLING_AE
+        if calling not in allowed:
+            log.warning("association refused: client certificate CN %s may not call as %s",
+                        _shown(cn), _shown(calling))
+            return REJECT_CALLING_AE
+        return None
+
+
+def certificate_cn(assoc: Any) -> str | None:
+    """The subject CN of the peer's verified TLS certificate; None without TLS, without a verified
+    certificate, or when the subject has no CN or several (ambiguous: refused rather than guessed).
+
+    The CN, not a subjectAltName: every client certificate has a subject, while SANs are optional
+    in client certificates (DCMTK's and most device PKIs' client certificates name the device in
+    the CN only), and it is the name an operator reads with `openssl x509 -noout -subject`."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        cert = sock.getpeercert()  # {} or None unless the chain was verified against our CA
+    except (OSError, ValueError):
+        return None
+    if not cert:
+        return None
+    cns = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return str(cns[0]) if len(cns) == 1 else None
+
+
+def _title(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value or "").strip()
+
+
+def _shown(value: str) -> str:
+    """An AE title or CN as a log may show it: at most 64 characters, non-printables escaped."""
+    return ascii(value[:64])
 
 
 def _peer(assoc: Any) -> str:

@@ -27,7 +27,7 @@ from priorwatch.settings import Settings
 
 from dicom_node import receivers, spool
 from dicom_node.completion import CompletionMonitor
-from dicom_node.guard import Guard, Limits
+from dicom_node.guard import Guard, Identity, Limits
 from dicom_node.tls import server_context
 from dicom_node.index import mark_released
 from dicom_node.ingest import Ingest
@@ -57,6 +57,9 @@ class StorageNode:
             max_per_peer=settings.dicom_max_associations_per_peer,
             pdu_timeout_s=settings.dicom_pdu_timeout_s,
             artim_timeout_s=settings.dicom_artim_timeout_s,
+        ), Identity(
+            called_ae=settings.ae_title,  # a request calling any other AE title is refused
+            client_aes={cn: frozenset(t.strip() for t in aes) for cn, aes in settings.dicom_tls_client_aes.items()},
         ))
         self._ssl_context = server_context(settings)  # a bad TLS setting stops the start, loudly
         self._server = None  # type: ignore[var-annotated]
@@ -92,7 +95,7 @@ class StorageNode:
         ae.maximum_pdu_size = self.settings.dicom_max_pdu_bytes
         self.guard.attach(ae)  # association limits, ARTIM, PDU read deadline
         ae.require_calling_aet = list(self.settings.allowed_calling_aes)
-        ae.require_called_aet = False
+        ae.require_called_aet = False  # the guard checks it first, and logs why (Identity.called_ae)
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)

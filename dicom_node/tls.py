@@ -1,8 +1,9 @@
 """DICOM TLS contexts from settings (PEM files), for the node's port and for our SCU side.
 
 TLS 1.2 at least (BCP 195); the node asks for a client certificate signed by `dicom_tls_ca`
-unless told not to. pynetdicom takes the server context as `ssl_context` and the client one
-as `tls_args=(context, server_hostname)`.
+unless told not to, and `dicom_tls_client_aes` (checked by `dicom_node.guard`) ties each client
+certificate's subject CN to the calling AE titles it may use. pynetdicom takes the server
+context as `ssl_context` and the client one as `tls_args=(context, server_hostname)`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,18 @@ def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
 def server_context(settings: Settings) -> ssl.SSLContext | None:
     """The node's TLS context, or None when no certificate is configured (plain TCP)."""
     if settings.dicom_tls_cert is None:
+        if settings.dicom_tls_client_aes:
+            raise TlsConfigError("dicom_tls_client_aes ties certificates to AE titles: it needs DICOM TLS "
+                                 "(dicom_tls_cert, dicom_tls_key, dicom_tls_ca)")
         return None
     if settings.dicom_tls_key is None:
         raise TlsConfigError("dicom_tls_cert is set but dicom_tls_key is not")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(ctx, settings.dicom_tls_cert, settings.dicom_tls_key)
+    if settings.dicom_tls_client_aes and not settings.dicom_tls_require_client_cert:
+        raise TlsConfigError("dicom_tls_client_aes needs dicom_tls_require_client_cert: a client without a "
+                             "certificate would have no AE titles to check")
     if settings.dicom_tls_require_client_cert:
         if settings.dicom_tls_ca is None:
             raise TlsConfigError("dicom_tls_require_client_cert needs dicom_tls_ca to verify clients")

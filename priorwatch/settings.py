@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     dicom_tls_key: Path | None = None
     dicom_tls_ca: Path | None = None  # trust anchors for peers' certificates
     dicom_tls_require_client_cert: bool = True  # the node refuses TLS clients without a CA-signed cert
+    # Client certificate subject CN -> the calling AE titles it may use, e.g. {"CR01": ["CR01"]}:
+    # a certificate may then associate only as its own AEs, and one not listed not at all. Empty:
+    # any certificate from dicom_tls_ca may use any allowed calling AE. Needs TLS with client certs.
+    dicom_tls_client_aes: dict[str, list[str]] = Field(default_factory=dict)
 
     # PACS for priors and results (None: the node's own store answers for priors)
     pacs_ae_title: str | None = None

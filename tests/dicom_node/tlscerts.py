@@ -1,6 +1,7 @@
 """Throwaway DICOM TLS certificates made with `openssl` in a test's tmp dir: a CA, a server
 certificate for localhost/127.0.0.1 and a client certificate, both signed by the CA, and a
-client certificate from another CA (which a node must refuse)."""
+client certificate from another CA (which a node must refuse); `client_cert` issues more client
+certificates from the same CA, by subject CN (the name `dicom_tls_client_aes` maps to AE titles)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def _ca(d: Path, name: str) -> None:
          "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=d)
 
 
-def _leaf(d: Path, name: str, ca: str, san: str) -> None:
-    _run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+def _leaf(d: Path, name: str, ca: str, san: str, cn: str | None = None) -> None:
+    _run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn or name}", "-keyout", f"{name}.key",
          "-out", f"{name}.csr", cwd=d)
     (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
     _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
@@ -49,3 +50,10 @@ def make_certs(d: Path) -> Certs:
     _leaf(d, "stranger", "otherca", "DNS:stranger")
     return Certs(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key",
                  d / "stranger.crt", d / "stranger.key")
+
+
+def client_cert(d: Path, cn: str) -> tuple[Path, Path]:
+    """A client certificate (and key) for subject CN `cn`, signed by `make_certs(d)`'s CA."""
+    name = "client-" + "".join(ch if ch.isalnum() else "_" for ch in cn)
+    _leaf(d, name, "ca", "DNS:priorwatch-client", cn=cn)
+    return d / f"{name}.crt", d / f"{name}.key"
