@@ -11,6 +11,10 @@ The bytes are decoded in the character set MSH-18 names (8859/1 -> Latin-1, UNIC
 A re-sent message (same MSH-10) is acknowledged again and stored once. Every filed or refused
 report gets an audit row (no PHI in it). Times without a UTC offset are the site's wall clock
 and are stored in UTC.
+
+With `hl7_tls_cert`/`hl7_tls_key` the listener speaks MLLP over TLS only (TLS 1.2 at least) and,
+with `hl7_tls_ca`, requires a client certificate signed by that CA. The handshake runs in the
+connection's own thread under the read timeout, so a silent client holds up no one else.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import json
 import re
@@ -291,6 +296,12 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(self.server.ms.hl7_read_timeout_s)
         peer = f"{self.client_address[0]}:{self.client_address[1]}"
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.do_handshake()
+            except (ssl.SSLError, OSError) as exc:  # plain TCP, no or a foreign certificate, silence
+                log.warning("HL7 MLLP: TLS handshake failed (%s)", type(exc).__name__)
+                return
         buf = b""
         limit = self.server.ms.hl7_max_message_bytes
         while True:
@@ -328,6 +339,35 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     settings: Settings
     ms: MonitoringSettings
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:  # handshake later, in the connection's thread (_Handler)
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+
+class HL7TlsConfigError(ValueError):
+    """The MLLP TLS settings are incomplete or a file cannot be used."""
+
+
+def server_context(ms: MonitoringSettings) -> ssl.SSLContext | None:
+    """The listener's TLS context, or None when no certificate is configured (plain MLLP)."""
+    if ms.hl7_tls_cert is None:
+        return None
+    if ms.hl7_tls_key is None:
+        raise HL7TlsConfigError("hl7_tls_cert is set but hl7_tls_key is not")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(ms.hl7_tls_cert), str(ms.hl7_tls_key))
+        if ms.hl7_tls_ca is not None:
+            ctx.load_verify_locations(cafile=str(ms.hl7_tls_ca))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise HL7TlsConfigError(f"cannot load the HL7 TLS certificate, key or CA: {exc}") from exc
+    return ctx
 
 
 class MLLPListener:
@@ -344,14 +384,15 @@ class MLLPListener:
 
     def start(self) -> "MLLPListener":
         init_db(self.settings)
+        ctx = server_context(self.ms)  # a bad TLS setting stops the start, loudly
         srv = _Server((self.host, self.port), _Handler)
-        srv.settings, srv.ms = self.settings, self.ms
+        srv.settings, srv.ms, srv.ssl_context = self.settings, self.ms, ctx
         self._server = srv
         self.port = srv.server_address[1]
         self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="hl7-mllp", daemon=True)
         self._thread.start()
-        log.info("HL7 MLLP listener on %s:%s", self.host, self.port)
+        log.info("HL7 MLLP listener on %s:%s (%s)", self.host, self.port, "TLS" if ctx else "plain TCP")
         return self
 
     def stop(self) -> None:

@@ -89,6 +89,12 @@ class MonitoringSettings(BaseSettings):
     hl7_max_message_bytes: int = 1_000_000
     hl7_read_timeout_s: float = 30.0
     hl7_default_charset: str = "utf-8"  # when MSH-18 is empty (HL7 says ASCII; UTF-8 is its superset)
+    # MLLP over TLS (PEM files): with a cert and key the listener speaks TLS 1.2+ only (reports carry
+    # PHI across the hospital network); with a CA it also requires each sender's certificate signed
+    # by it (the RIS proves who it is, as DICOM peers do on the node's port).
+    hl7_tls_cert: Path | None = None
+    hl7_tls_key: Path | None = None
+    hl7_tls_ca: Path | None = None
 
 
     @field_validator("timezone")
