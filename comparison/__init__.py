@@ -5,13 +5,50 @@ Public API: image preparation (`load_image`, `PreparedImage`), the registration 
 the Triton client (`TritonComparator`, `EngineUnavailable`, `EngineError`), the local
 Triton server (`LocalTriton`, `TritonStartError`) and synthetic longitudinal pairs
 (`comparison.synthetic`: `make_pair`, `demo_cases`, `PairSpec`).
+
+The worker/engine contract (`CompareContext`, `ComparisonOutput`, `EngineError`,
+`EngineUnavailable`) lives in `comparison.contract`, which imports no engine; the names from
+`comparison.registration` and `comparison.preprocess` load on first access.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from comparison.contract import CompareContext, ComparisonOutput, EngineError, EngineUnavailable
 from comparison.draft import render_draft
-from comparison.preprocess import PreparedImage, load_image
-from comparison.registration import ENGINE_NAME, ENGINE_VERSION, CompareContext, ComparisonOutput, RegistrationEngine
-from comparison.triton_client import EngineError, EngineUnavailable, TritonComparator
+from comparison.triton_client import TritonComparator
 from comparison.triton_server import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonStartError
+
+if TYPE_CHECKING:
+    from comparison.preprocess import PreparedImage, load_image
+    from comparison.registration import ENGINE_NAME, ENGINE_VERSION, RegistrationEngine
+
+# The engine's implementation (SimpleITK, scipy, the reader's torch) and image preparation
+# (pydicom) load on first use, not with the package: a worker imports `comparison.contract` /
+# `comparison.triton_client` and must not pay for (or depend on) the engine it calls via Triton.
+_LAZY = {
+    "ENGINE_NAME": "comparison.registration",
+    "ENGINE_VERSION": "comparison.registration",
+    "RegistrationEngine": "comparison.registration",
+    "PreparedImage": "comparison.preprocess",
+    "load_image": "comparison.preprocess",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a lazily exported name from its module on first access (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'comparison' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "CompareContext",

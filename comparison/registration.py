@@ -53,16 +53,16 @@ Every threshold lives in `comparison.thresholds` with the reason for its value.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
-from pydantic import BaseModel, Field
 from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, robust_sd, segment_lungs
 from comparison.calibration import calibrate
+from comparison.contract import CompareContext, ComparisonOutput
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
@@ -77,30 +77,6 @@ ENGINE_NAME = "registration"
 ENGINE_VERSION = "0.4.8"
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
-
-
-class CompareContext(BaseModel):
-    """What the worker knows beyond the pixels."""
-
-    interval_days: int | None = None
-    reason: str | None = None  # the clinical question, if the order carried one
-    prior_report: str | None = None
-    pixel_spacing_mm: float | None = Field(default=None, gt=0)  # of the current array, if known
-    current_view: str | None = None  # DICOM ViewPosition of the current (PA, AP, LL...), if known
-    prior_view: str | None = None  # and of the prior: a frontal is never compared with a lateral
-
-
-@dataclass
-class ComparisonOutput:
-    """An engine's answer: the structured result plus a difference heat-map.
-
-    `heatmap` is uint8 [H, W] in the current image's grid (0 = no change, 255 = strongest),
-    or None when there was nothing to compare.
-    """
-
-    result: ComparisonResult
-    heatmap: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Client for the engines Triton serves (gRPC): arrays in, `ComparisonOutput` out.
 
-Errors are split by what a caller should do: `EngineUnavailable` (connection refused, server
-or model not ready, timeout — retry later) and `EngineError` (the engine rejected this input
-or answered something unusable — retrying will not help).
+Imports only the worker/engine contract (`comparison.contract`), never an engine, so a worker
+loads it without SimpleITK or torch. Errors are split by what a caller should do:
+`EngineUnavailable` (connection refused, server or model not ready, timeout — retry later) and
+`EngineError` (the engine rejected this input or answered something unusable — retrying will
+not help); both are defined in the contract and re-exported here.
 """
 
 from __future__ import annotations
@@ -11,18 +13,10 @@ import json
 
 import numpy as np
 
-from comparison.registration import CompareContext, ComparisonOutput
+from comparison.contract import CompareContext, ComparisonOutput, EngineError, EngineUnavailable
 from priorwatch.vocabulary import ComparisonResult
 
 __all__ = ["TritonComparator", "EngineUnavailable", "EngineError"]
-
-
-class EngineError(Exception):
-    """Permanent: the engine rejected the input or its answer could not be used."""
-
-
-class EngineUnavailable(EngineError):
-    """Transient: the engine could not be reached or did not answer in time; retry later."""
 
 
 _TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED",

@@ -15,8 +15,10 @@ from PIL import Image
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from comparison import CompareContext, EngineError, EngineUnavailable, TritonComparator, load_image
-from comparison.vlm import VlmComparator, VlmTritonClient
+from comparison.contract import CompareContext, EngineError, EngineUnavailable
+from comparison.preprocess import load_image
+from comparison.triton_client import TritonComparator
+from comparison.vlm.client import VlmComparator, VlmTritonClient
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.imagestats import image_statistics

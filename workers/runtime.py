@@ -25,8 +25,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 
-from comparison import LocalTriton
-from comparison.vlm import vlm_env
+from comparison.triton_server import LocalTriton
+from comparison.vlm.serving import vlm_env
 from dicom_node import StorageNode
 from priorwatch.db import init_db
 from priorwatch.settings import Settings, as_env

@@ -22,19 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from comparison.contract import EngineError, EngineUnavailable  # one error split for every engine
 from comparison.guard import guard
 from comparison.vlm.engine import to_gray
 from priorwatch.vocabulary import ComparisonResult
-
-try:  # one error split for every engine: the registration client's classes
-    from comparison.triton_client import EngineError, EngineUnavailable
-except ImportError:  # pragma: no cover - only while the registration client is not in the tree
-
-    class EngineUnavailable(RuntimeError):  # type: ignore[no-redef]
-        """The engine cannot be reached or is not ready (retry later)."""
-
-    class EngineError(RuntimeError):  # type: ignore[no-redef]
-        """The engine refused or failed on this input (retrying will not help)."""
 
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,59 @@
+"""The contract between the worker and the engines: what goes in, what comes out, what can fail.
+
+The worker (`workers/`) talks to the engines only through Triton, so it needs these types and
+nothing of the engines' implementation: this module imports no SimpleITK, no torch, no scipy
+(only pydantic, numpy and the shared vocabulary), and `comparison.triton_client` imports only
+it. The engines (`comparison.registration`, the VLM path) import their context and output types
+from here too, so both sides share one definition; new result fields belong here.
+
+- `CompareContext`: what the worker knows beyond the pixels (interval, reason, prior report, views).
+- `ComparisonOutput`: an engine's answer (structured result, heat-map, timings).
+- `EngineError` / `EngineUnavailable`: the one error split for every engine (give up / retry later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from priorwatch.vocabulary import ComparisonResult
+
+__all__ = ["CompareContext", "ComparisonOutput", "EngineError", "EngineUnavailable"]
+
+
+class CompareContext(BaseModel):
+    """What the worker knows beyond the pixels."""
+
+    interval_days: int | None = None
+    reason: str | None = None  # the clinical question, if the order carried one
+    prior_report: str | None = None
+    pixel_spacing_mm: float | None = Field(default=None, gt=0)  # of the current array, if known
+    current_view: str | None = None  # DICOM ViewPosition of the current (PA, AP, LL...), if known
+    prior_view: str | None = None  # and of the prior: a frontal is never compared with a lateral
+    # both images' PatientOrientation was read and they were brought to the standard display
+    # (`comparison.preprocess`); False: absent or unusable on one (a note, lower confidence);
+    # None: the caller did not say (arrays from elsewhere): nothing is assumed
+    orientation_known: bool | None = None
+
+
+@dataclass
+class ComparisonOutput:
+    """An engine's answer: the structured result plus a difference heat-map.
+
+    `heatmap` is uint8 [H, W] in the current image's grid (0 = no change, 255 = strongest),
+    or None when there was nothing to compare.
+    """
+
+    result: ComparisonResult
+    heatmap: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class EngineError(Exception):
+    """Permanent: the engine rejected the input or its answer could not be used."""
+
+
+class EngineUnavailable(EngineError):
+    """Transient: the engine could not be reached or did not answer in time; retry later."""
