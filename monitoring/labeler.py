@@ -30,66 +30,110 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from priorwatch.vocabulary import APPEARING, Change, FindingType
+from priorwatch.vocabulary import Change, FindingType, is_urgent
 
 UNKNOWN = "unknown"  # no change stated: compatible with any change in concordance
 
 # --- vocabulary ------------------------------------------------------------------------------
 
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
+_PRIOR_REF = (  # words that name an earlier examination ("not present on 14/06", "... on the prior film")
+    r"(?:the |a |an |his |her |their )?(?:prior|previous|previously|earlier|preceding|last|admission|yesterday|"
+    r"initial|original|baseline|old|\d|" + _MONTH + r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day|"
+    r"(?:morning|evening|overnight|night|admission|preoperative|pre-?op|postoperative|post-?op|outside|comparison|"
+    r"study|film|radiograph|examination|exam|cxr|x-?ray|imaging|image)s? (?:study |film |radiograph |examination |"
+    r"exam |cxr |x-?ray |image )?(?:of|from|dated|on|performed|taken|obtained))"
+)
 _ABBREV: list[tuple[re.Pattern[str], str]] = [
+    # Lobes and zones by initials: RUL, RML, RLL, LUL, LLL; RUZ, RMZ, RLZ, LUZ, LMZ, LLZ.
+    *((re.compile(rf"\b{s[0]}{z[0]}{k[0]}\b"), f"{s} {z} {k}")
+      for s in ("right", "left") for z in ("upper", "middle", "lower") for k in ("lobe", "zone")
+      if not (s == "left" and z == "middle" and k == "lobe")),
+    # "Not present on 14/06", "not seen previously", "not previously visible": a finding new since the
+    # prior, not a negated one. Rewritten to a change word before negation is read.
+    (re.compile(r"\b(?:(?:which |that )?(?:was|were|is|are) )?(?:not|absent) (?:previously |before )?"
+                r"(?:present|seen|visible|evident|identified|demonstrated|apparent|visualised|visualized|noted|shown|"
+                r"there|appreciated)?\s*(?:previously|before|earlier|(?:on|in|at|from|compared (?:with|to)) "
+                + _PRIOR_REF + r")[\w/.-]*"), " newly seen"),
+    (re.compile(r"\b(?:(?:which |that )?(?:was|were|is|are) )?not (?:previously|formerly) "
+                r"(?:present|seen|visible|evident|identified|demonstrated|apparent|noted|shown)\b"), " newly seen"),
+    (re.compile(r"\b(?:previously|formerly) (?:absent|clear|normal)\b"), " newly seen"),
     (re.compile(r"\bptx\b"), "pneumothorax"),
     (re.compile(r"\bett?\b(?!\s*al)"), "endotracheal tube"),
     (re.compile(r"\bngt\b"), "nasogastric tube"),
     (re.compile(r"\bng\b"), "nasogastric"),
     (re.compile(r"\bij\b"), "internal jugular"),
     (re.compile(r"\bcvc\b"), "central venous catheter"),
-    (re.compile(r"\br\b(?=\s+(?:\w+\s+)?(?:pneumothorax|effusion|lung|upper|lower|middle|base|apex|apical|basal|chest|"
-                r"hemithorax|pleural|ij|internal|subclavian|sided|sided|side))"), "right"),
-    (re.compile(r"\bl\b(?=\s+(?:\w+\s+)?(?:pneumothorax|effusion|lung|upper|lower|middle|base|apex|apical|basal|chest|"
-                r"hemithorax|pleural|ij|internal|subclavian|sided|side))"), "left"),
+    (re.compile(r"\b(?:bilat|b/l)\b\.?"), "bilateral"),
+    (re.compile(r"\brt\b\.?(?=\s*[a-z(])"), "right"),
+    (re.compile(r"\blt\b\.?(?=\s*[a-z(])"), "left"),
+    (re.compile(r"\b([rl])\s*>\s*([rl])\b"), "bilateral, \\1 greater than \\2"),
+    # "R"/"L" shorthand: a lone letter before a word ("R mid zone", "L apical PTX", "(R) effusion"), not after
+    # a number ("2 l").
+    (re.compile(r"(?<![\d.])(?<![\d.]\s)\br\b\)?(?=[\s-]+[a-z]|\s*$)"), "right"),
+    (re.compile(r"(?<![\d.])(?<![\d.]\s)\bl\b\)?(?=[\s-]+[a-z]|\s*$)"), "left"),
     (re.compile(r"o(?=edema)"), ""),
+    (re.compile(r"(?<=[a-z])-(?=(?:zone|lobe|lung)\b)"), " "),
 ]
 
 _FINDINGS: dict[str, list[str]] = {
-    FindingType.pneumothorax: [r"(?:tension )?pneumothora(?:x|ces)", r"apical lucency"],
-    FindingType.effusion: [r"(?:pleural )?effusions?", r"pleural fluid", r"blunting of the (?:\w+ )?costophrenic angles?"],
+    FindingType.pneumothorax: [r"(?:tension )?(?:(?:hydro|ha?emo|pyo)-?)?pneumothora(?:x|ces)", r"apical lucency"],
+    FindingType.effusion: [r"(?:pleural )?effusions?", r"pleural fluid", r"ha?emothora(?:x|ces)", r"hydrothora(?:x|ces)",
+                            r"empyemas?", r"blunting of the (?:\w+ )?costophrenic angles?",
+                            r"(?:blunted|blunting of) (?:the )?(?:\w+ )?costophrenic angles?", r"costophrenic (?:angle )?blunting"],
     FindingType.consolidation: [
         r"consolidations?", r"consolidative opacit(?:y|ies)", r"airspace (?:disease|opacit(?:y|ies)|shadowing)",
         r"pneumonias?", r"infiltrates?", r"infections?",
-        r"(?:(?:upper|lower|middle|mid) (?:lobe|zone)|basilar|basal) (?:opacit(?:y|ies)|shadowing)",
-        r"(?:lobe|zone) (?:opacit(?:y|ies)|shadowing)",
+        r"(?:airspace |alveolar |patchy |confluent |focal )?(?:opacit(?:y|ies)|opacification|shadowing)",
     ],
-    FindingType.edema: [r"(?:pulmonary |interstitial |alveolar )?edema", r"(?:pulmonary )?vascular congestion"],
-    FindingType.atelectasis: [r"atelectas[ie]s", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
+    FindingType.edema: [r"(?:pulmonary |interstitial |alveolar )?edema", r"(?:pulmonary )?(?:vascular|venous) congestion",
+                        r"fluid overload", r"(?:interlobular )?septal lines", r"kerley (?:b )?lines",
+                        r"(?:upper lobe )?(?:venous |vascular |blood )?(?:diversion|redistribution)"],
+    FindingType.atelectasis: [r"atelectas[ie]s", r"(?:linear|plate-?like|discoid|band-?like) (?:opacit(?:y|ies)|shadowing)", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
     FindingType.cardiomegaly: [
         r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
-        r"(?:heart|cardiac silhouette)(?: size)? is (?:\w+ )?enlarged",
+        r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:\w+ )?enlarged",
+        r"(?:heart|cardiac) size(?= (?:has |have |is )?(?:increased|increasing|enlarged|enlarging|larger|grown|decreased|"
+        r"smaller|reduced))",
     ],
-    FindingType.nodule: [r"nodules?", r"nodular opacit(?:y|ies)"],
-    FindingType.mass: [r"mass(?:es)?", r"tumou?rs?", r"neoplasms?"],
+    FindingType.nodule: [r"nodules?", r"nodular opacit(?:y|ies)", r"(?:calcified )?granulomas?"],
+    FindingType.mass: [r"mass(?:es)?", r"tumou?rs?", r"neoplasms?", r"mass-?like (?:opacit(?:y|ies)|lesions?|shadow(?:ing)?)",
+                       r"(?:lung|pulmonary|hilar) (?:lesion|cancer|carcinoma|malignancy)"],
     FindingType.support_device: [
         r"(?:endotracheal|nasogastric|enteric|chest|feeding|tracheostomy|et|ng) tubes?",
         r"(?:lines and tubes|tubes and lines|support devices|lines|tubes)",
         r"(?:central venous |central |picc |midline |internal jugular |subclavian )?(?:line|catheter)s?",
         r"picc", r"pacemakers?(?: leads?)?", r"pacers?", r"(?:cardiac )?devices?", r"port-?a-?cath", r"(?:chest )?drains?",
-        r"leads?", r"swan-?ganz",
+        r"leads?", r"swan-?ganz", r"(?:sternotomy|sternal) wires?", r"a?icds?", r"defibrillators?", r"loop recorders?",
+        r"(?:ecg |monitoring )?electrodes?",
     ],
     FindingType.other: [
         r"fractures?", r"subcutaneous emphysema", r"emphysema", r"fibrosis", r"hernias?", r"pneumomediastinum",
         r"scarring", r"pleural thickening", r"degenerative changes?", r"(?:elevated|raised) (?:right |left )?hemidiaphragm",
+        r"hyper-?(?:inflat|expan)\w*", r"copd", r"bullae?", r"bullous (?:change|disease)s?", r"emphysematous(?: changes?)?",
+        r"(?:subcutaneous|surgical) (?:air|gas)", r"surgical emphysema", r"(?:widened|widening of the) mediastinum",
+        r"mediastinal widening", r"(?:prosthetic|replacement) (?:\w+ )?valves?", r"valve replacement",
     ],
 }
-_FINDING_RES = [(str(f), re.compile(r"\b(?:" + "|".join(p) + r")\b")) for f, p in _FINDINGS.items()]
+_FINDING_RES = [(str(f), re.compile(r"\b(?:" + "|".join(sorted(p, key=len, reverse=True)) + r")\b"))
+                for f, p in _FINDINGS.items()]  # longer patterns first: "mass-like opacity" before "mass"
 
 # Normal statements about the heart negate cardiomegaly.
 _NORMAL_HEART = re.compile(
     r"\b(?:heart size is normal|normal heart size|heart size (?:is )?(?:at the upper limit of |within )normal(?: limits)?|"
     r"cardiac silhouette is (?:normal|within normal limits)|normal cardiac silhouette|"
     r"cardiomediastinal silhouette is (?:normal|within normal limits|unremarkable)|"
-    r"heart is (?:normal|not enlarged) in size|no cardiac enlargement)\b"
+    r"heart is (?:normal|not enlarged) in size|no cardiac enlargement|"
+    r"(?:heart|heart size|cardiac silhouette|cardiac size|cardiac shadow) (?:is|are|remains|appears) not (?:\w+ )?enlarged|"
+    r"(?:heart size|cardiac size|heart) (?:is )?(?:normal|within normal limits)|"
+    r"normal (?:cardiomediastinal|cardiac|mediastinal and cardiac) (?:contours?|silhouettes?|outlines?|size)|"
+    r"cardiomediastinal (?:contours?|silhouettes?|outlines?) (?:is |are )?(?:normal|within normal limits|unremarkable))\b"
 )
+# A normal statement about the costophrenic angles negates an effusion.
+_CLEAR_ANGLES = re.compile(r"\b(?:costophrenic angles? (?:is |are |remain )?(?:clear|sharp|preserved|normal)|"
+                           r"(?:clear|sharp) costophrenic angles?)\b")
 
-_CLAUSE = re.compile(r";|\bbut\b|\bhowever\b,?|\bwhereas\b|\bwhile\b|\balthough\b|\band (?=there\b|a\b|an\b|the\b)")
+_CLAUSE = re.compile(r";|\bbut\b(?! (?:stable|unchanged|similar|otherwise unchanged)\b)|\bhowever\b,?|\bwhereas\b|\bwhile\b|\balthough\b|\band (?=there\b|a\b|an\b|the\b)")
 _SENTENCE = re.compile(r"(?:\.(?=\s|$)|\n|\?(?=\s|$))+")
 
 _PRE_NEG = re.compile(
@@ -111,7 +155,7 @@ _NEG_WINDOW = 8  # tokens between a negation cue and the finding it may reach
 _UNCERTAIN_PRE = re.compile(
     r"\b(?:possible|possibly|probable|probably|perhaps|may represent|may reflect|may be|might|could be|could represent|"
     r"could reflect|cannot exclude|can ?not exclude|questionable|question of|suspicious for|suggestive of|suggests|"
-    r"likely|equivocal|suspected|presumed|differential|versus|vs|query|\?)"
+    r"likely|equivocal|suspected|presumed|differential|versus|vs|query)\b|\?"
 )
 _UNCERTAIN_POST = re.compile(
     r"^[\s,]*(?:\w+\s+){0,4}?(?:cannot be (?:excluded|ruled out)|can ?not be (?:excluded|ruled out)|not (?:be )?excluded|"
@@ -121,14 +165,18 @@ _UNCERTAIN_POST = re.compile(
 
 # Change words; order matters only where two patterns overlap (the longer phrase is listed first).
 _CHANGE_CUES: list[tuple[str, str]] = [
-    (Change.improved, r"largely resolved|partially resolved|partly resolved|resolving|less (?:conspicuous|prominent|"
+    (Change.improved, r"(?:almost|nearly|near|largely|partially|partly|mostly|incompletely|not completely|not fully)"
+                      r"(?: complete| completely| fully| entirely)? (?:resolved|resolution|cleared|clearance|re-?expanded)|"
+                      r"re-?expanded|re-?expansion|resolving|less (?:conspicuous|prominent|"
                       r"extensive|dense|apparent|marked)|now (?:small|smaller|trace|tiny|mild)"),
     (Change.worsened, r"more (?:conspicuous|prominent|extensive|dense|apparent|marked)|now (?:moderate|large|larger|"
                       r"massive|extensive)|has grown|grown|increased|increasing|increase|worse|worsened|worsening|"
-                      r"enlarging|enlargement|enlarged|larger|progression|progressed|progressive|extension"),
+                      r"enlarging|enlargement|enlarged|larger|progression|progressed|progressive|extension|re-?accumulat\w*|"
+                      r"bigger|extended|spread|deteriorat\w*"),
     (Change.resolved, r"resolved|resolution|no longer (?:seen|visible|present|identified|evident|demonstrated)|"
                       r"cleared|clearing|removed|removal|withdrawn and removed"),
-    (Change.new, r"new|newly|interval development|development|interval appearance|has developed|developing|"
+    (Change.new, r"new|newly|interval development|development|interval appearance|(?:has |have )?developed|developing|"
+                 r"(?:has |have )?(?:since )?appeared|de novo|"
                  r"interval placement|placement|placed|inserted|insertion|now seen|now present"),
     (Change.improved, r"decreased|decreasing|decrease|improved|improving|improvement|smaller|reduced|reduction|"
                       r"diminished|regression|regressed"),
@@ -138,26 +186,87 @@ _CHANGE_CUES: list[tuple[str, str]] = [
 ]
 _CHANGE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (_, p) in enumerate(_CHANGE_CUES)) + r")\b")
 
+_HYDRO = re.compile(r"(?:tension )?(?:hydro|ha?emo|pyo)-?pneumothora")
 _SIZE_LARGE = re.compile(r"\b(?:large|massive|sizeable|very large|moderate to large|moderate-large)\b")
 
 _NO_PRIOR = re.compile(
     r"\b(?:no (?:prior|previous|comparison)(?: (?:study|studies|exam|examination|imaging|films?|radiographs?))?"
     r"(?: (?:is |are )?available)?|without comparison|none available for comparison|comparison: none)\b"
 )
+# A documented critical-result communication (urgent in a report by the project's rule).
 _CRITICAL = re.compile(
-    r"\b(?:critical (?:result|finding|value)s?|communicated (?:to|with)|discussed (?:by telephone )?with|called to|"
-    r"telephoned to)\b"
+    r"\b(?:critical (?:result|finding|value)s?|urgent (?:result|finding|report)s?|"
+    r"(?:communicated|discussed|conveyed|relayed|reported|handed over|escalated|telephoned|phoned|called|"
+    r"emailed|paged|bleeped|notified|informed|alerted|made aware)\b(?:\W+\w+){0,6}?\W+"
+    r"(?:to|with|by|the|dr|doctor|registrar|consultant|team|clinician|nurse|sho|fy\d|on-?call|referr\w*|ward)\b|"
+    r"d/w|(?:referring|requesting|clinical|treating|ward|on-?call|medical|surgical|icu|itu|ed|a&e) "
+    r"(?:team|doctor|clinician|registrar|consultant|physician|nurse)s? (?:was |were |has been |have been )?"
+    r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged))"
 )
-_NOT_CRITICAL = re.compile(r"\b(?:no|not|non)[- ](?:urgent|emergent|critical)\b")
+_NOT_CRITICAL = re.compile(r"\b(?:no|not|non)[- ](?:urgent|emergent|critical)\b|\b(?:please|recommend\w*|suggest\w*|"
+                           r"consider|should be|would be|to be|will be)\b(?:\W+\w+){0,3}?\W+(?:discuss|communicat|"
+                           r"inform|notif|telephon|phon|call|contact|alert)")
 
-_SIDE_WORD = re.compile(r"\b(right|left|bilateral|bilaterally|both|bibasilar|bibasal|bibasally|lingula|lingular|"
-                        r"retrocardiac)\b")
+# A tube or line out of place (urgent in a report by the project's rule): asserted in a clause that names a
+# device or its tip, unless the clause says the position is satisfactory or has been corrected.
+_MALPOSITION = re.compile(
+    r"\b(?:mal-?position\w*|mis-?plac\w*|mis-?sited|incorrectly (?:positioned|placed|sited)|"
+    r"(?:un|not in a )satisfactory position|unsatisfactor\w+ (?:position|placed|sited)|sub-?optimal(?:ly)? position\w*|"
+    r"inappropriate(?:ly)? (?:position|placed|sited)\w*|aberrant\w*|dislodged|(?<!un)displaced(?! fracture)|migrated|"
+    r"too (?:low|high|deep|distal|proximal|far)|"
+    r"(?:recommend\w*|advise\w*|suggest\w*|should be|needs? to be|need\w* (?:to be )?|requires?|required|warrants?)"
+    r"(?:\W+\w+){0,3}?\W+(?:withdraw\w*|retract\w*|pull\w* back|advanc\w*|re-?position\w*|re-?site\w*|re-?sit\w*|"
+    r"re-?insert\w*|re-?plac\w*|remov\w*|re-?intubat\w*)|(?:withdrawal|retraction|advancement|repositioning|re-?siting|"
+    r"re-?intubation|removal) (?:is |are )?(?:recommended|advised|suggested|required|needed)|do not (?:feed|use)|"
+    r"^\W*(?:advance|withdraw|retract|pull back|reposition|re-?site)\b|"
+    r"(?:main(?:stem)?|intermediate|lobe|lobar|segmental|right|left) bronch(?:us|i)|bronchus intermedius|endobronchial|"
+    r"bronchial tree|(?:hypo|oro|naso)?pharynx|pharyngeal|vocal cords|"
+    r"(?:in|into|within|at|enters?|entering|curl\w*|coil\w*) (?:the )?(?:distal |mid |proximal |upper |lower )?o?esophag\w*|"
+    r"(?:coiled|curled|looped|kinked|folded)(?! (?:with)?in the (?:stomach|fundus|gastric))|"
+    r"directed (?:up|cephalad|superiorly|cranially)|(?:up|cephalad|cranially|superiorly) (?:into|in) the|"
+    r"azygos|extravascular|extra-?pleural|arterial (?:course|placement|position)|intra-?arterial|"
+    r"(?:carotid|subclavian|axillary|femoral|brachial|brachiocephalic|innominate|vertebral) arter(?:y|ies)|aorta\b|"
+    r"aortic (?:arch|knuckle|root)|side ?(?:hole|port)s? (?:\w+ ){0,2}(?:outside|beyond|external)|"
+    r"(?:tip|terminat\w*|ends?) (?:\w+ ){0,3}(?:in|into|within|to) the (?:right |left )?(?:internal jugular|"
+    r"contralateral|axillary|brachial|cephalic))"
+)
+_CARINA_LOW = re.compile(r"\b(?:at|below|beyond|distal to|abut\w*|touch\w*) the carina")  # airway tubes only
+_ENTERIC_TUBE = re.compile(r"\b(?:nasogastric|orogastric|feeding|enteric|fine-?bore|dobhoff|nasojejunal|nj|og)\b")
+_ENTERIC_MISPLACED = re.compile(  # an enteric tube in the airway or lung, or not reaching the stomach
+    r"\b(?:into|in|within|enters?|entering|over) (?:the )?(?:(?:right|left) )?(?:trachea|airway|lungs?|pleural space|"
+    r"pleura|(?:upper|middle|lower) lobe)\b|not (?:\w+ )?(?:in|reach\w*|enter\w*) the stomach|"
+    r"not (?:\w+ )?below the (?:hemi)?diaphragm|(?:above|at|proximal to) the (?:gastro-?o?esophageal junction|goj|gej|"
+    r"o?esophagogastric junction|diaphragm|hemidiaphragm)"
+)
+_PIECE = re.compile(r"[;,:]|\b(?:and|but|whereas|while|although|however)\b")
+_EARLIER = re.compile(r"\b(?:previously|formerly|prior|earlier)\b")
+_DEVICE_NAMED = re.compile(r"\btips?\b|\b(?:tube|line|catheter|drain|picc|cannula|lead|wire|port)s?\b")
+_POSITION_OK = re.compile(
+    r"\b(?:(?:satisfactor|appropriate|good|correct|acceptabl|optimal)\w* (?:position|placed|sited)\w*|"
+    r"(?:satisfactor|appropriate|good|correct|acceptabl|optimal|well)\w*[- ](?:position|placed|sited)\w*|"
+    r"(?:has been|was|now|since been|subsequently) (?:\w+ )?(?:withdrawn|retracted|pulled back|advanced|re-?positioned|"
+    r"re-?sited|removed|corrected|replaced)|no (?:evidence of |longer )?(?:mal-?position|mis-?plac)\w*|"
+    r"not (?:mal-?position|mis-?plac)\w*|(?<!not )(?<!n't )(?:in|within|into) the (?:stomach|gastric|fundus)|"
+    r"(?<!not )below the (?:left )?(?:hemi)?diaphragm)"
+)
+
+_SIDE_WORD = re.compile(r"\b(right|left|bilateral|bilaterally|both(?= (?:lungs?|sides|bases|apices|hemithora\w+|upper|mid|"
+                        r"middle|lower|perihilar|hila|hilar|costophrenic|pleural|zones|lobes|lung))|bibasilar|bibasal|"
+                        r"bibasally|lingula|lingular|retrocardiac)\b")
 _ZONE_WORD = re.compile(
     r"\b(?:(?P<upper>apex|apices|apical|upper (?:lobe|zone|lung)s?|upper)|"
-    r"(?P<middle>mid(?:dle)?[- ]?(?:lobe|zone|lung)s?|lingula|lingular)|"
+    r"(?P<middle>mid(?:dle)?[- ]?(?:lobe|zone|lung|zones|lungs|lobes)?|lingula|lingular|(?:peri|para)?hilar|hila|hilum|hilums)|"
     r"(?P<lower>base|bases|basal|basilar|bibasilar|bibasal|lower (?:lobe|zone|lung)s?|costophrenic|retrocardiac|"
     r"hemidiaphragm|infrahilar))\b"
 )
+_OWN_CUT = re.compile(r"\b(?:with|and|which|but|plus)\b|;")
+# The words between two mentions that make the second share the first's side and zone
+# ("left effusion with adjacent atelectasis", "LLL collapse/consolidation").
+_LINKED = re.compile(r"^[\s,/]*(?:and|or|with|plus)?\s*(?:(?:adjacent|associated|overlying|underlying|surrounding|a|an|"
+                     r"some|small|mild|minor|moderate|large|subsegmental|linear|patchy|basal|the)\s+)*$")
+# A descriptive mention ("opacity", "shadowing", "lucency", "blunting of the costophrenic angle") followed in its
+# clause by a named finding is a description of that finding, not a finding of its own.
+_DESCRIPTOR = re.compile(r"opacit|shadowing|opacification|lucency|blunting|densit")
 _PRE_WINDOW = 8  # tokens: how far before a finding a change word may stand and still modify it
 _PRE_BREAK = re.compile(r",|\b(?:is|are|was|were|has|have|had|which|and|with|without|following|after|since)\b")
 
@@ -236,10 +345,34 @@ def _negated(clause: str, start: int, spans: list[tuple[int, int]]) -> bool:
     return True
 
 
-def _side(phrase_before: str, phrase_after: str, finding: str) -> str | None:
+def _malpositioned(sentence: str) -> bool:
+    """A tube or line stated out of place in this sentence. Read piece by piece (commas, semicolons, "and"),
+    each about the last device named; a hedged, corrected or earlier ("previously") position is not."""
+    if not _DEVICE_NAMED.search(sentence):
+        return False
+    enteric: bool | None = None
+    for piece in _PIECE.split(sentence):
+        if _ENTERIC_TUBE.search(piece):
+            enteric = True
+        elif _DEVICE_NAMED.search(piece) and not re.search(r"\btips?\b", piece):
+            enteric = False
+        if _POSITION_OK.search(piece) or _UNCERTAIN_PRE.search(piece) or _EARLIER.search(piece):
+            continue
+        if _MALPOSITION.search(piece) or (_ENTERIC_MISPLACED if enteric else _CARINA_LOW).search(piece):
+            return True
+    return False
+
+
+def _own(phrase_before: str, phrase_after: str) -> tuple[str, str]:
+    """The parts of the text around a mention that describe it: the before-phrase after its last "with"/"and",
+    the after-phrase up to its first "with"/"and" ("effusion with basal atelectasis" gives the effusion no zone)."""
+    return _OWN_CUT.split(phrase_before)[-1], _OWN_CUT.split(phrase_after)[0]
+
+
+def _side(phrase_before: str, mention: str, phrase_after: str, finding: str) -> str | None:
     if finding == FindingType.cardiomegaly:
         return None
-    for text, last in ((phrase_before, True), (phrase_after, False)):
+    for text, last in ((mention, True), (phrase_before, True), (phrase_after, False)):
         ms = list(_SIDE_WORD.finditer(text))
         if ms:
             words = {m.group(1) for m in ms}
@@ -247,16 +380,15 @@ def _side(phrase_before: str, phrase_after: str, finding: str) -> str | None:
                 return "bilateral"
             w = (ms[-1] if last else ms[0]).group(1)
             return "left" if w in ("lingula", "lingular", "retrocardiac") else w
-    if finding == FindingType.edema:
-        return "bilateral"  # pulmonary edema is bilateral unless a side is said
     return None
 
 
-def _zone(phrase_before: str, mention: str, phrase_after: str) -> str | None:
-    for text in (mention, phrase_before, phrase_after):
+def _zone(phrase_before: str, mention: str, phrase_after: str, finding: str) -> str | None:
+    joined = phrase_before + (mention if finding != FindingType.other else " ")  # "left lower" + "lobe collapse"
+    for text in (mention if finding != FindingType.other else "", joined, phrase_after):
         ms = list(_ZONE_WORD.finditer(text))
         if ms:
-            m = ms[-1] if text is phrase_before else ms[0]
+            m = ms[-1] if text is joined else ms[0]
             return next(k for k in ("upper", "middle", "lower") if m.group(k))
     return None
 
@@ -307,15 +439,20 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
     default_change = str(Change.no_prior) if no_prior else UNKNOWN
     labels: list[Label] = []
     negated: list[str] = []
-    critical = False
+    urgent = False
     for sentence in _SENTENCE.split(low):
         if not sentence.strip():
             continue
         if _CRITICAL.search(sentence) and not _NOT_CRITICAL.search(sentence):
-            critical = True
+            urgent = True  # a documented critical-result communication
+        if _malpositioned(sentence):
+            urgent = urgent or is_urgent(FindingType.support_device, UNKNOWN, malpositioned=True)
         if _NORMAL_HEART.search(sentence):
             negated.append(str(FindingType.cardiomegaly))
             sentence = _NORMAL_HEART.sub(" ", sentence)
+        if _CLEAR_ANGLES.search(sentence):
+            negated.append(str(FindingType.effusion))
+            sentence = _CLEAR_ANGLES.sub(" ", sentence)
         for clause in _CLAUSE.split(sentence):
             mentions = _mentions(clause)
             if not mentions:
@@ -323,30 +460,41 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
             spans = [(s, e) for s, e, _ in mentions]
             changes = _assign_changes(clause, mentions)
             hedged_clause = bool(_UNCERTAIN_PRE.search(clause))
+            carry: tuple[str | None, str | None, str | None] | None = None  # a descriptor's side, zone, change
+            prev: Label | None = None
             for k, (s, e, finding) in enumerate(mentions):
                 before = clause[mentions[k - 1][1] if k else 0:s]
                 after = clause[e:mentions[k + 1][0] if k + 1 < len(mentions) else len(clause)]
                 change = changes[k]
+                own_before, own_after = _own(before, after)
+                if finding == FindingType.support_device:  # "tube enters the left main bronchus with its tip over ..."
+                    own_after = after
+                side = _side(own_before, clause[s:e], own_after, finding)
+                zone = _zone(own_before, clause[s:e], own_after, finding)
+                if prev is not None and _LINKED.match(before):  # "left effusion with adjacent atelectasis"
+                    side, zone = side or prev.side, zone or prev.zone
+                if carry is not None:
+                    side, zone, change = side or carry[0], zone or carry[1], change or carry[2]
+                later = [f for _, _, f in mentions[k + 1:] if f != FindingType.support_device]
+                if _DESCRIPTOR.search(clause[s:e]) and later and not _negated(clause, s, spans):
+                    carry = (side, zone, change)  # "left basal opacity, likely atelectasis": the atelectasis's
+                    continue
                 post_neg = bool(_POST_NEG.search(after))
+                # A hydro-/haemo-/pyopneumothorax is a pneumothorax and an effusion.
+                both = [finding, str(FindingType.effusion)] if _HYDRO.match(clause, s) else [finding]
                 if change != Change.resolved and (_negated(clause, s, spans) or post_neg):
-                    negated.append(finding)
+                    negated.extend(both)
                     continue
                 uncertain = bool(_UNCERTAIN_POST.search(after)) or bool(_UNCERTAIN_PRE.search(clause[:s])) or (
                     hedged_clause and bool(_UNCERTAIN_PRE.search(after)) and k == len(mentions) - 1
                     and bool(re.match(r"^\s*(?:is|are)?\s*(?:probably|possibly|likely)", after)))
-                labels.append(Label(finding, change or default_change, uncertain=uncertain,
-                                    side=_side(before, after, finding), zone=_zone(before, clause[s:e], after)))
-                if finding == FindingType.effusion and change == Change.new and _SIZE_LARGE.search(before + clause[s:e]):
-                    labels[-1] = Label(finding, "new_large", uncertain, labels[-1].side, labels[-1].zone)
+                large = bool(_SIZE_LARGE.search(before + clause[s:e] + re.split(r"\band\b|\bwith\b", after)[0]))
+                for f in both:
+                    lb = Label(f, change or default_change, uncertain=uncertain, side=side, zone=zone)
+                    labels.append(lb)
+                    prev = lb
+                    urgent = urgent or (not uncertain and is_urgent(f, lb.change, large=large))
     merged = _merge(labels)
-    urgent = critical or any(
-        not lb.uncertain and (
-            (lb.finding == FindingType.pneumothorax and lb.change in APPEARING)
-            or (lb.finding == FindingType.effusion and lb.change == "new_large"))
-        for lb in labels
-    )
-    merged = tuple(Label(lb.finding, "new" if lb.change == "new_large" else lb.change, lb.uncertain, lb.side, lb.zone)
-                   for lb in merged)
     present = {lb.finding for lb in merged}
     return ReportLabels(labels=merged, urgent=urgent, no_prior=no_prior,
                         negated=tuple(dict.fromkeys(f for f in negated if f not in present)))

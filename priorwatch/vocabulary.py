@@ -40,6 +40,20 @@ DISAPPEARING = frozenset({Change.improved, Change.resolved})
 CHANGED = APPEARING | DISAPPEARING  # an interval change (not stable, not a first study)
 
 
+def is_urgent(finding: str, change: str, *, large: bool = False, malpositioned: bool = False) -> bool:
+    """The project's urgency rule for one asserted finding (DESIGN.md and README, "Urgent").
+
+    A new or worsened pneumothorax; a new large pleural effusion; and, in reports (the labeler),
+    a malpositioned tube or line. A report's documented critical-result communication also makes
+    the report urgent; that is a sentence of the report, not a finding, so the labeler reads it.
+    """
+    return bool(
+        (finding == FindingType.pneumothorax and change in APPEARING)
+        or (finding == FindingType.effusion and change == Change.new and large)
+        or (finding == FindingType.support_device and malpositioned)
+    )
+
+
 class Side(StrEnum):
     """The patient's side, not the image's (in a PA image the patient's right is image-left)."""
 

@@ -1,7 +1,7 @@
 import pytest
 
 from monitoring.labeler import label_report
-from tests.monitoring.labelled_set import DATA, HELDOUT, score
+from tests.monitoring.labelled_set import BLIND_DEV, BLIND_HELDOUT, DATA, HELDOUT, LOWER_IS_BETTER, rates, score
 
 
 def one(text):
@@ -53,16 +53,74 @@ def test_no_prior_report_gets_no_prior_change():
     assert label_report("Right pleural effusion.", has_prior=False).labels[0].change == "no_prior"
 
 
-# Floors a few points under what was measured (the note in issue 13 has the figures); the held-out
-# file was never used to tune the rules, so its floors are lower.
-DEV_FLOORS = {"finding_recall": 0.97, "finding_precision": 0.95, "change": 0.95, "side": 0.92, "zone": 0.94,
-              "uncertain": 0.94, "negated": 0.97, "urgent": 0.97}
-HELDOUT_FLOORS = {"finding_recall": 0.88, "finding_precision": 0.92, "change": 0.85, "side": 0.92, "zone": 0.92,
-                  "uncertain": 0.92, "negated": 0.90, "urgent": 0.93}
+def test_lobe_abbreviations_and_shorthand_give_side_and_zone():
+    lb = one("Dense RLL consolidation.")
+    assert (lb.finding, lb.side, lb.zone) == ("consolidation", "right", "lower")
+    lb = one("?early LLL consolidation")
+    assert (lb.side, lb.zone, lb.uncertain) == ("left", "lower", True)
+    lb = one("R mid zone consolidation.")
+    assert (lb.side, lb.zone) == ("right", "middle")
+    assert one("Bilateral perihilar oedema.").zone == "middle"
 
 
-@pytest.mark.parametrize("path,floors", [(DATA, DEV_FLOORS), (HELDOUT, HELDOUT_FLOORS)], ids=["dev", "heldout"])
-def test_accuracy_per_field_on_hand_labelled_sentences(path, floors):
-    acc, misses = score(label_report, path)
-    low = {k: round(c / n, 3) for k, (c, n) in acc.items() if c / n < floors[k]}
-    assert not low, (low, misses[:10])
+def test_appeared_and_not_present_before_mean_new_not_negated():
+    r = label_report("A small right pneumothorax has appeared since the prior examination.")
+    assert [(lb.finding, lb.change) for lb in r.labels] == [("pneumothorax", "new")]
+    assert r.urgent
+    r = label_report("Left lower zone consolidation, not present on 14/06.")
+    assert [(lb.finding, lb.change, lb.side, lb.zone) for lb in r.labels] == [("consolidation", "new", "left", "lower")]
+    assert r.negated == ()
+    assert one("12 mm nodule in the left mid zone, not seen previously.").change == "new"
+    assert label_report("No pneumothorax is seen on today's film.").negated == ("pneumothorax",)
+
+
+def test_hydropneumothorax_is_a_pneumothorax_and_an_effusion():
+    r = label_report("Increasing right hydropneumothorax.")
+    assert {(lb.finding, lb.change, lb.side) for lb in r.labels} == {
+        ("pneumothorax", "worsened", "right"), ("effusion", "worsened", "right")}
+    assert r.urgent
+    assert set(label_report("No hydropneumothorax.").negated) == {"pneumothorax", "effusion"}
+
+
+def test_malpositioned_tubes_and_lines_are_urgent_and_satisfactory_ones_are_not():
+    for text in ("NG tube in the right main bronchus.", "ETT tip in the pharynx.",
+                 "The nasogastric tube tip is in the trachea.", "Nasogastric tube coiled in the oesophagus.",
+                 "The ETT tip is at the carina; recommend withdrawal by 2 cm.",
+                 "Right subclavian line tip is directed cephalad into the right internal jugular vein."):
+        assert label_report(text).urgent, text
+    for text in ("ETT tip lies 4 cm above the carina, satisfactory position.", "NG tube tip is in the stomach.",
+                 "Nasogastric tube coiled in the stomach.", "Right IJ line tip in the SVC.",
+                 "The ETT previously in the right main bronchus has been withdrawn and is now satisfactory.",
+                 "Displaced fracture of the left 7th rib."):
+        assert not label_report(text).urgent, text
+
+
+def test_a_documented_critical_result_communication_is_urgent_and_a_request_to_call_is_not():
+    assert label_report("Findings discussed with Dr Smith by telephone at 14:05.").urgent
+    assert label_report("Urgent result phoned to the on-call registrar.").urgent
+    assert not label_report("Please discuss with the respiratory team.").urgent
+
+
+# Dev-set floors: what the rules reach on the three dev sets as measured after issue 30 (the figures are in
+# the commit that set them), so a regression fails. Set at or just under the measured value.
+DEV_FLOORS = {
+    DATA: {"finding_recall": 1.0, "finding_precision": 1.0, "change": 0.99, "side": 0.93, "zone": 0.96,
+           "uncertain": 0.98, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
+    HELDOUT: {"finding_recall": 1.0, "finding_precision": 0.96, "change": 0.98, "side": 0.93, "zone": 0.96,
+              "uncertain": 0.96, "negated": 0.98, "urgent_recall": 1.0, "false_urgent": 0.0},
+    BLIND_DEV: {"finding_recall": 0.99, "finding_precision": 0.99, "change": 0.99, "side": 1.0, "zone": 1.0,
+                "uncertain": 0.99, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
+}
+
+
+def _short_of(path, floors) -> dict[str, float]:
+    """Fields of `path` that fall short of `floors` (below a floor, or above a false-urgent ceiling)."""
+    got = rates(score(label_report, path)[0])
+    return {k: round(v, 3) for k, v in got.items()
+            if (v > floors[k] + 1e-9 if k in LOWER_IS_BETTER else v < floors[k] - 1e-9)}
+
+
+@pytest.mark.parametrize("path", list(DEV_FLOORS), ids=[p.stem for p in DEV_FLOORS])
+def test_dev_sets_stay_at_or_above_what_was_reached(path):
+    short = _short_of(path, DEV_FLOORS[path])
+    assert not short, (short, score(label_report, path)[1][:10])
