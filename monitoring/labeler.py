@@ -92,7 +92,8 @@ _FINDINGS: dict[str, list[str]] = {
     FindingType.atelectasis: [r"atelectas[ie]s", r"(?:linear|plate-?like|discoid|band-?like) (?:opacit(?:y|ies)|shadowing)", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
     FindingType.cardiomegaly: [
         r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
-        r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:\w+ )?enlarged",
+        r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:still )?"
+        r"(?!not )(?:\w+ )?enlarged",
         r"(?:heart|cardiac) size(?= (?:has |have |is )?(?:increased|increasing|enlarged|enlarging|larger|grown|decreased|"
         r"smaller|reduced))",
     ],
@@ -155,12 +156,13 @@ _NEG_WINDOW = 8  # tokens between a negation cue and the finding it may reach
 _UNCERTAIN_PRE = re.compile(
     r"\b(?:possible|possibly|probable|probably|perhaps|may represent|may reflect|may be|might|could be|could represent|"
     r"could reflect|cannot exclude|can ?not exclude|questionable|question of|suspicious for|suggestive of|suggests|"
+    r"suggesting|suggest|concerning for|worrying for|worrisome for|raising the possibility|possibility of|"
     r"likely|equivocal|suspected|presumed|differential|versus|vs|query)\b|\?"
 )
 _UNCERTAIN_POST = re.compile(
-    r"^[\s,]*(?:\w+\s+){0,4}?(?:cannot be (?:excluded|ruled out)|can ?not be (?:excluded|ruled out)|not (?:be )?excluded|"
-    r"is (?:possible|suspected|likely|questioned)|are (?:possible|suspected|likely)|is probably|are probably|"
-    r"perhaps|possibly|likely)\b|^\s*\?"
+    r"^[\s,]*(?:\w+\s+){0,6}?(?:(?:cannot|can ?not|could not|can't) be (?:\w+ )?(?:excluded|ruled out)|"
+    r"not (?:be )?(?:\w+ )?excluded|is (?:possible|suspected|likely|questioned|queried|not excluded)|"
+    r"are (?:possible|suspected|likely)|probably|perhaps|possibly|likely)\b|^\s*\?"
 )
 
 # Change words; order matters only where two patterns overlap (the longer phrase is listed first).
@@ -267,6 +269,15 @@ _LINKED = re.compile(r"^[\s,/]*(?:and|or|with|plus)?\s*(?:(?:adjacent|associated
 # A descriptive mention ("opacity", "shadowing", "lucency", "blunting of the costophrenic angle") followed in its
 # clause by a named finding is a description of that finding, not a finding of its own.
 _DESCRIPTOR = re.compile(r"opacit|shadowing|opacification|lucency|blunting|densit")
+# The gap between two findings of one list ("effusions and bibasal atelectasis, unchanged"), not a relation
+# between them ("pneumothorax post drain removal").
+_LIST_LINK = re.compile(r"^[\s,/&]*(?:and|or|plus|as well as)?[\s,]*(?:(?!(?:post|after|following|since|with|from|due|"
+                        r"secondary|of|in|at|on|which|is|are|has|have|was|were|to|for|by)\b)[a-z-]+\s+){0,3}$")
+# "X and a Y, both new": the change word speaks for findings of both clauses.
+_BOTH = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?")
+_BOTH_BEFORE = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?$")
+_SIZE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mm|cm)\b")
+MASS_MIN_MM = 30.0  # a lung lesion of 3 cm or more is a mass, smaller a nodule (Fleischner glossary)
 _PRE_WINDOW = 8  # tokens: how far before a finding a change word may stand and still modify it
 _PRE_BREAK = re.compile(r",|\b(?:is|are|was|were|has|have|had|which|and|with|without|following|after|since)\b")
 
@@ -409,6 +420,7 @@ def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[s
     text = "".join(masked)
     out: list[str | None] = [None] * len(mentions)
     trailing: list[str] = []
+    every = False  # "..., both slightly increased": the trailing change word speaks for every finding
     for m in _CHANGE_RE.finditer(text):
         change = _cue_change(m)
         nxt = next((k for k, (s, _, _) in enumerate(mentions) if s >= m.end()), None)
@@ -424,10 +436,16 @@ def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[s
             out[k] = change
         if k == prv and nxt is None:
             trailing.append(change)
+            every = every or bool(_BOTH_BEFORE.search(text[:m.start()]))
     if trailing:  # "effusions and atelectasis, unchanged": a clause-final change word speaks for the list
-        for k in range(len(mentions)):
+        for k in range(len(mentions) - 2, -1, -1):  # back from the last mention while the gaps are list links
+            if not every and not _LIST_LINK.match(clause[mentions[k][1]:mentions[k + 1][0]]):
+                break
             if out[k] is None:
                 out[k] = trailing[-1]
+    for k, (s, e, f) in enumerate(mentions):  # "heart remains enlarged" is one mention that says it is stable
+        if out[k] is None and f == FindingType.cardiomegaly and re.search(r"\b(?:remains|still)\b", clause[s:e]):
+            out[k] = str(Change.stable)
     return out
 
 
@@ -453,7 +471,8 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
         if _CLEAR_ANGLES.search(sentence):
             negated.append(str(FindingType.effusion))
             sentence = _CLEAR_ANGLES.sub(" ", sentence)
-        for clause in _CLAUSE.split(sentence):
+        both = any(_CHANGE_RE.match(sentence, m.end()) for m in _BOTH.finditer(sentence))
+        for clause in [sentence] if both else _CLAUSE.split(sentence):
             mentions = _mentions(clause)
             if not mentions:
                 continue
@@ -467,6 +486,10 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                 after = clause[e:mentions[k + 1][0] if k + 1 < len(mentions) else len(clause)]
                 change = changes[k]
                 own_before, own_after = _own(before, after)
+                size = _SIZE.search(own_before + clause[s:e])
+                if finding in (FindingType.nodule, FindingType.mass) and size:  # "a 4 cm nodular opacity" is a mass
+                    mm = float(size.group(1)) * (10 if size.group(2) == "cm" else 1)
+                    finding = str(FindingType.mass if mm >= MASS_MIN_MM else FindingType.nodule)
                 if finding == FindingType.support_device:  # "tube enters the left main bronchus with its tip over ..."
                     own_after = after
                 side = _side(own_before, clause[s:e], own_after, finding)
