@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -15,15 +16,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicom_node import statuses
-
-
-class IngestError(Exception):
-    """An instance the node refuses, with the C-STORE status and ErrorComment to answer."""
-
-    def __init__(self, status: int, comment: str | None = None) -> None:
-        self.status = status
-        self.comment = comment or statuses.describe(status)
-        super().__init__(f"0x{status:04X} {self.comment}")
+from dicom_node.pixels import PixelShape, check_complete
+from dicom_node.statuses import IngestError
 
 
 @dataclass(slots=True)
@@ -34,6 +28,7 @@ class Header:
     sop_class_uid: str
     patient_id: str
     transfer_syntax: str = ""
+    pixels: PixelShape | None = None  # what the header says the pixel data holds
     study: dict[str, Any] = field(default_factory=dict)  # Study columns
     instance: dict[str, Any] = field(default_factory=dict)  # Instance metadata columns
 
@@ -64,9 +59,12 @@ _FIELDS: tuple[tuple[int, str, str, int], ...] = (
     (0x00185101, "ViewPosition", "CS", 16),
     (0x0020000D, "StudyInstanceUID", "UI", 64),
     (0x0020000E, "SeriesInstanceUID", "UI", 64),
+    (0x00280002, "SamplesPerPixel", "US", 8),
     (0x00280004, "PhotometricInterpretation", "CS", 16),
+    (0x00280008, "NumberOfFrames", "IS", 16),
     (0x00280010, "Rows", "US", 8),
     (0x00280011, "Columns", "US", 8),
+    (0x00280100, "BitsAllocated", "US", 8),
     (0x00280030, "PixelSpacing", "DS", 64),
     (0x00321060, "RequestedProcedureDescription", "LO", 256),
     (0x00321030, "ReasonForStudy", "LO", 256),
@@ -74,6 +72,16 @@ _FIELDS: tuple[tuple[int, str, str, int], ...] = (
 )
 # Elements in the identity set: a data set with none of them is not DICOM we understand.
 _IDENTITY = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID")
+# Identifiers are never cut to their VR's length: two over-long UIDs (or patient IDs) sharing
+# their first 64 characters would file two patients' images as one study. They are read whole
+# and refused when too long (`_check_identity`).
+_UNCUT = frozenset(_IDENTITY) | {"IssuerOfPatientID"}
+_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+UID_MAX = 64  # VR UI (PS3.5 6.2)
+LO_MAX = 64  # VR LO: PatientID, IssuerOfPatientID
+# VR UI: digits in dot-separated components. Leading zeros in a component are also invalid in
+# the standard but common from older modalities and harmless for identity: accepted.
+_UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*\Z")
 _ASCII_VRS = frozenset({"UI", "DA", "TM", "CS", "DS", "IS"})
 # Character sets whose text pydicom decodes as Latin-1 (its default) or UTF-8: read directly.
 _LATIN1 = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO 2022 IR 100"})
@@ -128,7 +136,8 @@ def _fields(ds: Dataset, little: bool = True) -> dict[str, str]:
                 text = _as_text(value)
         except Exception:  # a malformed value: keep the instance, drop the field
             text = ""
-        out[keyword] = text.strip(" \x00")[:limit]
+        text = text.strip(" \x00")
+        out[keyword] = text if keyword in _UNCUT else text[:limit]
     return out
 
 
@@ -189,12 +198,22 @@ def read_header(raw: bytes) -> Header:
     Raises IngestError with NOT_DICOM when the bytes are not DICOM we understand, and with a
     specific MISSING_* status when a required identifier is absent or empty.
     """
+    fp = io.BytesIO(raw)
     try:
-        ds = dcmread(io.BytesIO(raw), stop_before_pixels=True, force=False)
+        ds = dcmread(fp, stop_before_pixels=True, force=False)
         ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
     except Exception as exc:
         raise IngestError(statuses.NOT_DICOM, f"cannot understand: not parseable DICOM ({type(exc).__name__})") from None
-    return _header(ds, ts)
+    header = _header(ds, ts)
+    uid = _ts(ts)
+    if uid is not None and uid.is_deflated:  # the stream position is in the deflated bytes
+        body, pos = _inflated_body(raw), 0
+        if body is None:
+            return header
+    else:
+        body, pos = memoryview(raw), fp.tell()
+    _check_pixels(body, pos, uid, header)
+    return header
 
 
 def read_header_dataset(stream: BinaryIO, transfer_syntax: str) -> Header:
@@ -205,9 +224,45 @@ def read_header_dataset(stream: BinaryIO, transfer_syntax: str) -> Header:
         if ts.is_deflated:
             stream = io.BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
         ds = read_dataset(stream, ts.is_implicit_VR, ts.is_little_endian, stop_when=_before_pixels)
+        pos = stream.tell()
     except Exception as exc:
         raise IngestError(statuses.NOT_DICOM, f"cannot understand: not parseable DICOM ({type(exc).__name__})") from None
-    return _header(ds, str(transfer_syntax))
+    header = _header(ds, str(transfer_syntax))
+    if isinstance(stream, io.BytesIO):
+        body = stream.getbuffer()
+        try:
+            _check_pixels(body, pos, ts, header)
+        finally:
+            body.release()
+    else:
+        _check_pixels(memoryview(stream.read()), 0, ts, header)  # the rest of the data set
+    return header
+
+
+def _ts(ts: str) -> UID | None:
+    try:
+        return UID(ts) if ts else None
+    except ValueError:
+        return None
+
+
+def _check_pixels(body: memoryview, pos: int, ts: UID | None, header: Header) -> None:
+    if header.pixels is None:
+        return
+    implicit = bool(ts.is_implicit_VR) if ts is not None and ts.is_transfer_syntax else False
+    little = bool(ts.is_little_endian) if ts is not None and ts.is_transfer_syntax else True
+    check_complete(body, pos, implicit_vr=implicit, little_endian=little, shape=header.pixels)
+
+
+def _inflated_body(raw: bytes) -> memoryview | None:
+    """A deflated Part-10 file's data set, inflated (its file meta group is never deflated)."""
+    try:
+        if raw[128:132] != b"DICM" or raw[132:136] != b"\x02\x00\x00\x00":
+            return None
+        meta_end = 144 + int.from_bytes(raw[140:144], "little")
+        return memoryview(zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS))
+    except (zlib.error, ValueError):
+        return None
 
 
 def _header(ds: Dataset, ts: str) -> Header:
@@ -224,6 +279,7 @@ def _header(ds: Dataset, ts: str) -> Header:
             raise IngestError(status)
     if not present["SOPClassUID"]:
         raise IngestError(statuses.MISSING_SOP_CLASS_UID)
+    _check_identity(f)
 
     study_date = parse_da(f["StudyDate"])
     study_time = parse_tm(f["StudyTime"])
@@ -252,6 +308,9 @@ def _header(ds: Dataset, ts: str) -> Header:
         "institution": f["InstitutionName"],
         "reason": reason,
     }
+    header.pixels = PixelShape(rows=_int(f["Rows"]), columns=_int(f["Columns"]), samples=_int(f["SamplesPerPixel"]),
+                               bits_allocated=_int(f["BitsAllocated"]), frames=_int(f["NumberOfFrames"]),
+                               photometric=f["PhotometricInterpretation"])
     header.instance = {
         "modality": modality,
         "view_position": f["ViewPosition"],
@@ -266,3 +325,13 @@ def _header(ds: Dataset, ts: str) -> Header:
         "exposure": _first_float(f["Exposure"]),
     }
     return header
+
+
+def _check_identity(f: dict[str, str]) -> None:
+    """Refuse identifiers that their VR cannot hold, instead of cutting them (see `_UNCUT`)."""
+    for keyword in _UIDS:
+        value = f[keyword]
+        if len(value) > UID_MAX or not _UID_RE.match(value):
+            raise IngestError(statuses.INVALID_UID, f"refused: {keyword} is not a valid UID (VR UI)")
+    if len(f["PatientID"]) > LO_MAX or len(f["IssuerOfPatientID"]) > LO_MAX:
+        raise IngestError(statuses.INVALID_PATIENT_ID)

@@ -21,6 +21,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from priorwatch.identity import PatientIdentity, conflicts
 from priorwatch.models import Instance, Job, JobState, Study, StudyRole, StudyState, utcnow
 
 from dicom_node.headers import Header
@@ -110,6 +111,16 @@ def with_retry(engine: Engine, fn: Callable[[Connection], T], *, attempts: int =
     raise RuntimeError("unreachable")
 
 
+class PatientMismatch(Exception):
+    """The instance's study is held for another patient: `differs` names the identifiers
+    (codes from `priorwatch.identity`, never values)."""
+
+    def __init__(self, study_id: int, differs: tuple[str, ...]) -> None:
+        super().__init__(study_id, differs)
+        self.study_id = study_id
+        self.differs = differs
+
+
 class Duplicate(Exception):
     """The SOP Instance UID is already indexed (in study `study_id`)."""
 
@@ -124,8 +135,11 @@ _SOP = bindparam("sop")
 _UID = bindparam("uid")
 _SID = bindparam("sid")
 _SEL_INDEXED = select(instance_t.c.study_id).where(instance_t.c.sop_instance_uid == _SOP)
-_SEL_STUDY = select(study_t.c.id, study_t.c.modality, study_t.c.state, study_t.c.version).where(
+_SEL_STUDY = select(study_t.c.id, study_t.c.modality, study_t.c.state, study_t.c.version, study_t.c.patient_id,
+                    study_t.c.issuer, study_t.c.patient_name, study_t.c.patient_birth_date).where(
     study_t.c.study_uid == _UID)
+_SEL_STUDY_BY_ID = select(study_t.c.patient_id, study_t.c.issuer, study_t.c.patient_name,
+                          study_t.c.patient_birth_date).where(study_t.c.id == _SID)
 _REOPEN = (
     update(study_t)
     .where(and_(study_t.c.id == _SID, study_t.c.state != StudyState.receiving.value))
@@ -136,6 +150,11 @@ _COUNT = (update(study_t).where(study_t.c.id == _SID)
           .values(n_instances=study_t.c.n_instances + 1, last_received_at=bindparam("now")))
 _COUNT_MODALITY = _COUNT.values(modality=bindparam("modality"))
 _INS_INSTANCE = insert(instance_t)
+
+
+def _identity(row: object) -> PatientIdentity:
+    return PatientIdentity(row.patient_id, row.issuer or "", row.patient_name or "",  # type: ignore[attr-defined]
+                           row.patient_birth_date)  # type: ignore[attr-defined]
 
 
 def is_indexed(engine: Engine, sop_instance_uid: str) -> int | None:
@@ -156,12 +175,20 @@ def index_instance(
     engine: Engine, header: Header, *, path: str, size: int, calling_ae: str, role: str
 ) -> Indexed:
     """Insert the instance, creating its study or reopening it under a new version when it had
-    already been closed. Raises Duplicate if the instance is already indexed."""
+    already been closed. Raises Duplicate if the instance is already indexed, and PatientMismatch
+    (nothing written) if its study is held for another patient: one patient per study, always."""
 
     def txn(conn: Connection) -> Indexed:
         now = utcnow()
+        incoming = PatientIdentity(header.patient_id, header.study.get("issuer", ""),
+                                   header.study.get("patient_name", ""), header.study.get("patient_birth_date"))
         held = conn.execute(_SEL_INDEXED, {"sop": header.sop_instance_uid}).first()
         if held is not None:
+            # A re-send is a duplicate; another patient's file reusing the SOP Instance UID is not.
+            owner = conn.execute(_SEL_STUDY_BY_ID, {"sid": held[0]}).first()
+            differs = conflicts(_identity(owner), incoming) if owner is not None else ()
+            if differs:
+                raise PatientMismatch(held[0], differs)
             raise Duplicate(held[0])
         row = conn.execute(_SEL_STUDY, {"uid": header.study_uid}).first()
         reopened = False
@@ -175,7 +202,10 @@ def index_instance(
             study_id = conn.execute(_INS_STUDY, values).inserted_primary_key[0]
             modality, version = header.study.get("modality", ""), 1
         else:
-            study_id, modality, state, version = row
+            study_id, modality, state, version = row[:4]
+            differs = conflicts(_identity(row), incoming)
+            if differs:
+                raise PatientMismatch(study_id, differs)
             if state != StudyState.receiving.value:
                 # Reopen a closed study: a late instance re-runs the study under a new version.
                 reopened = bool(conn.execute(_REOPEN, {"sid": study_id}).rowcount)

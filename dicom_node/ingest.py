@@ -23,9 +23,9 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import part10, statuses
+from dicom_node import part10, quarantine, statuses
 from dicom_node.headers import Header, IngestError, read_header, read_header_dataset
-from dicom_node.index import Duplicate, index_instance, is_indexed
+from dicom_node.index import Duplicate, PatientMismatch, index_instance, is_indexed
 from dicom_node.spool import Buffer, new_instance_path, write_new
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,16 @@ class Ingest:
         except Duplicate as dup:
             _unlink(path)  # the indexed copy stays the stored one
             return self._duplicate(sop, dup.study_id)
+        except PatientMismatch as mismatch:
+            self._count("quarantined")
+            try:
+                quarantine.quarantine(self.engine, self.settings, spool_path=path, size=sum(len(p) for p in parts),
+                                      sop_instance_uid=sop, study_uid=header.study_uid, calling_ae=calling_ae,
+                                      role=role, mismatch=mismatch)
+            except Exception as exc:  # still refused: never filed into another patient's study
+                log.error("cannot quarantine instance %s: %s", phi_safe(sop), type(exc).__name__)
+                _unlink(path)
+            raise IngestError(statuses.PATIENT_MISMATCH, quarantine.comment(mismatch.differs)) from None
         except Exception as exc:
             self._count("index_errors")
             log.error("cannot index instance %s: %s", phi_safe(sop), type(exc).__name__)

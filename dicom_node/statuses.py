@@ -21,6 +21,16 @@ MISSING_SERIES_UID = 0xC212
 MISSING_SOP_INSTANCE_UID = 0xC213
 MISSING_PATIENT_ID = 0xC214
 MISSING_SOP_CLASS_UID = 0xC215
+#: Refused: the StudyInstanceUID is already held for another patient (PatientID/issuer, name or
+#: birth date differ). The instance is kept in quarantine for an operator, never filed.
+PATIENT_MISMATCH = 0xC216
+#: Refused: a UID violates VR UI (over 64 characters, or not digits and dots). Never cut: two
+#: over-long UIDs sharing their first 64 characters would merge two studies.
+INVALID_UID = 0xC217
+#: Refused: the pixel data is shorter than its header says (a file cut in transfer or on disk).
+PIXEL_DATA_INCOMPLETE = 0xC218
+#: Refused: PatientID or IssuerOfPatientID longer than VR LO allows (64); never cut.
+INVALID_PATIENT_ID = 0xC219
 
 #: The identifiers every instance must carry, in the order they are checked.
 REQUIRED: tuple[tuple[str, int], ...] = (
@@ -41,6 +51,10 @@ MESSAGES: dict[int, str] = {
     MISSING_SOP_INSTANCE_UID: "cannot understand: SOPInstanceUID (0008,0018) is missing or empty",
     MISSING_PATIENT_ID: "cannot understand: PatientID (0010,0020) is missing or empty",
     MISSING_SOP_CLASS_UID: "cannot understand: SOPClassUID (0008,0016) is missing or empty",
+    PATIENT_MISMATCH: "refused: other patient's study (quarantined)",
+    INVALID_UID: "refused: a UID is not a valid VR UI (length or characters)",
+    PIXEL_DATA_INCOMPLETE: "refused: pixel data incomplete (shorter than its header says)",
+    INVALID_PATIENT_ID: "refused: PatientID or its issuer is longer than 64 characters",
 }
 
 
@@ -50,3 +64,12 @@ def is_success(status: int) -> bool:
 
 def describe(status: int) -> str:
     return MESSAGES.get(status, f"status 0x{status:04X}")
+
+
+class IngestError(Exception):
+    """An instance the node refuses, with the C-STORE status and ErrorComment to answer."""
+
+    def __init__(self, status: int, comment: str | None = None) -> None:
+        self.status = status
+        self.comment = comment or describe(status)
+        super().__init__(f"0x{status:04X} {self.comment}")

@@ -36,11 +36,14 @@ def results(as_json: bool = typer.Option(False, "--json", help="Print every comp
 def status() -> None:
     """Show counts of studies and jobs by state, and why failed jobs failed."""
     init_db()
+    from priorwatch import quarantine
+
     with session_scope() as s:
         counts = state_counts(s)
         failures = failed_jobs(s)
         undelivered = delivery_problems(s)
         waiting = waiting_jobs(s)
+        held = quarantine.open_items(s)
     for k, v in counts.items():
         typer.echo(f"{k:16s} {v}")
     for acc, err in failures:
@@ -51,7 +54,29 @@ def status() -> None:
         typer.echo(f"waiting: {len(waiting) - WAITING_SHOWN} more")
     for acc, kind, state, err in undelivered:
         typer.echo(f"delivery {kind} {state} {acc}: {err}")
+    for q in held:
+        typer.echo(f"quarantined {q.id}: instance from {q.calling_ae or '-'} at {q.received_at:%Y-%m-%d %H:%M} "
+                   f"refused, its study (id {q.held_study_id}) is held for another patient ({q.differs} differ); "
+                   f"{q.attempts} attempt(s); `priorwatch quarantine resolve {q.id}` once dealt with")
     typer.echo(f"data dir: {get_settings().data_dir}")
+
+
+quarantine_app = typer.Typer(help="Instances the node refused because their study is held for another patient.")
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("resolve")
+def quarantine_resolve(item_id: int, user: str = typer.Option(..., "--by", help="Who dealt with it (audited).")) -> None:
+    """Mark a quarantined instance dealt with (its file stays in the quarantine folder)."""
+    from priorwatch import quarantine
+
+    init_db()
+    with session_scope() as s:
+        done = quarantine.resolve(s, item_id, user)
+    if not done:
+        typer.echo(f"error: no open quarantined instance {item_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"quarantined {item_id} resolved by {user}")
 
 
 db_app = typer.Typer(help="Database schema: `priorwatch db upgrade` after installing a new version.")

@@ -379,3 +379,28 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = 0
     window_start: NaiveDatetime = Field(default_factory=utcnow)
     locked_until: NaiveDatetime | None = None
+
+
+class QuarantinedInstance(SQLModel, table=True):
+    """An instance the node refused because its study is held for another patient.
+
+    The file is kept (never filed into the study, never compared) for an operator to look at:
+    `priorwatch status` and the dashboard's operations page list it; an operator resolves it
+    (`resolved_at`, `resolved_by`). `differs` names identifiers (codes from
+    `priorwatch.identity`), never their values."""
+
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+    sop_instance_uid: str = Field(index=True, max_length=64)
+    study_uid: str = Field(index=True, max_length=64)
+    held_study_id: int | None = Field(default=None, foreign_key="study.id")
+    calling_ae: str = Field(default="", max_length=16)
+    role: str = Field(default="", max_length=16)
+    reason: str = Field(default="patient_mismatch", max_length=32)
+    differs: str = Field(default="", max_length=64)
+    path: str = Field(max_length=1024)
+    size: int = 0
+    attempts: int = 1  # re-sends of the same instance add here, not a row each
+    resolved_at: NaiveDatetime | None = None
+    resolved_by: str | None = Field(default=None, max_length=64)
