@@ -21,7 +21,10 @@ fill the pleural space, so for them the side alone places them). For each claime
 - an urgent claim is never dropped and never demoted: where the rules above would say
   ``unsupported`` it is kept urgent and marked ``unverified``, with a note;
 - urgent evidence the model did not mention is added as a finding (marked ``supported``), and
-  evidence of change the model did not describe is noted, so nothing the images show is lost.
+  evidence of change the model did not describe is noted, so nothing the images show is lost;
+- an answer that could not be read (``structured`` False: prose, garbage, no JSON) never becomes
+  the draft: the evidence engine's findings are shown, each ``unverified`` (urgent ones stay
+  urgent), under the draft header, with a note that the model's answer could not be read.
 
 The result keeps the VLM's engine and model, and records the evidence engine's versions too.
 """
@@ -31,9 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from comparison.draft import DRAFT_HEADER
 from priorwatch.vocabulary import APPEARING, CHANGED, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
 
-__all__ = ["COMPATIBLE", "PLEURAL", "comparison_words", "guard"]
+__all__ = ["COMPATIBLE", "PLEURAL", "UNREADABLE_SENTENCE", "comparison_words", "guard"]
 
 
 # Finding types a radiograph cannot tell apart reliably: evidence of one backs a claim of the other.
@@ -43,6 +47,10 @@ COMPATIBLE: tuple[frozenset[FindingType], ...] = (
 )
 # Pleural-space findings: placed by side only (a pneumothorax or effusion spans zones).
 PLEURAL = frozenset({FindingType.pneumothorax, FindingType.effusion})
+
+# What the draft says when the model's answer could not be read (its raw text is never the draft).
+UNREADABLE_SENTENCE = ("The model's answer could not be read; the findings below are the image evidence alone, "
+                       "unverified.")
 
 # Words that only make sense against a prior (matched on word boundaries, case-insensitive).
 COMPARISON_WORDS = (
@@ -180,6 +188,8 @@ def guard(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) ->
         A copy of `vlm` with each finding's ``guard`` set, urgent claims kept urgent, notes
         explaining every mark that is not ``supported``, and both engines' versions.
     """
+    if not vlm.structured:
+        return _unreadable(vlm, evidence, has_prior)
     notes = list(vlm.notes)
     ev_findings = list(evidence.findings)
     out: list[FindingResult] = []
@@ -221,16 +231,34 @@ def guard(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) ->
             elif e.change in CHANGED:
                 notes.append(f"image evidence shows {_label(e)}, which the model did not describe")
 
+    return _finish(vlm, evidence, has_prior, out, notes)
+
+
+def _finish(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool, findings: list[FindingResult],
+            notes: list[str], **update: object) -> ComparisonResult:
     result = vlm.model_copy(
         update={
-            "findings": out,
+            "findings": findings,
             "has_prior": has_prior,
-            "urgent": vlm.urgent or any(f.urgent for f in out),
+            "urgent": vlm.urgent or any(f.urgent for f in findings),
             "engine_version": (
                 f"{vlm.engine_version}; evidence {evidence.engine} {evidence.engine_version} "
                 f"({evidence.model} {evidence.model_version})"
             ),
             "notes": notes,
+            **update,
         }
     )
     return ComparisonResult.model_validate(result.model_dump())
+
+
+def _unreadable(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) -> ComparisonResult:
+    """The model's answer could not be read: the evidence's findings, each unverified (urgent kept
+    urgent), under the draft header; the model's raw text is not shown (only its parser's notes,
+    which quote nothing of it)."""
+    findings = [e.model_copy(update={"guard": GuardMark.unverified}) for e in evidence.findings]
+    body = evidence.draft_text.strip().removeprefix(DRAFT_HEADER).strip()
+    notes = [UNREADABLE_SENTENCE, *(n for n in vlm.notes if "unstructured text" not in n or "urgent" in n),
+             *evidence.notes]
+    return _finish(vlm, evidence, has_prior, findings, notes,
+                   draft_text=" ".join(x for x in (DRAFT_HEADER, UNREADABLE_SENTENCE, body) if x))

@@ -3,7 +3,12 @@
 `load_image` decodes any transfer syntax pydicom can (pylibjpeg handles JPEG / JPEG 2000 /
 JPEG-LS / RLE), applies the modality LUT (rescale) and the VOI LUT or window, turns
 MONOCHROME1 into the MONOCHROME2 sense (higher = denser, so lungs are dark), resamples
-anisotropic pixels to a square millimetre grid and scales the long side to `size`.
+anisotropic pixels to a square millimetre grid and scales the long side to `size`, and brings
+the image to the standard display from its `PatientOrientation` (row direction "L": the
+image's left-to-right runs towards the patient's left, as a PA film is hung; "R": the columns
+are flipped back; column direction "F" standard, "H": the rows are flipped back). An absent or
+unusable orientation is said in `notes` and `orientation_known` is False (the engine notes it
+and lowers confidence; it is not refused). A row direction "A" / "P" is a lateral projection.
 The result is float32 in [0, 1]; the meta data says where it came from.
 """
 
@@ -17,7 +22,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-__all__ = ["PreparedImage", "load_image", "prepare_dataset"]
+from comparison import thresholds as T
+
+__all__ = ["PreparedImage", "load_image", "orientation_flips", "prepare_dataset", "projection_of"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,26 @@ class PreparedImage:
     bits_stored: int
     transfer_syntax: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    orientation: str | None = None  # PatientOrientation as stored ("R\\F"), before `pixels` were brought to "L\\F"
+    orientation_known: bool = False  # True when it was read and `pixels` are in the standard display
+    laterality: str | None = None  # ImageLaterality (R, L, U, B), as stored
+    flipped: tuple[bool, bool] = (False, False)  # (columns, rows) flipped to reach the standard display
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def projection(self) -> str | None:
+        """"frontal", "lateral" or "oblique" from ViewPosition, else from the orientation; None: unknown."""
+        return projection_of(self.view_position, self.orientation)
+
+    @property
+    def comparison_view(self) -> str | None:
+        """The view an engine is told: ViewPosition, or "LATERAL" when only the orientation says so."""
+        if self.view_position:
+            return self.view_position
+        return "LATERAL" if self.projection == "lateral" else None
 
 
 def load_image(path: str | Path, size: int = 512) -> PreparedImage:
@@ -126,6 +149,45 @@ def _voi(arr: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndarray:
     return _percentile_norm(arr)
 
 
+def _orientation(ds: Dataset) -> str | None:
+    v = ds.get("PatientOrientation")
+    if v is None:
+        return None
+    vals = [str(x).strip().upper() for x in (v if isinstance(v, (list, tuple, pydicom.multival.MultiValue)) else str(v).split("\\"))]
+    vals = [x for x in vals if x]
+    return "\\".join(vals) if vals else None
+
+
+def orientation_flips(orientation: str | None) -> tuple[bool, bool] | None:
+    """(flip columns, flip rows) that bring a frontal with this `PatientOrientation` to the standard
+    display (row direction L, column direction F); None when it does not say (absent, a lateral's
+    A / P, a rotated image's column direction L / R)."""
+    if not orientation:
+        return None
+    parts = orientation.split("\\")
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        return None
+    row, col = parts[0][0], parts[1][0]  # the dominant direction of an oblique value ("LF") is its first letter
+    if row not in "LR" or col not in "FH":
+        return None
+    return row == "R", col == "H"
+
+
+def projection_of(view: str | None, orientation: str | None) -> str | None:
+    """"frontal", "lateral" or "oblique" from ViewPosition first, else from the orientation's row direction."""
+    v = (view or "").strip().upper()
+    if v in T.LATERAL_VIEWS:
+        return "lateral"
+    if v in T.OBLIQUE_VIEWS:
+        return "oblique"
+    row = orientation.split("\\")[0][:1] if orientation else ""
+    if row in ("A", "P"):
+        return "lateral"  # the image's rows run front to back: a lateral projection, whatever ViewPosition says
+    if v in T.FRONTAL_VIEWS or row in ("L", "R"):
+        return "frontal"
+    return None
+
+
 def _resize(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     from PIL import Image
 
@@ -172,6 +234,21 @@ def prepare_dataset(ds: Dataset, size: int = 512) -> PreparedImage:
     out_spacing = (h_mm / out_h) if spacing is not None else None
     if spacing is not None and abs(sr - sc) > 1e-6:
         notes.append(f"anisotropic pixels {sr:.4g}x{sc:.4g} mm resampled to a square grid")
+    orientation = _orientation(ds)
+    flips = orientation_flips(orientation)
+    if flips is None:
+        notes.append("orientation: PatientOrientation " + (f"{orientation} " if orientation else "absent; ")
+                     + "does not give the patient's sides: shown as stored, sides assume the standard display")
+    else:
+        if flips[0]:
+            img = img[:, ::-1]
+        if flips[1]:
+            img = img[::-1, :]
+        if any(flips):
+            notes.append(f"orientation: PatientOrientation {orientation}: "
+                         + " and ".join(w for w, f in zip(("columns", "rows"), flips) if f)
+                         + " flipped to the standard display")
+    lat = ds.get("ImageLaterality")
     vp = ds.get("ViewPosition")
     return PreparedImage(
         pixels=np.ascontiguousarray(img, dtype=np.float32),
@@ -184,4 +261,8 @@ def prepare_dataset(ds: Dataset, size: int = 512) -> PreparedImage:
         bits_stored=int(ds.get("BitsStored", 8) or 8),
         transfer_syntax=str(ds.file_meta.TransferSyntaxUID) if hasattr(ds, "file_meta") and "TransferSyntaxUID" in ds.file_meta else "",
         notes=tuple(notes),
+        orientation=orientation,
+        orientation_known=flips is not None,
+        laterality=str(lat).strip().upper() or None if lat else None,
+        flipped=flips or (False, False),
     )

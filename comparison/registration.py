@@ -3,8 +3,14 @@
 Pipeline for one current image against (at most) one prior, both float32 [H, W] in [0, 1]
 with higher = denser (what `comparison.preprocess.load_image` returns):
 
-0. view guard: a frontal is never compared with a lateral, nor PA with AP (`CompareContext`
-   views, from DICOM ViewPosition): the result says so and claims nothing;
+0. view guard: a lateral or oblique view (`CompareContext` views: DICOM ViewPosition, or a
+   PatientOrientation whose rows run front to back) is not compared: the result says so and
+   claims nothing. AP against PA is compared, with a note and lower confidence (`_cautious`),
+   as is a pair whose orientation was unknown (sides assume the standard display);
+0b. after registration (steps 1-3), a prior whose fine anatomy does not line up with the
+   current's (`same_person_score` under `SAME_PERSON_MIN`) is another person's: not compared;
+   thin, very dense lines new on the current (`new_devices`: tubes, lines, leads) are taken
+   out of the disease comparison and reported as a new support device;
 1. both are resampled to a working grid (`thresholds.WORK_SIZE` on the long side);
 2. lung fields are segmented on each (`comparison._anatomy`);
 3. the prior is registered onto the current with SimpleITK: a multi-resolution similarity
@@ -176,9 +182,9 @@ class RegistrationEngine:
         assert cur is not None
         if pri is None:
             return self._no_prior(cur, ctx)
-        mismatch = _view_mismatch(ctx.current_view, ctx.prior_view)
-        if mismatch:
-            return self._not_compared(mismatch)
+        refusal = _not_frontal(ctx.current_view, ctx.prior_view)
+        if refusal:
+            return self._not_compared(refusal)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         al = self.align(cur, pri, timings)
@@ -197,9 +203,22 @@ class RegistrationEngine:
         if quality < T.REG_QUALITY_FAIL:
             return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
                                       "not compared; compare them by eye", metric=metric)
+        identity = same_person_score(al)
+        if identity < T.SAME_PERSON_MIN and quality < T.REG_QUALITY_WARN:
+            notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}): the registration "
+                         "is limited, or the prior is not this patient's; check that it is.")
+        elif identity < T.SAME_PERSON_MIN:
+            return self._not_compared(
+                f"the prior does not appear to be the same patient (its anatomy matches the current's at "
+                f"{identity:.2f} after registration; one person's pairs match at {T.SAME_PERSON_MIN:.2f} or more): "
+                "check which patient the prior belongs to", metric=metric)
+        spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
+        devices = new_devices(al, spacing)
+        if devices.any():  # a tube or line is a device, never disease: the change detection and the reader do not see it
+            al = replace(al, cw=np.where(devices, al.mapped, al.cw).astype(np.float32))
+            cw = al.cw
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
         self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
-        spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
         if not ctx.pixel_spacing_mm:
             notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
         self.last_features = []
@@ -236,6 +255,12 @@ class RegistrationEngine:
             findings = findings[: self.max_findings]
         else:
             findings = by_rules
+        findings, caution = _cautious(findings, ctx)
+        notes += caution
+        if devices.any():
+            findings.append(_device_finding(devices, lungs, cur_shape))
+            notes.append("A new tube or line (thin, very dense) was found on the current: reported as a support "
+                         "device, left out of the disease comparison.")
         if lungs_c.template:
             notes.append("Lung fields could not be segmented on the current image; a template was used.")
         if quality < T.REG_QUALITY_WARN or not fit_ok:
@@ -814,17 +839,95 @@ def _mirror(m: np.ndarray, midline: float) -> np.ndarray:
     return out
 
 
-def _view_mismatch(cur: str | None, prior: str | None) -> str | None:
-    """Why two projections cannot be compared, or None. Unknown views are assumed frontal."""
-    c, p = (v.strip().upper() if v else None for v in (cur, prior))
-    if c is None or p is None:
-        return None
-    if (c in T.LATERAL_VIEWS) != (p in T.LATERAL_VIEWS):
-        return f"the current is a {c} view and the prior a {p} view (a frontal is never compared with a lateral)"
-    if c in T.FRONTAL_VIEWS and p in T.FRONTAL_VIEWS and c != p:
-        return (f"the current is {c} and the prior {p}: magnification of the heart and mediastinum and the "
-                "scapulae differ between PA and AP, so differences would not be interval change")
+def _not_frontal(cur: str | None, prior: str | None) -> str | None:
+    """Why this frontal engine does not compare the pair, or None: a lateral or oblique view on either
+    side (`LATERAL_VIEWS`, `OBLIQUE_VIEWS`). Unknown views are assumed frontal; AP against PA is compared
+    (`_cautious` notes it)."""
+    for role, v in (("current", cur), ("prior", prior)):
+        view = (v or "").strip().upper()
+        if view in T.LATERAL_VIEWS or view in T.OBLIQUE_VIEWS:
+            kind = "lateral" if view in T.LATERAL_VIEWS else "oblique"
+            return f"the {role} is a {kind} view ({view}); this engine compares frontal chest radiographs only"
     return None
+
+
+def _cautious(findings: list[FindingResult], ctx: CompareContext) -> tuple[list[FindingResult], list[str]]:
+    """Findings with confidence lowered, and notes saying why, where the pair is comparable but less so:
+    AP against PA (magnification, scapulae: `AP_PA_CONFIDENCE`), a PatientOrientation that did not say
+    which side is which (`ORIENTATION_UNKNOWN_CONFIDENCE`). Urgent flags are kept."""
+    notes: list[str] = []
+    factor = 1.0
+    c, p = ((v or "").strip().upper() for v in (ctx.current_view, ctx.prior_view))
+    if {c, p} == {"AP", "PA"}:
+        factor *= T.AP_PA_CONFIDENCE
+        notes.append(f"The current is {c} and the prior {p}: an AP film magnifies the heart and mediastinum and "
+                     "projects the scapulae over the lungs, so a difference in heart size or at the lung edges may "
+                     "not be interval change; confidence lowered.")
+    if ctx.orientation_known is False:
+        factor *= T.ORIENTATION_UNKNOWN_CONFIDENCE
+        notes.append("The image orientation (PatientOrientation) is absent or unusable on at least one image: "
+                     "sides assume the standard display (patient's right on the image's left); confirm the side; "
+                     "confidence lowered.")
+    if factor < 1.0:
+        findings = [f.model_copy(update={"confidence": float(max(0.05, f.confidence * factor))}) for f in findings]
+    return list(findings), notes
+
+
+def _bandpass(a: np.ndarray) -> np.ndarray:
+    return ndi.gaussian_filter(a, T.SAME_PERSON_BAND[0]) - ndi.gaussian_filter(a, T.SAME_PERSON_BAND[1])
+
+
+def same_person_score(al: "Aligned") -> float:
+    """How well the fine anatomy (ribs, vessels, lung markings) of the registered prior matches the
+    current's: the median, over tiles of the lungs (`SAME_PERSON_TILE` px of the working grid), of the
+    correlation of the band-passed images (`SAME_PERSON_BAND`). One person's ribs and vessels line up
+    after registration whatever changed in a few tiles (a lesion moves few tiles; the median ignores
+    them); another person's do not line up anywhere. 1.0 when too few tiles to judge."""
+    a, b, roi = _bandpass(al.cw), _bandpass(al.mapped), al.roi
+    t = T.SAME_PERSON_TILE
+    h, w = roi.shape
+    scores = [_ncc(a[y:y + t, x:x + t], b[y:y + t, x:x + t], roi[y:y + t, x:x + t])
+              for y in range(0, h - t + 1, t // 2) for x in range(0, w - t + 1, t // 2)
+              if roi[y:y + t, x:x + t].mean() >= 0.6]
+    return float(np.median(scores)) if len(scores) >= T.SAME_PERSON_MIN_TILES else 1.0
+
+
+def new_devices(al: "Aligned", spacing_mm: float) -> np.ndarray:
+    """Pixels of thin, very dense lines new on the current (tubes, lines, leads), dilated: what is
+    brighter than anything within `DEVICE_MAX_WIDTH_MM` around it (a white top-hat) on the current
+    and not on the registered prior, by `DEVICE_Z` robust sd, in components at least
+    `DEVICE_MIN_LENGTH_MM` long and on average no wider than `DEVICE_MAX_WIDTH_MM`."""
+    r = max(1, int(round(T.DEVICE_MAX_WIDTH_MM / 2 / max(spacing_mm, 1e-3))))
+    yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
+    fp = (yy * yy + xx * xx) <= r * r
+    th_c = al.cw - ndi.grey_opening(al.cw, footprint=fp)
+    th_p = ndi.grey_dilation(al.mapped - ndi.grey_opening(al.mapped, footprint=fp), size=(3, 3))
+    d = th_c - th_p
+    body = ndi.binary_erosion(al.valid, iterations=3)
+    if body.sum() < 100:
+        return np.zeros_like(al.valid)
+    s = max(robust_sd(d[body]), T.SIGMA_FLOOR)
+    m = ndi.binary_closing((d > T.DEVICE_Z * s) & body, structure=np.ones((3, 3), bool))
+    lab, n = ndi.label(m)
+    keep = np.zeros_like(m)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        comp = lab[sl] == i
+        length_mm = float(np.hypot(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) * spacing_mm
+        width_mm = float(comp.sum()) * spacing_mm * spacing_mm / max(length_mm, 1e-3)
+        if length_mm >= T.DEVICE_MIN_LENGTH_MM and width_mm <= T.DEVICE_MAX_WIDTH_MM:
+            keep[sl] |= comp
+    return ndi.binary_dilation(keep, iterations=2) & al.valid if keep.any() else keep
+
+
+def _device_finding(devices: np.ndarray, lungs: LungFields, cur_shape: tuple[int, ...]) -> FindingResult:
+    """A new support device, placed by the side holding most of it; never urgent (a malposition is
+    the radiologist's call)."""
+    ys, xs = np.nonzero(devices)
+    side = lungs.side_of(float(np.median(xs)))
+    sy, sx = cur_shape[0] / devices.shape[0], cur_shape[1] / devices.shape[1]
+    box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
+    return FindingResult(finding=FindingType.support_device, side=side, change=Change.new, urgent=False,
+                         confidence=T.DEVICE_CONFIDENCE, evidence=Evidence(side=side, box=box))
 
 
 def _hull_area(m: np.ndarray) -> float:

@@ -123,7 +123,11 @@ def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _base(scale: float) -> tuple[np.ndarray, LungFields]:
+def _base(scale: float, person: int = 0) -> tuple[np.ndarray, LungFields]:
+    """The base chest at `scale`; `person` > 0: another person's chest made from it (`_other_person`)."""
+    if person:
+        img0, lungs0 = _base(scale, 0)
+        return _other_person(img0, lungs0, person, BASE_SPACING_MM / scale)
     ds = _base_dataset()
     raw = ds.pixel_array.astype(np.float32)
     h, w = (int(round(raw.shape[0] * scale)), int(round(raw.shape[1] * scale))) if scale != 1 else raw.shape
@@ -135,6 +139,48 @@ def _base(scale: float) -> tuple[np.ndarray, LungFields]:
     fields = LungFields(right=up(lf.right), left=up(lf.left), midline=lf.midline * w / small.shape[1], template=lf.template)
     img.setflags(write=False)
     return img, fields
+
+
+def _other_person(img: np.ndarray, lungs: LungFields, person: int, px_mm: float) -> tuple[np.ndarray, LungFields]:
+    """Another person's chest from the one real base: the anatomy bent by a smooth random
+    displacement (up to ~14 mm over ~5 cm: ribs, vessels and the lung outline move against each
+    other, which no affine registration undoes) and each lung widened or narrowed on its own."""
+    rng = np.random.default_rng(1_000_003 * person)
+    h, w = img.shape
+    disp = []
+    for _ in range(2):
+        f = ndi.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 35.0 / px_mm)
+        disp.append(f / (np.abs(f).max() + 1e-9) * rng.uniform(10.0, 14.0) / px_mm)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mid = lungs.midline
+    width = np.where(xx < mid, rng.uniform(0.88, 1.12), rng.uniform(0.88, 1.12)).astype(np.float32)
+    src_x = mid + (xx - mid) / width + disp[1]
+    src_y = yy * rng.uniform(0.94, 1.06) + disp[0]
+    coords = np.stack([src_y, src_x])
+    out = ndi.map_coordinates(img, coords, order=1, mode="nearest").astype(np.float32)
+    warp = lambda m: ndi.map_coordinates(m.astype(np.float32), coords, order=1, mode="constant") > 0.5  # noqa: E731
+    out.setflags(write=False)
+    return out, LungFields(right=warp(lungs.right), left=warp(lungs.left), midline=mid, template=lungs.template)
+
+
+def _central_line(shape: tuple[int, int], lungs: LungFields, px_mm: float) -> np.ndarray:
+    """Attenuation map of a central venous line (a thin, very dense tube): from under the right
+    clavicle, medially and down the right side of the mediastinum to the cavoatrial junction."""
+    top, bottom = lungs.extent(Side.right)
+    hgt = bottom - top
+    cols = np.nonzero(lungs.right.any(axis=0))[0]
+    lat, med = float(cols[0]), float(cols[-1])
+    wid = med - lat
+    p0 = np.array([top + 0.04 * hgt, lat + 0.3 * wid])
+    p1 = np.array([top + 0.02 * hgt, med + 0.05 * wid])
+    p2 = np.array([top + 0.5 * hgt, med - 0.02 * wid])
+    t = np.linspace(0.0, 1.0, 800)[:, None]
+    pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2  # a quadratic Bezier curve
+    m = np.zeros(shape, bool)
+    r = np.clip(np.rint(pts).astype(int), 0, np.array(shape) - 1)
+    m[r[:, 0], r[:, 1]] = True
+    tube = ndi.distance_transform_edt(~m) <= 1.2 / px_mm  # ~2.5 mm across
+    return 9000.0 * ndi.gaussian_filter(tube.astype(np.float32), 0.3 / px_mm)
 
 
 # Lesions -------------------------------------------------------------------------------
@@ -339,6 +385,8 @@ def make_pair(
     matrix: float = 1.0,
     sex: str = "F",
     birth_date: str = "19500101",
+    prior_person: int = 0,
+    current_device: bool = False,
 ) -> PairSpec:
     """Write a prior and a current study for one patient and return the ground truth.
 
@@ -348,6 +396,9 @@ def make_pair(
     Effusions sit in the lower zone; `nuisance` defaults to a random one from `seed`.
     `matrix` != 1 writes the current on another detector grid: its matrix is `matrix` times
     the prior's and its PixelSpacing is divided by `matrix` (same anatomy in millimetres).
+    `prior_person` > 0 draws the prior from another person's chest (`_other_person`) under the
+    same patient identifiers (a misfiled prior); `current_device` adds a central venous line to
+    the current (a device, not a disease change; the ground truth's lesion is unchanged).
     """
     if not 0.25 <= matrix <= 4.0:
         raise ValueError(f"matrix must be within 0.25..4, not {matrix}")
@@ -369,6 +420,8 @@ def make_pair(
     geom_seed = int(rng.integers(1 << 31))
     nz = nuisance if nuisance is not None else Nuisance.random(rng, nuisance_strength)
     cur = _render(base, lungs, les, sev_cur, sd, zn, centre, px_mm, geom_seed)
+    if current_device:
+        cur = cur - _central_line(cur.shape, lungs, px_mm)  # MONOCHROME1 stored values: denser is lower
     cur = _apply_nuisance(cur, nz, rng)
     cur_mm = px_mm
     if abs(matrix - 1.0) > 1e-6:
@@ -378,6 +431,8 @@ def make_pair(
     key: tuple[object, ...] = (patient_id, seed, les, chg, sd, zn, with_prior, scale, today.isoformat())
     if abs(matrix - 1.0) > 1e-6:
         key += (matrix,)
+    if prior_person or current_device:
+        key += (prior_person, current_device)
     acc = "A" + _uid(*key, "acc").split(".")[-1][-10:]
     cur_uid = _uid(*key, "study-cur")
     cur_path = _write(out / patient_id / "current.dcm", cur, patient_id=patient_id, sex=sex, birth=birth_date,
@@ -386,7 +441,13 @@ def make_pair(
     prior_paths: tuple[Path, ...] = ()
     prior_uid = prior_acc = None
     if with_prior:
-        pri = _render(base, lungs, les, sev_prior, sd, zn, centre, px_mm, geom_seed)
+        if prior_person:
+            base_p, lungs_p = _base(scale, prior_person)
+            centre_p = _place(lungs_p, sd, zn, 12.0 / px_mm if les in (FindingType.nodule, None) else 30.0 / px_mm,
+                              np.random.default_rng(seed + 1))
+            pri = _render(base_p, lungs_p, les, sev_prior, sd, zn, centre_p, px_mm, geom_seed)
+        else:
+            pri = _render(base, lungs, les, sev_prior, sd, zn, centre, px_mm, geom_seed)
         pri = pri + np.random.default_rng(seed + 7919).normal(0.0, 80.0, pri.shape)
         prior_uid = _uid(*key, "study-prior")
         prior_acc = "P" + _uid(*key, "acc-prior").split(".")[-1][-10:]

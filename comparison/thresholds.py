@@ -35,7 +35,45 @@ TONE_MIN_PIXELS = 500  # fewer lung pixels than this: no tone map (the quadratic
 EXPOSURE_RESIDUAL_FAIL = 0.5  # robust residual sd of the intensity map over the lungs' spread: past this the
 #                               two exposures cannot be mapped onto each other (note; confidence lowered)
 FRONTAL_VIEWS = frozenset({"PA", "AP"})  # comparable frontal projections
-LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})  # never compared with a frontal
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD", "XTABLE"})  # lateral projections: the frontal
+#                                                                                  pipeline does not compare them
+OBLIQUE_VIEWS = frozenset({"OBL", "OBLIQUE", "RAO", "LAO", "RPO", "LPO"})  # oblique projections: not compared either
+#                                                                           (the lungs overlap; sides and zones do not hold)
+AP_PA_CONFIDENCE = 0.8  # AP against PA is compared, each finding's confidence times this: the AP film magnifies the
+#                         heart and mediastinum (~15-20 %) and puts the scapulae over the lungs, so more of what differs
+#                         is projection; the pair is still read (an urgent change on a portable film must not be missed)
+ORIENTATION_UNKNOWN_CONFIDENCE = 0.8  # no usable PatientOrientation on an image: sides assume the standard display,
+#                                       each finding's confidence times this (the side may be mirrored; not refused)
+
+# --- same person (a misfiled prior) -----------------------------------------------------------
+SAME_PERSON_BAND = (1.0, 6.0)  # gaussian sigmas (px of the working grid, ~1.5-9 mm) of the band-pass that keeps
+#                                ribs, vessels and lung markings (a person's fine anatomy) and drops exposure and
+#                                broad opacities
+SAME_PERSON_TILE = 24  # tile (px of the working grid, ~3.5 cm) over which that anatomy is correlated
+SAME_PERSON_MIN_TILES = 12  # fewer lung tiles than this: not judged (nothing refused)
+SAME_PERSON_MIN = 0.85  # that median under this, with registration good (correlation >= REG_QUALITY_WARN): the prior
+#                         is another person's: not compared. Chosen on the team's own pairs (working grid 256, the
+#                         pipeline's 512 px preparation): synthetic.py same-person pairs (12, every lesion, strength
+#                         1-2 nuisance, another matrix) 0.99-1.00; cxrpairs dev same-person pairs 0-29 that registered
+#                         well 0.907-0.997 (28 pairs); cxrpairs dev cross-person pairs (one spec's current against
+#                         another's prior, 38) -0.23-0.907, 26 of 38 under 0.85 (the phantom's people are one parametric
+#                         design: the lookalikes above 0.85 are missed); synthetic.py other persons (`prior_person` 1-4)
+#                         0.67-0.79. Not far outside one person's pairs (0.907 against 0.85): real pairs of one person
+#                         (inspiration, posture, years) are not in these sets and may score lower
+#                         With registration limited (correlation < REG_QUALITY_WARN) a low median is only noted: two
+#                         cxrpairs dev same-person pairs with a large lesion on the prior (dev-018 resolved effusion,
+#                         dev-026 resolved pneumothorax) registered at 0.73 and 0.66 and scored 0.13 and -0.12, as low
+#                         as other persons do; refusing there could lose an urgent change
+# --- devices: tubes, lines and leads are never disease -----------------------------------------
+DEVICE_Z = 12.0  # a line's white top-hat on the current over the prior's, in robust sd of that difference: "very dense"
+#                  (a central line of synthetic.py reaches over 12 along 136-154 mm; the visceral pleural line of a new
+#                  pneumothorax, also new, thin and bright, stays under it beyond 19 mm)
+DEVICE_MAX_WIDTH_MM = 8.0  # a tube or line is narrower than this (central lines 2-4 mm, tubes 5-8 mm); the top-hat's size
+DEVICE_MIN_LENGTH_MM = 80.0  # and runs at least this far (its bounding diagonal). At DEVICE_Z, without devices: a new
+#                              pneumothorax's pleural line <= 19 mm, other persons' rib edges <= 9 mm (synthetic.py); on
+#                              cxrpairs dev pairs 0-13 the longest was 51 mm (a worsened mass's rim), 42 mm on a normal
+#                              pair; synthetic.py's central line 136-154 mm
+DEVICE_CONFIDENCE = 0.5  # a new support device is reported at this confidence: the detector knows a line, not its kind
 
 # --- change detection -----------------------------------------------------------------------
 Z_THRESHOLD = 4.0  # mean change of a region over the noise: below this a region is noise

@@ -164,9 +164,12 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         raise PermanentError(f"could not read image: {type(exc).__name__}: {exc}") from exc
     finally:
         files.cleanup()  # decoded pixels are in memory; fetched copies go
-    # sizes in mm from the prepared image's spacing; a frontal is never compared with a lateral
-    ctx = ctx.model_copy(update=dict(pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.view_position,
-                                     prior_view=prior_img.view_position if prior_img else None))
+    # sizes in mm from the prepared image's spacing; a lateral or oblique is not compared (by ViewPosition, or the
+    # orientation when that is all there is); pixels are in the standard display where PatientOrientation said how
+    ctx = ctx.model_copy(update=dict(
+        pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.comparison_view,
+        prior_view=prior_img.comparison_view if prior_img else None,
+        orientation_known=cur_img.orientation_known and (prior_img is None or prior_img.orientation_known)))
 
     comparator = comparator or make_comparator(settings)
     try:
