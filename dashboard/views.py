@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from dashboard import auth, images, queries, security
+from dashboard.quarantine_view import quarantine_panel
 from priorwatch.db import init_db, session_scope
 from priorwatch.models import DashboardSession, Instance, Study, User, WorklistItem, utcnow
 from priorwatch.settings import get_settings
@@ -955,6 +956,7 @@ def users_page(user: dict[str, Any]) -> None:
             return
         flash(f"User {name} ({role}) added.")
         st.rerun()
+    quarantine_panel(user)
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,12 +24,13 @@ from sqlmodel import select
 from dicom_node.pacs import PacsConfig, PacsConfigError, PacsError, PacsUnavailable, StudyHit
 from dicom_node.query import find_studies, find_studies_qido
 from dicom_node.retrieve import Sink, retriever_for
+from priorwatch.identity import conflicts
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.models import Instance, Study, StudyRole, utcnow
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError, WaitingForPacs
-from workers.priors import comparable, select_comparable
+from workers.priors import comparable, patient_identity, select_comparable
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ def check_fetched(settings: Settings, current: Study, study_uid: str) -> str | N
             s.add(st)
         if st.patient_id != current.patient_id or st.issuer != current.issuer:
             return "another patient (patient ID or issuer differs)"
+        differs = conflicts(patient_identity(current), patient_identity(st))  # the node's rule: name and birth date too
+        if differs:
+            return f"another patient ({', '.join(differs)} differ)"
         if not comparable(current.modality, current.body_part, [st.modality], st.body_part):
             return "not comparable (modality/body part)"
     return None

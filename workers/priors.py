@@ -11,6 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 from sqlmodel import Session, select
 
+from priorwatch.identity import PatientIdentity, conflicts
 from priorwatch.models import Instance, Study
 
 # Modalities that image the same thing the same way: a CR chest and a DX chest compare.
@@ -67,6 +68,10 @@ def select_comparable(current: Study, candidates: list[tuple[T, datetime | None,
     return [c[0] for c in window], None
 
 
+def patient_identity(study: Study) -> PatientIdentity:
+    return PatientIdentity(study.patient_id, study.issuer or "", study.patient_name or "", study.patient_birth_date)
+
+
 def choose_prior(session: Session, current: Study, lookback_days: int) -> PriorChoice:
     """The most recent comparable earlier study of the same patient and issuer in our store."""
     others = session.exec(
@@ -76,6 +81,9 @@ def choose_prior(session: Session, current: Study, lookback_days: int) -> PriorC
             Study.id != current.id,
         )
     ).all()
+    # Same ID and issuer but another name or birth date: another person (the node's rule).
+    mine = patient_identity(current)
+    others = [s for s in others if not conflicts(mine, patient_identity(s))]
     chosen, reason = select_comparable(
         current, [(s, when(s), [s.modality], s.body_part) for s in others], lookback_days
     )

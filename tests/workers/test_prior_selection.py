@@ -45,6 +45,23 @@ def test_most_recent_comparable_prior_is_chosen(session: Session) -> None:
     assert old.id != choice.prior_id
 
 
+def test_same_id_with_another_birth_date_or_name_is_never_a_prior(session: Session) -> None:
+    from datetime import date
+
+    def person(uid: str, when: str, name: str, born: date) -> Study:
+        st = _study(session, uid, when)
+        st.patient_name, st.patient_birth_date = name, born
+        session.add(st)
+        session.commit()
+        return st
+
+    mine = person("4.1", "2024-01-01", "Doe^Jane", date(1960, 1, 1))
+    person("4.2", "2024-06-01", "Doe^Jane", date(1971, 5, 5))  # another person under the same ID
+    person("4.3", "2024-07-01", "Roe^Richard", date(1960, 1, 1))
+    cur = person("4.9", "2025-01-01", "DOE^JANE^M", date(1960, 1, 1))
+    assert choose_prior(session, cur, lookback_days=3650).prior_id == mine.id
+
+
 def test_no_prior_reasons_are_specific(session: Session) -> None:
     cur = _study(session, "2.9", "2025-01-01")
     assert choose_prior(session, cur, 365).reason == "no earlier study for this patient"
