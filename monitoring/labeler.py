@@ -101,7 +101,8 @@ _FINDINGS: dict[str, list[str]] = {
     FindingType.mass: [r"mass(?:es)?", r"tumou?rs?", r"neoplasms?", r"mass-?like (?:opacit(?:y|ies)|lesions?|shadow(?:ing)?)",
                        r"(?:lung|pulmonary|hilar) (?:lesion|cancer|carcinoma|malignancy)"],
     FindingType.support_device: [
-        r"(?:endotracheal|nasogastric|enteric|chest|feeding|tracheostomy|et|ng) tubes?",
+        r"(?:endotracheal|nasogastric|orogastric|nasojejunal|enteric|chest|feeding|tracheostomy|et|ng|og|nj|"
+        r"fine-?bore(?: feeding)?|dobhoff|gastrostomy|jejunostomy|peg|intercostal|pleural|drainage) tubes?", r"tube",
         r"(?:lines and tubes|tubes and lines|support devices|lines|tubes)",
         r"(?:central venous |central |picc |midline |internal jugular |subclavian )?(?:line|catheter)s?",
         r"picc", r"pacemakers?(?: leads?)?", r"pacers?", r"(?:cardiac )?devices?", r"port-?a-?cath", r"(?:chest )?drains?",
@@ -138,11 +139,11 @@ _CLAUSE = re.compile(r";|\bbut\b(?! (?:stable|unchanged|similar|otherwise unchan
 _SENTENCE = re.compile(r"(?:\.(?=\s|$)|\n|\?(?=\s|$))+")
 
 _PRE_NEG = re.compile(
-    r"\b(?:no evidence of|no signs? of|negative for|free of|absence of|without|no(?! (?:significant |interval |further )?change)|"
+    r"\b(?:no evidence of|no signs? of|negative for|free of|absence of|without|no(?! (?:\w+ ){0,3}?change)|"
     r"not(?! changed| significantly| be excluded| excluded)|nor|ruled out)\b"
 )
 _POST_NEG = re.compile(
-    r"^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:not (?:seen|identified|present|visualized|visualised|demonstrated|appreciated)|absent)\b"
+    r"^[\s:-]*(?:none|nil|negative|absent)\b|^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:not (?:seen|identified|present|visualized|visualised|demonstrated|appreciated)|absent)\b"
 )
 _NEG_SCOPE_BREAK = {"is", "are", "was", "were", "has", "have", "which", "with", "remains", "remain", "persists",
                     "seen", "noted", "there", "following", "after", "since", "in", "and"}
@@ -171,19 +172,19 @@ _CHANGE_CUES: list[tuple[str, str]] = [
                       r"(?: complete| completely| fully| entirely)? (?:resolved|resolution|cleared|clearance|re-?expanded)|"
                       r"re-?expanded|re-?expansion|resolving|less (?:conspicuous|prominent|"
                       r"extensive|dense|apparent|marked)|now (?:small|smaller|trace|tiny|mild)"),
-    (Change.worsened, r"more (?:conspicuous|prominent|extensive|dense|apparent|marked)|now (?:moderate|large|larger|"
+    (Change.worsened, r"previously (?:small|smaller|trace|tiny|minimal|mild)|more (?:conspicuous|prominent|extensive|dense|apparent|marked)|now (?:moderate|large|larger|"
                       r"massive|extensive)|has grown|grown|increased|increasing|increase|worse|worsened|worsening|"
                       r"enlarging|enlargement|enlarged|larger|progression|progressed|progressive|extension|re-?accumulat\w*|"
                       r"bigger|extended|spread|deteriorat\w*"),
     (Change.resolved, r"resolved|resolution|no longer (?:seen|visible|present|identified|evident|demonstrated)|"
                       r"cleared|clearing|removed|removal|withdrawn and removed"),
     (Change.new, r"new|newly|interval development|development|interval appearance|(?:has |have )?developed|developing|"
-                 r"(?:has |have )?(?:since )?appeared|de novo|"
+                 r"(?:has |have )?(?:since )?(?:re-?)?appeared|reappearance|recurrent|recurrence|recurred|de novo|"
                  r"interval placement|placement|placed|inserted|insertion|now seen|now present"),
-    (Change.improved, r"decreased|decreasing|decrease|improved|improving|improvement|smaller|reduced|reduction|"
+    (Change.improved, r"previously (?:large|larger|massive|extensive)|decreased|decreasing|decrease|improved|improving|improvement|smaller|reduced|reduction|"
                       r"diminished|regression|regressed"),
     (Change.stable, r"stable|unchanged|similar|persistent|persisting|persists|again (?:seen|noted|demonstrated|"
-                    r"visible)|redemonstrated|re-demonstrated|no (?:significant |interval |further )?change|"
+                    r"visible)|redemonstrated|re-demonstrated|no (?:\w+ ){0,3}?change|static|"
                     r"not (?:significantly )?changed|as before|as previously|remains?"),
 ]
 _CHANGE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (_, p) in enumerate(_CHANGE_CUES)) + r")\b")
@@ -200,10 +201,13 @@ _CRITICAL = re.compile(
     r"\b(?:critical (?:result|finding|value)s?|urgent (?:result|finding|report)s?|"
     r"(?:communicated|discussed|conveyed|relayed|reported|handed over|escalated|telephoned|phoned|called|"
     r"emailed|paged|bleeped|notified|informed|alerted|made aware)\b(?:\W+\w+){0,6}?\W+"
-    r"(?:to|with|by|the|dr|doctor|registrar|consultant|team|clinician|nurse|sho|fy\d|on-?call|referr\w*|ward)\b|"
+    r"(?:to|with|dr|doctor|registrar|consultant|team|clinician|nurse|sho|fy\d|on-?call|referr\w*|ward)\b|"
     r"d/w|(?:referring|requesting|clinical|treating|ward|on-?call|medical|surgical|icu|itu|ed|a&e) "
     r"(?:team|doctor|clinician|registrar|consultant|physician|nurse)s? (?:was |were |has been |have been )?"
-    r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged))"
+    r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged)|"
+    r"dr\.? [a-z'-]+(?: \([^)]*\))? (?:was |has been )?(?:informed|notified|called|telephoned|phoned|contacted|made aware|"
+    r"alerted|paged)|verbal(?:ly)? (?:report\w*|communicat\w*|handover)|report given to|"
+    r"(?:team|clinician|doctor|registrar|consultant|physician|dr\.? [a-z'-]+) (?:is |are |was |were |has been |made )?aware)"
 )
 _NOT_CRITICAL = re.compile(r"\b(?:no|not|non)[- ](?:urgent|emergent|critical)\b|\b(?:please|recommend\w*|suggest\w*|"
                            r"consider|should be|would be|to be|will be)\b(?:\W+\w+){0,3}?\W+(?:discuss|communicat|"
@@ -220,8 +224,9 @@ _MALPOSITION = re.compile(
     r"(?:\W+\w+){0,3}?\W+(?:withdraw\w*|retract\w*|pull\w* back|advanc\w*|re-?position\w*|re-?site\w*|re-?sit\w*|"
     r"re-?insert\w*|re-?plac\w*|remov\w*|re-?intubat\w*)|(?:withdrawal|retraction|advancement|repositioning|re-?siting|"
     r"re-?intubation|removal) (?:is |are )?(?:recommended|advised|suggested|required|needed)|do not (?:feed|use)|"
-    r"^\W*(?:advance|withdraw|retract|pull back|reposition|re-?site)\b|"
-    r"(?:main(?:stem)?|intermediate|lobe|lobar|segmental|right|left) bronch(?:us|i)|bronchus intermedius|endobronchial|"
+    r"consider(?:ing)? (?:\w+ )?(?:withdraw\w*|retract\w*|pull\w* back|advanc\w*|re-?position\w*|re-?sit\w*)|"
+    r"bronchial (?:placement|position|intubation|course)|"
+    r"(?:main(?:[- ]?stem)?|intermediate|lobe|lobar|segmental|right|left) bronch(?:us|i)|bronchus intermedius|endobronchial|"
     r"bronchial tree|(?:hypo|oro|naso)?pharynx|pharyngeal|vocal cords|"
     r"(?:in|into|within|at|enters?|entering|curl\w*|coil\w*) (?:the )?(?:distal |mid |proximal |upper |lower )?o?esophag\w*|"
     r"(?:coiled|curled|looped|kinked|folded)(?! (?:with)?in the (?:stomach|fundus|gastric))|"
@@ -232,6 +237,7 @@ _MALPOSITION = re.compile(
     r"(?:tip|terminat\w*|ends?) (?:\w+ ){0,3}(?:in|into|within|to) the (?:right |left )?(?:internal jugular|"
     r"contralateral|axillary|brachial|cephalic))"
 )
+_IMPERATIVE = re.compile(r"^\W*(?:advance|withdraw|retract|pull back|reposition|re-?site|remove)\b")  # "; advance by 3 cm"
 _CARINA_LOW = re.compile(r"\b(?:at|below|beyond|distal to|abut\w*|touch\w*) the carina")  # airway tubes only
 _ENTERIC_TUBE = re.compile(r"\b(?:nasogastric|orogastric|feeding|enteric|fine-?bore|dobhoff|nasojejunal|nj|og)\b")
 _ENTERIC_MISPLACED = re.compile(  # an enteric tube in the airway or lung, or not reaching the stomach
@@ -248,8 +254,8 @@ _POSITION_OK = re.compile(
     r"(?:satisfactor|appropriate|good|correct|acceptabl|optimal|well)\w*[- ](?:position|placed|sited)\w*|"
     r"(?:has been|was|now|since been|subsequently) (?:\w+ )?(?:withdrawn|retracted|pulled back|advanced|re-?positioned|"
     r"re-?sited|removed|corrected|replaced)|no (?:evidence of |longer )?(?:mal-?position|mis-?plac)\w*|"
-    r"not (?:mal-?position|mis-?plac)\w*|(?<!not )(?<!n't )(?:in|within|into) the (?:stomach|gastric|fundus)|"
-    r"(?<!not )below the (?:left )?(?:hemi)?diaphragm)"
+    r"not (?:mal-?position|mis-?plac)\w*|(?:in|within|into) the (?:stomach|gastric|fundus)|"
+    r"below the (?:left )?(?:hemi)?diaphragm)"
 )
 
 _SIDE_WORD = re.compile(r"\b(right|left|bilateral|bilaterally|both(?= (?:lungs?|sides|bases|apices|hemithora\w+|upper|mid|"
@@ -367,9 +373,10 @@ def _malpositioned(sentence: str) -> bool:
             enteric = True
         elif _DEVICE_NAMED.search(piece) and not re.search(r"\btips?\b", piece):
             enteric = False
-        if _POSITION_OK.search(piece) or _UNCERTAIN_PRE.search(piece) or _EARLIER.search(piece):
+        ok = any(not re.search(r"\bnot\W+(?:\w+\W+){0,2}$", piece[:m.start()]) for m in _POSITION_OK.finditer(piece))
+        if ok or _UNCERTAIN_PRE.search(piece) or _EARLIER.search(piece):
             continue
-        if _MALPOSITION.search(piece) or (_ENTERIC_MISPLACED if enteric else _CARINA_LOW).search(piece):
+        if _MALPOSITION.search(piece) or _IMPERATIVE.search(piece) or (_ENTERIC_MISPLACED if enteric else _CARINA_LOW).search(piece):
             return True
     return False
 
@@ -432,7 +439,8 @@ def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[s
         k = nxt if pre or prv is None else prv
         if k is None:
             continue
-        if out[k] is None or (pre and k == nxt):
+        if out[k] is None or (pre and k == nxt) or (out[k] == Change.stable and change != Change.stable):
+            # "again noted ... and has slightly increased": a stated change beats "again seen"
             out[k] = change
         if k == prv and nxt is None:
             trailing.append(change)
@@ -511,7 +519,8 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                 uncertain = bool(_UNCERTAIN_POST.search(after)) or bool(_UNCERTAIN_PRE.search(clause[:s])) or (
                     hedged_clause and bool(_UNCERTAIN_PRE.search(after)) and k == len(mentions) - 1
                     and bool(re.match(r"^\s*(?:is|are)?\s*(?:probably|possibly|likely)", after)))
-                large = bool(_SIZE_LARGE.search(before + clause[s:e] + re.split(r"\band\b|\bwith\b", after)[0]))
+                size_after = after if k == len(mentions) - 1 else re.split(r"\band\b|\bwith\b", after)[0]
+                large = bool(_SIZE_LARGE.search(before + clause[s:e] + size_after))
                 for f in both:
                     lb = Label(f, change or default_change, uncertain=uncertain, side=side, zone=zone)
                     labels.append(lb)
