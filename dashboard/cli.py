@@ -15,6 +15,7 @@ import typer
 from dashboard.auth import Role
 
 PASSWORD_ENV = "PRIORWATCH_USER_PASSWORD"
+FORWARDED_ENV = "FORWARDED_ALLOW_IPS"  # uvicorn's own list of proxies it believes
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 # The server script: Streamlit serving app.py plus the authenticated image and session routes.
 SERVER_PATH = Path(__file__).resolve().parent / "server.py"
@@ -47,6 +48,10 @@ def dashboard_env() -> dict[str, str]:
     from priorwatch.settings import as_env, get_settings
 
     env = {**os.environ, **as_env(get_settings())}
+    # uvicorn believes X-Forwarded-For from loopback by default, so any local process could name
+    # itself any address and dodge the login throttle: trust no one there; the server applies
+    # dashboard_trusted_proxies itself (dashboard.server.EdgeGuard).
+    env[FORWARDED_ENV] = ""
     root = str(APP_PATH.parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
@@ -159,5 +164,29 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         typer.echo(f"password changed for {username}")
+
+    @user_app.command("unlock")
+    def user_unlock(
+        username: str = typer.Argument(None, help="Lift this account's login locks (from every address)."),
+        address: str = typer.Option(None, "--address", help="Also lift this client address's lock."),
+    ) -> None:
+        """Lift login locks (audited as login_unlock). See `dashboard.security` for the rule."""
+        from sqlmodel import select
+
+        from dashboard import queries, security
+        from priorwatch.db import init_db, session_scope
+        from priorwatch.models import User
+
+        if not username and not address:
+            raise typer.BadParameter("name a USERNAME, an --address, or both")
+        init_db()
+        with session_scope() as s:
+            if username and s.exec(select(User.id).where(User.username == username)).first() is None:
+                typer.echo(f"error: no user {username!r}", err=True)
+                raise typer.Exit(2)
+            cleared, lifted = security.unlock(s, username, address)
+            queries.audit(s, "cli", "login_unlock", detail={"username": username, "address": address,
+                                                            "cleared": cleared, "locks_lifted": lifted})
+        typer.echo(f"unlocked: {lifted} lock(s) lifted, {cleared} throttle row(s) cleared")
 
     app.add_typer(user_app, name="user")

@@ -10,9 +10,32 @@ The cookie is set by an HTTP response (`dashboard.server`), never by script: aft
 password is checked the page sends the browser to ``/pw/auth/establish?grant=...`` with a
 one-time grant valid for GRANT_TTL_S, which answers with ``Set-Cookie`` and a redirect.
 
-Throttling counts failures per existing account and per client address in a window; reaching
-the limit locks that key for ``login_lockout_s``. An unknown typed username is never stored
-(it may be a password typed into the wrong box).
+Login throttling protects accounts without handing an attacker a way to lock them. Failures
+are counted in a window (``login_failure_window_s``) on two keys:
+
+- the **pair** (client address, typed name): ``login_max_failures_per_pair`` wrong passwords
+  lock that pair for ``login_lockout_s``. That is the guesser at one account from one place;
+- the **address**: ``login_max_failures_per_address`` failures under any names make the address
+  *hot* for ``login_lockout_s``: while it is hot, a pair that has already failed is refused (each
+  name gets one try), which stops spraying many names from one place.
+
+The rule for a login: the password is always checked (the same scrypt work whatever happens);
+the login succeeds when the password is right, the pair is not locked, and the pair has not
+failed while its address is hot. So a correct password for a real account from a pair that has
+not itself failed always logs in: failures under other names, or under the same name from
+other addresses, never lock an account. (Hence no per-account lock: it is the weapon.) The
+limit of this rule: clients that share one address (no trusted proxy configured behind a
+proxy) share the pair for a name, so set ``dashboard_trusted_proxies``.
+
+The answer is the same for every failure (`LOGIN_REFUSED`): a wrong password, an unknown name
+and a refusal read alike at every count, and an unknown name costs the same work as a known
+one, so neither the text nor the timing tells which accounts exist. An unknown typed name is
+never stored (it may be a password typed into the wrong box): its pair is the address's one
+``pair:?:<address>`` row; it could never log in anyway. Locks and unlocks (`unlock`, run by
+``priorwatch user unlock``) are audited by the caller.
+
+The client address is the TCP peer, or, when the peer is one of ``dashboard_trusted_proxies``,
+the nearest address in ``X-Forwarded-For`` that is not a trusted proxy (`client_address`).
 """
 
 from __future__ import annotations
@@ -186,49 +209,133 @@ def end_session(s: Session, session_id: int, reason: str = END_LOGOUT) -> str | 
 # ---------------------------------------------------------------------------------------
 # Login throttling
 # ---------------------------------------------------------------------------------------
-def _row(s: Session, key: str, now: datetime, window_s: float) -> LoginThrottle:
+# One answer for every failed or refused login, so the text tells nothing about the account.
+LOGIN_REFUSED = ("Wrong username or password, or too many attempts. Try again later, "
+                 "or ask an administrator to unlock your account.")
+SCOPE_PAIR, SCOPE_ADDRESS = "pair", "address"
+UNKNOWN_TAG = "?"  # the name part of the pair key for every unknown typed name
+
+
+def _name_tag(name: str) -> str:
+    """A fixed-length tag for a real account's name (keys stay under 96 characters)."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:24]
+
+
+def pair_key(known: bool, name: str, address: str) -> str:
+    return f"pair:{_name_tag(name) if known else UNKNOWN_TAG}:{address[:64]}"
+
+
+def address_key(address: str) -> str:
+    return f"addr:{address[:80]}"
+
+
+def _locked(row: LoginThrottle, now: datetime) -> bool:
+    return row.locked_until is not None and row.locked_until > now
+
+
+def _fresh(s: Session, key: str, now: datetime, window_s: float) -> LoginThrottle:
+    """The key's row with expired locks and old failures forgotten (not added to the session
+    if new: only a failure stores it)."""
     row = s.get(LoginThrottle, key)
     if row is None:
-        row = LoginThrottle(key=key, failures=0, window_start=now)
-        s.add(row)
-    elif (now - row.window_start).total_seconds() > window_s and not (row.locked_until and row.locked_until > now):
+        return LoginThrottle(key=key, failures=0, window_start=now)
+    lock_over = row.locked_until is not None and row.locked_until <= now
+    window_over = row.locked_until is None and (now - row.window_start).total_seconds() > window_s
+    if lock_over or window_over:
         row.failures, row.window_start, row.locked_until = 0, now, None
+        s.add(row)
     return row
 
 
-def throttle_keys(username_exists: bool, username: str, address: str) -> list[tuple[str, str]]:
-    keys = [("addr", f"addr:{address[:80]}")]
-    if username_exists:
-        keys.append(("user", f"user:{username[:80]}"))
-    return keys
+@dataclass
+class LoginGate:
+    """The throttle rows of one attempt and whether it is refused before the password counts."""
+
+    pair: LoginThrottle
+    address: LoginThrottle
+    refused: bool
+    now: datetime
 
 
-def locked_until(s: Session, keys: list[tuple[str, str]], now: datetime | None = None) -> datetime | None:
-    """The latest lockout end among the keys, if any is locked now."""
-    now = now or utcnow()
-    ends = [r.locked_until for _, k in keys if (r := s.get(LoginThrottle, k)) and r.locked_until and r.locked_until > now]
-    return max(ends) if ends else None
-
-
-def record_failure(s: Session, keys: list[tuple[str, str]], settings: Settings | None = None) -> datetime | None:
-    """Count one failure on each key; returns the lockout end if this failure caused one."""
+def login_gate(s: Session, known: bool, name: str, address: str, settings: Settings | None = None) -> LoginGate:
+    """Refused when the pair is locked, or its address is hot and the pair has failed already."""
     settings = settings or get_settings()
     now = utcnow()
-    locked: datetime | None = None
-    for kind, key in keys:
-        row = _row(s, key, now, settings.login_failure_window_s)
+    window = settings.login_failure_window_s
+    pair = _fresh(s, pair_key(known, name, address), now, window)
+    addr = _fresh(s, address_key(address), now, window)
+    refused = _locked(pair, now) or (_locked(addr, now) and pair.failures > 0)
+    return LoginGate(pair, addr, refused, now)
+
+
+def record_failure(s: Session, gate: LoginGate, settings: Settings | None = None) -> list[tuple[str, datetime]]:
+    """Count a wrong password on the pair and the address; returns the locks it set
+    (scope, until) for the caller to audit. A lock in force is not extended."""
+    settings = settings or get_settings()
+    now, until = gate.now, gate.now + timedelta(seconds=settings.login_lockout_s)
+    locks: list[tuple[str, datetime]] = []
+    for scope, row, limit in ((SCOPE_PAIR, gate.pair, settings.login_max_failures_per_pair),
+                              (SCOPE_ADDRESS, gate.address, settings.login_max_failures_per_address)):
         row.failures += 1
-        limit = settings.login_max_failures_per_user if kind == "user" else settings.login_max_failures_per_address
-        if row.failures >= limit:
-            row.locked_until = now + timedelta(seconds=settings.login_lockout_s)
-            locked = row.locked_until
+        if not _locked(row, now) and row.failures >= limit:
+            row.locked_until = until
+            locks.append((scope, until))
         s.add(row)
     s.flush()
-    return locked
+    return locks
 
 
-def record_success(s: Session, keys: list[tuple[str, str]]) -> None:
-    """A correct password clears the account's failure count (not the address's)."""
-    for kind, key in keys:
-        if kind == "user" and (row := s.get(LoginThrottle, key)) is not None:
-            s.delete(row)
+def record_success(s: Session, gate: LoginGate) -> None:
+    """A correct password clears its pair's failures (not the address's)."""
+    if s.get(LoginThrottle, gate.pair.key) is not None:
+        s.delete(gate.pair)
+    s.flush()
+
+
+def unlock(s: Session, username: str | None, address: str | None) -> tuple[int, int]:
+    """Forget the throttle rows of `username` (its pairs from every address) and of `address`
+    (the address and its unknown-name pair). Returns (rows cleared, locks in force lifted)."""
+    from sqlmodel import col, or_, select
+
+    conds = []
+    if username:
+        conds.append(col(LoginThrottle.key).startswith(f"pair:{_name_tag(username)}:", autoescape=True))
+    if address:
+        conds.append(col(LoginThrottle.key).in_([address_key(address), pair_key(False, "", address)]))
+    if not conds:
+        return 0, 0
+    now = utcnow()
+    rows = s.exec(select(LoginThrottle).where(or_(*conds))).all()
+    lifted = sum(1 for r in rows if _locked(r, now))
+    for r in rows:
+        s.delete(r)
+    s.flush()
+    return len(rows), lifted
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[str]) -> str | None:
+    """The client: the peer, or behind trusted proxies the right-most X-Forwarded-For entry that
+    is not itself a trusted proxy (entries left of it are written by the client and may be forged)."""
+    if peer is None or not forwarded_for or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _trusted(host: str, trusted: list[str]) -> bool:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host in trusted
+    for t in trusted:
+        try:
+            if ip in ipaddress.ip_network(t, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

@@ -10,17 +10,32 @@
   cached by the browser or a proxy.
 - ``/pw/api/draft/{item_id}`` (POST): the review page's autosave of the text being typed.
 - Streamlit's ``/media/`` answers 401 without a live session: nothing clinical is public.
+
+`EdgeGuard` runs before any of it. The session cookie is SameSite=Lax, so a page from another
+port of the same host (same site) gets it sent along; Streamlit itself accepts a WebSocket from
+localhost on any port. So the WebSocket (``/_stcore/stream``) and every request that is not
+GET/HEAD/OPTIONS must carry an ``Origin`` that is the dashboard's own (`allowed_origins`:
+``dashboard_public_url``, else what Streamlit serves); otherwise 403 before any Streamlit
+session starts. It also sets the ASGI client to `security.client_address` (trusted proxies), so
+Streamlit's ``st.context.ip_address`` and the login throttle see the real client.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from streamlit.starlette import App
+
+if os.environ.get("FORWARDED_ALLOW_IPS") != "":  # dashboard.cli.dashboard_env sets it empty
+    print("warning: start the dashboard with `priorwatch dashboard`: uvicorn here believes "
+          "X-Forwarded-For from loopback, so the login throttle can be dodged", file=sys.stderr)
 
 READ_ROLES = ("radiologist", "admin")  # who may see images and autosave drafts
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
@@ -131,9 +146,6 @@ def _save_draft(request: Request, body: bytes) -> Response:
     from dashboard import queries, security
     from priorwatch.db import session_scope
 
-    origin = request.headers.get("origin")
-    if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
-        return PlainTextResponse("cross-origin autosave refused", status_code=403)
     info, _role, status = _session_user(request.cookies.get(security.COOKIE_NAME))
     if info is None or status != 200:
         return PlainTextResponse("not logged in", status_code=status)
@@ -152,6 +164,92 @@ def _save_draft(request: Request, body: bytes) -> Response:
     except Exception:  # noqa: BLE001 - e.g. an unknown item (foreign key): say so, keep serving
         return PlainTextResponse("could not save the draft for this item", status_code=404)
     return JSONResponse({"saved": True}, headers=NO_STORE)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # read-only: a cross-origin page cannot read the answers
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # one loopback server answers to all three
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` in lower case, the default port dropped; None if not a URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != DEFAULT_PORTS[parts.scheme] else "")
+
+
+def allowed_origins() -> frozenset[str] | None:
+    """The dashboard's own origins: ``dashboard_public_url``, else http(s)://<address>:<port> as
+    Streamlit serves it (all loopback names on a loopback bind). None on a wildcard bind with no
+    setting: then only an Origin equal to the request's own Host passes (never another port)."""
+    configured = _settings().dashboard_public_url
+    if configured:
+        return frozenset(o for u in configured if (o := normalize_origin(u)))
+    from streamlit import config
+
+    address = config.get_option("server.address") or ""
+    port = int(config.get_option("server.port"))
+    scheme = "https" if config.get_option("server.sslCertFile") else "http"
+    if address in ("", "0.0.0.0", "::", "[::]"):
+        return None
+    hosts = LOOPBACK_NAMES if address in ("127.0.0.1", "localhost", "::1") else (address,)
+    return frozenset(o for h in hosts if (o := normalize_origin(f"{scheme}://{h}:{port}")))
+
+
+def origin_allowed(origin: str | None, host: str | None, scheme: str) -> bool:
+    if not origin:
+        return False  # browsers always send it on a WebSocket and a POST; refuse what lacks it
+    got = normalize_origin(origin)
+    allowed = allowed_origins()
+    if allowed is None:
+        return got is not None and host is not None and got == normalize_origin(f"{scheme}://{host}")
+    return got in allowed
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+class EdgeGuard:
+    """The real client address, then the origin check for the WebSocket and every unsafe method."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        from dashboard import security
+
+        client = scope.get("client")
+        if client:
+            real = security.client_address(client[0], _header(scope, b"x-forwarded-for"),
+                                           _settings().dashboard_trusted_proxies)
+            scope["client"] = (real, client[1])
+        if kind == "websocket" or scope.get("method") not in SAFE_METHODS:
+            scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+            if not origin_allowed(_header(scope, b"origin"), _header(scope, b"host"), scheme):
+                if kind == "websocket":
+                    await receive()  # websocket.connect; closing before accept answers HTTP 403
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await PlainTextResponse("Requests from another origin are refused.", status_code=403,
+                                            headers=NO_STORE)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class MediaGuard:
@@ -182,5 +280,5 @@ app = App(
         Route("/pw/img/{instance_id}", image, methods=["GET"]),
         Route("/pw/api/draft/{item_id:int}", draft, methods=["POST"]),
     ],
-    middleware=[Middleware(MediaGuard)],
+    middleware=[Middleware(EdgeGuard), Middleware(MediaGuard)],
 )

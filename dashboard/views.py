@@ -201,29 +201,31 @@ def login_page(reason: str | None = None) -> None:
 
 
 def attempt_login(username: str, password: str, address: str) -> tuple[str | None, str | None]:
-    """(error, None) or (None, cookie grant). Throttled per account and per address; failures
-    are audited under the account's name only if it exists (never a mistyped password)."""
+    """(error, None) or (None, cookie grant). The throttling rule is in `dashboard.security`'s
+    docstring: a real account's right password from a pair that has not failed always logs in,
+    and every failure reads `security.LOGIN_REFUSED` after the same work, known name or not.
+    Failures are audited under the account's name only if it exists (never a typed unknown name)."""
     name = username.strip()
     with session_scope() as s:
-        exists = s.exec(select(User.id).where(User.username == name)).first() is not None
-        keys = security.throttle_keys(exists, name, address)
-        until = security.locked_until(s, keys)
-        if until is not None:
-            queries.audit(s, name if exists else "?", "login_locked", detail={"address": address})
-            return (f"Too many failed logins. Try again after {until:%H:%M} UTC, or ask an administrator.", None)
-        user = auth.authenticate(s, name, password)
-        if user is None:
-            locked = security.record_failure(s, keys)
-            queries.audit(s, name if exists else "?", "login_failed",
-                          detail={"address": address, "reason": "bad_password" if exists else "unknown_user",
-                                  "locked": locked is not None})
-            if locked is not None:
-                return (f"Too many failed logins. Try again after {locked:%H:%M} UTC, or ask an administrator.", None)
-            return ("Wrong username or password.", None)
-        security.record_success(s, keys)
-        row, grant = security.create_session(s, user.username, address)
-        queries.audit(s, user.username, "login", detail={"role": user.role, "session": row.id, "address": address})
-    return None, grant
+        known = s.exec(select(User.id).where(User.username == name)).first() is not None
+        gate = security.login_gate(s, known, name, address)
+        user = auth.authenticate(s, name, password)  # always: the same scrypt work whatever the gate says
+        if user is not None and not gate.refused:
+            security.record_success(s, gate)
+            row, grant = security.create_session(s, user.username, address)
+            queries.audit(s, user.username, "login", detail={"role": user.role, "session": row.id, "address": address})
+            return None, grant
+        who = name if known else "?"
+        if gate.refused:
+            detail: dict[str, Any] = {"address": address, "reason": "throttled", "password_ok": user is not None}
+        else:
+            detail = {"address": address, "reason": "bad_password" if known else "unknown_user"}
+        locks = security.record_failure(s, gate) if user is None else []
+        queries.audit(s, who, "login_failed", detail=detail)
+        for scope, until in locks:
+            queries.audit(s, who if scope == security.SCOPE_PAIR else "?", "login_lock",
+                          detail={"scope": scope, "address": address, "until": f"{until:%Y-%m-%dT%H:%M:%S}"})
+    return security.LOGIN_REFUSED, None
 
 
 def restore_session() -> tuple[dict[str, Any] | None, str | None]:

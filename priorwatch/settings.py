@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -139,10 +140,21 @@ class Settings(BaseSettings):
     dashboard_session_max_s: float = 12 * 3600.0  # absolute session lifetime: one shift
     dashboard_claim_ttl_s: float = 20 * 60.0  # an opened study stays claimed this long without activity
     dashboard_cookie_secure: bool = False  # set True behind HTTPS so the cookie never travels in clear
-    login_max_failures_per_user: int = 5  # wrong passwords for one account before it is locked
-    login_max_failures_per_address: int = 20  # failures from one address (any usernames) before it is locked
+    # Login throttling (rule in dashboard.security's docstring): it slows the guesser and never
+    # locks an account because of failures under other names or from other addresses.
+    login_max_failures_per_pair: int = 5  # wrong passwords for one name from one address before that pair is locked
+    login_max_failures_per_address: int = 20  # failures from one address (any names): then each name gets one try
     login_failure_window_s: float = 15 * 60.0  # failures older than this are forgotten
-    login_lockout_s: float = 15 * 60.0  # how long a lockout lasts
+    login_lockout_s: float = 15 * 60.0  # how long a lockout lasts (an admin can lift it: `priorwatch user unlock`)
+    # The dashboard's own origin(s) as browsers see them, e.g. "https://pw.example.org": its
+    # WebSocket and every POST accept only these (another port of the same host is another
+    # origin). Empty: what it serves, http://<address>:<port> (and localhost/127.0.0.1 on a
+    # loopback bind). Comma-separated or a JSON list.
+    dashboard_public_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client for
+    # login throttling and the audit; empty: none, the TCP peer is the client and a forged header
+    # is ignored. Comma-separated or a JSON list.
+    dashboard_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Deployment: workers without a shared disk, health and metrics over HTTP (README "Ports").
     # shared: a worker reads the node's spool paths (one machine, the embedded default);
@@ -158,6 +170,19 @@ class Settings(BaseSettings):
     node_fetch_timeout_s: float = 30.0  # one instance over the node's HTTP store
     # A password file (a compose secret) filled into database_url, so no password sits in env files.
     database_password_file: Path | None = None
+
+    @field_validator("dashboard_public_url", "dashboard_trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        """An env var holds "a,b" or the JSON list `as_env` writes; TOML gives a list."""
+        if isinstance(v, str):
+            s = v.strip()
+            if s.startswith("["):
+                import json
+
+                return json.loads(s)
+            return [p.strip() for p in s.split(",") if p.strip()]
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -6,8 +6,10 @@
   --races 50` is the long one): one review per study, the loser's page names the signer, the
   claim is shown to the second user.
 - Security: an image URL without a session is 401, and so is the old cookie after logout;
-  Streamlit's /media/ too; a locked account after N wrong passwords; an unknown typed
-  username is never stored.
+  Streamlit's /media/ too. Logins: a wrong password, an unknown name and a locked pair read
+  alike on the page; a real user whose own pair has not failed logs in from an address gone
+  hot with failures under other names; a forged X-Forwarded-For is ignored (no trusted proxy);
+  an unknown typed username is never stored.
 
 Screenshots at 1366x768 and 1920x1080 go to artifacts/screenshots/ (or $PRIORWATCH_ARTIFACTS).
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from dashboard import auth
+from dashboard import auth, security
 from priorwatch.db import session_scope
 from priorwatch.models import AuditLog, DashboardSession, Review, WorklistItem
 from tests.conftest import free_port
@@ -28,7 +30,9 @@ from tests.dashboard.browser import dashboard_server, launch, login, race, seed_
 from tests.dashboard.conftest import PASSWORD
 
 RACES_IN_SUITE = 5  # the 50-race run is `python -m tests.dashboard.browser --races 50`
-MAX_FAILURES = 3  # per account, for the lockout test (the default is 5)
+MAX_FAILURES = 3  # per (address, name) pair, for the lockout test (the default is 5)
+MAX_ADDRESS_FAILURES = 4  # per address (the default is 20): three rounds below make it hot
+FORGED_CLIENT = "203.0.113.66"  # what a client claims in X-Forwarded-For; no proxy is trusted
 
 
 @pytest.fixture
@@ -40,7 +44,8 @@ def shots_dir(artifacts_dir: Path) -> Path:
 
 @pytest.fixture
 def server(seeded, tmp_path):
-    env = {"PRIORWATCH_DASHBOARD_REFRESH_S": "2", "PRIORWATCH_LOGIN_MAX_FAILURES_PER_USER": str(MAX_FAILURES)}
+    env = {"PRIORWATCH_DASHBOARD_REFRESH_S": "2", "PRIORWATCH_LOGIN_MAX_FAILURES_PER_PAIR": str(MAX_FAILURES),
+           "PRIORWATCH_LOGIN_MAX_FAILURES_PER_ADDRESS": str(MAX_ADDRESS_FAILURES)}
     with dashboard_server(tmp_path, free_port(), env) as url:
         yield url
 
@@ -210,23 +215,32 @@ def test_images_need_a_session_and_logins_lock_out(seeded, server):
             assert status(img_url, cookie) == 401  # the old cookie is dead after logout
             assert page.request.get(img_url).status == 401
 
-            # Lockout after MAX_FAILURES wrong passwords for one account.
+            # Logins, every request claiming another client address (ignored: no trusted proxy).
+            # A known name (alice) and an unknown one (a password typed into the username box)
+            # fail in turn: one answer at every count; alice's pair locks, the address goes hot.
+            page.set_extra_http_headers({"X-Forwarded-For": FORGED_CLIENT})
+            answers = []
             for _ in range(MAX_FAILURES):
-                login(page, server, "alice", "wrong-password-1", expect_heading=None)
-                expect(page.get_by_text("Wrong username or password", exact=False).or_(
-                    page.get_by_text("Too many failed logins", exact=False))).to_be_visible()
-            login(page, server, "alice", PASSWORD, expect_heading=None)
-            expect(page.get_by_text("Too many failed logins", exact=False)).to_be_visible()
-            # A password typed into the username box is not kept anywhere.
-            login(page, server, "hunter2-secret", "whatever-1", expect_heading=None)
-            expect(page.get_by_text("Wrong username or password", exact=False)).to_be_visible()
+                for name in ("alice", "hunter2-secret"):
+                    login(page, server, name, "wrong-password-1", expect_heading=None)
+                    alert = page.locator("[data-testid='stAlert']")
+                    expect(alert).to_be_visible()
+                    answers.append(alert.inner_text().strip())
+            login(page, server, "alice", PASSWORD, expect_heading=None)  # her own pair failed: refused
+            expect(page.locator("[data-testid='stAlert']")).to_be_visible()
+            answers.append(page.locator("[data-testid='stAlert']").inner_text().strip())
+            assert answers == [security.LOGIN_REFUSED] * (2 * MAX_FAILURES + 1)
+            # root has not failed from here: the hot address does not stop the right password.
+            login(page, server, "root", PASSWORD)
         finally:
             browser.close()
 
     with session_scope(seeded.settings) as s:
-        failed = s.exec(select(AuditLog).where(AuditLog.action.in_(["login_failed", "login_locked"]))).all()  # type: ignore[attr-defined]
-        sessions = s.exec(select(DashboardSession)).all()
-    assert [a.user for a in failed if a.action == "login_failed"] == ["alice"] * MAX_FAILURES + ["?"]
-    assert any(a.action == "login_locked" and a.user == "alice" for a in failed)
+        failed = s.exec(select(AuditLog).where(AuditLog.action.in_(["login_failed", "login_lock"])).order_by(AuditLog.id)).all()  # type: ignore[attr-defined]
+        sessions = s.exec(select(DashboardSession).order_by(DashboardSession.id)).all()
+    assert [a.user for a in failed if a.action == "login_failed"] == ["alice", "?"] * MAX_FAILURES + ["alice"]
+    locks = [(a.user, json.loads(a.detail)["scope"]) for a in failed if a.action == "login_lock"]
+    assert ("alice", "pair") in locks and ("?", "address") in locks
+    assert {json.loads(a.detail)["address"] for a in failed} == {"local"}  # not FORGED_CLIENT
     assert not any("hunter2" in (a.user + (a.detail or "")) for a in failed)
-    assert len(sessions) == 1 and sessions[0].end_reason == "logout"
+    assert [(x.username, x.end_reason) for x in sessions] == [("alice", "logout"), ("root", None)]

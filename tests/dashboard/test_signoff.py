@@ -156,18 +156,21 @@ def test_idle_session_is_ended_and_a_forged_cookie_refused(seeded):
         assert security.check_session(s, cookie)[1] == "idle"  # stays dead
 
 
-def test_login_throttle_locks_the_account_and_forgets_unknown_names(seeded):
+def test_login_throttle_locks_the_pair_and_forgets_unknown_names(seeded):
     st = get_settings()
-    keys = security.throttle_keys(True, "alice", "10.0.0.9")
     with session_scope() as s:
-        for i in range(st.login_max_failures_per_user):
-            locked = security.record_failure(s, keys)
-        assert locked is not None and security.locked_until(s, keys) == locked
-        # an unknown name counts only against the address, and is stored nowhere
-        other = security.throttle_keys(False, "p4ssw0rd-typed-here", "10.0.0.10")
+        for _ in range(st.login_max_failures_per_pair):
+            gate = security.login_gate(s, True, "alice", "10.0.0.9")
+            assert not gate.refused
+            locks = security.record_failure(s, gate)
+        assert [scope for scope, _ in locks] == [security.SCOPE_PAIR]
+        assert security.login_gate(s, True, "alice", "10.0.0.9").refused
+        assert not security.login_gate(s, True, "alice", "10.0.0.8").refused  # only that pair
+        # an unknown name counts on its address's one unknown-name pair, and is stored nowhere
+        other = security.login_gate(s, False, "p4ssw0rd-typed-here", "10.0.0.10")
         security.record_failure(s, other)
         assert all("p4ssw0rd" not in k for k in [r.key for r in s.exec(select(security.LoginThrottle)).all()])
-        assert security.locked_until(s, other) is None
+        assert not security.login_gate(s, False, "p4ssw0rd-typed-here", "10.0.0.10").refused
 
 
 def test_signed_report_goes_to_orthanc_as_final_verified_sr(seeded, tmp_path, monkeypatch):
