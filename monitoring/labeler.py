@@ -27,6 +27,7 @@ How it reads a sentence (NegEx-style rules, measured on tests/monitoring/data/la
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -44,7 +45,14 @@ _PRIOR_REF = (  # words that name an earlier examination ("not present on 14/06"
     r"study|film|radiograph|examination|exam|cxr|x-?ray|imaging|image)s? (?:study |film |radiograph |examination |"
     r"exam |cxr |x-?ray |image )?(?:of|from|dated|on|performed|taken|obtained))"
 )
-_ABBREV: list[tuple[re.Pattern[str], str]] = [
+def _size_change(m: re.Match[str]) -> str:
+    """"increased" or "decreased" for "<now> ... previously <then>" ("" when equal)."""
+    now = float(m.group(1)) * (10 if m.group(2) == "cm" else 1)
+    then = float(m.group(3)) * (10 if m.group(4) == "cm" else 1)
+    return "increased" if now > then else "decreased" if now < then else ""
+
+
+_ABBREV: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # Lobes and zones by initials: RUL, RML, RLL, LUL, LLL; RUZ, RMZ, RLZ, LUZ, LMZ, LLZ.
     *((re.compile(rf"\b{s[0]}{z[0]}{k[0]}\b"), f"{s} {z} {k}")
       for s in ("right", "left") for z in ("upper", "middle", "lower") for k in ("lobe", "zone")
@@ -53,8 +61,12 @@ _ABBREV: list[tuple[re.Pattern[str], str]] = [
     # prior, not a negated one. Rewritten to a change word before negation is read.
     (re.compile(r"\b(?:(?:which |that )?(?:was|were|is|are) )?(?:not|absent) (?:previously |before )?"
                 r"(?:present|seen|visible|evident|identified|demonstrated|apparent|visualised|visualized|noted|shown|"
-                r"there|appreciated)?\s*(?:previously|before|earlier|(?:on|in|at|from|compared (?:with|to)) "
-                + _PRIOR_REF + r")[\w/.-]*"), " newly seen"),
+                r"there|appreciated)?\s*(?:previously|before|earlier(?: today)?|yesterday|(?:this|yesterday) (?:morning|"
+                r"afternoon|evening)|last night|(?:on|in|at|from|compared (?:with|to)) " + _PRIOR_REF + r")[\w/.-]*"),
+     " newly seen"),
+    # "now 4 cm, previously 2 cm": a measured change in size.
+    (re.compile(r"\b(\d+(?:\.\d+)?) ?(mm|cm)\b(?=[^.;]{0,40}?\b(?:previously|from|was|compared (?:with|to)|on the prior)\W+"
+                r"(\d+(?:\.\d+)?) ?(mm|cm)\b)"), lambda m: f"{m.group(0)} {_size_change(m)}"),
     (re.compile(r"\b(?:(?:which |that )?(?:was|were|is|are) )?not (?:previously|formerly) "
                 r"(?:present|seen|visible|evident|identified|demonstrated|apparent|noted|shown)\b"), " newly seen"),
     (re.compile(r"\b(?:previously|formerly) (?:absent|clear|normal)\b"), " newly seen"),
@@ -83,7 +95,7 @@ _FINDINGS: dict[str, list[str]] = {
                             r"(?:blunted|blunting of) (?:the )?(?:\w+ )?costophrenic angles?", r"costophrenic (?:angle )?blunting"],
     FindingType.consolidation: [
         r"consolidations?", r"consolidative opacit(?:y|ies)", r"airspace (?:disease|opacit(?:y|ies)|shadowing)",
-        r"pneumonias?", r"infiltrates?", r"infections?",
+        r"pneumonias?", r"infiltrates?", r"infections?", r"infective (?:changes?|process)",
         r"(?:airspace |alveolar |patchy |confluent |focal )?(?:opacit(?:y|ies)|opacification|shadowing)",
     ],
     FindingType.edema: [r"(?:pulmonary |interstitial |alveolar )?edema", r"(?:pulmonary )?(?:vascular|venous) congestion",
@@ -115,6 +127,8 @@ _FINDINGS: dict[str, list[str]] = {
         r"hyper-?(?:inflat|expan)\w*", r"copd", r"bullae?", r"bullous (?:change|disease)s?", r"emphysematous(?: changes?)?",
         r"(?:subcutaneous|surgical) (?:air|gas)", r"surgical emphysema", r"(?:widened|widening of the) mediastinum",
         r"mediastinal widening", r"(?:prosthetic|replacement) (?:\w+ )?valves?", r"valve replacement",
+        r"pneumoperitoneum", r"free (?:intraperitoneal |subdiaphragmatic |intra-abdominal )?(?:gas|air)",
+        r"subdiaphragmatic (?:gas|air)", r"(?:hilar |mediastinal )?(?:lymph)?adenopathy", r"hilar enlargement",
     ],
 }
 _FINDING_RES = [(str(f), re.compile(r"\b(?:" + "|".join(sorted(p, key=len, reverse=True)) + r")\b"))
@@ -139,7 +153,7 @@ _CLAUSE = re.compile(r";|\bbut\b(?! (?:stable|unchanged|similar|otherwise unchan
 _SENTENCE = re.compile(r"(?:\.(?=\s|$)|\n|\?(?=\s|$))+")
 
 _PRE_NEG = re.compile(
-    r"\b(?:no evidence of|no signs? of|negative for|free of|absence of|without|no(?! (?:\w+ ){0,3}?change)|"
+    r"\b(?:no evidence of|no signs? of|negative for|free of|absence of|without|nil|no(?! (?:\w+ ){0,3}?change)|"
     r"not(?! changed| significantly| be excluded| excluded)|nor|ruled out)\b"
 )
 _POST_NEG = re.compile(
@@ -202,7 +216,7 @@ _CRITICAL = re.compile(
     r"(?:communicated|discussed|conveyed|relayed|reported|handed over|escalated|telephoned|phoned|called|"
     r"emailed|paged|bleeped|notified|informed|alerted|made aware)\b(?:\W+\w+){0,6}?\W+"
     r"(?:to|with|dr|doctor|registrar|consultant|team|clinician|nurse|sho|fy\d|on-?call|referr\w*|ward)\b|"
-    r"d/w|(?:referring|requesting|clinical|treating|ward|on-?call|medical|surgical|icu|itu|ed|a&e) "
+    r"d/w|(?:(?:referring|requesting|clinical|treating|ward|on-?call|medical|surgical|icu|itu|ed|a&e) )?"
     r"(?:team|doctor|clinician|registrar|consultant|physician|nurse)s? (?:was |were |has been |have been )?"
     r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged)|"
     r"dr\.? [a-z'-]+(?: \([^)]*\))? (?:was |has been )?(?:informed|notified|called|telephoned|phoned|contacted|made aware|"
@@ -268,6 +282,7 @@ _ZONE_WORD = re.compile(
     r"hemidiaphragm|infrahilar))\b"
 )
 _OWN_CUT = re.compile(r"\b(?:with|and|which|but|plus)\b|;")
+_AFTER_CUT = re.compile(r"\b(?:with|and|which|but|plus)\b|[;,]")
 # The words between two mentions that make the second share the first's side and zone
 # ("left effusion with adjacent atelectasis", "LLL collapse/consolidation").
 _LINKED = re.compile(r"^[\s,/]*(?:and|or|with|plus)?\s*(?:(?:adjacent|associated|overlying|underlying|surrounding|a|an|"
@@ -381,10 +396,11 @@ def _malpositioned(sentence: str) -> bool:
     return False
 
 
-def _own(phrase_before: str, phrase_after: str) -> tuple[str, str]:
+def _own(phrase_before: str, phrase_after: str, last: bool) -> tuple[str, str]:
     """The parts of the text around a mention that describe it: the before-phrase after its last "with"/"and",
-    the after-phrase up to its first "with"/"and" ("effusion with basal atelectasis" gives the effusion no zone)."""
-    return _OWN_CUT.split(phrase_before)[-1], _OWN_CUT.split(phrase_after)[0]
+    the after-phrase up to its first "with"/"and" ("effusion with basal atelectasis" gives the effusion no zone),
+    or its first comma where another finding follows ("effusion, increased perihilar oedema")."""
+    return _OWN_CUT.split(phrase_before)[-1], (_OWN_CUT if last else _AFTER_CUT).split(phrase_after)[0]
 
 
 def _side(phrase_before: str, mention: str, phrase_after: str, finding: str) -> str | None:
@@ -493,7 +509,7 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                 before = clause[mentions[k - 1][1] if k else 0:s]
                 after = clause[e:mentions[k + 1][0] if k + 1 < len(mentions) else len(clause)]
                 change = changes[k]
-                own_before, own_after = _own(before, after)
+                own_before, own_after = _own(before, after, k == len(mentions) - 1)
                 size = _SIZE.search(own_before + clause[s:e])
                 if finding in (FindingType.nodule, FindingType.mass) and size:  # "a 4 cm nodular opacity" is a mass
                     mm = float(size.group(1)) * (10 if size.group(2) == "cm" else 1)
