@@ -120,6 +120,7 @@ _FINDINGS: dict[str, list[str]] = {
         r"picc", r"pacemakers?(?: leads?)?", r"pacers?", r"(?:cardiac )?devices?", r"port-?a-?cath", r"(?:chest )?drains?",
         r"leads?", r"swan-?ganz", r"(?:sternotomy|sternal) wires?", r"a?icds?", r"defibrillators?", r"loop recorders?",
         r"(?:ecg |monitoring )?electrodes?",
+        r"(?:o?esophageal|endobronchial|(?:right |left )?(?:main(?:[- ]?stem)? )?bronch(?:us|ial)) intubation",
     ],
     FindingType.other: [
         r"fractures?", r"subcutaneous emphysema", r"emphysema", r"fibrosis", r"hernias?", r"pneumomediastinum",
@@ -157,7 +158,8 @@ _PRE_NEG = re.compile(
     r"not(?! changed| significantly| be excluded| excluded)|nor|ruled out)\b"
 )
 _POST_NEG = re.compile(
-    r"^[\s:-]*(?:none|nil|negative|absent)\b|^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:not (?:seen|identified|present|visualized|visualised|demonstrated|appreciated)|absent)\b"
+    r"^[\s:-]*(?:none|nil|negative|absent)\b|^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:(?:not|cannot be|can't be|"
+    r"could not be) (?:seen|identified|present|visualized|visualised|demonstrated|appreciated)|absent)\b"
 )
 _NEG_SCOPE_BREAK = {"is", "are", "was", "were", "has", "have", "which", "with", "remains", "remain", "persists",
                     "seen", "noted", "there", "following", "after", "since", "in", "and"}
@@ -197,14 +199,20 @@ _CHANGE_CUES: list[tuple[str, str]] = [
                  r"interval placement|placement|placed|inserted|insertion|now seen|now present"),
     (Change.improved, r"previously (?:large|larger|massive|extensive)|decreased|decreasing|decrease|improved|improving|improvement|smaller|reduced|reduction|"
                       r"diminished|regression|regressed"),
-    (Change.stable, r"stable|unchanged|similar|persistent|persisting|persists|again (?:seen|noted|demonstrated|"
+    (Change.stable, r"no (?:further |significant |definite |interval |appreciable )?(?:increase|enlargement|progression|"
+                    r"worsening|growth|decrease|reduction|improvement)|(?:has |have )?not (?:\w+ )?(?:increased|enlarged|"
+                    r"grown|worsened|progressed|decreased|reduced|improved)|stable|unchanged|similar|persistent|persisting|persists|again (?:seen|noted|demonstrated|"
                     r"visible)|redemonstrated|re-demonstrated|no (?:\w+ ){0,3}?change|static|"
                     r"not (?:significantly )?changed|as before|as previously|remains?"),
 ]
 _CHANGE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (_, p) in enumerate(_CHANGE_CUES)) + r")\b")
 
 _HYDRO = re.compile(r"(?:tension )?(?:hydro|ha?emo|pyo)-?pneumothora")
-_SIZE_LARGE = re.compile(r"\b(?:large|massive|sizeable|very large|moderate to large|moderate-large)\b")
+# "Large" by word or by what the fluid does (fills most of a hemithorax, shifts the mediastinum).
+_SIZE_LARGE = re.compile(r"\b(?:large|massive|sizeable|sizable|substantial|huge|extensive|very large|moderate to large|"
+                         r"moderate-(?:to-)?large|occupying (?:most|much|the majority|two-thirds|three-quarters|half|the whole)|"
+                         r"filling (?:most|much|the majority|the whole)|(?:complete |near-?complete )?white-?out|"
+                         r"(?:mediastinal|contralateral|tracheal) shift|shift of the mediastinum)\b")
 
 _NO_PRIOR = re.compile(
     r"\b(?:no (?:prior|previous|comparison)(?: (?:study|studies|exam|examination|imaging|films?|radiographs?))?"
@@ -217,7 +225,7 @@ _CRITICAL = re.compile(
     r"emailed|paged|bleeped|notified|informed|alerted|made aware)\b(?:\W+\w+){0,6}?\W+"
     r"(?:to|with|dr|doctor|registrar|consultant|team|clinician|nurse|sho|fy\d|on-?call|referr\w*|ward)\b|"
     r"d/w|(?:(?:referring|requesting|clinical|treating|ward|on-?call|medical|surgical|icu|itu|ed|a&e) )?"
-    r"(?:team|doctor|clinician|registrar|consultant|physician|nurse)s? (?:was |were |has been |have been )?"
+    r"(?:team|doctor|clinician|registrar|consultant|physician|nurse|referrer|requester|gp)s? (?:was |were |has been |have been )?"
     r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged)|"
     r"dr\.? [a-z'-]+(?: \([^)]*\))? (?:was |has been )?(?:informed|notified|called|telephoned|phoned|contacted|made aware|"
     r"alerted|paged)|verbal(?:ly)? (?:report\w*|communicat\w*|handover)|report given to|"
@@ -239,7 +247,7 @@ _MALPOSITION = re.compile(
     r"re-?insert\w*|re-?plac\w*|remov\w*|re-?intubat\w*)|(?:withdrawal|retraction|advancement|repositioning|re-?siting|"
     r"re-?intubation|removal) (?:is |are )?(?:recommended|advised|suggested|required|needed)|do not (?:feed|use)|"
     r"consider(?:ing)? (?:\w+ )?(?:withdraw\w*|retract\w*|pull\w* back|advanc\w*|re-?position\w*|re-?sit\w*)|"
-    r"bronchial (?:placement|position|intubation|course)|"
+    r"bronchial (?:placement|position|intubation|course)|o?esophageal intubation|bronchus intubation|"
     r"(?:main(?:[- ]?stem)?|intermediate|lobe|lobar|segmental|right|left) bronch(?:us|i)|bronchus intermedius|endobronchial|"
     r"bronchial tree|(?:hypo|oro|naso)?pharynx|pharyngeal|vocal cords|"
     r"(?:in|into|within|at|enters?|entering|curl\w*|coil\w*) (?:the )?(?:distal |mid |proximal |upper |lower )?o?esophag\w*|"
@@ -262,7 +270,7 @@ _ENTERIC_MISPLACED = re.compile(  # an enteric tube in the airway or lung, or no
 )
 _PIECE = re.compile(r"[;,:]|\b(?:and|but|whereas|while|although|however)\b")
 _EARLIER = re.compile(r"\b(?:previously|formerly|prior|earlier)\b")
-_DEVICE_NAMED = re.compile(r"\btips?\b|\b(?:tube|line|catheter|drain|picc|cannula|lead|wire|port)s?\b")
+_DEVICE_NAMED = re.compile(r"\btips?\b|\b(?:tube|line|catheter|drain|picc|cannula|lead|wire|port)s?\b|\bintubation\b")
 _POSITION_OK = re.compile(
     r"\b(?:(?:satisfactor|appropriate|good|correct|acceptabl|optimal)\w* (?:position|placed|sited)\w*|"
     r"(?:satisfactor|appropriate|good|correct|acceptabl|optimal|well)\w*[- ](?:position|placed|sited)\w*|"
@@ -296,6 +304,7 @@ _LIST_LINK = re.compile(r"^[\s,/&]*(?:and|or|plus|as well as)?[\s,]*(?:(?!(?:pos
                         r"secondary|of|in|at|on|which|is|are|has|have|was|were|to|for|by)\b)[a-z-]+\s+){0,3}$")
 # "X and a Y, both new": the change word speaks for findings of both clauses.
 _BOTH = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?")
+_HEDGED_CHANGE = re.compile(r"(?:\b(?:possibly|perhaps|probably|likely|may have|might have|questionabl[ey])|\?)\s*(?:\w+\s+)?$")
 _BOTH_BEFORE = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?$")
 _SIZE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mm|cm)\b")
 MASS_MIN_MM = 30.0  # a lung lesion of 3 cm or more is a mass, smaller a nodule (Fleischner glossary)
@@ -434,14 +443,16 @@ def _cue_change(m: re.Match[str]) -> str:
     return UNKNOWN  # pragma: no cover - every alternative is a named group
 
 
-def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[str | None]:
-    """The change word each mention owns (None: no change word)."""
+def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> tuple[list[str | None], list[bool]]:
+    """The change word each mention owns (None: no change word), and whether that word is hedged
+    ("perhaps slightly smaller")."""
     masked = list(clause)
     for s, e, _ in mentions:  # "cardiac enlargement" is a finding, not a change word
         for i in range(s, e):
             masked[i] = " "
     text = "".join(masked)
     out: list[str | None] = [None] * len(mentions)
+    hedged = [False] * len(mentions)
     trailing: list[str] = []
     every = False  # "..., both slightly increased": the trailing change word speaks for every finding
     for m in _CHANGE_RE.finditer(text):
@@ -458,6 +469,7 @@ def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[s
         if out[k] is None or (pre and k == nxt) or (out[k] == Change.stable and change != Change.stable):
             # "again noted ... and has slightly increased": a stated change beats "again seen"
             out[k] = change
+            hedged[k] = bool(_HEDGED_CHANGE.search(text[:m.start()]))
         if k == prv and nxt is None:
             trailing.append(change)
             every = every or bool(_BOTH_BEFORE.search(text[:m.start()]))
@@ -470,7 +482,7 @@ def _assign_changes(clause: str, mentions: list[tuple[int, int, str]]) -> list[s
     for k, (s, e, f) in enumerate(mentions):  # "heart remains enlarged" is one mention that says it is stable
         if out[k] is None and f == FindingType.cardiomegaly and re.search(r"\b(?:remains|still)\b", clause[s:e]):
             out[k] = str(Change.stable)
-    return out
+    return out, hedged
 
 
 @lru_cache(maxsize=65536)
@@ -501,7 +513,7 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
             if not mentions:
                 continue
             spans = [(s, e) for s, e, _ in mentions]
-            changes = _assign_changes(clause, mentions)
+            changes, hedged_change = _assign_changes(clause, mentions)
             hedged_clause = bool(_UNCERTAIN_PRE.search(clause))
             carry: tuple[str | None, str | None, str | None] | None = None  # a descriptor's side, zone, change
             prev: Label | None = None
@@ -532,7 +544,7 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                 if change != Change.resolved and (_negated(clause, s, spans) or post_neg):
                     negated.extend(both)
                     continue
-                uncertain = bool(_UNCERTAIN_POST.search(after)) or bool(_UNCERTAIN_PRE.search(clause[:s])) or (
+                uncertain = hedged_change[k] or bool(_UNCERTAIN_POST.search(after)) or bool(_UNCERTAIN_PRE.search(clause[:s])) or (
                     hedged_clause and bool(_UNCERTAIN_PRE.search(after)) and k == len(mentions) - 1
                     and bool(re.match(r"^\s*(?:is|are)?\s*(?:probably|possibly|likely)", after)))
                 size_after = after if k == len(mentions) - 1 else re.split(r"\band\b|\bwith\b", after)[0]
