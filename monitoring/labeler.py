@@ -100,14 +100,15 @@ _FINDINGS: dict[str, list[str]] = {
     ],
     FindingType.edema: [r"(?:pulmonary |interstitial |alveolar )?edema", r"(?:pulmonary )?(?:vascular|venous) congestion",
                         r"fluid overload", r"(?:interlobular )?septal lines", r"kerley (?:b )?lines",
-                        r"(?:upper lobe )?(?:venous |vascular |blood )?(?:diversion|redistribution)"],
+                        r"(?:upper (?:lobe|zone) )?(?:venous |vascular |blood )?(?:diversion|redistribution)"],
     FindingType.atelectasis: [r"atelectas[ie]s", r"(?:linear|plate-?like|discoid|band-?like) (?:opacit(?:y|ies)|shadowing)", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
     FindingType.cardiomegaly: [
         r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
         r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:still )?"
         r"(?!not )(?:\w+ )?enlarged",
         r"(?:heart|cardiac) size(?= (?:has |have |is )?(?:increased|increasing|enlarged|enlarging|larger|grown|decreased|"
-        r"smaller|reduced))",
+        r"smaller|reduced))", r"(?:cardiothoracic ratio|ctr)(?= (?:is |has |remains )?(?:now )?(?:increased|enlarged|raised|"
+        r"decreased|reduced|larger|smaller|stable|unchanged))",
     ],
     FindingType.nodule: [r"nodules?", r"nodular opacit(?:y|ies)", r"(?:calcified )?granulomas?"],
     FindingType.mass: [r"mass(?:es)?", r"tumou?rs?", r"neoplasms?", r"mass-?like (?:opacit(?:y|ies)|lesions?|shadow(?:ing)?)",
@@ -124,7 +125,8 @@ _FINDINGS: dict[str, list[str]] = {
     ],
     FindingType.other: [
         r"fractures?", r"subcutaneous emphysema", r"emphysema", r"fibrosis", r"hernias?", r"pneumomediastinum",
-        r"scarring", r"pleural thickening", r"degenerative changes?", r"(?:elevated|raised) (?:right |left )?hemidiaphragm",
+        r"scarring", r"pleural thickening", r"degenerative changes?", r"(?:elevated|raised|high) (?:right |left )?hemi-?diaphragm",
+        r"elevation of the (?:right |left )?hemi-?diaphragm",
         r"hyper-?(?:inflat|expan)\w*", r"copd", r"bullae?", r"bullous (?:change|disease)s?", r"emphysematous(?: changes?)?",
         r"(?:subcutaneous|surgical) (?:air|gas)", r"surgical emphysema", r"(?:widened|widening of the) mediastinum",
         r"mediastinal widening", r"(?:prosthetic|replacement) (?:\w+ )?valves?", r"valve replacement",
@@ -179,7 +181,8 @@ _UNCERTAIN_PRE = re.compile(
 _UNCERTAIN_POST = re.compile(
     r"^[\s,]*(?:\w+\s+){0,6}?(?:(?:cannot|can ?not|could not|can't) be (?:\w+ )?(?:excluded|ruled out)|"
     r"not (?:be )?(?:\w+ )?excluded|is (?:possible|suspected|likely|questioned|queried|not excluded)|"
-    r"are (?:possible|suspected|likely)|probably|perhaps|possibly|likely)\b|^\s*\?"
+    r"are (?:possible|suspected|likely)|probably|perhaps|possibly|likely|(?:may|might|could) (?:represent|reflect|be)|"
+    r"(?:is|are) (?:questionable|equivocal|uncertain|queried))\b|^\s*\?"
 )
 
 # Change words; order matters only where two patterns overlap (the longer phrase is listed first).
@@ -187,8 +190,9 @@ _CHANGE_CUES: list[tuple[str, str]] = [
     (Change.improved, r"(?:almost|nearly|near|largely|partially|partly|mostly|incompletely|not completely|not fully)"
                       r"(?: complete| completely| fully| entirely)? (?:resolved|resolution|cleared|clearance|re-?expanded)|"
                       r"re-?expanded|re-?expansion|resolving|less (?:conspicuous|prominent|"
-                      r"extensive|dense|apparent|marked)|now (?:small|smaller|trace|tiny|mild)"),
-    (Change.worsened, r"previously (?:small|smaller|trace|tiny|minimal|mild)|more (?:conspicuous|prominent|extensive|dense|apparent|marked)|now (?:moderate|large|larger|"
+                      r"extensive|dense|apparent|marked|pronounced|confluent|widespread|obvious|evident|severe)|now (?:small|smaller|trace|tiny|mild)"),
+    (Change.worsened, r"previously (?:small|smaller|trace|tiny|minimal|mild)|more (?:conspicuous|prominent|extensive|dense|apparent|marked|"
+                      r"pronounced|confluent|widespread|obvious|evident|severe)|now (?:moderate|large|larger|"
                       r"massive|extensive)|has grown|grown|increased|increasing|increase|worse|worsened|worsening|"
                       r"enlarging|enlargement|enlarged|larger|progression|progressed|progressive|extension|re-?accumulat\w*|"
                       r"bigger|extended|spread|deteriorat\w*"),
@@ -427,6 +431,8 @@ def _side(phrase_before: str, mention: str, phrase_after: str, finding: str) -> 
 
 
 def _zone(phrase_before: str, mention: str, phrase_after: str, finding: str) -> str | None:
+    if re.search(r"diversion|redistribution", mention):
+        return None  # "upper lobe diversion" names a sign of oedema, not where it is
     joined = phrase_before + (mention if finding != FindingType.other else " ")  # "left lower" + "lobe collapse"
     for text in (mention if finding != FindingType.other else "", joined, phrase_after):
         ms = list(_ZONE_WORD.finditer(text))
@@ -530,8 +536,8 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                     own_after = after
                 side = _side(own_before, clause[s:e], own_after, finding)
                 zone = _zone(own_before, clause[s:e], own_after, finding)
-                if prev is not None and _LINKED.match(before):  # "left effusion with adjacent atelectasis"
-                    side, zone = side or prev.side, zone or prev.zone
+                if prev is not None and prev.side and not side and _LINKED.match(before):
+                    side, zone = prev.side, zone or prev.zone  # "left effusion with adjacent atelectasis"
                 if carry is not None:
                     side, zone, change = side or carry[0], zone or carry[1], change or carry[2]
                 later = [f for _, _, f in mentions[k + 1:] if f != FindingType.support_device]
