@@ -105,7 +105,7 @@ def build_own(out_dir: Path, start: int, count: int, engine) -> None:
 
     from comparison import synthetic
     from comparison.benchmark import CALIBRATION_SEED, DEFAULT_SEED, cases
-    from comparison.preprocess import load_image
+    from comparison import load_image
 
     assert OWN_SEED not in (DEFAULT_SEED, CALIBRATION_SEED)
     todo = cases(max(1, (start + count) // 30 + 1), OWN_SEED, matrix_variation=0.25)[start : start + count]

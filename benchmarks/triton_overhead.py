@@ -243,7 +243,7 @@ def main() -> None:
 
     from pydicom.data import get_testdata_file
 
-    from comparison.preprocess import load_image
+    from comparison import load_image
 
     cur = load_image(get_testdata_file("RG1_UNCR.dcm"), size=args.size).pixels
     prior = load_image(get_testdata_file("RG1_J2KI.dcm"), size=args.size).pixels
