@@ -140,7 +140,6 @@ class Guard:
             return REJECT_LOCAL_LIMIT
         return None
 
-
     def _check_identity(self, assoc: Any, rq: Any, ident: Identity) -> tuple[int, int, int] | None:
         called = _title(rq.called_ae_title)
         calling = _title(rq.calling_ae_title)
@@ -151,12 +150,11 @@ class Guard:
         if not ident.client_aes:
             return None
         cn = certificate_cn(assoc)
-        allowed = ident.client_aes.get(cn) if cn is not None else None
-        if allowed is None:
+        if cn is None or cn not in ident.client_aes:
             log.warning("association refused: client certificate %s is not in the certificate map (calling AE %s)",
                         "without one subject CN" if cn is None else f"CN {_shown(cn)}", _shown(calling))
             return REJECT_CALLING_AE
-        if calling not in allowed:
+        if calling not in ident.client_aes[cn]:
             log.warning("association refused: client certificate CN %s may not call as %s",
                         _shown(cn), _shown(calling))
             return REJECT_CALLING_AE
@@ -167,9 +165,9 @@ def certificate_cn(assoc: Any) -> str | None:
     """The subject CN of the peer's verified TLS certificate; None without TLS, without a verified
     certificate, or when the subject has no CN or several (ambiguous: refused rather than guessed).
 
-    The CN, not a subjectAltName: every client certificate has a subject, while SANs are optional
-    in client certificates (DCMTK's and most device PKIs' client certificates name the device in
-    the CN only), and it is the name an operator reads with `openssl x509 -noout -subject`."""
+    The CN, not a subjectAltName: every X.509 certificate has a subject, while a subjectAltName
+    is optional in a client certificate (a device certificate made with `openssl req -subj /CN=...`
+    has none), and the CN is the name an operator reads with `openssl x509 -noout -subject`."""
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if not isinstance(sock, ssl.SSLSocket):
         return None
