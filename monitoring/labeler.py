@@ -80,10 +80,10 @@ _ABBREV: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\brt\b\.?(?=\s*[a-z(])"), "right"),
     (re.compile(r"\blt\b\.?(?=\s*[a-z(])"), "left"),
     (re.compile(r"\b([rl])\s*>\s*([rl])\b"), "bilateral, \\1 greater than \\2"),
-    # "R"/"L" shorthand: a lone letter before a word ("R mid zone", "L apical PTX", "(R) effusion"), not after
-    # a number ("2 l").
-    (re.compile(r"(?<![\d.])(?<![\d.]\s)\br\b\)?(?=[\s-]+[a-z]|\s*$)"), "right"),
-    (re.compile(r"(?<![\d.])(?<![\d.]\s)\bl\b\)?(?=[\s-]+[a-z]|\s*$)"), "left"),
+    # "R"/"L" shorthand: a lone letter before a word ("R mid zone", "L apical PTX", "(R) effusion", "R 6th rib") or
+    # after "the" ("on the R"), not after a number ("2 l").
+    (re.compile(r"(?<![\d.])(?<![\d.]\s)\br\b\)?(?=[\s-]+[a-z0-9]|\s*$)|(?<=\bthe )r\b(?!-)"), "right"),
+    (re.compile(r"(?<![\d.])(?<![\d.]\s)\bl\b\)?(?=[\s-]+[a-z0-9]|\s*$)|(?<=\bthe )l\b(?!-)"), "left"),
     (re.compile(r"o(?=edema)"), ""),
     (re.compile(r"(?<=[a-z])-(?=(?:zone|lobe|lung)\b)"), " "),
 ]
