@@ -261,15 +261,28 @@ _MALPOSITION = re.compile(
     r"(?:carotid|subclavian|axillary|femoral|brachial|brachiocephalic|innominate|vertebral) arter(?:y|ies)|aorta\b|"
     r"aortic (?:arch|knuckle|root)|side ?(?:hole|port)s? (?:\w+ ){0,2}(?:outside|beyond|external)|"
     r"(?:tip|terminat\w*|ends?) (?:\w+ ){0,3}(?:in|into|within|to) the (?:right |left )?(?:internal jugular|"
-    r"contralateral|axillary|brachial|cephalic))"
+    r"contralateral|axillary|brachial|cephalic|subclavian)|"
+    r"(?:passes|extends|courses|turns|runs|travels|goes|heads) (?:up |superiorly |cranially )?into the (?:right |left )?"
+    r"(?:internal jugular|neck)|(?:is|be|appears|looks|seems) (?:\w+ )?arterial|"
+    r"tip (?:\w+ ){0,3}(?:in|within) the (?:\w+ ){0,2}(?:soft tissues?|chest wall|subcutaneous\w*)|"
+    r"(?:fallen|fell|come|pulled|slipped) out|"
+    r"(?:is|lies|sits|positioned|placed) (?:rather |quite |very |slightly )?(?:high|low)\b(?! density))"
 )
+# A line's tip in a ventricle (a pacing lead's is meant to be there).
+_LINE_IN_VENTRICLE = re.compile(r"\btip (?:\w+ ){0,3}(?:in|within|into) the (?:right |left )?ventricle")
+_PACING = re.compile(r"\b(?:lead|leads|pacing|pacemaker|pacer|icd|aicd|defibrillator|wire)\b")
+ETT_MIN_ABOVE_CARINA_CM = 2.0  # an endotracheal tube tip closer to the carina than this is too low (dev: "2 cm" is not)
+ETT_MAX_ABOVE_CARINA_CM = 8.0  # ... and further above it than this too high (usual 5 +/- 2 cm)
+_ABOVE_CARINA = re.compile(r"\b(\d+(?:\.\d+)?) ?(cm|mm) above (?:the )?carina")
+_TRACHEAL = re.compile(r"\b(?:endotracheal|tracheal) tube\b")
 _IMPERATIVE = re.compile(r"^\W*(?:advance|withdraw|retract|pull back|reposition|re-?site|remove)\b")  # "; advance by 3 cm"
 _CARINA_LOW = re.compile(r"\b(?:at|below|beyond|distal to|abut\w*|touch\w*) the carina")  # airway tubes only
 _ENTERIC_TUBE = re.compile(r"\b(?:nasogastric|orogastric|feeding|enteric|fine-?bore|dobhoff|nasojejunal|nj|og)\b")
 _ENTERIC_MISPLACED = re.compile(  # an enteric tube in the airway or lung, or not reaching the stomach
     r"\b(?:into|in|within|enters?|entering|over) (?:the )?(?:(?:right|left) )?(?:trachea|airway|lungs?|pleural space|"
     r"pleura|(?:upper|middle|lower) lobe)\b|not (?:\w+ )?(?:in|reach\w*|enter\w*) the stomach|"
-    r"not (?:\w+ )?below the (?:hemi)?diaphragm|(?:above|at|proximal to) the (?:gastro-?o?esophageal junction|goj|gej|"
+    r"not (?:\w+ )?below the (?:hemi)?diaphragm|(?:at|above) the (?:level of the )?carina|"
+    r"(?:above|at|proximal to) the (?:gastro-?o?esophageal junction|goj|gej|"
     r"o?esophagogastric junction|diaphragm|hemidiaphragm)"
 )
 _PIECE = re.compile(r"[;,:]|\b(?:and|but|whereas|while|although|however)\b")
@@ -404,6 +417,13 @@ def _malpositioned(sentence: str) -> bool:
         ok = any(not re.search(r"\bnot\W+(?:\w+\W+){0,2}$", piece[:m.start()]) for m in _POSITION_OK.finditer(piece))
         if ok or _UNCERTAIN_PRE.search(piece) or _EARLIER.search(piece):
             continue
+        if not enteric and not _PACING.search(sentence) and _LINE_IN_VENTRICLE.search(piece):
+            return True
+        above = _ABOVE_CARINA.search(piece)
+        if above and not enteric and _TRACHEAL.search(sentence):
+            cm = float(above.group(1)) / (10 if above.group(2) == "mm" else 1)
+            if not ETT_MIN_ABOVE_CARINA_CM <= cm <= ETT_MAX_ABOVE_CARINA_CM:
+                return True
         if _MALPOSITION.search(piece) or _IMPERATIVE.search(piece) or (_ENTERIC_MISPLACED if enteric else _CARINA_LOW).search(piece):
             return True
     return False
