@@ -148,3 +148,49 @@ def test_another_origin_on_the_same_host_reads_nothing(seeded, tmp_path: Path, o
     with session_scope(seeded.settings) as s:
         drafts = [json.dumps([d.username, d.text]) for d in s.exec(select(ReviewDraft)).all()]
     assert drafts == [json.dumps(["alice", "forged by another origin"])]  # only the dashboard's own POST
+
+
+def test_edge_guard_behind_a_trusted_proxy_with_a_public_url(pw_settings, monkeypatch: pytest.MonkeyPatch):
+    """The guard as an ASGI layer (what Streamlit's app runs behind): the configured public URL is
+    the only origin, another port of it is not; a trusted proxy's X-Forwarded-For names the
+    client the inner app sees, anyone else's is ignored."""
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+
+    from dashboard.server import EdgeGuard
+    from priorwatch.settings import reset_settings_cache
+
+    monkeypatch.setenv("PRIORWATCH_DASHBOARD_TRUSTED_PROXIES", "10.0.0.1")
+    monkeypatch.setenv("PRIORWATCH_DASHBOARD_PUBLIC_URL", "https://pw.example.org")
+    reset_settings_cache()
+    clients: list[str] = []
+
+    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+        clients.append(scope["client"][0])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    def call(kind: str, origin: str | None, peer: str) -> list[dict]:
+        headers = [(b"host", b"pw.example.org"), (b"x-forwarded-for", b"203.0.113.5")]
+        headers += [(b"origin", origin.encode())] if origin else []
+        scope = {"type": kind, "method": "POST", "path": "/pw/api/draft/1", "headers": headers,
+                 "client": (peer, 5555), "scheme": "https" if kind == "http" else "wss"}
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "websocket.connect"} if kind == "websocket" else {"type": "http.request", "body": b""}
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+
+        asyncio.run(EdgeGuard(inner)(scope, receive, send))
+        return sent
+
+    assert call("http", "https://pw.example.org", "10.0.0.1")[0]["status"] == 200
+    assert call("http", "https://pw.example.org", "192.0.2.9")[0]["status"] == 200
+    assert clients == ["203.0.113.5", "192.0.2.9"]
+    assert call("http", "https://pw.example.org:8443", "10.0.0.1")[0]["status"] == 403
+    assert call("http", None, "10.0.0.1")[0]["status"] == 403
+    assert call("websocket", "http://pw.example.org", "10.0.0.1") == [{"type": "websocket.close", "code": 1008}]
+    assert len(clients) == 2  # nothing refused reached the app
+    reset_settings_cache()
