@@ -153,7 +153,7 @@ _CLEAR_ANGLES = re.compile(r"\b(?:costophrenic angles? (?:is |are |remain )?(?:c
                            r"(?:clear|sharp) costophrenic angles?)\b")
 
 _CLAUSE = re.compile(r";|\bbut\b(?! (?:stable|unchanged|similar|otherwise unchanged)\b)|\bhowever\b,?|\bwhereas\b|\bwhile\b|\balthough\b|\band (?=there\b|a\b|an\b|the\b)")
-_SENTENCE = re.compile(r"(?:\.(?=\s|$)|\n|\?(?=\s|$))+")
+_SENTENCE = re.compile(r"\.(?=\s|$)|\n|(?<=\?)\s+")  # a "?" stays with its sentence: it hedges ("new effusion?")
 
 _PRE_NEG = re.compile(
     r"\b(?:no evidence of|no signs? of|negative for|free of|absence of|without|nil|no(?! (?:\w+ ){0,3}?change)|"
@@ -233,7 +233,8 @@ _CRITICAL = re.compile(
     r"(?:informed|notified|called|telephoned|phoned|contacted|made aware|alerted|told|paged)|"
     r"dr\.? [a-z'-]+(?: \([^)]*\))? (?:was |has been )?(?:informed|notified|called|telephoned|phoned|contacted|made aware|"
     r"alerted|paged)|verbal(?:ly)? (?:report\w*|communicat\w*|handover)|report given to|"
-    r"(?:team|clinician|doctor|registrar|consultant|physician|dr\.? [a-z'-]+) (?:is |are |was |were |has been |made )?aware)"
+    r"(?:team|clinician|doctor|registrar|consultant|physician|dr\.? [a-z'-]+) (?:is |are |was |were |has been |made )?aware"
+    r"(?=\s*(?:$|[,.;]|at\b|by\b|of (?:the |these |this )?(?:findings?|results?|report))))"
 )
 _NOT_CRITICAL = re.compile(r"\b(?:no|not|non)[- ](?:urgent|emergent|critical)\b|\b(?:please|recommend\w*|suggest\w*|"
                            r"consider|should be|would be|to be|will be)\b(?:\W+\w+){0,3}?\W+(?:discuss|communicat|"
