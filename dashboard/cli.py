@@ -111,6 +111,11 @@ def register(app: typer.Typer) -> None:
                     "`priorwatch user add NAME --role admin`",
                     err=True,
                 )
+        from priorwatch.settings import get_settings
+
+        if host not in ("127.0.0.1", "localhost", "::1") and not get_settings().dashboard_public_url:
+            typer.echo("warning: set PRIORWATCH_DASHBOARD_PUBLIC_URL to the URL browsers use; until then "
+                       "only an Origin equal to the request's Host is accepted", err=True)
         typer.echo(f"PriorWatch dashboard on http://{host}:{port}  (Ctrl-C to stop)")
         try:
             rc = subprocess.call(streamlit_command(port, host), env=dashboard_env())
