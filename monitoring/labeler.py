@@ -89,7 +89,8 @@ _ABBREV: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
 ]
 
 _FINDINGS: dict[str, list[str]] = {
-    FindingType.pneumothorax: [r"(?:tension )?(?:(?:hydro|ha?emo|pyo)-?)?pneumothora(?:x|ces)", r"apical lucency"],
+    FindingType.pneumothorax: [r"(?:tension )?(?:(?:hydro|ha?emo|pyo)-?)?pneumothora(?:x|ces)", r"apical lucency",
+                               r"(?:visible )?(?:visceral )?pleural (?:line|edge)", r"(?:visible )?lung edge"],
     FindingType.effusion: [r"(?:pleural )?effusions?", r"pleural fluid", r"ha?emothora(?:x|ces)", r"hydrothora(?:x|ces)",
                             r"empyemas?", r"blunting of the (?:\w+ )?costophrenic angles?",
                             r"(?:blunted|blunting of) (?:the )?(?:\w+ )?costophrenic angles?", r"costophrenic (?:angle )?blunting"],
@@ -188,15 +189,16 @@ _UNCERTAIN_POST = re.compile(
 # Change words; order matters only where two patterns overlap (the longer phrase is listed first).
 _CHANGE_CUES: list[tuple[str, str]] = [
     (Change.improved, r"(?:almost|nearly|near|largely|partially|partly|mostly|incompletely|not completely|not fully)"
-                      r"(?: complete| completely| fully| entirely)? (?:resolved|resolution|cleared|clearance|re-?expanded)|"
+                      r"(?:[- ]complete|[- ]completely|[- ]fully|[- ]entirely|[- ]total)? (?:resolved|resolution|cleared|"
+                      r"clearance|re-?expanded)|settled|settling|"
                       r"re-?expanded|re-?expansion|resolving|less (?:conspicuous|prominent|"
                       r"extensive|dense|apparent|marked|pronounced|confluent|widespread|obvious|evident|severe)|now (?:small|smaller|trace|tiny|mild)"),
     (Change.worsened, r"previously (?:small|smaller|trace|tiny|minimal|mild)|more (?:conspicuous|prominent|extensive|dense|apparent|marked|"
                       r"pronounced|confluent|widespread|obvious|evident|severe)|now (?:moderate|large|larger|"
                       r"massive|extensive)|has grown|grown|increased|increasing|increase|worse|worsened|worsening|"
                       r"enlarging|enlargement|enlarged|larger|progression|progressed|progressive|extension|re-?accumulat\w*|"
-                      r"bigger|extended|spread|deteriorat\w*"),
-    (Change.resolved, r"resolved|resolution|no longer (?:seen|visible|present|identified|evident|demonstrated)|"
+                      r"bigger|extended|spread|deteriorat\w*|expanded|expanding"),
+    (Change.resolved, r"(?:has |have )?(?:gone|disappeared)|resolved|resolution|no longer (?:seen|visible|present|identified|evident|demonstrated)|"
                       r"cleared|clearing|removed|removal|withdrawn and removed"),
     (Change.new, r"new|newly|interval development|development|interval appearance|(?:has |have )?developed|developing|"
                  r"(?:has |have )?(?:since )?(?:re-?)?appeared|reappearance|recurrent|recurrence|recurred|de novo|"
@@ -207,7 +209,7 @@ _CHANGE_CUES: list[tuple[str, str]] = [
                     r"worsening|growth|decrease|reduction|improvement)|(?:has |have )?not (?:\w+ )?(?:increased|enlarged|"
                     r"grown|worsened|progressed|decreased|reduced|improved)|stable|unchanged|similar|persistent|persisting|persists|again (?:seen|noted|demonstrated|"
                     r"visible)|redemonstrated|re-demonstrated|no (?:\w+ ){0,3}?change|static|"
-                    r"not (?:significantly )?changed|as before|as previously|remains?"),
+                    r"not (?:significantly )?changed|as before|as previously|as (?:on|in) the (?:prior|previous|last)|ongoing|remains?"),
 ]
 _CHANGE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (_, p) in enumerate(_CHANGE_CUES)) + r")\b")
 
@@ -315,13 +317,14 @@ _LINKED = re.compile(r"^[\s,/]*(?:and|or|with|plus)?\s*(?:(?:adjacent|associated
                      r"some|small|mild|minor|moderate|large|subsegmental|linear|patchy|basal|the)\s+)*$")
 # A descriptive mention ("opacity", "shadowing", "lucency", "blunting of the costophrenic angle") followed in its
 # clause by a named finding is a description of that finding, not a finding of its own.
-_DESCRIPTOR = re.compile(r"opacit|shadowing|opacification|lucency|blunting|densit")
+_DESCRIPTOR = re.compile(r"opacit|shadowing|opacification|lucency|blunting|densit|pleural line|pleural edge|lung edge")
 # The gap between two findings of one list ("effusions and bibasal atelectasis, unchanged"), not a relation
 # between them ("pneumothorax post drain removal").
 _LIST_LINK = re.compile(r"^[\s,/&]*(?:and|or|plus|as well as)?[\s,]*(?:(?!(?:post|after|following|since|with|from|due|"
                         r"secondary|of|in|at|on|which|is|are|has|have|was|were|to|for|by)\b)[a-z-]+\s+){0,3}$")
 # "X and a Y, both new": the change word speaks for findings of both clauses.
 _BOTH = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?")
+_BACKREF = re.compile(r"^\W*(?:this|these|it|they|both|all|which)\b")  # "Left pneumothorax. This is new."
 _HEDGED_CHANGE = re.compile(r"(?:\b(?:possibly|perhaps|probably|likely|may have|might have|questionabl[ey])|\?)\s*(?:\w+\s+)?$")
 _BOTH_BEFORE = re.compile(r"\b(?:both|all|all three|each)\s+(?:\w+\s+)?$")
 _SIZE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mm|cm)\b")
@@ -519,11 +522,18 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
     no_prior = has_prior is False or bool(_NO_PRIOR.search(low))
     default_change = str(Change.no_prior) if no_prior else UNKNOWN
     labels: list[Label] = []
+    large_of: list[bool] = []  # per label: stated large (for "new large effusion")
     negated: list[str] = []
     urgent = False
+    last = (0, 0)  # the labels of the previous sentence that had findings
     for sentence in _SENTENCE.split(low):
         if not sentence.strip():
             continue
+        if not _mentions(sentence) and _BACKREF.match(sentence) and (cue := _CHANGE_RE.search(sentence)):
+            for i in range(*last):  # "Left pneumothorax. This is new."
+                if labels[i].change in (UNKNOWN, Change.no_prior):
+                    labels[i] = Label(labels[i].finding, _cue_change(cue), labels[i].uncertain, labels[i].side, labels[i].zone)
+        start = len(labels)
         if _CRITICAL.search(sentence) and not _NOT_CRITICAL.search(sentence):
             urgent = True  # a documented critical-result communication
         if _malpositioned(sentence):
@@ -567,20 +577,23 @@ def label_report(text: str, has_prior: bool | None = None) -> ReportLabels:
                     continue
                 post_neg = bool(_POST_NEG.search(after))
                 # A hydro-/haemo-/pyopneumothorax is a pneumothorax and an effusion.
-                both = [finding, str(FindingType.effusion)] if _HYDRO.match(clause, s) else [finding]
+                kinds = [finding, str(FindingType.effusion)] if _HYDRO.match(clause, s) else [finding]
                 if change != Change.resolved and (_negated(clause, s, spans) or post_neg):
-                    negated.extend(both)
+                    negated.extend(kinds)
                     continue
                 uncertain = hedged_change[k] or bool(_UNCERTAIN_POST.search(after)) or bool(_UNCERTAIN_PRE.search(clause[:s])) or (
                     hedged_clause and bool(_UNCERTAIN_PRE.search(after)) and k == len(mentions) - 1
                     and bool(re.match(r"^\s*(?:is|are)?\s*(?:probably|possibly|likely)", after)))
                 size_after = after if k == len(mentions) - 1 else re.split(r"\band\b|\bwith\b", after)[0]
                 large = bool(_SIZE_LARGE.search(before + clause[s:e] + size_after))
-                for f in both:
-                    lb = Label(f, change or default_change, uncertain=uncertain, side=side, zone=zone)
-                    labels.append(lb)
-                    prev = lb
-                    urgent = urgent or (not uncertain and is_urgent(f, lb.change, large=large))
+                for f in kinds:
+                    prev = Label(f, change or default_change, uncertain=uncertain, side=side, zone=zone)
+                    labels.append(prev)
+                    large_of.append(large)
+        if len(labels) > start:
+            last = (start, len(labels))
+    urgent = urgent or any(not lb.uncertain and is_urgent(lb.finding, lb.change, large=large)
+                           for lb, large in zip(labels, large_of))
     merged = _merge(labels)
     present = {lb.finding for lb in merged}
     return ReportLabels(labels=merged, urgent=urgent, no_prior=no_prior,
