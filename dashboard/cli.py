@@ -172,8 +172,8 @@ def register(app: typer.Typer) -> None:
 
     @user_app.command("unlock")
     def user_unlock(
-        username: str = typer.Argument(None, help="Lift this account's login locks (from every address)."),
-        address: str = typer.Option(None, "--address", help="Also lift this client address's lock."),
+        username: str | None = typer.Argument(None, help="Lift this account's login locks (from every address)."),
+        address: str | None = typer.Option(None, "--address", help="Also lift this client address's lock."),
     ) -> None:
         """Lift login locks (audited as login_unlock). See `dashboard.security` for the rule."""
         from sqlmodel import select
