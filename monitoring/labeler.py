@@ -70,6 +70,7 @@ _ABBREV: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\b(?:(?:which |that )?(?:was|were|is|are) )?not (?:previously|formerly) "
                 r"(?:present|seen|visible|evident|identified|demonstrated|apparent|noted|shown)\b"), " newly seen"),
     (re.compile(r"\b(?:previously|formerly) (?:absent|clear|normal)\b"), " newly seen"),
+    (re.compile(r"\b(?:there is |there are )?no longer (?:an?|any) "), "resolved "),  # "no longer any effusion": gone
     (re.compile(r"\bptx\b"), "pneumothorax"),
     (re.compile(r"\bett?\b(?!\s*al)"), "endotracheal tube"),
     (re.compile(r"\bngt\b"), "nasogastric tube"),
@@ -161,11 +162,12 @@ _PRE_NEG = re.compile(
     r"not(?! changed| significantly| be excluded| excluded)|nor|ruled out)\b"
 )
 _POST_NEG = re.compile(
-    r"^[\s:-]*(?:none|nil|negative|absent)\b|^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:(?:not|cannot be|can't be|"
+    r"^[\s:-]*(?:none|nil|negative|absent)\b|^[\s,]*(?:(?:is|are|was|were|has been|have been)\s+)?(?:excluded|ruled out)\b|^[\s,]*(?:(?:is|are|was|were|has|have been)\s+)?(?:(?:not|cannot be|can't be|"
     r"could not be) (?:seen|identified|present|visualized|visualised|demonstrated|appreciated)|absent)\b"
 )
 _NEG_SCOPE_BREAK = {"is", "are", "was", "were", "has", "have", "which", "with", "remains", "remain", "persists",
-                    "seen", "noted", "there", "following", "after", "since", "in", "and"}
+                    "seen", "noted", "there", "following", "after", "since", "in", "and", "than", "apart", "except",
+                    "besides", "aside", "save", "though", "but"}
 _NEG_LIST_WORDS = {
     "or", "and", "nor", "of", "a", "an", "any", "the", "focal", "acute", "large", "small", "moderate", "significant",
     "definite", "pleural", "airspace", "evidence", "signs", "sign", "other", "residual", "remaining", "new",
