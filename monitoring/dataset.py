@@ -28,7 +28,7 @@ from monitoring.metrics import age_band
 from monitoring.settings import MonitoringSettings
 from priorwatch.models import SignedReportLabels
 
-LABELER_VERSION = "2"  # bump when the labeler's rules change: cached labels are then relabelled
+LABELER_VERSION = "3"  # bump when the labeler's rules change: cached labels are then relabelled
 TZ_PAD = timedelta(hours=15)  # widest UTC offset: local-time query bounds are padded by it, then cut exactly
 _CHUNK = 500  # ids per IN (...) list
 

@@ -2,23 +2,36 @@
 shared vocabulary with change, side, zone, uncertainty and urgency, so a radiologist's
 wording can be compared with the AI's findings field by field (monitoring.concordance).
 
-How it reads a sentence (NegEx-style rules, measured on tests/monitoring/data/labelled_sentences.txt):
+How it reads a sentence (NegEx-style rules; measured on the dev sets of tests/monitoring/labelled_set.py,
+and once, frozen, on a blind held-out set written by someone who never read this file):
 
-- abbreviations are expanded first (PTX, ETT, NGT, IJ, R/L);
+- abbreviations are expanded first (PTX, ETT, NGT, IJ; lobes and zones RUL...LLL, RLZ...; "R"/"L";
+  "R > L"); "not present on 14/06", "not seen previously", "absent on the prior" become "newly seen",
+  so they read as new and never as negation; "now 4 cm, previously 2 cm" becomes a change word;
 - a sentence is cut into clauses at `;`, "but", "however", "whereas", "while", "although" and at
-  "and there is" / "and a ...": a change word only speaks for mentions of its own clause;
+  "and there is" / "and a ...": a change word only speaks for mentions of its own clause (unless
+  the sentence ends "both/all <change>");
 - in a clause, a change word placed right before a finding ("new left effusion", "interval
   enlargement of the pneumothorax") belongs to that finding; otherwise to the finding before it
   ("Left pneumothorax, increased in size."); a change word ending a clause after "X and Y"
-  speaks for both ("effusions and atelectasis, unchanged");
+  speaks for both ("effusions and atelectasis, unchanged"); a stated change beats "again seen";
+  "Left pneumothorax. This is new." carries the change back;
 - a finding with no change word has change `unknown` (never an invented `stable`), or
   `no_prior` in a report without a prior;
-- side and zone come from the words of the finding's own phrase (base, apex, lingula,
-  retrocardiac, costophrenic...), then from the words right after it ("effusion on the right");
-- a hedge (possible, cannot exclude, may represent, likely...) marks the finding uncertain;
-- negation ("no", "without", "not seen") removes it and lists it in `negated`;
-- urgent: a new or worsened pneumothorax, or a new large pleural effusion (asserted), or a
-  critical-result cue ("communicated to"), matching the project's urgency rule.
+- side and zone come from the words of the finding's own phrase (base, apex, lingula, perihilar,
+  mid zone, retrocardiac, costophrenic...), then from the words right after it ("effusion on the
+  right"); a finding linked to the one before ("left effusion with adjacent atelectasis", "LLL
+  collapse/consolidation") shares its side; a description ("left basal opacity", "blunting of the
+  costophrenic angle", "apical lucency") followed by a named finding gives it its side, zone and change;
+- a hydro-/haemo-/pyopneumothorax is a pneumothorax and an effusion; a nodule of 3 cm or more is a mass;
+- a hedge (possible, cannot exclude, may represent, likely, "?", a hedged change word...) marks the
+  finding uncertain; negation ("no", "without", "not seen", "excluded") removes it and lists it in
+  `negated`;
+- urgent is the project's rule, `priorwatch.vocabulary.is_urgent`: a new or worsened pneumothorax or a
+  new large pleural effusion (asserted), or a malpositioned tube or line (asserted: NG tube in the
+  airway or oesophagus, ETT in a bronchus or the pharynx or outside 2-8 cm above the carina, a line in
+  an artery or a neck vein...); and a documented critical-result communication ("discussed with
+  Dr X at 14:05"; a request to discuss is not one).
 
 >>> [(lb.finding, lb.change, lb.side) for lb in label_report("Left pneumothorax, increased in size.").labels]
 [('pneumothorax', 'worsened', 'left')]
