@@ -18,6 +18,7 @@ import pytest
 
 from dicom_node import StorageNode
 from dicom_node.tls import TlsConfigError
+from priorwatch.settings import Settings, as_env
 from tests.conftest import require_binary
 
 from .conftest import CR, CT, StudyMaker, make_settings
@@ -183,3 +184,11 @@ def test_a_certificate_map_without_required_client_certificates_does_not_start(t
         dicom_tls_require_client_cert=False)
     with pytest.raises(TlsConfigError, match="dicom_tls_client_aes"):
         StorageNode(make_settings(tmp_path, dicom_tls_client_aes=CLIENT_AES, **kw))
+
+
+def test_the_map_reaches_the_receiving_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Extra receiving processes read their settings from the environment the node gives them (as_env).
+    sent = make_settings(tmp_path, dicom_tls_client_aes=CLIENT_AES)
+    for key, value in as_env(sent).items():
+        monkeypatch.setenv(key, value)
+    assert Settings().dicom_tls_client_aes == CLIENT_AES
