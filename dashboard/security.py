@@ -268,28 +268,53 @@ def login_gate(s: Session, known: bool, name: str, address: str, settings: Setti
     return LoginGate(pair, addr, refused, now)
 
 
+def _ensure_row(s: Session, key: str, now: datetime) -> None:
+    """Insert the key's row unless it exists, without failing when a concurrent attempt made
+    it first (parallel guesses must each be counted, not lost to a duplicate-key error)."""
+    dialect = s.get_bind().dialect.name
+    values = {"key": key, "failures": 0, "window_start": now}
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        s.execute(insert(LoginThrottle).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+    elif s.get(LoginThrottle, key) is None:  # other databases: best effort
+        s.add(LoginThrottle(**values))
+        s.flush()
+
+
 def record_failure(s: Session, gate: LoginGate, settings: Settings | None = None) -> list[tuple[str, datetime]]:
     """Count a wrong password on the pair and the address; returns the locks it set
-    (scope, until) for the caller to audit. A lock in force is not extended."""
+    (scope, until) for the caller to audit. Counting and locking are single SQL statements,
+    so concurrent failures all count and exactly one of them sets (and audits) a lock; a lock in
+    force is not extended."""
+    from sqlalchemy import or_
+
     settings = settings or get_settings()
     now, until = gate.now, gate.now + timedelta(seconds=settings.login_lockout_s)
     locks: list[tuple[str, datetime]] = []
-    for scope, row, limit in ((SCOPE_PAIR, gate.pair, settings.login_max_failures_per_pair),
-                              (SCOPE_ADDRESS, gate.address, settings.login_max_failures_per_address)):
-        row.failures += 1
-        if not _locked(row, now) and row.failures >= limit:
-            row.locked_until = until
+    for scope, key, limit in ((SCOPE_PAIR, gate.pair.key, settings.login_max_failures_per_pair),
+                              (SCOPE_ADDRESS, gate.address.key, settings.login_max_failures_per_address)):
+        _ensure_row(s, key, now)
+        k = LoginThrottle.key == key  # type: ignore[arg-type]
+        s.execute(update(LoginThrottle).where(k).values(failures=LoginThrottle.failures + 1))
+        res = s.execute(
+            update(LoginThrottle)
+            .where(k, LoginThrottle.failures >= limit,  # type: ignore[arg-type, operator]
+                   or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now))  # type: ignore[union-attr, operator]
+            .values(locked_until=until)
+        )
+        if res.rowcount == 1:  # type: ignore[attr-defined]
             locks.append((scope, until))
-        s.add(row)
-    s.flush()
     return locks
 
 
 def record_success(s: Session, gate: LoginGate) -> None:
     """A correct password clears its pair's failures (not the address's)."""
-    if s.get(LoginThrottle, gate.pair.key) is not None:
-        s.delete(gate.pair)
-    s.flush()
+    from sqlalchemy import delete
+
+    s.execute(delete(LoginThrottle).where(LoginThrottle.key == gate.pair.key))  # type: ignore[arg-type]
 
 
 def unlock(s: Session, username: str | None, address: str | None) -> tuple[int, int]:

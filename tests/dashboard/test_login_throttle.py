@@ -157,3 +157,30 @@ def test_known_and_unknown_names_cost_the_same_hashing(pw_settings, scrypt_calls
     attempt_login("carol", "wrong-password", "10.0.0.9")
     attempt_login("not-carol", "wrong-password", "10.0.0.9")
     assert len(scrypt_calls) == 2
+
+
+def test_parallel_failures_all_count(seeded):
+    """Guesses sent at once from one fresh address each count (none lost to a duplicate-key
+    error or an overwritten count), and the lock they cause is set and audited once."""
+    import threading
+
+    st = seeded.settings
+    n = st.login_max_failures_per_pair + 3
+    answers: list[object] = []
+
+    def guess(i: int) -> None:
+        try:
+            answers.append(attempt_login(f"parallel-{i}", "Autumn2026!", "10.7.7.7")[0])
+        except Exception as exc:  # noqa: BLE001 - the failure this test looks for
+            answers.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [security.LOGIN_REFUSED] * n
+    with session_scope(st) as s:
+        counts = {r.key: r.failures for r in s.exec(select(LoginThrottle)).all()}
+    assert counts == {security.address_key("10.7.7.7"): n, security.pair_key(False, "", "10.7.7.7"): n}
+    assert [(u, d["scope"]) for u, d in audit(st, "login_lock")] == [("?", "pair")]
