@@ -105,7 +105,8 @@ _ABBREV: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
 _FINDINGS: dict[str, list[str]] = {
     FindingType.pneumothorax: [r"(?:tension )?(?:(?:hydro|ha?emo|pyo)-?)?pneumothora(?:x|ces)", r"apical lucency",
                                r"(?:visible )?(?:visceral )?pleural (?:line|edge)", r"(?:visible )?lung edge"],
-    FindingType.effusion: [r"(?:pleural )?effusions?", r"pleural fluid", r"ha?emothora(?:x|ces)", r"hydrothora(?:x|ces)",
+    FindingType.effusion: [r"(?:pleural )?effusions?", r"(?:pleural|fissural|loculated|subpulmonic) fluid",
+                            r"fluid in the (?:\w+ )?(?:horizontal |oblique |minor |major )?fissure", r"ha?emothora(?:x|ces)", r"hydrothora(?:x|ces)",
                             r"empyemas?", r"blunting of the (?:\w+ )?costophrenic angles?",
                             r"(?:blunted|blunting of) (?:the )?(?:\w+ )?costophrenic angles?", r"costophrenic (?:angle )?blunting"],
     FindingType.consolidation: [
@@ -120,7 +121,7 @@ _FINDINGS: dict[str, list[str]] = {
     FindingType.cardiomegaly: [
         r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
         r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:still )?"
-        r"(?!not )(?:\w+ )?enlarged",
+        r"(?!not )(?:\w+ )?enlarged", r"(?:heart|cardiac silhouette)(?: size)?\s*[:-]\s*(?:\w+ )?enlarged",
         r"(?:heart|cardiac) size(?= (?:has |have |is )?(?:increased|increasing|enlarged|enlarging|larger|grown|decreased|"
         r"smaller|reduced))", r"(?:cardiothoracic ratio|ctr)(?= (?:is |has |remains )?(?:now )?(?:increased|enlarged|raised|"
         r"decreased|reduced|larger|smaller|stable|unchanged))",
@@ -448,11 +449,16 @@ def _malpositioned(sentence: str) -> bool:
     return False
 
 
+_PLACES_ONLY = re.compile(r"^(?:\W*\b(?:right|left|bilateral|both|upper|middle|mid|lower|lobes?|zones?|lingula|lingular|"
+                          r"apical|basal|perihilar|bases?|apex|apices|and|the|in|of)\b)*\W*$")
+
+
 def _own(phrase_before: str, phrase_after: str, last: bool) -> tuple[str, str]:
     """The parts of the text around a mention that describe it: the before-phrase after its last "with"/"and",
     the after-phrase up to its first "with"/"and" ("effusion with basal atelectasis" gives the effusion no zone),
     or its first comma where another finding follows ("effusion, increased perihilar oedema")."""
-    return _OWN_CUT.split(phrase_before)[-1], (_OWN_CUT if last else _AFTER_CUT).split(phrase_after)[0]
+    before = phrase_before if _PLACES_ONLY.match(phrase_before) else _OWN_CUT.split(phrase_before)[-1]  # "RML and lingular"
+    return before, (_OWN_CUT if last else _AFTER_CUT).split(phrase_after)[0]
 
 
 def _side(phrase_before: str, mention: str, phrase_after: str, finding: str) -> str | None:
@@ -461,7 +467,7 @@ def _side(phrase_before: str, mention: str, phrase_after: str, finding: str) -> 
     for text, last in ((mention, True), (phrase_before, True), (phrase_after, False)):
         ms = list(_SIDE_WORD.finditer(text))
         if ms:
-            words = {m.group(1) for m in ms}
+            words = {"left" if m.group(1) in ("lingula", "lingular", "retrocardiac") else m.group(1) for m in ms}
             if words & {"bilateral", "bilaterally", "both", "bibasilar", "bibasal", "bibasally"} or {"right", "left"} <= words:
                 return "bilateral"
             w = (ms[-1] if last else ms[0]).group(1)
