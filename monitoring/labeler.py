@@ -111,13 +111,14 @@ _FINDINGS: dict[str, list[str]] = {
                             r"(?:blunted|blunting of) (?:the )?(?:\w+ )?costophrenic angles?", r"costophrenic (?:angle )?blunting"],
     FindingType.consolidation: [
         r"consolidations?", r"consolidative opacit(?:y|ies)", r"airspace (?:disease|opacit(?:y|ies)|shadowing)",
-        r"pneumonias?", r"infiltrates?", r"infections?", r"infective (?:changes?|process)",
+        r"pneumonias?", r"infiltrates?", r"infections?", r"infective (?:changes?|process)", r"air ?bronchograms?",
+        r"ground-?glass (?:opacit(?:y|ies)|change|changes|shadowing)", r"(?:lung )?abscess(?:es)?",
         r"(?:airspace |alveolar |patchy |confluent |focal )?(?:opacit(?:y|ies)|opacification|shadowing)",
     ],
     FindingType.edema: [r"(?:pulmonary |interstitial |alveolar )?edema", r"(?:pulmonary )?(?:vascular|venous) congestion",
                         r"fluid overload", r"(?:interlobular )?septal lines", r"kerley (?:b )?lines",
                         r"(?:upper (?:lobe|zone) )?(?:venous |vascular |blood )?(?:diversion|redistribution)"],
-    FindingType.atelectasis: [r"atelectas[ie]s", r"(?:linear|plate-?like|discoid|band-?like) (?:opacit(?:y|ies)|shadowing)", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
+    FindingType.atelectasis: [r"atelectas[ie]s", r"volume loss", r"(?:linear|plate-?like|discoid|band-?like) (?:opacit(?:y|ies)|shadowing)", r"atelectatic (?:change|changes|opacit(?:y|ies))", r"(?:lobar |lobe )?collapse"],
     FindingType.cardiomegaly: [
         r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
         r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)? (?:is|remains|appears|looks) (?:still )?"
@@ -127,7 +128,7 @@ _FINDINGS: dict[str, list[str]] = {
         r"decreased|reduced|larger|smaller|stable|unchanged))",
     ],
     FindingType.nodule: [r"nodules?", r"nodular opacit(?:y|ies)", r"(?:calcified )?granulomas?"],
-    FindingType.mass: [r"mass(?:es)?", r"tumou?rs?", r"neoplasms?", r"mass-?like (?:opacit(?:y|ies)|lesions?|shadow(?:ing)?)",
+    FindingType.mass: [r"mass(?:es)?", r"cavitating (?:lesion|mass|opacity)", r"tumou?rs?", r"neoplasms?", r"mass-?like (?:opacit(?:y|ies)|lesions?|shadow(?:ing)?)",
                        r"(?:lung|pulmonary|hilar) (?:lesion|cancer|carcinoma|malignancy)"],
     FindingType.support_device: [
         r"(?:endotracheal|nasogastric|orogastric|nasojejunal|enteric|chest|feeding|tracheostomy|et|ng|og|nj|"
@@ -135,7 +136,7 @@ _FINDINGS: dict[str, list[str]] = {
         r"(?:lines and tubes|tubes and lines|support devices|lines|tubes)",
         r"(?:central venous |central |picc |midline |internal jugular |subclavian )?(?:line|catheter)s?",
         r"picc", r"pacemakers?(?: leads?)?", r"pacers?", r"(?:cardiac )?devices?", r"port-?a-?cath", r"(?:chest )?drains?",
-        r"leads?", r"swan-?ganz", r"(?:sternotomy|sternal) wires?", r"a?icds?", r"defibrillators?", r"loop recorders?",
+        r"leads?", r"swan-?ganz", r"(?:\w+ )?stents?", r"(?:sternotomy|sternal) wires?", r"a?icds?", r"defibrillators?", r"loop recorders?",
         r"(?:ecg |monitoring )?electrodes?",
         r"(?:o?esophageal|endobronchial|(?:right |left )?(?:main(?:[- ]?stem)? )?bronch(?:us|ial)) intubation",
     ],
@@ -146,7 +147,8 @@ _FINDINGS: dict[str, list[str]] = {
         r"hyper-?(?:inflat|expan)\w*", r"copd", r"bullae?", r"bullous (?:change|disease)s?", r"emphysematous(?: changes?)?",
         r"(?:subcutaneous|surgical) (?:air|gas)", r"surgical emphysema", r"(?:widened|widening of the) mediastinum",
         r"mediastinal widening", r"(?:prosthetic|replacement) (?:\w+ )?valves?", r"valve replacement",
-        r"pneumoperitoneum", r"free (?:intraperitoneal |subdiaphragmatic |intra-abdominal )?(?:gas|air)",
+        r"pneumoperitoneum", r"pericardial effusions?", r"bronchiectasis", r"interstitial (?:lung disease|fibrosis)",
+        r"(?:calcified )?pleural plaques?", r"(?:pulmonary )?infarcts?", r"free (?:intraperitoneal |subdiaphragmatic |intra-abdominal )?(?:gas|air)",
         r"subdiaphragmatic (?:gas|air)", r"(?:hilar |mediastinal )?(?:lymph)?adenopathy", r"hilar enlargement",
     ],
 }
