@@ -159,12 +159,11 @@ def test_known_and_unknown_names_cost_the_same_hashing(pw_settings, scrypt_calls
     assert len(scrypt_calls) == 2
 
 
-def test_parallel_failures_all_count(seeded):
+def _parallel_failures_all_count(st) -> None:  # type: ignore[no-untyped-def]
     """Guesses sent at once from one fresh address each count (none lost to a duplicate-key
     error or an overwritten count), and the lock they cause is set and audited once."""
     import threading
 
-    st = seeded.settings
     n = st.login_max_failures_per_pair + 3
     answers: list[object] = []
 
@@ -184,3 +183,37 @@ def test_parallel_failures_all_count(seeded):
         counts = {r.key: r.failures for r in s.exec(select(LoginThrottle)).all()}
     assert counts == {security.address_key("10.7.7.7"): n, security.pair_key(False, "", "10.7.7.7"): n}
     assert [(u, d["scope"]) for u, d in audit(st, "login_lock")] == [("?", "pair")]
+
+
+def test_parallel_failures_all_count_sqlite(seeded):
+    _parallel_failures_all_count(seeded.settings)
+
+
+def test_parallel_failures_all_count_postgresql(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    import uuid
+
+    import sqlalchemy as sa
+
+    from priorwatch.db import get_engine, init_db
+    from priorwatch.settings import get_settings, reset_settings_cache
+    from tests.dashboard.conftest import seed_database
+
+    schema = f"pw_throttle_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("PRIORWATCH_DATABASE_URL",
+                           f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{schema}")
+        reset_settings_cache()
+        settings = get_settings()
+        init_db(settings)
+        seed_database(settings)
+        _parallel_failures_all_count(settings)
+    finally:
+        reset_settings_cache()
+        get_engine(settings).dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
