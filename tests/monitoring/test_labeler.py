@@ -126,15 +126,17 @@ def test_a_change_in_the_next_sentence_carries_back():
     assert r.urgent
 
 
-# Dev-set floors: what the rules reach on the three dev sets as measured after issue 30 (the figures are in
-# the commit that set them), so a regression fails. Set at or just under the measured value.
+# Dev-set floors: what the rules reach on the three dev sets (all tuned on) when they were frozen for the
+# blind held-out run (issue 30), so a regression fails. Each is the measured figure rounded down to 0.01
+# (0.93 side and 0.96 zone on labelled_sentences: 153/163 and 158/163; that set's author read oedema as
+# bilateral when no side is said, the blind writer does not, and the rules follow the blind writer).
 DEV_FLOORS = {
-    DATA: {"finding_recall": 1.0, "finding_precision": 1.0, "change": 0.99, "side": 0.93, "zone": 0.96,
-           "uncertain": 0.98, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
-    HELDOUT: {"finding_recall": 1.0, "finding_precision": 0.96, "change": 0.98, "side": 0.93, "zone": 0.96,
-              "uncertain": 0.96, "negated": 0.98, "urgent_recall": 1.0, "false_urgent": 0.0},
-    BLIND_DEV: {"finding_recall": 0.99, "finding_precision": 0.99, "change": 0.99, "side": 1.0, "zone": 1.0,
-                "uncertain": 0.99, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
+    DATA: {"finding_recall": 1.0, "finding_precision": 1.0, "change": 1.0, "side": 0.93, "zone": 0.96,
+           "uncertain": 1.0, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
+    HELDOUT: {"finding_recall": 1.0, "finding_precision": 0.98, "change": 1.0, "side": 0.93, "zone": 0.98,
+              "uncertain": 1.0, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
+    BLIND_DEV: {"finding_recall": 1.0, "finding_precision": 1.0, "change": 1.0, "side": 1.0, "zone": 1.0,
+                "uncertain": 1.0, "negated": 1.0, "urgent_recall": 1.0, "false_urgent": 0.0},
 }
 
 
