@@ -372,8 +372,9 @@ class ReviewDraft(SQLModel, table=True):
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Failed logins per key ("user:<existing name>" or "addr:<address>") in a window, and the
-    lockout they caused. Unknown typed usernames are never stored."""
+    """Failed logins per key in a window, and the lock they caused: "pair:<tag of an existing
+    name, or ?>:<address>" or "addr:<address>" (rule in dashboard.security). Unknown typed
+    usernames are never stored."""
 
     key: str = Field(primary_key=True, max_length=96)
     failures: int = 0
