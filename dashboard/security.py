@@ -17,15 +17,17 @@ are counted in a window (``login_failure_window_s``) on two keys:
   lock that pair for ``login_lockout_s``. That is the guesser at one account from one place;
 - the **address**: ``login_max_failures_per_address`` failures under any names make the address
   *hot* for ``login_lockout_s``: while it is hot, a pair that has already failed is refused (each
-  name gets one try), which stops spraying many names from one place.
+  name gets one try), which limits spraying many names from one place.
 
 The rule for a login: the password is always checked (the same scrypt work whatever happens);
 the login succeeds when the password is right, the pair is not locked, and the pair has not
 failed while its address is hot. So a correct password for a real account from a pair that has
 not itself failed always logs in: failures under other names, or under the same name from
 other addresses, never lock an account. (Hence no per-account lock: it is the weapon.) The
-limit of this rule: clients that share one address (no trusted proxy configured behind a
-proxy) share the pair for a name, so set ``dashboard_trusted_proxies``.
+limits of this rule: a guesser with many addresses gets ``login_max_failures_per_pair`` tries
+per address per window at one account (each one audited under the account, and scrypt makes
+each one cost); clients that share one address (no trusted proxy configured behind a proxy)
+share the pair for a name, so set ``dashboard_trusted_proxies``.
 
 The answer is the same for every failure (`LOGIN_REFUSED`): a wrong password, an unknown name
 and a refusal read alike at every count, and an unknown name costs the same work as a known
