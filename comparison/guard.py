@@ -24,7 +24,10 @@ fill the pleural space, so for them the side alone places them). For each claime
   evidence of change the model did not describe is noted, so nothing the images show is lost;
 - an answer that could not be read (``structured`` False: prose, garbage, no JSON) never becomes
   the draft: the evidence engine's findings are shown, each ``unverified`` (urgent ones stay
-  urgent), under the draft header, with a note that the model's answer could not be read.
+  urgent), under the draft header, with a note that the model's answer could not be read;
+- where the evidence engine did not compare the pair (``not_compared``: a lateral view, another
+  person's prior, a failed registration) the model's claims are not findings either: the
+  result is that refusal, except that an urgent claim is kept, urgent and ``unverified``.
 
 The result keeps the VLM's engine and model, and records the evidence engine's versions too.
 """
@@ -34,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from comparison.draft import DRAFT_HEADER
+from comparison.draft import DRAFT_HEADER, finding_sentence
 from priorwatch.vocabulary import APPEARING, CHANGED, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
 
 __all__ = ["COMPATIBLE", "PLEURAL", "UNREADABLE_SENTENCE", "comparison_words", "guard"]
@@ -188,6 +191,8 @@ def guard(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) ->
         A copy of `vlm` with each finding's ``guard`` set, urgent claims kept urgent, notes
         explaining every mark that is not ``supported``, and both engines' versions.
     """
+    if has_prior and evidence.not_compared:
+        return _refused(vlm, evidence, has_prior)
     if not vlm.structured:
         return _unreadable(vlm, evidence, has_prior)
     notes = list(vlm.notes)
@@ -250,6 +255,23 @@ def _finish(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool, 
         }
     )
     return ComparisonResult.model_validate(result.model_dump())
+
+
+def _refused(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) -> ComparisonResult:
+    """The evidence engine did not compare the pair: its refusal is the result; only the model's
+    urgent claims stay (urgent, unverified), so that no urgent claim is dropped silently."""
+    kept = [f.model_copy(update={"guard": GuardMark.unverified}) for f in vlm.findings if f.urgent]
+    notes = [*evidence.notes, *(f"urgent claim {_label(f)} kept although the pair was not compared ({evidence.not_compared}): "
+                                "unverified, for the radiologist to confirm" for f in kept)]
+    dropped = len(vlm.findings) - len(kept)
+    if dropped:
+        notes.append(f"{dropped} other claim(s) of the model not shown: the pair was not compared")
+    draft = evidence.draft_text.strip()
+    if not draft.startswith(DRAFT_HEADER):
+        draft = f"{DRAFT_HEADER} {draft}"
+    if kept:
+        draft += " The model claims, unverified: " + "; ".join(finding_sentence(f)[:-1] for f in kept) + "."
+    return _finish(vlm, evidence, has_prior, kept, notes, draft_text=draft, not_compared=evidence.not_compared)
 
 
 def _unreadable(vlm: ComparisonResult, evidence: ComparisonResult, has_prior: bool) -> ComparisonResult:

@@ -318,7 +318,7 @@ class RegistrationEngine:
         result = ComparisonResult(
             engine=ENGINE_NAME, engine_version=ENGINE_VERSION, model=MODEL_NAME,
             model_version=f"SimpleITK {sitk.Version_VersionString()}", has_prior=True, findings=[],
-            draft_text=f"{DRAFT_HEADER} {note} No interval change is assessed.", notes=[note],
+            draft_text=f"{DRAFT_HEADER} {note} No interval change is assessed.", notes=[note], not_compared=why,
         )
         return ComparisonOutput(result=result, heatmap=None)
 
@@ -843,11 +843,12 @@ def _not_frontal(cur: str | None, prior: str | None) -> str | None:
     """Why this frontal engine does not compare the pair, or None: a lateral or oblique view on either
     side (`LATERAL_VIEWS`, `OBLIQUE_VIEWS`). Unknown views are assumed frontal; AP against PA is compared
     (`_cautious` notes it)."""
-    for role, v in (("current", cur), ("prior", prior)):
-        view = (v or "").strip().upper()
+    c, p = ((v or "").strip().upper() for v in (cur, prior))
+    for role, view in (("current", c), ("prior", p)):
         if view in T.LATERAL_VIEWS or view in T.OBLIQUE_VIEWS:
             kind = "lateral" if view in T.LATERAL_VIEWS else "oblique"
-            return f"the {role} is a {kind} view ({view}); this engine compares frontal chest radiographs only"
+            return (f"the {role} is a {kind} view (current {c or 'unknown'}, prior {p or 'unknown'}); this engine "
+                    "compares frontal chest radiographs only")
     return None
 
 

@@ -110,6 +110,8 @@ class ComparisonResult(BaseModel):
     urgent: bool = False
     structured: bool = True  # False when a model's output could not be parsed into findings
     fallback: bool = False  # True when this is a fallback engine's result, not the one asked for
+    not_compared: str | None = None  # why a prior was there but not compared (a lateral view, another person,
+    #                                  a failed registration): no interval findings then; None: compared (or no prior)
     notes: list[str] = Field(default_factory=list)
 
     def model_post_init(self, __context: object) -> None:

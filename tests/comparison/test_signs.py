@@ -64,13 +64,24 @@ def test_lucency_going_away_is_a_pneumothorax_improving_not_an_opacity(stable_pa
     assert not [f for f in r.findings if f.change in (Change.new, Change.worsened)], r.findings
 
 
-@pytest.mark.parametrize("cur_view,prior_view", [("PA", "LL"), ("AP", "PA"), ("LATERAL", "AP")])
+@pytest.mark.parametrize("cur_view,prior_view", [("PA", "LL"), ("LATERAL", "AP")])
 def test_other_view_is_not_compared(stable_pair, cur_view: str, prior_view: str) -> None:
     cur, pri, _ = stable_pair
     r = RegistrationEngine().compare(_apical_rim(cur, Side.left, 0.08), pri,
                                      CompareContext(current_view=cur_view, prior_view=prior_view)).result
     assert r.has_prior and not r.findings and not r.urgent
     assert "Not compared" in r.draft_text and cur_view in r.draft_text and prior_view in r.draft_text
+
+
+def test_ap_against_pa_is_compared_with_a_note(stable_pair) -> None:
+    """Issue 28: an AP portable current against a PA prior is compared (an urgent change must not be
+    missed), with a note on magnification and lower confidence; it used to be refused."""
+    cur, pri, _ = stable_pair
+    r = RegistrationEngine().compare(_apical_rim(cur, Side.left, 0.08), pri,
+                                     CompareContext(current_view="AP", prior_view="PA")).result
+    assert r.not_compared is None and r.urgent
+    assert [f.side for f in r.findings if f.finding == FindingType.pneumothorax and f.urgent] == [Side.left]
+    assert any("magnifies" in n for n in r.notes)
 
 
 def test_unregistrable_prior_is_not_compared(stable_pair) -> None:

@@ -1,4 +1,5 @@
-"""Issue 28 item 5: an unreadable model answer never reaches the draft.
+"""Issue 28 items 4-5 on the VLM path: an unreadable model answer never reaches the draft, and
+claims about a pair the evidence engine did not compare are not findings.
 
 Through the real local Triton: the tiny random LLaVA (a few tokens of random words: never our
 JSON) answers, the real registration model gives the evidence, and the guard shows that
@@ -16,6 +17,7 @@ from comparison.draft import DRAFT_HEADER
 from comparison.guard import UNREADABLE_SENTENCE, guard
 from comparison.triton_client import TritonComparator
 from comparison.vlm import TritonProcess, VlmTritonClient, compare_with_fallback, parse_model_output
+from tests.vlm import recorded as rec
 from priorwatch.vocabulary import Change, ComparisonResult, Evidence, FindingResult, FindingType, GuardMark, Side, Zone
 
 pytestmark = pytest.mark.triton
@@ -45,6 +47,22 @@ def test_garbage_answer_shows_every_evidence_finding_unverified() -> None:
     assert r.urgent and r.draft_text.startswith(f"{DRAFT_HEADER} {UNREADABLE_SENTENCE}")
     assert "right right" not in r.draft_text and "}" not in r.draft_text
     assert UNREADABLE_SENTENCE in r.notes and r.engine == "vlm"
+
+
+def test_claims_about_a_pair_not_compared_are_not_findings_but_urgent_ones_stay() -> None:
+    why = "the prior does not appear to be the same patient"
+    refusal = ComparisonResult(engine="registration", engine_version="0.4.8", model="sitk", model_version="s",
+                               has_prior=True, draft_text=f"{DRAFT_HEADER} Not compared: {why}.", not_compared=why,
+                               notes=[f"Not compared: {why}."])
+    for text, urgent in ((rec.VALID_JSON, False), (rec.URGENT_UNSUPPORTED, True)):
+        vlm = parse_model_output(text, has_prior=True).to_result(
+            engine="vlm", engine_version="v", model="tiny", model_version="t", has_prior=True)
+        assert vlm.structured and vlm.findings
+        r = guard(vlm, refusal, has_prior=True)
+        assert r.not_compared == why and r.urgent == urgent
+        assert [(f.urgent, f.guard) for f in r.findings] == [(True, GuardMark.unverified)] * urgent
+        assert r.draft_text.startswith(f"{DRAFT_HEADER} Not compared: {why}.")
+        assert "effusion" not in r.draft_text.lower()
 
 
 @pytest.fixture(scope="module")
