@@ -219,10 +219,10 @@ class Person:
         # heart (neutral coordinates)
         self.h_ra = rng.uniform(72, 86)        # long semi-axis
         self.h_rb = rng.uniform(46, 56)
-        self.h_rc = rng.uniform(44, 54)        # depth
+        self.h_rc = rng.uniform(54, 64)        # depth
         self.h_t = math.radians(rng.uniform(36, 50))
         self.hx = rng.uniform(14, 28)
-        self.hy = -0.30 * self.D
+        self.hy = -0.18 * self.D
         self.hz = H - self.hd * 0.55 - 0.62 * self.h_rb
         self.knob = (self.M_up + rng.uniform(0, 7), 4.0, 0.25 * H, rng.uniform(14, 19))
         # spine
@@ -326,7 +326,7 @@ class Person:
         n0 = len(trunks)
         d = _unit(np.stack([s * trunks[:, 0], rng.uniform(-0.5, 0.5, n0), trunks[:, 1]], 1))
         P = hil + rng.normal(0, 4, (n0, 3))
-        r = rng.uniform(5.0, 6.5, n0) * np.where(trunks[:, 1] < -0.5, 0.85, 1.0)
+        r = rng.uniform(4.6, 6.0, n0) * np.where(trunks[:, 1] < -0.5, 0.85, 1.0)
         segA, segB, rad = [], [], []
         for g in range(9):
             if len(P) == 0:
@@ -802,7 +802,7 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
             crd = np.stack(np.broadcast_arrays((dzn * 5 + 8), (dyn * 5 + 8), (dxn * 5 + 8)))
             nz = ndimage.map_coordinates(lat3, crd.reshape(3, -1), order=3, mode="nearest",
                                          prefilter=False).reshape(q.shape)
-            Fc = (q - 1 + 0.28 * nz) * rad.min()
+            Fc = (q - 1 + 0.22 * nz) * rad.min()
             if c.get("fissure"):
                 Fc = np.maximum(Fc, Zn3 - (0.40 * H + 4))
             C = _soft(Fc.astype(F32), fuzz=4.0) * F32(c["density"])
@@ -1005,7 +1005,9 @@ def _render_vessels(fine, geom, p, sf, state):
                 keep &= q > 0.85
         A2 = _vessel_transform(p, s, A[keep], state, sf)
         B2 = _vessel_transform(p, s, B[keep], state, sf)
-        fine.segments(geom, A2, B2, r[keep], 1.5 * (MU_ST - MU_LUNG), fac_cap=2.5, flat=True)
+        # max-combined per lung: smooth joints (no beads), thin vessels boosted a little
+        boost = 1.0 + 0.6 * np.clip((3.0 - r[keep]) / 2.5, 0, 1)
+        fine.segments(geom, A2, B2, r[keep], boost * (MU_ST - MU_LUNG), fac_cap=1.8, combine="max")
 
 
 def _render_nodule(fine, geom, p, sf, l):
@@ -1149,7 +1151,9 @@ def measure_lesion(person, state, geom, l):
         if "_proj" in l and not geom.lateral:
             P = l["_proj"]
             X0, Y0, hc, nv, nu = l["_proj_grid"]
-            w = np.where(P > 0.25 * P.max(), P, 0)
+            w = np.where(P > 12.0, P, 0)          # >= 12 mm of consolidated lung along the ray
+            if not w.any():
+                w = np.where(P >= 0.5 * P.max(), P, 0)
             rr, cc = np.nonzero(w)
             ww = w[rr, cc]
             Xs = X0 + (cc + 0.5) * hc
@@ -1205,7 +1209,9 @@ _FONT = {
 }
 
 
-def _burn_text(img, text, r0, c0, scale, value):
+def _burn_text(img, text, r0, c0, scale, value, backing=True):
+    if backing:   # dark box behind the text, as scanners annotate
+        img[max(r0 - scale, 0):r0 + 8 * scale, max(c0 - scale, 0):c0 + 6 * scale * len(text)] = 0
     for i, ch in enumerate(text.upper()):
         rows = _FONT.get(ch, _FONT[" "]).split()
         bm = np.array([[c == "1" for c in row] for row in rows], bool)
@@ -1228,7 +1234,7 @@ def _burn_marker(img, letter, r0, c0, scale, value):
     img[r0 + h - scale:r0 + h, c0:c0 + bw] = value
     img[r0:r0 + h, c0:c0 + scale] = value
     img[r0:r0 + h, c0 + bw - scale:c0 + bw] = value
-    _burn_text(img, letter, r0 + scale, c0 + scale, scale, value)
+    _burn_text(img, letter, r0 + scale, c0 + scale, scale, value, backing=False)
 
 
 SPACINGS_DR = (0.125, 0.139, 0.143, 0.148, 0.150, 0.160, 0.168, 0.175, 0.194, 0.200)
@@ -1265,9 +1271,10 @@ def make_acq(rng, person, *, view="PA", theta=None, mirror=False):
     a["dose"] = rng.uniform(1.5e4, 5e4) if portable else rng.uniform(4e4, 2e5)
     a["gamma"] = rng.uniform(0.8, 1.3)
     a["contrast"] = rng.uniform(2.0, 4.5)
+    a["headroom"] = rng.uniform(1.02, 1.15)
     a["usm"] = rng.uniform(0.0, 1.4)
     a["usm_sigma"] = rng.uniform(1.0, 5.0)
-    a["eq"] = rng.uniform(0.0, 0.55)
+    a["eq"] = rng.uniform(0.15, 0.6)
     a["heel"] = rng.uniform(-0.08, 0.08)
     a["colli"] = [rng.uniform(0, 0.06) if rng.random() < 0.7 else -1.0 for _ in range(4)]
     a["mono1"] = rng.random() < 0.3
@@ -1330,10 +1337,10 @@ def render_image(person, state, a):
     vals = L[inside]
     lo = float(np.percentile(vals, 0.5))
     hi = float(np.percentile(vals, 99.7))
-    v = np.clip((L - lo) / max(hi - lo, 1e-3), 0, 1.0) ** F32(a["gamma"])
+    v = np.clip((L - lo) / max((hi - lo) * a["headroom"], 1e-3), 0, 1.0) ** F32(a["gamma"])
     c = a["contrast"]
-    v = (1 / (1 + np.exp(-c * (v - 0.55))) - 1 / (1 + math.exp(c * 0.55))) / \
-        (1 / (1 + math.exp(-c * 0.45)) - 1 / (1 + math.exp(c * 0.55)))
+    v = (1 / (1 + np.exp(-c * (v - 0.5))) - 1 / (1 + math.exp(c * 0.5))) / \
+        (1 / (1 + math.exp(-c * 0.5)) - 1 / (1 + math.exp(c * 0.5)))
     v = v.astype(F32)
     # to detector matrix
     pr = ((-rows * s / 2 + (np.arange(rows) + 0.5) * s) - Y0) / hf - 0.5
@@ -1525,6 +1532,7 @@ def write_dicom(path, pixels, a, meta):
         ds.PresentationLUTShape = "INVERSE" if a["mono1"] else "IDENTITY"
         ds.DetectorType = "SCINTILLATOR"
         ds.AcquisitionContextSequence = Sequence([])
+        ds.PositionerType = "NONE"
         ar = Dataset()
         ar.CodeValue = "43799004"
         ar.CodingSchemeDesignator = "SCT"
@@ -1608,6 +1616,9 @@ def _pick_findings(rng, person, n_changed, n_stable, force=None):
             if ftype in ("pneumothorax", "effusion") and any(
                     o[0]["type"] in ("pneumothorax", "effusion") and o[0]["side"] == side for o in out):
                 continue
+            # a pneumothorax retracts the lung: keep other lesions out of that hemithorax
+            if any(o[0]["side"] == side and "pneumothorax" in (o[0]["type"], ftype) for o in out):
+                continue
             used.add(key)
             sp, sc = _sizes(rng, person, ftype, change)
             out.append((tmpl, change, sp, sc))
@@ -1688,7 +1699,7 @@ def _pair_plan(rng, case):
             for d in before[1:]:
                 dev_labels.append((d, "stable", False))
         dev_p, dev_c = before, after
-        notes.append("devices " + op + ("ed" if op != "move" else "d"))
+        notes.append({"add": "devices added", "remove": "device removed", "move": "device moved"}[op])
     if case == "mirrored":
         mirror_c = True
         mirror_p = rng.random() < 0.3
@@ -1778,7 +1789,7 @@ def make_pair(out_dir: Path, seed: int, idx: int, case: str) -> dict:
             urgent = True
         if tmpl["type"] == "effusion" and ch == "new" and zc is not None and zc[2]:
             urgent = True
-        if plan["expect"] == "not_compared":
+        if pperson is not person:      # other person: no real interval change
             urgent = False
         e = {"finding": tmpl["type"], "side": tmpl["side"], "zone": zone, "change": ch,
              "size_mm_prior": round(zp[1], 1) if zp else None,
