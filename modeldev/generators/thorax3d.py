@@ -127,10 +127,10 @@ MU_ST = 0.0200      # soft tissue / blood
 MU_FAT = 0.0175
 MU_LUNG = 0.0045    # aerated lung
 MU_FLUID = 0.0205
-MU_VB = 0.0255      # vertebral body (cancellous + cortex, averaged)
+MU_VB = 0.0285      # vertebral body (cancellous + cortex, averaged)
 MU_CORT = 0.0600    # cortical bone
 MU_MARROW = 0.0260
-MU_SCAP = 0.0380
+MU_SCAP = 0.0450
 
 F32 = np.float32
 
@@ -844,7 +844,7 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
         zz = (Z2 + 5) / (0.52 * H)
         lat_edge = W + 12 - (W + 12 - med) * np.clip(zz, 0, 1)
         Ft = np.maximum(np.maximum(med - ax_, ax_ - lat_edge), np.maximum(-5 - Z2, Z2 - 0.5 * H))
-        Fy = np.abs(Y2 - (D - 18)) - 4
+        Fy = np.abs(Y2 - (D - 18)) - 5 - 3 * np.clip((ax_ - lat_edge + 18) / 18, 0, 1)
         V[sl2] += F32(MU_SCAP - MU_ST) * _soft(np.maximum(Ft, Fy).astype(F32))
     # gastric bubble under the left dome
     bx_, by_, br = p.bubble
@@ -1006,7 +1006,7 @@ def _render_vessels(fine, geom, p, sf, state):
         A2 = _vessel_transform(p, s, A[keep], state, sf)
         B2 = _vessel_transform(p, s, B[keep], state, sf)
         # max-combined per lung: smooth joints (no beads), thin vessels boosted a little
-        boost = 1.0 + 0.6 * np.clip((3.0 - r[keep]) / 2.5, 0, 1)
+        boost = 1.15 + 0.7 * np.clip((3.0 - r[keep]) / 2.5, 0, 1)
         fine.segments(geom, A2, B2, r[keep], boost * (MU_ST - MU_LUNG), fac_cap=1.8, combine="max")
 
 
@@ -1272,6 +1272,7 @@ def make_acq(rng, person, *, view="PA", theta=None, mirror=False):
     a["gamma"] = rng.uniform(0.8, 1.3)
     a["contrast"] = rng.uniform(2.0, 4.5)
     a["headroom"] = rng.uniform(1.02, 1.15)
+    a["toe"] = rng.uniform(0.18, 0.38)
     a["usm"] = rng.uniform(0.0, 1.4)
     a["usm_sigma"] = rng.uniform(1.0, 5.0)
     a["eq"] = rng.uniform(0.15, 0.6)
@@ -1335,8 +1336,12 @@ def render_image(person, state, a):
         Lu = _blur(L, a["usm_sigma"] / hf)
         L = L + F32(a["usm"]) * (L - Lu)
     vals = L[inside]
-    lo = float(np.percentile(vals, 0.5))
+    body = vals[vals > 0.8]          # window on the patient, not on the open-field air
+    if body.size < 1000:
+        body = vals
     hi = float(np.percentile(vals, 99.7))
+    lo = float(np.percentile(body, 0.5))
+    lo = lo - a["toe"] * (hi - lo)
     v = np.clip((L - lo) / max((hi - lo) * a["headroom"], 1e-3), 0, 1.0) ** F32(a["gamma"])
     c = a["contrast"]
     v = (1 / (1 + np.exp(-c * (v - 0.5))) - 1 / (1 + math.exp(c * 0.5))) / \
