@@ -6,13 +6,13 @@ PriorWatch would silently lose new columns. Every schema change from the baselin
 revision in `priorwatch/migrations/versions/`; `tests/test_migrations.py` checks that the
 chain of revisions builds exactly the schema of `priorwatch.models`.
 
-Command line (for helpers and CI): `python -m priorwatch.migrate heads|current|upgrade`.
+The command line is `priorwatch db upgrade|current` (`priorwatch.cli`); this module has no entry
+point of its own.
 """
 
 from __future__ import annotations
 
 import fcntl
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -116,25 +116,3 @@ def prepare_schema(engine: Engine, upgrade: bool = False) -> str:
         command.upgrade(cfg, "head")
         return f"upgraded {rev or 'pre-migration'} -> {head}"
 
-
-def _main(argv: list[str]) -> int:
-    what = argv[0] if argv else "heads"
-    if what == "heads":
-        print("\n".join(heads()))
-        return 0
-    from priorwatch.db import get_engine
-
-    engine = get_engine()
-    if what == "current":
-        with engine.connect() as conn:
-            print(current_revision(conn))
-        return 0
-    if what == "upgrade":
-        print(prepare_schema(engine, upgrade=True))
-        return 0
-    print(f"unknown: {what} (heads | current | upgrade)", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
