@@ -95,8 +95,18 @@ longest diameter, consolidation = the longest extent of the drawn opacity, effus
 meniscus height above the costophrenic angle, pneumothorax = maximal rim depth.  The
 zone is computed from the drawn lesion's centre against that lung's height in that
 image.  ``urgent`` is exactly the brief's rule.  Support devices are labelled
-``support_device`` with ``urgent`` false; midline devices and ECG leads get side
-``bilateral``.
+``support_device`` with ``urgent`` false, change ``new``/``resolved``, or ``stable`` for a
+device present in both (the notes say "moved" when its tip moved); midline devices and
+ECG leads get side ``bilateral``, the zone is that of the tip.  Lesions on one side are
+kept apart (no overlapping blobs, none inside an effusion or pneumothorax rim) so the
+measured sizes stay honest; stable findings differ by <= 10 % in measured size, worsened
+/ improved ones by >= 25 %.  ``lateral`` and ``other_person`` pairs carry no findings.
+
+``--cases`` counts are generated as given; if they add up to less than ``--n`` the rest
+is filled with the default 60/20/20 change/stable/normal mix.
+
+Measured cost on the shared 2-core machine: about 1.3 s of CPU per pair (both images,
+rendering, processing and writing; RLE adds ~0.3 s per image).
 """
 from __future__ import annotations
 
@@ -299,7 +309,7 @@ def make_body(rng, sex=None):
     b.rib_r = rng.uniform(4.3, 5.6, 11)
     b.rib_drop = rng.uniform(38, 54) + rng.uniform(-3, 3, 11)
     b.rib_rise = rng.uniform(0.25, 0.45)
-    b.rib_ant_drop = rng.uniform(45, 70) + rng.uniform(-5, 5, 11)
+    b.rib_ant_drop = rng.uniform(55, 80) + rng.uniform(-5, 5, 11)
     b.rib_cc = rng.uniform(40, 62)
     b.rib_jit = {"right": rng.uniform(-2, 2, 11), "left": rng.uniform(-2, 2, 11)}
     # clavicles, scapulae, humeri
@@ -409,43 +419,59 @@ def zone_of(t):
 
 
 def _build_vessels(body):
-    """Branching vessel tree per lung, in (t, xp, diameter) samples (reference lungs)."""
+    """Branching vessel tree per lung, grown level by level (vectorised), stored as
+    samples (t, xp, diameter) in lung-normalised height, so it follows inspiration."""
     rng = np.random.default_rng(body.vessel_seed)
     st0 = dict(insp=0.0, roll=0.0, mid_shift=0.0)
     out = {}
+    body.hilum = {}
     for side in ("right", "left"):
         g = LungGeom(body, side, st0)
+        hx = g.Mw + rng.uniform(14, 22)
+        hy = g.apex + g.H * (rng.uniform(0.38, 0.44) if side == "right" else rng.uniform(0.33, 0.39))
+        body.hilum[side] = ((hy - g.apex) / g.H, hx)
+
+        def inside(xp, y, m=1.0):
+            t = (y - g.apex) / g.H
+            return (t > 0.01) & (g.xmed(t) + m < xp) & (xp < g.xlat(t) - m) & (y < g.ydome(xp) - m)
+
+        angs = np.radians(np.array([-100, -70, -40, -10, 20, 45, 70, 95, 120], float) + rng.uniform(-8, 8, 9))
+        d = np.array([5.5, 6.5, 5.0, 5.0, 5.5, 6.5, 6.0, 5.0, 4.0]) * rng.uniform(0.9, 1.1, 9)
+        P = np.column_stack([hx + rng.uniform(-4, 4, 9), hy + rng.uniform(-8, 8, 9)])
+        segs = []
+        for level in range(17):
+            if len(P) == 0:
+                break
+            L = (4.0 + 2.4 * d) * rng.uniform(0.7, 1.3, len(d))
+            dirv = np.column_stack([np.cos(angs), np.sin(angs)])
+            Q = P + L[:, None] * dirv
+            ok = inside(Q[:, 0], Q[:, 1])
+            Q2 = P + 0.5 * L[:, None] * dirv
+            ok2 = ~ok & inside(Q2[:, 0], Q2[:, 1])
+            Q = np.where(ok2[:, None], Q2, Q)
+            ok = ok | ok2
+            P, Q, d, angs = P[ok], Q[ok], d[ok], angs[ok]
+            segs.append((P, Q, d))
+            go = d >= 0.6
+            P, d, angs = Q[go], d[go], angs[go]
+            n = len(P)
+            sp = np.radians(rng.uniform(18, 36, n))
+            r = rng.uniform(0.3, 0.7, n)
+            sgn = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+            a1 = angs + sgn * sp * r + rng.normal(0, 0.2, n)
+            a2 = angs - sgn * sp * (1 - r) + rng.normal(0, 0.2, n)
+            d1 = d * rng.uniform(0.78, 0.90, n)
+            d2 = d * rng.uniform(0.60, 0.74, n)
+            P = np.vstack([P, P]); angs = np.concatenate([a1, a2]); d = np.concatenate([d1, d2])
         pts = []
-        hx = g.Mw + rng.uniform(16, 24)
-        hy = g.apex + g.H * rng.uniform(0.36, 0.43)
-
-        def grow(p, ang, d, depth):
-            L = (5.0 + 3.2 * d) * rng.uniform(0.7, 1.3)
-            for _ in range(2):
-                q = (p[0] + L * math.cos(ang), p[1] + L * math.sin(ang))
-                if g.inside(q[0], q[1], 1.0):
-                    break
-                L *= 0.5
-            else:
-                return
-            n = max(2, int(L / 0.5))
-            tt = np.linspace(0, 1, n)
-            xs = p[0] + (q[0] - p[0]) * tt
-            ys = p[1] + (q[1] - p[1]) * tt
-            pts.append(np.column_stack([(ys - g.apex) / g.H, xs, np.full(n, d)]))
-            if d < 0.6 or depth > 13:
-                return
-            sp = math.radians(rng.uniform(18, 36))
-            r = rng.uniform(0.3, 0.7)
-            a1 = ang + sp * r * (1 if rng.random() < 0.5 else -1)
-            a2 = a1 - math.copysign(sp, a1 - ang) if a1 != ang else ang - sp
-            grow(q, a1 + rng.normal(0, 0.1), d * rng.uniform(0.76, 0.88), depth + 1)
-            grow(q, a2 + rng.normal(0, 0.1), d * rng.uniform(0.60, 0.74), depth + 1)
-
-        for ang, d in ((-100, 5.5), (-70, 6.5), (-40, 5.0), (-10, 5.0), (20, 5.5), (45, 6.5), (70, 6.0),
-                       (95, 5.0), (120, 4.0)):
-            a = math.radians(ang + rng.uniform(-8, 8))
-            grow((hx + rng.uniform(-4, 4), hy + rng.uniform(-8, 8)), a, d * rng.uniform(0.9, 1.1), 0)
+        for (A0, B0, dd) in segs:
+            ln = np.hypot(*(B0 - A0).T)
+            k = np.maximum(2, (ln / 0.5).astype(int))
+            idx = np.repeat(np.arange(len(k)), k)
+            fr = (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)) / np.repeat(k - 1, k)
+            xs = A0[idx, 0] + (B0[idx, 0] - A0[idx, 0]) * fr
+            ys = A0[idx, 1] + (B0[idx, 1] - A0[idx, 1]) * fr
+            pts.append(np.column_stack([(ys - g.apex) / g.H, xs, dd[idx]]))
         out[side] = np.vstack(pts) if pts else np.zeros((0, 3))
     body.vessels = out
 
@@ -505,8 +531,8 @@ def _draw_ribs(bone, body, g, st):
         a = body.rib_rise * (1.6 if i < 2 else 1.0)
         L = u_end - u0
         uk = u0 + 0.68 * L
-        bq = (0.55 * drop + a * L) / (L * L)
-        cq = 0.45 * drop / max((u_end - uk) ** 3, 1.0)
+        bq = (0.8 * drop + a * L) / (L * L)
+        cq = 0.2 * drop / max((u_end - uk) ** 3, 1.0)
         ms = st["mid_shift"] * s
 
         def f(u, y0=y0, a=a, bq=bq, cq=cq, uk=uk, ms=ms):
@@ -535,7 +561,7 @@ def _draw_ribs(bone, body, g, st):
                 return -adrop * 1.15 * z ** 0.15 / span
 
             ucc = max(ucc, u_end - (110 if i < 6 else 75))
-            _band_y(bone, s, ucc, u_end - 2, fa, dfa, r * 1.2, 0.45, fade_lo=18.0, fade_hi=4.0,
+            _band_y(bone, s, ucc, u_end - 2, fa, dfa, r * 1.25, 0.7, fade_lo=18.0, fade_hi=4.0,
                     cortex=0.03, marrow=0.012)
 
 
@@ -579,7 +605,7 @@ def _lesion_nodule(add, spec, g, mag):
     chord = 2 * np.sqrt(np.clip(rr * rr - rho * rho, 0, None))
     edge = _sg((rr - rho) / 0.35)
     dens = spec.get("dens", 1.0)
-    add[r0:r1, c0:c1] += (MU * AIRF * 1.6 * dens) * np.maximum(chord, 0.6 * edge) * (0.7 + 0.3 * edge)
+    add[r0:r1, c0:c1] += (MU * AIRF * 2.0 * dens) * np.maximum(chord, 0.6 * edge) * (0.7 + 0.3 * edge)
     if spec.get("spic", 0) > 0:
         pts = []
         for _ in range(int(spec["spic"])):
@@ -642,7 +668,7 @@ def _lesion_consolidation(air, opac, spec, g, lungm):
     # air bronchograms (dark tubes inside the dense part)
     dt = _seg_dist(uu, v, tubes) * a
     tube = np.exp(-(dt / spec.get("bw", 1.4)) ** 2) * _sg((val - 0.3) / 0.08)
-    f = f * (1 - 0.5 * tube)
+    f = f * (1 - 0.45 * tube)
     lm = lungm[r0:r1, c0:c1]
     f = f * lm
     air[r0:r1, c0:c1] *= (1 - f)
@@ -663,9 +689,11 @@ def _lesion_effusion(air, opac, spec, g, lungm):
     r0, r1 = _rows(cp - h - 30, cp + 40)
     c0, c1 = _cols(g.s * (g.Mw - 10), g.s * (g.Lw + 16))
     xp = g.s * XC[c0:c1]
-    w = np.clip((xp - g.xm_b) / (g.xl_b - g.xm_b), 0, 1.1)
-    ysurf = cp - h * (0.42 + 0.58 * w ** 2.4)
-    ramp = 6.0 + 0.06 * h
+    w = np.clip((xp - g.xm_b) / (g.Lw - g.xm_b), 0, 1.1)
+    ramp = 8.0 + 0.08 * h
+    # concave meniscus: lowest medially, rising along the lateral chest wall; the f=0.5
+    # contour reaches exactly h above the costophrenic angle at the lateral wall
+    ysurf = cp - h * (0.45 + 0.55 * w ** 3.0) - 0.42 * ramp
     Y = YC[r0:r1, None]
     f = np.clip((Y - ysurf[None, :]) / ramp, 0, 1) ** 0.8
     # fluid also tracks a little up the lateral wall (meniscus thinning out)
@@ -689,12 +717,13 @@ def _lesion_ptx(A_add, air, vmask, spec, g, lungm):
     Yb = YC[r0:r1]; xp = g.s * XC[c0:c1]
     t = g.t_of(Yb)
     xm = g.xmed(t)
-    med = (xp[None, :] < xm[:, None] + 1.5) & (t[:, None] > 0.25)
+    med = (xp[None, :] < xm[:, None] + 1.5) & (t[:, None] > 0.07)
     below = (Yb[:, None] >= g.ydome(xp)[None, :] - 1.0) & (xp[None, :] < g.xl_b - 2)
     ext = lm | med | below
     dist = ndimage.distance_transform_edt(ext) * RES
     taper = np.where(t < 0.35, 1.0, np.clip(1 - (t - 0.35) / 0.5, 0, 1) ** 1.3)
-    deff = d0 * taper[:, None]
+    wl = np.clip((xp[None, :] - xm[:, None]) / np.maximum(g.xlat(t) - xm, 1.0)[:, None], 0, 1)
+    deff = d0 * taper[:, None] * (0.45 + 0.55 * _smooth01(wl / 0.55))
     P = lm * _sg((deff - dist) / 0.4) * (deff > 0.6)
     line = np.exp(-((dist - deff) / 0.45) ** 2) * lm * (deff > 1.0)
     vmask[r0:r1, c0:c1] *= (1 - P)
@@ -840,6 +869,11 @@ def render_frontal(body, st, lesions, devices):
             if sel.any():
                 wgt = MU * AIRF * 4.0 * (np.pi * d[sel] ** 2 / 4) * 0.5 / (RES * RES)
                 _splat(V, np.column_stack([x[sel], y[sel]]), wgt, sg)
+    for side, g in geo.items():
+        th, hxp = body.hilum[side]
+        hx, hy = g.s * (hxp - 4), g.apex + th * g.H
+        r0, r1 = _rows(hy - 45, hy + 45); c0, c1 = _cols(hx - 30, hx + 30)
+        V[r0:r1, c0:c1] += 0.10 * np.exp(-((XC[None, c0:c1] - hx) / 11.0) ** 2 - ((YC[r0:r1, None] - hy) / 20.0) ** 2)
     V *= (0.3 + 0.7 * lungm) * (1 - opac) * vmask
     V[hr0:hr1, hc0:hc1] *= (1 - 0.5 * occ)
     A += V
@@ -884,7 +918,7 @@ def render_frontal(body, st, lesions, devices):
             tri = tri * _sg(dd / 0.6)
             if edge1 is None:
                 edge1 = dd
-        bone[r0:r1, c0:c1] += tri * 0.10 + 0.12 * np.exp(-(edge1 / 1.6) ** 2) * tri ** 0.2 * _sg(edge1 / 0.3 + 3)
+        bone[r0:r1, c0:c1] += tri * 0.13 + 0.22 * np.exp(-(edge1 / 1.8) ** 2) * tri ** 0.2 * _sg(edge1 / 0.3 + 3)
         # humeral head
         hx, hy, hr = s * (g.Lw + body.hum_r + 8), g.apex + (2 if ap else 8), body.hum_r
         r0, r1 = _rows(hy - hr - 2, hy + hr + 2); c0, c1 = _cols(hx - hr - 2, hx + hr + 2)
@@ -932,8 +966,8 @@ def render_frontal(body, st, lesions, devices):
     # gastric bubble, breasts
     gl = geo["left"]
     if body.gastric["on"]:
-        gx = body.gastric["dx"]; gy = gl.apex + gl.H - gl.Dh + body.gastric["dy"] + 6
         rx, ry = body.gastric["rx"], body.gastric["ry"]
+        gx = body.gastric["dx"]; gy = gl.apex + gl.H - gl.Dh + ry + 0.5 * body.gastric["dy"] + 5
         r0, r1 = _rows(gy - ry - 2, gy + ry + 2); c0, c1 = _cols(gx - rx - 2, gx + rx + 2)
         qq = ((XC[None, c0:c1] - gx) / rx) ** 2 + ((YC[r0:r1, None] - gy) / ry) ** 2
         bub = np.sqrt(np.clip(1 - qq, 0, None)) * _sg((gy + ry * 0.3 - YC[r0:r1, None]) / 0.6)
@@ -954,12 +988,12 @@ def render_frontal(body, st, lesions, devices):
 def render_lateral(body, st):
     """Left lateral view; x runs anterior (-) to posterior (+)."""
     A = np.zeros((NC, NC), np.float32)
-    D = body.depth
+    D = body.depth * 1.18
     H = body.H0["right"] + st["insp"]
     x_ant, x_post = -D / 2, D / 2
     # body thickness across (left-right width)
     bw = np.interp(YC, body.bw_y, body.bw_w).astype(np.float32)
-    half = np.interp(YC, body.dep_y, body.dep / 2).astype(np.float32)
+    half = np.interp(YC, body.dep_y, body.dep * 1.18 / 2 + 6).astype(np.float32)
     q = np.clip(1 - (np.abs(XC[None, :]) / half[:, None]) ** 2.6, 0, None)
     A += MU * (2 * bw)[:, None] * q ** 0.45 * 0.85
     # lungs (both superimposed)
@@ -1072,7 +1106,7 @@ def make_acq(rng, view="PA", portable=False, mag_range=(0.95, 1.05), rot=None):
     a["lo_pct"] = float(rng.uniform(0.2, 1.5))
     if portable:
         a["text"] = [rng.choice(["PORTABLE", "PORTABLE AP", "AP PORTABLE"]),
-                     rng.choice(["SEMI ERECT", "SUPINE", "UPRIGHT", "AP"])]
+                     rng.choice(["SEMI ERECT", "SITTING", "UPRIGHT", "AP"])]
     elif view == "LL":
         a["text"] = [rng.choice(["LAT", "LATERAL", "LEFT LAT"])] if rng.random() < 0.7 else []
     else:
@@ -1214,9 +1248,11 @@ def acquire(Acan, acq, rng, ycen_patient, mirrored=False):
     # burned-in text (made by the modality after orientation, so always readable)
     tp = max(2, int(round(7.0 / 7 / p)))
     row = int(R * 0.03) + t
+    marker_left = (mc < C / 2) != mirrored
     for line in acq["text"]:
         tm = _text_mask(line, tp)
-        _burn(img, tm, row, C - tm.shape[1] - int(C * 0.04) - r, dval(1.0))
+        col = (int(C * 0.04) + l) if not marker_left else (C - tm.shape[1] - int(C * 0.04) - r)
+        _burn(img, tm, row, col, dval(1.0))
         row += tm.shape[0] + 3 * tp
     return np.ascontiguousarray(img)
 
@@ -1389,8 +1425,31 @@ def _sizes(rng, kind, change, hmax=None):
     return (a, b) if change == "worsened" else (b, a)
 
 
+def _apart(item, placed, geos):
+    for other in placed:
+        if other[1] != item[1]:
+            continue
+        a, b = (item, other) if item[0] == "blob" else (other, item)
+        if a[0] != "blob":
+            continue          # two pleural collections on one side are excluded elsewhere
+        g = geos[a[1]]
+        X, Y, R = a[2], a[3], a[4]
+        if b[0] == "blob":
+            if math.hypot(X - b[2], Y - b[3]) < R + b[4] + 12:
+                return False
+        elif b[0] == "eff":
+            if Y + R > g.apex + g.H - b[2] - 12:
+                return False
+        elif b[0] == "ptx":
+            t = g.t_of(Y)
+            if t < 0.85 and abs(X) + R > float(g.xlat(np.array([t]))[0]) - b[2] - 12:
+                return False
+    return True
+
+
 def _plan_findings(rng, body, n_change, n_stable, urgent_first=False):
     used = set()
+    placed = []
     out = []
     kinds = ["nodule", "mass", "consolidation", "effusion", "pneumothorax"]
     kw = np.array([0.2, 0.13, 0.22, 0.24, 0.21])
@@ -1442,17 +1501,33 @@ def _plan_findings(rng, body, n_change, n_stable, urgent_first=False):
                     spec.update(aspect=float(rng.uniform(1.0, 1.25)), lob=float(rng.uniform(0.05, 0.11)),
                                 spic=int(rng.integers(0, 14)) if rng.random() < 0.4 else 0)
                 else:
-                    spec.update(bw=float(rng.uniform(1.1, 1.8)))
+                    spec.update(bw=float(rng.uniform(1.6, 2.6)))
                     if side == "right" and zone == "upper" and rng.random() < 0.6:
                         spec["fissure"] = float(t + 0.45 * (smax / 2) / g.H)
             if any(s in used for s in slot):
                 continue
             if kind in ("effusion", "pneumothorax") and any((side, "pleural") == u for u in used):
                 continue
+            # keep lesions apart from each other and from pleural collections (honest sizes)
+            smax = max(x for x in (sp, sc) if x is not None)
+            if kind in ("nodule", "mass", "consolidation"):
+                X, Y = g.point(spec["t"], spec["w"])
+                R = smax / 2
+                item = ("blob", side, X, Y, R)
+            elif kind == "effusion":
+                item = ("eff", side, smax)
+            else:
+                item = ("ptx", side, smax)
+            if not _apart(item, placed, geos):
+                continue
+            placed.append(item)
             used.update(slot)
             spec.update(size_p=sp, size_c=sc)
             out.append(spec)
             break
+    if sum(f["change"] != "stable" for f in out) < min(1, n_change) or \
+            sum(f["change"] == "stable" for f in out) < min(1, n_stable):
+        raise _Retry("could not place findings")
     return out
 
 
