@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
 from priorwatch import models
+from priorwatch.instances import frontal_instance
 from priorwatch.models import (
     AuditLog,
     Comparison,
@@ -31,12 +32,13 @@ from priorwatch.models import (
     WorklistStatus,
     utcnow,
 )
+from priorwatch.outbox import FINAL_SR_KIND, idempotency_key
+from priorwatch.sentences import DRAFT_BANNER_PREFIX, change_sentence
 from priorwatch.vocabulary import Change, FindingType, Side, Zone
 
 OPEN_STATUSES: tuple[str, ...] = (WorklistStatus.pending.value, WorklistStatus.in_review.value)
 ALL_STATUSES: tuple[str, ...] = tuple(s.value for s in WorklistStatus)
 REVIEW_ACTIONS: tuple[str, ...] = ("accepted", "edited", "rejected")
-FRONTAL_VIEWS = ("PA", "AP")
 # Which change matters most when picking a study's "top finding".
 _CHANGE_RANK = {"new": 0, "worsened": 1, "no_prior": 2, "stable": 3, "improved": 4, "resolved": 5}
 
@@ -219,17 +221,6 @@ class StudyDetail:
         return self.item.status in OPEN_STATUSES
 
 
-def frontal_instance(session: Session, study_id: int) -> Instance | None:
-    """The study's frontal (PA/AP) image, else its first image."""
-    insts = session.exec(
-        select(Instance).where(Instance.study_id == study_id).order_by(Instance.id)
-    ).all()
-    for inst in insts:
-        if (inst.view_position or "").upper() in FRONTAL_VIEWS:
-            return inst
-    return insts[0] if insts else None
-
-
 def prior_report(session: Session, prior_study_id: int | None, comp: Comparison | None = None) -> str | None:
     """The prior's report: its latest signed report (HL7 or review page), else the SR report the
     pipeline found in the prior study, else the final text of the prior's own review."""
@@ -277,7 +268,7 @@ def study_detail(session: Session, item_id: int) -> StudyDetail | None:
         study=study,
         prior=prior,
         findings=findings,
-        current_instance=frontal_instance(session, study.id),  # type: ignore[arg-type]
+        current_instance=frontal_instance(session, study.id, comp.study_version),  # type: ignore[arg-type]  # the engine's image
         prior_instance=frontal_instance(session, prior.id) if prior else None,  # type: ignore[arg-type]
         prior_report=prior_report(session, prior.id if prior else None, comp),
         reviews=reviews,
@@ -438,17 +429,7 @@ def drop_drafts(session: Session, item_id: int) -> None:
 # ---------------------------------------------------------------------------------------
 # The signed text
 # ---------------------------------------------------------------------------------------
-AI_BANNER_PREFIX = "PRELIMINARY AI DRAFT"
-_CHANGE_TEXT = {
-    "new": "New {what}{where}.",
-    "worsened": "Increased {what}{where} compared with the prior.",
-    "stable": "Stable {what}{where}.",
-    "improved": "Decreased {what}{where} compared with the prior.",
-    "resolved": "Resolution of the previously seen {what}{where}.",
-    "no_prior": "{What}{where}.",
-}
-_NAMES = {"consolidation": "patchy consolidation", "effusion": "pleural effusion", "support_device": "support device",
-          "other": "abnormality"}
+AI_BANNER_PREFIX = DRAFT_BANNER_PREFIX
 
 
 def strip_ai_banner(text: str) -> str:
@@ -463,13 +444,8 @@ def strip_ai_banner(text: str) -> str:
 
 
 def label_sentence(lab: dict[str, Any]) -> str:
-    what = _NAMES.get(lab["finding"], str(lab["finding"]).replace("_", " "))
-    side, zone = lab.get("side"), lab.get("zone")
-    if side or zone:
-        where = " in the " + " ".join(x for x in (side, f"{zone} zone" if zone else "lung") if x)
-    else:
-        where = ""
-    sentence = _CHANGE_TEXT.get(lab["change"], "{What}{where}.").format(what=what, What=what[:1].upper() + what[1:], where=where)
+    """The draft's own sentence for a label (`priorwatch.sentences`), marked when urgent."""
+    sentence = change_sentence(lab["finding"], lab["change"], lab.get("side"), lab.get("zone"))
     return sentence[:-1] + " (urgent)." if lab.get("urgent") else sentence
 
 
@@ -533,9 +509,6 @@ def apply_corrections(
     return out
 
 
-FINAL_SR_KIND = "final_sr"  # the outbox kind `workers.final_sr` sends
-
-
 def queue_final_sr(session: Session, comparison_id: int) -> Delivery | None:
     """The signed report's outbox row, in the sign-off's own transaction, when SRs go to a
     PACS (settings); the sweeper sends it. Its SOP Instance UID is fixed now."""
@@ -547,7 +520,7 @@ def queue_final_sr(session: Session, comparison_id: int) -> Delivery | None:
     if not (st.send_sr_to_pacs and st.pacs_ae_title):
         return None
     row = Delivery(comparison_id=comparison_id, kind=FINAL_SR_KIND, sop_instance_uid=generate_uid(),
-                   idempotency_key=f"priorwatch-{comparison_id}-{FINAL_SR_KIND}")
+                   idempotency_key=idempotency_key(comparison_id, FINAL_SR_KIND))
     session.add(row)
     session.flush()
     return row

@@ -37,6 +37,8 @@ from dicom_node.tls import client_context
 from priorwatch.db import get_engine, session_scope
 from priorwatch.export import comparison_records
 from priorwatch.models import Comparison, Delivery, Instance, Study, utcnow
+from priorwatch.instances import is_sr_class
+from priorwatch.outbox import idempotency_key
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError
 
@@ -72,10 +74,6 @@ def wanted(settings: Settings, urgent: bool) -> list[str]:
     if urgent and settings.urgent_webhook_url:
         kinds.append("webhook")
     return kinds
-
-
-def idempotency_key(comparison_id: int, kind: str) -> str:
-    return f"priorwatch-{comparison_id}-{kind}"
 
 
 def add_outbox_rows(s: Session, comparison_id: int, settings: Settings, urgent: bool,
@@ -261,13 +259,10 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
 
 
-SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # every Structured Report storage class
-
-
 def image_paths(s: Session, study_id: int) -> list[str]:
     """Spool paths of a study's image instances (our own SRs are not evidence)."""
     return [i.path for i in s.exec(select(Instance).where(Instance.study_id == study_id)).all()
-            if not i.sop_class_uid.startswith(SR_CLASS_PREFIX)]
+            if not is_sr_class(i.sop_class_uid)]
 
 
 def read_evidence(paths: list[str], what: str) -> list[pydicom.Dataset]:

@@ -27,6 +27,7 @@ from dicom_node.retrieve import Sink, retriever_for
 from priorwatch.identity import conflicts
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
+from priorwatch.instances import is_sr_class
 from priorwatch.models import Instance, Study, StudyRole, utcnow
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError, WaitingForPacs
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 # Candidates fetched and found wanting (wrong issuer, body part) before we stop trying: each
 # costs a retrieval; the headers of the most recent few settle it in practice.
 MAX_CANDIDATES = 3
-_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 
 
 class FetchOutcome(BaseModel):
@@ -103,7 +103,7 @@ def check_fetched(settings: Settings, current: Study, study_uid: str) -> str | N
             return "not held after retrieval"
         paths = [p for p, c in s.exec(select(Instance.path, Instance.sop_class_uid)
                                        .where(Instance.study_id == st.id).order_by(Instance.id)).all()
-                 if not c.startswith(_SR_PREFIX)]
+                 if not is_sr_class(c)]
         if not paths:
             return "holds no image"
         try:

@@ -22,6 +22,7 @@ from comparison.vlm.client import VlmComparator, VlmTritonClient
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.imagestats import image_statistics
+from priorwatch.instances import SR_CLASS_PREFIX, frontal_instance
 from priorwatch.limits import fit_strings
 from priorwatch.models import (
     Comparison,
@@ -45,11 +46,10 @@ from workers.errors import PermanentError, TransientError, WaitingForPacs
 from workers.fetch import fetch_priors
 from workers.metrics import TRITON_LATENCY
 from workers.node_fetch import InstanceFiles
-from workers.priors import PriorChoice, choose_prior, frontal_instance
+from workers.priors import PriorChoice, choose_prior
 
 log = logging.getLogger(__name__)
 
-SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 URGENT_PRIORITY = 1
 ROUTINE_PRIORITY = 5
 

@@ -12,13 +12,11 @@ from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from priorwatch.identity import PatientIdentity, conflicts
-from priorwatch.models import Instance, Study
+from priorwatch.instances import frontal_instance  # noqa: F401 - the worker's image rule, shared with the dashboard
+from priorwatch.models import Study
 
 # Modalities that image the same thing the same way: a CR chest and a DX chest compare.
 _MODALITY_GROUPS: dict[str, str] = {"CR": "XR", "DX": "XR", "DR": "XR"}
-
-_IMAGE_SKIP_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # structured reports are not images
-_FRONTAL = ("PA", "AP")
 
 
 class PriorChoice(BaseModel):
@@ -91,17 +89,3 @@ def choose_prior(session: Session, current: Study, lookback_days: int) -> PriorC
         return PriorChoice(prior_id=None, reason=reason)
     best = chosen[-1]
     return PriorChoice(prior_id=best.id, interval_days=(when(current) - when(best)).days)
-
-
-def frontal_instance(session: Session, study_id: int, up_to_version: int | None = None) -> Instance | None:
-    """The image to compare: a PA/AP view if there is one, else the first image."""
-    q = select(Instance).where(Instance.study_id == study_id).order_by(Instance.id)
-    if up_to_version is not None:
-        q = q.where(Instance.study_version <= up_to_version)
-    images = [i for i in session.exec(q).all() if not i.sop_class_uid.startswith(_IMAGE_SKIP_PREFIX)]
-    if not images:
-        return None
-    for inst in images:
-        if inst.view_position.upper() in _FRONTAL:
-            return inst
-    return images[0]

@@ -125,7 +125,7 @@ def test_signed_text_drops_the_ai_banner_and_corrections_regenerate_it(seeded):
         labels = queries.apply_corrections(detail.findings, set(), {eff.id: {"change": "new"}}, [])
         text = queries.structured_text(labels, detail.comparison, detail.prior)
         assert text.startswith("Compared with the prior study of 2023-01-10 (2 y 1 mo).")
-        assert "New pneumothorax in the right upper zone (urgent)." in text
+        assert "New pneumothorax on the right (upper zone) (urgent)." in text  # the draft's wording (priorwatch.sentences)
         assert "New pleural effusion in the left lower zone." in text and "Stable" not in text
         rev = queries.record_review(s, seeded.urgent_item, "alice", "edited",
                                     "PRELIMINARY AI DRAFT — for radiologist review. " + text, labels)
