@@ -788,28 +788,7 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
             V[sl2] += F32(MU_FLUID - MU_LUNG) * fluid
             Lung = Lung * (1 - S)
         for c in cons:
-            cc = c["c"].copy()
-            rad = 0.5 * c["size"] * np.array(c["aspect"]) / 1.25
-            lo = np.array([cc[0] - rad[0] * 1.5, cc[1] - rad[1] * 1.5, cc[2] * sf - rad[2] * 1.5 * sf])
-            hi = np.array([cc[0] + rad[0] * 1.5, cc[1] + rad[1] * 1.5, cc[2] * sf + rad[2] * 1.5 * sf])
-            sl3, X3, Y3, Z3 = vol.box(lo, hi)
-            Zn3 = Z3 / F32(sf)
-            dxn = (X3 - cc[0]) / rad[0]
-            dyn = (Y3 - cc[1]) / rad[1]
-            dzn = (Zn3 - cc[2]) / rad[2]
-            q = np.sqrt(dxn ** 2 + dyn ** 2 + dzn ** 2)
-            lat3 = _noise_lattice(c["seed"])
-            crd = np.stack(np.broadcast_arrays((dzn * 5 + 8), (dyn * 5 + 8), (dxn * 5 + 8)))
-            nz = ndimage.map_coordinates(lat3, crd.reshape(3, -1), order=3, mode="nearest",
-                                         prefilter=False).reshape(q.shape)
-            Fc = (q - 1 + 0.22 * nz) * rad.min()
-            if c.get("fissure"):
-                Fc = np.maximum(Fc, Zn3 - (0.40 * H + 4))
-            C = _soft(Fc.astype(F32), fuzz=4.0) * F32(c["density"])
-            # local lung occupancy (without fluid) for the same box
-            Fl3 = p.lung_F(X3, Y3, Zn3, s).astype(F32)
-            L3 = _soft(Fl3)
-            cons_occ = C * L3
+            sl3, cons_occ = _cons_occupancy(p, c, vol, sf)
             V[sl3] += F32(MU_ST - MU_LUNG) * cons_occ
             tmp = np.zeros(vol.shape, F32)
             tmp[sl3] = cons_occ
@@ -888,6 +867,64 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
         if "_proj" in l:
             l["_proj_grid"] = coarse
     return total
+
+
+def _cons_occupancy(p, c, vol, sf):
+    """Consolidated-lung occupancy of consolidation c on a box of vol: lumpy ellipsoid with
+    fuzzy margins (smooth 3-D noise), optionally cut by the minor fissure, inside the lung."""
+    s = c["s"]
+    cc = np.asarray(c["c"], float)
+    rad = 0.5 * c["size"] * np.array(c["aspect"]) / 1.25
+    lo = np.array([cc[0] - rad[0] * 1.5, cc[1] - rad[1] * 1.5, (cc[2] - rad[2] * 1.5) * sf])
+    hi = np.array([cc[0] + rad[0] * 1.5, cc[1] + rad[1] * 1.5, (cc[2] + rad[2] * 1.5) * sf])
+    sl3, X3, Y3, Z3 = vol.box(lo, hi)
+    Zn3 = Z3 / F32(sf)
+    dxn = (X3 - cc[0]) / rad[0]
+    dyn = (Y3 - cc[1]) / rad[1]
+    dzn = (Zn3 - cc[2]) / rad[2]
+    q = np.sqrt(dxn ** 2 + dyn ** 2 + dzn ** 2)
+    lat3 = _noise_lattice(c["seed"])
+    crd = np.stack(np.broadcast_arrays((dzn * 5 + 8), (dyn * 5 + 8), (dxn * 5 + 8)))
+    nz = ndimage.map_coordinates(lat3, crd.reshape(3, -1), order=3, mode="nearest",
+                                 prefilter=False).reshape(q.shape)
+    Fc = (q - 1 + 0.22 * nz) * rad.min()
+    if c.get("fissure"):
+        Fc = np.maximum(Fc, Zn3 - (0.40 * p.H + 4))
+    C = _soft(Fc.astype(F32), fuzz=4.0) * F32(c["density"])
+    L3 = _soft(p.lung_F(X3, Y3, Zn3, s).astype(F32))
+    return sl3, C * L3
+
+
+def _proj_extent(P, grid, geom, thr=12.0):
+    """Weighted centre v (frontal frame) and longest extent (mm, detector) of a projected map."""
+    X0, Y0, hc, nv, nu = grid
+    w = np.where(P > thr, P, 0)
+    if not w.any():
+        w = np.where(P >= 0.5 * P.max(), P, 0)
+    if not w.any():
+        return None, 0.0
+    rr, cc = np.nonzero(w)
+    ww = w[rr, cc]
+    u, v = geom.inv_uv(X0 + (cc + 0.5) * hc, Y0 + (rr + 0.5) * hc)
+    vc = float((v * ww).sum() / ww.sum())
+    ext = 0.0
+    for ang in np.linspace(0, np.pi, 8, endpoint=False):
+        pr = u * math.cos(ang) + v * math.sin(ang)
+        ext = max(ext, float(pr.max() - pr.min()) + hc)
+    return vc, ext * geom.k
+
+
+def _cons_extent(person, l, size):
+    """Visible extent of consolidation l at this size on a plain PA (magnification included)."""
+    g = Geometry("PA", person, sid=1800, roll=0, pitch=0, theta=0, k=1.0, tx=0, ty=0,
+                 zc=0.5 * person.H)
+    vol = Volume(person, g)
+    c = dict(l, size=size)
+    sl3, occ = _cons_occupancy(person, c, vol, 1.0)
+    tmp = np.zeros(vol.shape, F32)
+    tmp[sl3] = occ
+    grid = (-250.0, -250.0, 2.5, 200, 200)
+    return _proj_extent(vol.project(tmp, grid), grid, g)[1]
 
 
 def _meniscus(p, s, x, y, zn, ztop, h):
@@ -1149,27 +1186,13 @@ def measure_lesion(person, state, geom, l):
         return zone, float(l["size"] * m * g.k), None
     if t == "consolidation":
         if "_proj" in l and not geom.lateral:
-            P = l["_proj"]
-            X0, Y0, hc, nv, nu = l["_proj_grid"]
-            w = np.where(P > 12.0, P, 0)          # >= 12 mm of consolidated lung along the ray
-            if not w.any():
-                w = np.where(P >= 0.5 * P.max(), P, 0)
-            rr, cc = np.nonzero(w)
-            ww = w[rr, cc]
-            Xs = X0 + (cc + 0.5) * hc
-            Ys = Y0 + (rr + 0.5) * hc
-            u, v = geom.inv_uv(Xs, Ys)
-            vc = float((v * ww).sum() / ww.sum())
-            ext = 0.0
-            for ang in np.linspace(0, np.pi, 8, endpoint=False):
-                pr = u * math.cos(ang) + v * math.sin(ang)
-                ext = max(ext, float(pr.max() - pr.min()) + hc)
+            vc, ext = _proj_extent(l["_proj"], l["_proj_grid"], geom)
             zone = ZONES[int(np.clip((vc - v_ap) / (v_cp - v_ap) * 3, 0, 2))]
-            return zone, ext * geom.k, None
+            return zone, ext, None
         c = l["c"] * [1, 1, sf]
         _, v, m = g.uv(c)
         zone = ZONES[int(np.clip((v - v_ap) / (v_cp - v_ap) * 3, 0, 2))]
-        return zone, float(l["size"] * max(l["aspect"][0], l["aspect"][2]) * m * g.k), None
+        return zone, float(_cons_extent(person, l, l["size"]) * g.k), None
     if t == "effusion":
         ztop = l["ztop"]
         xc, A, B = p.lung_frame(ztop, s)
@@ -1624,8 +1647,14 @@ def _pick_findings(rng, person, n_changed, n_stable, force=None):
             # a pneumothorax retracts the lung: keep other lesions out of that hemithorax
             if any(o[0]["side"] == side and "pneumothorax" in (o[0]["type"], ftype) for o in out):
                 continue
-            used.add(key)
             sp, sc = _sizes(rng, person, ftype, change)
+            if ftype == "consolidation":
+                ext = [_cons_extent(person, tmpl, v) if v is not None else None for v in (sp, sc)]
+                if any(e is not None and not (33.0 <= e <= 112.0) for e in ext):
+                    continue
+                if None not in ext and change != "stable" and max(ext) < 1.3 * min(ext):
+                    continue
+            used.add(key)
             out.append((tmpl, change, sp, sc))
             break
     return out
