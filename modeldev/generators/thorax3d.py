@@ -800,14 +800,14 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
     sl2, X2, Y2, Z2 = vol.box((-40, p.y_sp - 30, -130), (40, p.y_sp + 60, H + 160))
     Fvb = np.sqrt((X2 / p.r_vb) ** 2 + ((Y2 - p.y_sp) / (0.85 * p.r_vb)) ** 2) * p.r_vb - p.r_vb
     ph = np.mod(Z2 - p.vb_off, p.vb_len) / p.vb_len
-    disc = (np.abs(ph - 0.5) > 0.40).astype(F32)      # disc spaces
+    disc = np.clip((np.abs(ph - 0.5) - 0.36) / 0.08, 0, 1).astype(F32)   # disc spaces (soft)
     V[sl2] += F32(MU_VB - MU_ST) * _soft(Fvb.astype(F32)) * (1 - 0.22 * disc)
     for s in (-1, 1):   # pedicles: short in z
         Fp = np.sqrt(((X2 - s * 0.72 * p.r_vb) / 5.5) ** 2 + ((Y2 - p.y_sp - p.r_vb) / 9) ** 2) * 5.5 - 5.5
-        ped = (np.abs(ph - 0.42) < 0.22).astype(F32)
+        ped = np.clip((0.24 - np.abs(ph - 0.42)) / 0.08, 0, 1).astype(F32)
         V[sl2] += F32(0.030 - MU_ST) * _soft(Fp.astype(F32)) * ped
     Fsp = np.sqrt((X2 / 5) ** 2 + ((Y2 - p.y_sp - p.r_vb - 26) / 16) ** 2) * 5 - 5
-    V[sl2] += F32(0.027 - MU_ST) * _soft(Fsp.astype(F32)) * (np.abs(ph - 0.5) < 0.3)
+    V[sl2] += F32(0.025 - MU_ST) * _soft(Fsp.astype(F32)) * np.clip((0.32 - np.abs(ph - 0.5)) / 0.1, 0, 1)
     # sternum
     sl2, X2, Y2, Z2 = vol.box((-25, -D - 5, 0.10 * H), (25, -D + 25, 0.62 * H))
     Fs = np.maximum(np.abs(X2) - (17 - 5 * (Z2 > 0.25 * H)), np.abs(Y2 - (-D + 10)) - 5)
@@ -829,8 +829,8 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
     bx_, by_, br = p.bubble
     bz = p.zdia(bx_, p.yc, 1) * sf + 0.6 * br + 4
     sl2, X2, Y2, Z2 = vol.box((bx_ - 2 * br, by_ - 2 * br, bz - 2 * br), (bx_ + 2 * br, by_ + 2 * br, bz + 2 * br))
-    Fg = np.sqrt(((X2 - bx_) / (1.3 * br)) ** 2 + ((Y2 - by_) / br) ** 2 + ((Z2 - bz) / (0.7 * br)) ** 2) * br - br
-    Fg = np.maximum(Fg, Z2 - (bz + 0.3 * br))           # flat gas-fluid level below
+    Fg = np.sqrt(((X2 - bx_) / (1.1 * br)) ** 2 + ((Y2 - by_) / br) ** 2 + ((Z2 - bz) / (0.85 * br)) ** 2) * br - br
+    Fg = np.maximum(Fg, Z2 - (bz + 0.2 * br))         # gas above a flat fluid level           # flat gas-fluid level below
     V[sl2] += F32(-MU_ST * 0.95) * _soft(Fg.astype(F32))
 
     P_coarse = vol.project(V, coarse)
@@ -1001,11 +1001,14 @@ def _render_bones_airways(fine, geom, p, sf):
     # trachea and main bronchi (air in the mediastinum)
     car = np.array([2.0, p.yc - 8, 0.36 * H * sf])
     P = np.array([[0, -10, -200], [0, -5, -40], [1.0, p.yc - 10, 0.15 * H * sf], car])
-    fine.polyline(geom, P, 8.5, -MU_ST * 1.4)
+    A, B, R = list(P[:-1]), list(P[1:]), [8.5] * 3
     for s, ang in ((-1, 0.55), (1, 0.85)):
         L = 26 if s < 0 else 38
-        end = car + L * np.array([s * math.sin(ang), 0.1, math.cos(ang)])
-        fine.polyline(geom, np.array([car, end]), 6.0, -MU_ST * 1.2)
+        A.append(car)
+        B.append(car + L * np.array([s * math.sin(ang), 0.1, math.cos(ang)]))
+        R.append(6.5)
+    # one max-combined air tree: no extra-dark overlap at the carina
+    fine.segments(geom, np.array(A), np.array(B), np.array(R), -MU_ST * 1.3, combine="max")
 
 
 def _vessel_transform(p, s, pts, state, sf):
