@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.8"
+ENGINE_VERSION = "0.4.9"  # 0.4.8 plus the refusals and corrections of issue 28 (orientation, views, another person, devices)
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -895,10 +895,11 @@ def same_person_score(al: "Aligned") -> float:
 
 def new_devices(al: "Aligned", spacing_mm: float) -> np.ndarray:
     """Pixels of thin, very dense lines new on the current (tubes, lines, leads), dilated: what is
-    brighter than anything within `DEVICE_MAX_WIDTH_MM` around it (a white top-hat) on the current
-    and not on the registered prior, by `DEVICE_Z` robust sd, in components at least
-    `DEVICE_MIN_LENGTH_MM` long and on average no wider than `DEVICE_MAX_WIDTH_MM`."""
-    r = max(1, int(round(T.DEVICE_MAX_WIDTH_MM / 2 / max(spacing_mm, 1e-3))))
+    brighter than anything within `DEVICE_TOPHAT_MM` around it (a white top-hat) on the current and
+    not on the registered prior by `DEVICE_EDGE_Z` robust sd, in components at least
+    `DEVICE_MIN_LENGTH_MM` long, on average no wider than `DEVICE_MAX_WIDTH_MM`, whose median
+    reaches `DEVICE_Z` (far denser than a lesion's rim or a pleural line)."""
+    r = max(1, int(round(T.DEVICE_TOPHAT_MM / 2 / max(spacing_mm, 1e-3))))
     yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
     fp = (yy * yy + xx * xx) <= r * r
     th_c = al.cw - ndi.grey_opening(al.cw, footprint=fp)
@@ -907,15 +908,16 @@ def new_devices(al: "Aligned", spacing_mm: float) -> np.ndarray:
     body = ndi.binary_erosion(al.valid, iterations=3)
     if body.sum() < 100:
         return np.zeros_like(al.valid)
-    s = max(robust_sd(d[body]), T.SIGMA_FLOOR)
-    m = ndi.binary_closing((d > T.DEVICE_Z * s) & body, structure=np.ones((3, 3), bool))
+    z = d / max(robust_sd(d[body]), T.SIGMA_FLOOR)
+    m = ndi.binary_closing((z > T.DEVICE_EDGE_Z) & body, structure=np.ones((3, 3), bool))
     lab, n = ndi.label(m)
     keep = np.zeros_like(m)
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         comp = lab[sl] == i
         length_mm = float(np.hypot(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) * spacing_mm
         width_mm = float(comp.sum()) * spacing_mm * spacing_mm / max(length_mm, 1e-3)
-        if length_mm >= T.DEVICE_MIN_LENGTH_MM and width_mm <= T.DEVICE_MAX_WIDTH_MM:
+        if (length_mm >= T.DEVICE_MIN_LENGTH_MM and width_mm <= T.DEVICE_MAX_WIDTH_MM
+                and float(np.median(z[sl][comp])) >= T.DEVICE_Z):
             keep[sl] |= comp
     return ndi.binary_dilation(keep, iterations=2) & al.valid if keep.any() else keep
 

@@ -65,14 +65,17 @@ SAME_PERSON_MIN = 0.85  # that median under this, with registration good (correl
 #                         dev-026 resolved pneumothorax) registered at 0.73 and 0.66 and scored 0.13 and -0.12, as low
 #                         as other persons do; refusing there could lose an urgent change
 # --- devices: tubes, lines and leads are never disease -----------------------------------------
-DEVICE_Z = 12.0  # a line's white top-hat on the current over the prior's, in robust sd of that difference: "very dense"
-#                  (a central line of synthetic.py reaches over 12 along 136-154 mm; the visceral pleural line of a new
-#                  pneumothorax, also new, thin and bright, stays under it beyond 19 mm)
-DEVICE_MAX_WIDTH_MM = 8.0  # a tube or line is narrower than this (central lines 2-4 mm, tubes 5-8 mm); the top-hat's size
-DEVICE_MIN_LENGTH_MM = 80.0  # and runs at least this far (its bounding diagonal). At DEVICE_Z, without devices: a new
-#                              pneumothorax's pleural line <= 19 mm, other persons' rib edges <= 9 mm (synthetic.py); on
-#                              cxrpairs dev pairs 0-13 the longest was 51 mm (a worsened mass's rim), 42 mm on a normal
-#                              pair; synthetic.py's central line 136-154 mm
+DEVICE_TOPHAT_MM = 8.0  # a white top-hat of this size keeps what is narrower: central lines 2-4 mm, tubes 5-8 mm
+DEVICE_EDGE_Z = 12.0  # a pixel of a line: its top-hat on the current over the prior's by this many robust sd
+DEVICE_Z = 20.0  # and the line's median reaches this: "very dense". synthetic.py's central line 27-42 (median); what
+#                  else passed DEVICE_EDGE_Z was under it: the rims of a new mass and an improving consolidation on
+#                  cxrpairs dev (dev-045, dev-043) 14-17 where 80 mm or longer, a new pneumothorax's pleural line shorter
+DEVICE_MAX_WIDTH_MM = 5.0  # mean width (area over length) of a line: synthetic.py's central line 3.0-3.9 mm; those
+#                            rims 6.0-7.0 mm
+DEVICE_MIN_LENGTH_MM = 80.0  # and runs at least this far (its bounding diagonal). At DEVICE_EDGE_Z, without devices:
+#                              a new pneumothorax's pleural line <= 19 mm, other persons' rib edges <= 9 mm (synthetic.py);
+#                              on cxrpairs dev pairs 0-13 the longest was 51 mm, 42 mm on a normal pair; synthetic.py's
+#                              central line 136-154 mm. Checked on cxrpairs dev 0-69 (no devices): no line kept
 DEVICE_CONFIDENCE = 0.5  # a new support device is reported at this confidence: the detector knows a line, not its kind
 
 # --- change detection -----------------------------------------------------------------------
