@@ -484,17 +484,18 @@ def _band_y(dst, s, u0, u1, f, df, r, dens, fade_lo=8.0, fade_hi=8.0, cortex=0.0
         return
     u = s * XC[c0:c1]
     fu = f(u); dfu = df(u)
+    ru = r(u) if callable(r) else np.full_like(u, r)
     win = _smooth01((u - u0) / fade_lo) * _smooth01((u1 - u) / fade_hi)
     ok = win > 0
     if not ok.any():
         return
     stretch = np.sqrt(1 + dfu * dfu)
-    ya = float((fu - r * stretch)[ok].min()) - 1; yb = float((fu + r * stretch)[ok].max()) + 1
+    ya = float((fu - ru * stretch)[ok].min()) - 1; yb = float((fu + ru * stretch)[ok].max()) + 1
     r0, r1 = _rows(ya, yb)
     if r1 <= r0:
         return
     d = (YC[r0:r1, None] - fu[None, :]) / stretch[None, :]
-    dst[r0:r1, c0:c1] += dens * win[None, :] * _tube(d, r, cortex, marrow)
+    dst[r0:r1, c0:c1] += dens * win[None, :] * _tube(d, ru[None, :], cortex, marrow)
 
 
 def _band_x(dst, y0, y1, g, r, dens, fade=6.0, cortex=0.03, marrow=0.012, dg=None, k=0.7):
@@ -544,7 +545,8 @@ def _draw_ribs(bone, body, g, st):
             return -a + 2 * bq * v + 3 * cq * np.clip(u - uk, 0, None) ** 2
 
         r = body.rib_r[i] * (0.85 if i == 0 else 1.0)
-        _band_y(bone, s, u0 + ms, u_end, f, df, r, 1.0, fade_lo=10.0, fade_hi=3.0, cortex=0.042, marrow=0.016)
+        rfun = (lambda u, r=r, L=L, ms=ms: r * (0.8 + 0.35 * np.clip((u - u0 - ms) / L, 0, 1)))
+        _band_y(bone, s, u0 + ms, u_end, f, df, rfun, 1.0, fade_lo=10.0, fade_hi=3.0, cortex=0.042, marrow=0.016)
         # anterior rib: from the lateral end down-medially, fainter
         y_end = float(f(np.array([u_end]))[0])
         if i < 9:
@@ -631,17 +633,18 @@ def _consolidation_field(spec):
     fine = ndimage.gaussian_filter(rng.standard_normal((72, 72)), 2.0, mode="wrap")
     nf = nf + 0.35 * fine / (fine.std() + 1e-9)
     tubes = []
-    for _ in range(int(rng.integers(2, 5))):
-        p = np.array([rng.uniform(-0.5, -0.1), rng.uniform(-0.4, 0.4)])
-        a = rng.uniform(-0.6, 0.6)
+    for _ in range(int(rng.integers(1, 4))):
+        # air bronchograms run from the medial (hilar) side outwards, gently curving
+        p = np.array([rng.uniform(-0.6, -0.3), rng.uniform(-0.35, 0.35)])
+        a = rng.uniform(-0.45, 0.45)
         for _k in range(4):
-            q = p + rng.uniform(0.18, 0.3) * np.array([math.cos(a), math.sin(a)])
+            q = p + rng.uniform(0.14, 0.22) * np.array([math.cos(a), math.sin(a)])
             tubes.append((p[0], p[1], q[0], q[1]))
-            if rng.random() < 0.5:
-                a2 = a + rng.choice([-1, 1]) * rng.uniform(0.4, 0.8)
-                q2 = q + rng.uniform(0.12, 0.2) * np.array([math.cos(a2), math.sin(a2)])
+            if _k == 1 and rng.random() < 0.6:
+                a2 = a + rng.choice([-1, 1]) * rng.uniform(0.35, 0.6)
+                q2 = q + rng.uniform(0.15, 0.25) * np.array([math.cos(a2), math.sin(a2)])
                 tubes.append((q[0], q[1], q2[0], q2[1]))
-            p, a = q, a + rng.normal(0, 0.25)
+            p, a = q, a + rng.normal(0, 0.12)
     return nf, tubes, rng.uniform(0.55, 0.95), rng.uniform(-0.5, 0.5)
 
 
@@ -661,7 +664,7 @@ def _lesion_consolidation(air, opac, spec, g, lungm):
     noise = ndimage.map_coordinates(nf, [np.broadcast_to(iv, env.shape).ravel(),
                                          np.broadcast_to(iu, env.shape).ravel()], order=1).reshape(env.shape)
     val = env + 0.28 * noise
-    f = _sg((val - 0.08) / 0.12) * (0.58 + 0.10 * np.clip(noise, -1, 1)) * (0.8 + 0.2 * _smooth01(val / 0.5))
+    f = _sg((val - 0.08) / 0.12) * (0.74 + 0.10 * np.clip(noise, -1, 1)) * (0.85 + 0.15 * _smooth01(val / 0.5))
     if spec.get("fissure") is not None:
         yf = g.apex + spec["fissure"] * g.H
         f *= _sg((yf - YC[r0:r1, None]) / 0.5)
@@ -898,7 +901,9 @@ def render_frontal(body, st, lesions, devices):
             z = (u - u0) / Lc
             return (-rise + 5.0 * 2 * np.pi * np.cos(2 * np.pi * z)) / Lc
 
-        _band_y(bone, s, u0, u0 + Lc, fc, dfc, body.clav_r, 1.0, fade_lo=4, fade_hi=4, cortex=0.06, marrow=0.025)
+        cr = body.clav_r
+        _band_y(bone, s, u0, u0 + Lc, fc, dfc, lambda u, cr=cr, u0=u0, Lc=Lc: cr * (1.15 - 0.45 * np.clip((u - u0) / Lc, 0, 1)),
+                1.0, fade_lo=4, fade_hi=4, cortex=0.06, marrow=0.025)
         # scapula: triangular plate, medial border over the lung on AP
         lat = 0 if ap else 38
         p1 = (s * (g.Lw * 0.62 + lat), g.apex + body.scap_top)
@@ -1079,7 +1084,7 @@ def make_acq(rng, view="PA", portable=False, mag_range=(0.95, 1.05), rot=None):
     fy = rng.uniform(360, 440); fx = rng.uniform(345, 430) if rng.random() < 0.6 else fy
     a["rows"] = int(np.clip(round(fy / p / 2) * 2, 1700, 3000))
     a["cols"] = int(np.clip(round(fx / p / 2) * 2, 1700, 3000))
-    a["rot"] = float(rot if rot is not None else np.clip(rng.normal(0, 1.3), -3, 3))
+    a["rot"] = float(rot if rot is not None else np.clip(rng.normal(0, 2.0 if portable else 1.3), -4, 4))
     a["mag"] = float(rng.uniform(*mag_range))
     a["shift_x"] = float(rng.normal(0, 7))
     a["top_margin"] = float(rng.uniform(35, 70))
