@@ -98,10 +98,39 @@ bits, native or RLE Lossless (own vectorised PackBits encoder, decoded back by p
 
 Labels: side is anatomical; zone is computed on the frontal projection (before in-plane
 rotation) from the lesion centre between the projected apex and lateral costophrenic point of
-that lung; sizes are in image millimetres at the detector (pixel spacing), i.e. true size x
-geometric magnification x acquisition scale.  Devices are listed as ``support_device`` with
-an extra ``device`` key (midline tubes and ECG leads use side ``bilateral``); a moved device
-is ``stable`` with ``"moved": true``.  Urgent exactly per the rule above.
+that lung (lesion centres are placed >= 8 % of the lung height away from a zone boundary);
+sizes are in image millimetres at the detector (pixel spacing), i.e. true size x geometric
+magnification x acquisition scale, so a stable finding on an AP current (heart-side objects
+magnified ~10-20 %) may measure larger than on the PA prior while its label stays ``stable``.
+Nodule/mass size = diameter; consolidation size = longest projected extent of >= 12 mm of
+consolidated lung along the ray (pre-checked on a plain PA to stay within 33-112 mm, change
+ratio >= 1.3); effusion size = height from the lateral costophrenic angle to the meniscus top
+at the lateral wall, with extra keys ``large_prior`` / ``large_current`` (>= 1/3 of that lung's
+projected height; sampled away from the threshold); pneumothorax size = rim depth at the upper
+lateral wall.  Lateral images get zone/size from a virtual PA of the same anatomy.  Devices
+are listed as ``support_device`` with an extra ``device`` key (midline tubes and ECG leads
+use side ``bilateral``; zone from the tip); a moved device is ``stable`` with
+``"moved": true``.  Urgent exactly per the rule above; in ``other_person`` pairs the prior is
+a different, finding-free body, the current's findings are listed as ``new`` and never urgent
+(there is no real interval change).  Worsened/improved sizes differ by a factor 1.45-2.1
+(true size); a pneumothorax hemithorax holds no other lesion.
+
+``cases``: explicit counts per case; when their sum is below ``n_pairs`` the rest is filled
+with the default 60/20/20 change/stable/normal mix (the total is max(n_pairs, sum)); the
+order is shuffled deterministically.  Everything derives from ``seed`` and the pair index
+(numpy ``default_rng([seed, index, ...])``; UIDs from ``generate_uid(entropy_srcs=...)``),
+so the same call writes byte-identical files.
+
+RLE Lossless is written by a vectorised PackBits encoder in this module (pydicom's own
+pure-Python RLE encoder, the only one installed, takes ~6 s per image); every file is read
+back and decoded by pydicom in the checks, and ``dciodvfy`` reports no errors or warnings.
+
+Known limitations: stylised anatomy (smooth ellipsoidal organs, circular rib tubes, no
+lobar fissures except the minor one, no bronchial walls, breasts as ellipsoids); edema,
+atelectasis and cardiomegaly are not generated; AP is semi-erect (effusion still layers
+with a meniscus, pneumothorax still apical); no tension shift; the scapulae are thin plates;
+coarse voxels (2.5 mm across, 7 mm along the ray) soften organ edges slightly; grid lines
+can alias when the image is strided without low-pass filtering (a real effect too).
 """
 from __future__ import annotations
 
@@ -1671,8 +1700,8 @@ def _state(person, insp, findings, which, devices=()):
             continue
         l = dict(tmpl)
         l["size"] = float(size)
-        if l["type"] == "effusion":
-            l["ztop"] = person.z_cp(l["s"]) - size
+        if l["type"] == "effusion":   # fluid height in mm is fixed whatever the inspiration
+            l["ztop"] = person.z_cp(l["s"]) - size / (1.0 + insp / person.H)
         les.append(l)
     return {"insp": insp, "lesions": les, "devices": list(devices)}
 
@@ -1813,14 +1842,12 @@ def make_pair(out_dir: Path, seed: int, idx: int, case: str) -> dict:
     for tmpl, change, sp, sc in plan["findings"]:
         lp = next(les_p) if (sp is not None and pperson is person) else None
         lc = next(les_c) if sc is not None else None
+        if pperson is not person and lc is None:
+            continue                      # other person: only the current's findings exist
         zp = measure_lesion(person, st_p, g_p, lp) if lp is not None else None
         zc = measure_lesion(person, st_c, g_c, lc) if lc is not None else None
         zone = (zc or zp)[0]
-        ch = change
-        if pperson is not person:
-            ch = "new" if lc is not None else change
-            if lc is None:
-                continue
+        ch = "new" if pperson is not person else change
         urgent = False
         if tmpl["type"] == "pneumothorax" and ch in ("new", "worsened"):
             urgent = True
