@@ -221,6 +221,20 @@ class StudyDetail:
         return self.item.status in OPEN_STATUSES
 
 
+def patient_priors(session: Session, study: Study) -> list[tuple[Study, Instance]]:
+    """The patient's earlier studies that have an image (the engine's image rule), newest first."""
+    q = select(Study).where(Study.patient_id == study.patient_id, Study.id != study.id)
+    out: list[tuple[Study, Instance]] = []
+    for p in session.exec(q).all():
+        if study.study_date and p.study_date and p.study_date > study.study_date:
+            continue
+        inst = frontal_instance(session, p.id)  # type: ignore[arg-type]
+        if inst is not None:
+            out.append((p, inst))
+    out.sort(key=lambda t: (t[0].study_date or date.min), reverse=True)
+    return out
+
+
 def prior_report(session: Session, prior_study_id: int | None, comp: Comparison | None = None) -> str | None:
     """The prior's report: its latest signed report (HL7 or review page), else the SR report the
     pipeline found in the prior study, else the final text of the prior's own review."""
