@@ -294,7 +294,7 @@ class Person:
         A = Amid * taper + 0.5
         B = self.Bmid * (0.45 + 0.55 * np.sqrt(np.clip(zt / (0.35 * H), 0.0, 1.0)))
         if ptx_d > 0:
-            dz = ptx_d * (1 - 0.5 * np.clip((zn - 0.4 * H) / (0.6 * H), 0, 1))
+            dz = ptx_d * (1 - 0.8 * np.clip((zn - 0.35 * H) / (0.65 * H), 0, 1))
             A = np.maximum(A - dz / 2, 0.5)
             xc = xc - s * dz / 2
             B = np.maximum(B - 0.15 * dz, 1.0)
@@ -996,15 +996,11 @@ def _render_ribs(fine, geom, p, sf):
             # bony rib ends anteriorly (costal cartilage ~ soft tissue)
             cut = int(n * (0.95 if i < 7 else 0.88))
             P, r = P[:cut], r[:cut]
-            post = (np.arange(len(P)) < len(P) * 0.55)
-            for part, scale in ((post, 0.8), (~post, 0.5)):
-                idx = np.flatnonzero(part)
-                if len(idx) < 2:
-                    continue
-                idx = np.arange(max(idx[0] - 1, 0), idx[-1] + 1)
-                fine.polyline(geom, P[idx], r[idx], scale * (MU_CORT - MU_ST),
-                              inner=np.maximum(r[idx] - 1.1, 0.5),
-                              dmu_inner=scale * (MU_CORT - MU_MARROW), fac_cap=2.0)
+            # one continuous tube (no internal end caps); anterior part thinner and fainter
+            tt = np.linspace(0, 1, len(P) - 1)
+            scale = 0.8 - 0.3 * np.clip((tt - 0.45) / 0.25, 0, 1)
+            fine.polyline(geom, P, r, scale * (MU_CORT - MU_ST), inner=np.maximum(r - 1.1, 0.5),
+                          dmu_inner=scale * (MU_CORT - MU_MARROW), fac_cap=2.0)
 
 
 def _render_bones_airways(fine, geom, p, sf):
