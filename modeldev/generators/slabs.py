@@ -351,7 +351,7 @@ def _inside_lung_ref_slow(P, s, x, y, z):
     return True
 
 
-def make_vessel_tree(rng, P, s, cap=1400):
+def make_vessel_tree(rng, P, s, cap=1800):
     """Random 3-D monopodial branching tree grown from the hilum (largest vessels first).
 
     Each vessel continues (radius x0.86-0.93, small wiggle) and sprouts a side branch
@@ -362,7 +362,7 @@ def make_vessel_tree(rng, P, s, cap=1400):
     _, y_cp, H = lung_geom(P, s)
     hil = np.array([s * rng.uniform(45, 58), 0.40 * H, -8.0])
     segs = []
-    trunks = [(-0.95, 0.25, 3.6), (-0.5, 0.85, 3.0), (0.05, 1.0, 3.2), (0.6, 0.8, 3.8), (0.95, 0.2, 3.6), (0.7, 0.35, 3.0)]
+    trunks = [(-0.95, 0.25, 4.2), (-0.5, 0.85, 3.4), (0.05, 1.0, 3.6), (0.6, 0.8, 4.4), (0.95, 0.2, 4.2), (0.7, 0.35, 3.4)]
     heap = []
     cnt = 0
     for dy, dx, r in trunks:
@@ -391,7 +391,7 @@ def make_vessel_tree(rng, P, s, cap=1400):
         nd = d * math.cos(w) + perp * math.sin(w) + 0.12 * away
         nd /= np.linalg.norm(nd)
         heapq.heappush(heap, (-r2, cnt, q, nd, r2)); cnt += 1
-        if rng.random() < 0.75:
+        if rng.random() < 0.9:
             ang = rng.uniform(0.5, 0.95)
             perp = np.cross(d, rng.normal(size=3))
             perp /= np.linalg.norm(perp) + 1e-9
@@ -529,7 +529,7 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
 
             def dprof(y, d=d, H=H, y_ap=y_ap):
                 t = (y - y_ap) / H
-                return d * np.clip((0.85 - t) / 0.45, 0, 1) ** 0.7
+                return d * np.clip((0.55 - t) / 0.3, 0, 1) ** 0.6
             retract = {"d": dprof, "apex": d * 0.9}
         # crop to the rows / columns this lung can occupy
         y_ap_s, y_cp_s, _ = lung_geom(P, s)
@@ -556,10 +556,16 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
             shell = np.maximum(lung_minus(Lin, ex_list) - ll, 0.0)
             cxr = lung_params(P, s, ylr, retract)[0]
             lateral = (s * (ul - cxr) > -5.0) if view == "F" else np.ones_like(shell, bool)
-            W += np.minimum(shell, 9.0) * lateral * 1.0
+            # pleural space = air (density 0) except the visceral pleura shell (tissue)
+            shell_eff = np.minimum(shell, 9.0) * lateral
+            W -= np.maximum(llf - ll - shell_eff, 0.0)
             tmp = np.zeros((ny, nx))
             tmp[r0:r1, c0:c1] = llf
             lung_mask["full_" + side] = tmp
+            rim = (llf > 5.0) & (ll < 1.0)
+            if rim.any():
+                rr, cc = np.nonzero(rim)
+                info["centre_" + side + "_pneumothorax"] = (float(rr.mean() + r0), float(cc.mean() + c0))
         W = W_full
         full_ll[r0:r1, c0:c1] = ll
         lung_mask[side] = full_ll
@@ -640,8 +646,9 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
         acc = ndi.map_coordinates(ras, [CI.ravel(), CJ.ravel()], order=1, mode="constant", cval=0.0).reshape(ny, nx)
         lm = lung_mask[side]
         ves += acc * np.clip(lm / 35.0, 0, 1) ** 0.7
-    W += ves * (1.0 - LUNG_RHO)
+    W += ves * (1.05 - LUNG_RHO) * 1.3
 
+    info["lung_masks_anat"] = {k: lung_mask.get("full_" + k, lung_mask[k]).copy() for k in ("left", "right")}
     # lesions (frontal only)
     if view == "F":
         info.update(render_lesions(P, ex, F, findings, W, lung_mask, grid))
@@ -651,6 +658,7 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
 
     W = np.maximum(W, 0.0)
     info["body_len"] = body_len
+    info["lung_masks"] = {k: v for k, v in lung_mask.items() if k in ("left", "right")}
     info["lung_air"] = lung_air
     return W, B, MT, info
 
@@ -777,8 +785,8 @@ def shoulder_bones(P, ex, F, B, W, view):
             sup = (med_x + 10, -20.0)
             inf = (med_x + 30, 130.0 if not ap else 110.0)
             gle = (SW - 20, -30.0)
-            plate = tri_mask(uu, yy, sup, inf, gle, soft=3.0)
-            B += plate * 4.0
+            plate = tri_mask(uu, yy, sup, inf, gle, soft=9.0)
+            B += plate * 5.0
             lat = np.zeros_like(B)
             polyline_scaled(lat, x0, y0, px, py, [(s * inf[0], inf[1]), (s * gle[0], gle[1] + 15)], 6.0)
             B += lat * 0.5
@@ -837,8 +845,8 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
     for f in findings:
         s = -1 if f["side"] == "right" else 1
         side = f["side"]
-        kind = f["finding"]
-        if kind in ("nodule", "mass"):
+        kind = f["finding"] + "#" + str(f["uid"])
+        if f["finding"] in ("nodule", "mass"):
             x, yr, z = lesion_xyz(P, f)
             y, u, M = grid(z)
             yref = insp_ref(y, P, ex)
@@ -857,7 +865,10 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
                     seg_chord_aniso(acc, x0, y0, px, py, a, b, 1.6, 0.3)
             lm = lung_mask.get("full_" + side, lung_mask[side])
             W += np.minimum(acc, lm + 5.0) * (1 - LUNG_RHO)
-        elif kind == "consolidation":
+            ii = int(np.argmin(np.abs(yref[:, 0] - yr)))
+            jj = int(np.argmin(np.abs(u[0, :] - x)))
+            info["centre_" + side + "_" + kind] = (float(ii), float(jj))
+        elif f["finding"] == "consolidation":
             x, yr, z = lesion_xyz(P, f)
             y, u, M = grid(-12.0)
             yref = insp_ref(y, P, ex)
@@ -877,7 +888,7 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
             gi, gj = np.broadcast_arrays(gi, gj)
             fld = ndi.map_coordinates(g, [np.clip(gj, 0, 47).ravel(), np.clip(gi, 0, 47).ravel()], order=1).reshape(gi.shape)
             fill = np.clip((env * 1.5 + 0.6 * fld - 0.6) / 0.8, 0, 1) * f["density"] * np.clip(env * 2.5, 0, 1)
-            fill = ndi.gaussian_filter(fill, 2.5 / F.pitch)
+
             if f.get("fissure") is not None:
                 fis_y = f["fissure"]
                 fill = fill * np.clip((fis_y - yref) * ex["s_insp"] / 1.2 + 0.5, 0, 1)
@@ -887,17 +898,18 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
             br = np.zeros_like(W)
             for (a, b, rad) in f["bronchi"]:
                 seg_chord_aniso(br, x0, y0, px, py, (x + a[0], yr + a[1]), (x + b[0], yr + b[1]), rad, rad * 0.8)
-            fill = fill * (1 - np.clip(br / 3.0, 0, 0.55))
+            fill = fill * (1 - np.clip(br / 2.0, 0, 0.6))
+            fill = ndi.gaussian_filter(fill, 2.0 / F.pitch)
             lm = lung_mask.get("full_" + side, lung_mask[side])
             W += fill * lm * (1 - LUNG_RHO)
             m = fill > 0.3
             if m.any():
                 rows = np.where(m.any(1))[0]
                 cols = np.where(m.any(0))[0]
-                info["cons_" + side] = max((rows[-1] - rows[0] + 1), (cols[-1] - cols[0] + 1)) * F.pitch
+                info["size_" + kind] = max((rows[-1] - rows[0] + 1), (cols[-1] - cols[0] + 1)) * F.pitch
                 yy, xx = np.nonzero(m)
-                info["cons_centre_" + side] = (float(yref[int(yy.mean()), 0]), float(u[0, int(xx.mean())]))
-        elif kind == "effusion":
+                info["centre_" + side + "_" + kind] = (float(yy.mean()), float(xx.mean()))
+        elif f["finding"] == "effusion":
             y_ap, y_cp, H = lung_geom(P, s)
             y, u, M = grid(-12.0)
             yref = insp_ref(y, P, ex)
@@ -913,7 +925,12 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
             lm = lung_mask.get("full_" + side, lung_mask[side])
             # the fluid replaces the lung along the ray; along the lateral wall the fluid layer
             # is cut tangentially (meniscus), which adds path where the lung itself is thin
-            W += fill * (lm * (1 - LUNG_RHO) + 35.0 * tl ** 3 + 12.0)
+            W += fill * (lm * (1 - LUNG_RHO) + 25.0 * tl ** 3 * np.clip(lm / 25.0, 0, 1))
+            fm = fill > 0.5
+            if fm.any():
+                rr, cc = np.nonzero(fm & (lm > 2))
+                if rr.size:
+                    info["centre_" + side + "_" + kind] = (float(rr.mean()), float(cc.mean()))
             lung_mask[side] = lung_mask[side] * (1 - fill)
     return info
 
@@ -1069,7 +1086,7 @@ def physics(W, B, MT, ex, pitch):
     P_ = np.zeros_like(W)
     for k in range(len(E_BINS)):
         P_ += w[k] * np.exp(-(MU_WATER[k] * W + MU_BONE[k] * B + MU_IRON[k] * MT))
-    S = smooth_big(P_, 35.0 / pitch) * ex["spr"]
+    S = smooth_big(P_, 70.0 / pitch) * ex["spr"]
     I = P_ + S
     I = ndi.gaussian_filter(I, ex["mtf_mm"] / pitch)
     return I
@@ -1099,7 +1116,7 @@ def sample_acq(rng, *, ap=False, lateral=False, rotate=None):
     ex["grid"] = bool(rng.random() < 0.45)
     ex["grid_period"] = float(rng.uniform(2.4, 5.5))
     ex["grid_amp"] = float(rng.uniform(0.006, 0.02))
-    ex["spr"] = float(rng.uniform(0.25, 0.5) if not ap else rng.uniform(0.6, 1.1))
+    ex["spr"] = float(rng.uniform(0.12, 0.35) if not ap else rng.uniform(0.35, 0.6))
     ex["mtf_mm"] = float(rng.uniform(0.15, 0.35) if ex["modality"] == "DX" else rng.uniform(0.3, 0.55))
     ex["noise"] = float(rng.uniform(0.0025, 0.006) * (1.8 if ap else 1.0))
     ex["lut"] = str(rng.choice(["sigmoid", "gamma"]))
@@ -1358,8 +1375,10 @@ def write_dicom(path: Path, img, ex, pat, study_date, uid_seed, mirrored, series
 
 
 # ----------------------------------------------------------------------------- case logic
-SIZE_RANGES = {"nodule": (8.0, 28.0), "mass": (36.0, 78.0), "consolidation": (35.0, 110.0),
-               "effusion": (15.0, 150.0), "pneumothorax": (5.0, 40.0)}
+# nominal (patient-plane) sizes; the labels report sizes measured in the image (x magnification
+# 1.0-1.25), so the nominal ranges sit inside the brief's ranges with room for magnification
+SIZE_RANGES = {"nodule": (8.0, 24.0), "mass": (35.0, 66.0), "consolidation": (35.0, 95.0),
+               "effusion": (15.0, 130.0), "pneumothorax": (6.0, 34.0)}
 ZONE_FY = {"upper": (0.12, 0.25), "middle": (0.42, 0.58), "lower": (0.74, 0.86)}
 
 
@@ -1370,7 +1389,7 @@ def zone_of(fy):
 def new_finding(rng, P, kind, side, zone=None):
     s = -1 if side == "right" else 1
     _, _, H = lung_geom(P, s)
-    f = {"finding": kind, "side": side, "field_seed": int(rng.integers(1 << 30))}
+    f = {"finding": kind, "side": side, "field_seed": int(rng.integers(1 << 30)), "uid": int(rng.integers(1 << 30))}
     if kind in ("nodule", "mass"):
         zone = zone or str(rng.choice(["upper", "middle", "lower"]))
         f["fy"] = float(rng.uniform(*ZONE_FY[zone]))
@@ -1380,7 +1399,7 @@ def new_finding(rng, P, kind, side, zone=None):
         if kind == "mass":
             for _ in range(int(rng.integers(1, 4))):
                 a = rng.uniform(0, 2 * math.pi)
-                lobes.append((0.45 * math.cos(a), 0.45 * math.sin(a), 0.0, float(rng.uniform(0.45, 0.6))))
+                lobes.append((0.4 * math.cos(a), 0.4 * math.sin(a), 0.0, float(rng.uniform(0.45, 0.58))))
             if rng.random() < 0.5:
                 f["spic"] = [(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.15, 0.45))) for _ in range(int(rng.integers(5, 11)))]
         f["lobes"] = lobes
@@ -1400,10 +1419,13 @@ def new_finding(rng, P, kind, side, zone=None):
             st = (rng.uniform(-10, 10), rng.uniform(-10, 10))
             ln = rng.uniform(15, 30)
             en = (st[0] + ln * math.cos(a), st[1] + ln * math.sin(a))
-            f["bronchi"].append((st, en, float(rng.uniform(1.0, 1.8))))
+            mid = (0.5 * (st[0] + en[0]) + rng.normal(0, 3), 0.5 * (st[1] + en[1]) + rng.normal(0, 3))
+            rb = float(rng.uniform(1.0, 1.5))
+            f["bronchi"].append((st, mid, rb))
+            f["bronchi"].append((mid, en, rb * 0.85))
             for sgn in (-1, 1):
                 a2 = a + sgn * rng.uniform(0.3, 0.7)
-                f["bronchi"].append((en, (en[0] + 0.6 * ln * math.cos(a2), en[1] + 0.6 * ln * math.sin(a2)), 0.9))
+                f["bronchi"].append((en, (en[0] + 0.6 * ln * math.cos(a2), en[1] + 0.6 * ln * math.sin(a2)), 0.7))
     elif kind == "effusion":
         zone = "lower"
         f["fy"] = 0.85
@@ -1446,7 +1468,7 @@ def measure(P, ex, f, info):
     if kind in ("nodule", "mass"):
         return round(f["size"] * mass_extent(f) * M, 1)
     if kind == "consolidation":
-        v = info.get("cons_" + f["side"])
+        v = info.get("size_consolidation#" + str(f["uid"]))
         return round(float(v), 1) if v is not None else round(f["size"] * M, 1)
     if kind == "effusion":
         return round(f["size"] * M, 1)
@@ -1520,7 +1542,10 @@ def plan_findings(rng, P, case):
                 out.append((with_size(f, main), None, ch))
             else:
                 lo = SIZE_RANGES[f["finding"]][0]
-                small = max(lo, main / rng.uniform(1.5, 2.2))
+                ratio = rng.uniform(1.5, 2.2)
+                if main / ratio < lo:
+                    main = lo * ratio * rng.uniform(1.0, 1.15)
+                small = main / ratio
                 if f["finding"] == "effusion" and main > 0.3 * lung_geom(P, -1 if f["side"] == "right" else 1)[2]:
                     small = min(small, 0.25 * lung_geom(P, -1 if f["side"] == "right" else 1)[2])
                 if ch == "worsened":
