@@ -1028,7 +1028,7 @@ def _render_bones_airways(fine, geom, p, sf):
     P = np.array([[0, -10, -200], [0, -5, -40], [1.0, p.yc - 10, 0.15 * H * sf], car])
     A, B, R = list(P[:-1]), list(P[1:]), [8.5] * 3
     for s, ang in ((-1, 0.55), (1, 0.85)):
-        L = 26 if s < 0 else 38
+        L = 18 if s < 0 else 26
         A.append(car)
         B.append(car + L * np.array([s * math.sin(ang), 0.1, math.cos(ang)]))
         R.append(6.5)
