@@ -4,11 +4,12 @@
 #   test images from a local Debian base (compose/test/), brings up docker-compose.yml with
 #   docker-compose.test.yml (host networking, loopback only) with TLS certificates it makes with
 #   openssl, waits for health, checks the stack is secure by default (nothing of it listens beyond
-#   loopback; Triton refuses a model unload; the proxy speaks no plain HTTP; DICOM refuses plain
-#   TCP, a called AE title not ours and CR01's certificate calling as PACS), sends a patient's prior
-#   and current study with DCMTK's storescu over TLS, checks both results with `priorwatch results
-#   --json` inside the stack, the dashboard's /_stcore/health over HTTPS and a signed report over
-#   MLLP/TLS (AA; plain TCP gets no ACK), then tears everything down.
+#   loopback; Triton refuses a model unload; the proxy speaks no plain HTTP and upgrades the
+#   dashboard's WebSocket for its own origin only; DICOM refuses plain TCP, a called AE title not
+#   ours and CR01's certificate calling as PACS), sends a patient's prior and current study with
+#   DCMTK's storescu over TLS, checks both results with `priorwatch results --json` inside the
+#   stack, the dashboard's /_stcore/health over HTTPS and a signed report over MLLP/TLS (AA; plain
+#   TCP gets no ACK), then tears everything down.
 # Exit 0 only if all of that held. Prints one summary line (SMOKE PASS|FAIL ...) with timings.
 # Environment: PW_SITE_PACKAGES (an installed environment's site-packages to copy into the app
 # image instead of downloading from PyPI; default: this checkout's .venv if present),
@@ -182,6 +183,13 @@ if [ -z "$FAIL" ]; then
     # The dashboard: HTTPS through the proxy (checked above); the proxy answers no plain HTTP.
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PW_HTTPS_PORT/_stcore/health")
     [ "$code" != 200 ] || fail "the proxy answered plain HTTP"
+    # Streamlit's WebSocket through the proxy: upgraded for the public URL's origin, 403 for another.
+    ws() { curl --http1.1 -s -o /dev/null -m 3 -w '%{http_code}' --cacert "$STAGE/tls/ca.crt" -H "Connection: Upgrade" \
+        -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" \
+        -H "Origin: $1" "https://127.0.0.1:$PW_HTTPS_PORT/_stcore/stream"; }
+    ours=$(ws "https://127.0.0.1:$PW_HTTPS_PORT") other=$(ws "https://elsewhere.example")
+    echo "smoke: dashboard WebSocket through the proxy: own origin -> $ours, another origin -> $other"
+    [ "$ours" = 101 ] && [ "$other" = 403 ] || fail "dashboard WebSocket through the proxy (own origin $ours, another $other)"
 fi
 refused() {  # what expected-words storescu-args...: a store that must fail, saying why (when words given)
     local what=$1 want=$2 out
@@ -301,7 +309,7 @@ step down
 TOTAL=$(( $(date +%s) - T0 ))
 summary="docker ${T[docker]}s base ${T[base]}s build ${T[build]}s up ${T[up]}s healthy ${T[healthy]}s secure ${T[secure]}s send ${T[send]}s results ${T[results]}s hl7 ${T[hl7]}s down ${T[down]}s total ${TOTAL}s"
 if [ -z "$FAIL" ]; then
-    echo "SMOKE PASS: 2 studies over DICOM TLS -> 2 results (prior no_prior, current compared with it), node/worker ready, dashboard healthy over HTTPS, signed report AA over MLLP/TLS; refused: plain DICOM, a called AE not ours, CR01's certificate as PACS, Triton unload, plain HTTP to the proxy; nothing listens beyond loopback; $summary"
+    echo "SMOKE PASS: 2 studies over DICOM TLS -> 2 results (prior no_prior, current compared with it), node/worker ready, dashboard healthy over HTTPS, signed report AA over MLLP/TLS; refused: plain DICOM, a called AE not ours, CR01's certificate as PACS, Triton unload, plain HTTP to the proxy, the dashboard's WebSocket from another origin; nothing listens beyond loopback; $summary"
     exit 0
 fi
 echo "SMOKE FAIL: $FAIL; $summary"

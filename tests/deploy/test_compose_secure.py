@@ -40,6 +40,7 @@ def test_dicom_and_mllp_speak_tls_with_client_certificates() -> None:
             "/etc/priorwatch/tls/server.crt", "/etc/priorwatch/tls/server.key", "/etc/priorwatch/tls/ca.crt"]
     assert "PRIORWATCH_DICOM_TLS_REQUIRE_CLIENT_CERT" not in env  # its default: required
     assert env["PRIORWATCH_DASHBOARD_PUBLIC_URL"].startswith("https://")
+    assert env["PRIORWATCH_DASHBOARD_COOKIE_SECURE"] == "true"
 
 
 def test_the_proxy_serves_tls_1_2_and_up_only() -> None:
