@@ -84,6 +84,12 @@ def _create_user(username: str, role: str, password: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add `priorwatch dashboard` and `priorwatch user ...` to the core CLI."""
+    _register_dashboard(app)
+    _register_users(app)
+
+
+def _register_dashboard(app: typer.Typer) -> None:
     @app.command()
     def dashboard(
         port: int = typer.Option(8501, "--port", "-p", min=1, max=65535, help="Port to listen on."),
@@ -123,6 +129,8 @@ def register(app: typer.Typer) -> None:
             rc = 0
         raise typer.Exit(rc)
 
+
+def _register_users(app: typer.Typer) -> None:
     user_app = typer.Typer(help="Dashboard users (radiologist, qa, admin).", no_args_is_help=True)
 
     @user_app.command("add")

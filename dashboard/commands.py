@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from dashboard import auth, queries, security
+from dashboard import auth, queries, security, signoff
 from priorwatch.db import session_scope
 from priorwatch.models import DashboardSession, Instance, SignOff, Study, User, WorklistItem, utcnow
 from priorwatch.settings import get_settings
@@ -161,9 +161,9 @@ def open_study(item_id: int, username: str, session_id: int | None, *, already_o
             queries.open_review(s, item_id, username, session_id)
         detail = queries.study_detail(s, item_id)
         assert detail is not None
-        signoff = queries.sign_off(s, detail.comparison.id)  # type: ignore[arg-type]
+        signed = queries.sign_off(s, detail.comparison.id)  # type: ignore[arg-type]
         priors = queries.patient_priors(s, detail.study)
-    return OpenedStudy(detail, claim, signoff, priors, first_view=not already_open)
+    return OpenedStudy(detail, claim, signed, priors, first_view=not already_open)
 
 
 def take_over(item_id: int, username: str) -> None:
@@ -216,7 +216,7 @@ class Corrections:
         return bool(self.wrong or self.relabel or self.missed)
 
     def labels(self, detail: queries.StudyDetail) -> list[dict[str, Any]]:
-        return queries.apply_corrections(detail.findings, set(self.wrong), self.relabel or {}, list(self.missed))
+        return signoff.apply_corrections(detail.findings, set(self.wrong), self.relabel or {}, list(self.missed))
 
     def audit_detail(self) -> dict[str, Any]:
         return {
@@ -228,7 +228,7 @@ class Corrections:
 
 def rewritten_text(detail: queries.StudyDetail, corrections: Corrections) -> str:
     """The report text regenerated from the corrected findings."""
-    return queries.structured_text(corrections.labels(detail), detail.comparison, detail.prior)
+    return signoff.structured_text(corrections.labels(detail), detail.comparison, detail.prior)
 
 
 def choose_action(button: str, *, text_changed: bool, labels_changed: bool, reason: str) -> tuple[str | None, str | None]:
@@ -259,15 +259,15 @@ def sign(item_id: int, detail: queries.StudyDetail, username: str, action: str, 
          session_id: int | None = None) -> int:
     """Record the decision; returns the review's id. Corrected findings with an untouched text
     sign the text rewritten from them; "accepted" signs the AI draft itself. Raises
-    `queries.AlreadySigned` (someone else won) or `queries.ReviewError` (bad input)."""
+    `signoff.AlreadySigned` (someone else won) or `queries.ReviewError` (bad input)."""
     comp = detail.comparison
     final_labels = corrections.labels(detail)
     text_changed = text != comp.draft_text
     body = text
     if corrections.any and not text_changed and action != "rejected":
-        body = queries.structured_text(final_labels, comp, detail.prior)
+        body = signoff.structured_text(final_labels, comp, detail.prior)
     with session_scope() as s:
-        review = queries.record_review(
+        review = signoff.record_review(
             s, item_id, username, action,
             body if action != "accepted" else comp.draft_text,
             final_labels,

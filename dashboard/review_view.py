@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import commands, images, queries
+from dashboard import commands, images, queries, signoff
 from dashboard.ui import PAGE_WORKLIST, flash, go, open_item, plural, show_flash, sid, static
 from priorwatch.models import Instance, Study
 from priorwatch.vocabulary import Change, FindingType, Side, Zone
@@ -432,7 +432,7 @@ def _decision_form(item_id: int, detail: queries.StudyDetail, username: str, rea
     try:
         review_id = commands.sign(item_id, detail, username, action, text, corrections, reason=reason,
                                   started_at=st.session_state.get("review_started", {}).get(item_id), session_id=sid())
-    except queries.AlreadySigned as exc:
+    except signoff.AlreadySigned as exc:
         st.session_state["flash"] = ("error", str(exc))
         st.rerun()
     except queries.ReviewError as exc:

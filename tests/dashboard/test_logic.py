@@ -11,7 +11,7 @@ from PIL import Image
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from dashboard import auth, images, queries
+from dashboard import auth, images, queries, signoff
 from priorwatch.db import session_scope
 from priorwatch.models import AuditLog, Finding, Review, User, WorklistItem
 
@@ -65,18 +65,18 @@ def test_worklist_query_order_and_filters(seeded):
 def test_record_review_validates_and_is_single_shot(seeded):
     with session_scope(seeded.settings) as s:
         detail = queries.open_review(s, seeded.urgent_item, "alice")
-        labels = queries.model_labels(detail.findings)
+        labels = signoff.model_labels(detail.findings)
         with pytest.raises(queries.ReviewError, match="reason"):
-            queries.record_review(s, seeded.urgent_item, "alice", "rejected", "", labels)
+            signoff.record_review(s, seeded.urgent_item, "alice", "rejected", "", labels)
         with pytest.raises(queries.ReviewError, match="vocabulary"):
-            queries.record_review(s, seeded.urgent_item, "alice", "edited", "x", [{"finding": "tumour", "change": "new"}])
+            signoff.record_review(s, seeded.urgent_item, "alice", "edited", "x", [{"finding": "tumour", "change": "new"}])
         started = datetime(2025, 1, 1, 12)
-        rev = queries.record_review(s, seeded.urgent_item, "alice", "accepted", detail.comparison.draft_text, labels,
+        rev = signoff.record_review(s, seeded.urgent_item, "alice", "accepted", detail.comparison.draft_text, labels,
                                     started_at=started, finished_at=started + timedelta(seconds=42.5))
         assert rev.time_spent_s == 42.5
     with session_scope(seeded.settings) as s:
-        with pytest.raises(queries.AlreadySigned, match="Already signed by alice at"):
-            queries.record_review(s, seeded.urgent_item, "bob", "accepted", "text", labels)
+        with pytest.raises(signoff.AlreadySigned, match="Already signed by alice at"):
+            signoff.record_review(s, seeded.urgent_item, "bob", "accepted", "text", labels)
         assert len(s.exec(select(Review)).all()) == 1
         assert s.get(WorklistItem, seeded.urgent_item).status == "accepted"
         actions = [a.action for a in s.exec(select(AuditLog).order_by(AuditLog.id)).all()]
@@ -87,7 +87,7 @@ def test_apply_corrections(seeded):
     with session_scope(seeded.settings) as s:
         findings = list(s.exec(select(Finding).where(Finding.comparison_id == seeded.urgent_comparison).order_by(Finding.id)))
     ptx, eff = findings
-    out = queries.apply_corrections(
+    out = signoff.apply_corrections(
         findings, {eff.id}, {ptx.id: {"change": "worsened"}},
         [{"finding": "nodule", "side": "left", "zone": "upper", "change": "new", "urgent": False}],
     )

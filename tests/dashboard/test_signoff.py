@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from dashboard import queries, security
+from dashboard import queries, security, signoff
 from priorwatch.db import init_db, session_scope
 from priorwatch.models import AuditLog, DashboardSession, Delivery, Review, SignOff, WorklistItem, utcnow
 from priorwatch.settings import get_settings, reset_settings_cache
@@ -33,9 +33,9 @@ def _race(settings, items: list[int]) -> dict[int, list[object]]:
             barrier.wait()
             try:
                 with session_scope(settings) as s:
-                    queries.record_review(s, item, user, "accepted", "Stable appearances.", [])
+                    signoff.record_review(s, item, user, "accepted", "Stable appearances.", [])
                 out[item].append(user)
-            except queries.AlreadySigned as exc:
+            except signoff.AlreadySigned as exc:
                 out[item].append(exc)
 
         ts = [threading.Thread(target=sign, args=(u,)) for u in ("alice", "bob")]
@@ -53,7 +53,7 @@ def _check_race(settings, items: list[int], out: dict[int, list[object]]) -> Non
             signoffs = s.exec(select(SignOff).where(SignOff.worklist_item_id == item)).all()
             assert len(reviews) == 1 and len(signoffs) == 1, item
             winners = [r for r in out[item] if isinstance(r, str)]
-            losers = [r for r in out[item] if isinstance(r, queries.AlreadySigned)]
+            losers = [r for r in out[item] if isinstance(r, signoff.AlreadySigned)]
             assert winners == [reviews[0].reviewer] and len(losers) == 1
             assert losers[0].signer == winners[0] and f"by {winners[0]}" in str(losers[0])
 
@@ -101,8 +101,8 @@ def test_claim_is_shown_taken_over_and_binds_the_signature(seeded):
     with session_scope() as s:
         assert queries.claim(s, item, "bob", 600, take_over=True).mine
     with session_scope() as s:  # alice's stale page cannot sign any more
-        with pytest.raises(queries.AlreadySigned, match="bob took this study over"):
-            queries.record_review(s, item, "alice", "accepted", "x", [])
+        with pytest.raises(signoff.AlreadySigned, match="bob took this study over"):
+            signoff.record_review(s, item, "alice", "accepted", "x", [])
     with session_scope() as s:
         take = s.exec(select(AuditLog).where(AuditLog.action == "claim_takeover")).one()
         assert take.user == "bob" and '"from": "alice"' in take.detail
@@ -122,12 +122,12 @@ def test_signed_text_drops_the_ai_banner_and_corrections_regenerate_it(seeded):
     with session_scope() as s:
         detail = queries.study_detail(s, seeded.urgent_item)
         eff = [f for f in detail.findings if f.finding == "effusion"][0]
-        labels = queries.apply_corrections(detail.findings, set(), {eff.id: {"change": "new"}}, [])
-        text = queries.structured_text(labels, detail.comparison, detail.prior)
+        labels = signoff.apply_corrections(detail.findings, set(), {eff.id: {"change": "new"}}, [])
+        text = signoff.structured_text(labels, detail.comparison, detail.prior)
         assert text.startswith("Compared with the prior study of 2023-01-10 (2 y 1 mo).")
         assert "New pneumothorax on the right (upper zone) (urgent)." in text  # the draft's wording (priorwatch.sentences)
         assert "New pleural effusion in the left lower zone." in text and "Stable" not in text
-        rev = queries.record_review(s, seeded.urgent_item, "alice", "edited",
+        rev = signoff.record_review(s, seeded.urgent_item, "alice", "edited",
                                     "PRELIMINARY AI DRAFT — for radiologist review. " + text, labels)
         assert not rev.final_text.startswith("PRELIMINARY")
         assert rev.final_text.startswith("Compared with the prior study")
@@ -193,7 +193,7 @@ def test_signed_report_goes_to_orthanc_as_final_verified_sr(seeded, tmp_path, mo
         with session_scope() as s:
             pre = s.exec(select(Delivery).where(Delivery.kind == "sr")).one()
             assert pre.state == "sent"
-            queries.record_review(s, seeded.urgent_item, "alice", "accepted",
+            signoff.record_review(s, seeded.urgent_item, "alice", "accepted",
                                   "New right upper zone pneumothorax.", [], session_id=None)
         deliver.send_due(settings)
         with session_scope() as s:
