@@ -130,7 +130,9 @@ lobar fissures except the minor one, no bronchial walls, breasts as ellipsoids);
 atelectasis and cardiomegaly are not generated; AP is semi-erect (effusion still layers
 with a meniscus, pneumothorax still apical); no tension shift; the scapulae are thin plates;
 coarse voxels (2.5 mm across, 7 mm along the ray) soften organ edges slightly; grid lines
-can alias when the image is strided without low-pass filtering (a real effect too).
+can alias when the image is strided without low-pass filtering (a real effect too); pixel
+spacing is drawn from 0.115-0.200 mm (0.100 mm would need > 3000 px for a whole chest);
+laterals are always LL; small consolidations can look like ill-defined round blobs.
 """
 from __future__ import annotations
 
