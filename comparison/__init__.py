@@ -23,6 +23,7 @@ from comparison.triton_server import DEFAULT_MODEL_REPOSITORY, LocalTriton, Trit
 
 if TYPE_CHECKING:
     from comparison.preprocess import PreparedImage, load_image
+    from comparison.reader import Reader
     from comparison.registration import ENGINE_NAME, ENGINE_VERSION, RegistrationEngine
 
 # The engine's implementation (SimpleITK, scipy, the reader's torch) and image preparation
@@ -34,6 +35,7 @@ _LAZY = {
     "RegistrationEngine": "comparison.registration",
     "PreparedImage": "comparison.preprocess",
     "load_image": "comparison.preprocess",
+    "Reader": "comparison.reader",  # the learned hemithorax reader: other weights for evaluation (modeldev)
 }
 
 
@@ -60,6 +62,7 @@ __all__ = [
     "EngineUnavailable",
     "LocalTriton",
     "PreparedImage",
+    "Reader",
     "RegistrationEngine",
     "TritonComparator",
     "TritonStartError",

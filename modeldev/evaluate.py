@@ -250,11 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each set")
     ap.add_argument("--json", dest="json_out", default=None)
     ap.add_argument("-v", "--verbose", action="store_true", help="list every miss")
+    ap.add_argument("--reader", type=Path, default=None, help="other reader weights (a fold's); default: shipped")
     args = ap.parse_args(argv)
 
-    from comparison import RegistrationEngine
+    from comparison import Reader, RegistrationEngine
 
-    engine = RegistrationEngine()
+    engine = RegistrationEngine(reader=Reader(args.reader)) if args.reader else RegistrationEngine()
     summaries: dict[str, dict[str, dict[str, Any]]] = {}
     dump: dict[str, Any] = {}
     for spec in args.sets:
