@@ -1,8 +1,8 @@
 """PriorWatch dashboard: the Streamlit entry (`streamlit run dashboard/app.py`).
 
 Login, then role-based navigation: radiologists get the worklist and the review page, QA
-gets monitoring, admins get everything plus user management. Page logic lives in
-`dashboard.views`, data access in `dashboard.queries`.
+gets monitoring, admins get everything plus user management. The pages are
+`dashboard.views` (entry), `worklist_view` and `review_view`; what they do is `dashboard.commands`.
 """
 
 from __future__ import annotations
