@@ -881,15 +881,25 @@ def _bandpass(a: np.ndarray) -> np.ndarray:
 def same_person_score(al: "Aligned") -> float:
     """How well the fine anatomy (ribs, vessels, lung markings) of the registered prior matches the
     current's: the median, over tiles of the lungs (`SAME_PERSON_TILE` px of the working grid), of the
-    correlation of the band-passed images (`SAME_PERSON_BAND`). One person's ribs and vessels line up
-    after registration whatever changed in a few tiles (a lesion moves few tiles; the median ignores
-    them); another person's do not line up anywhere. 1.0 when too few tiles to judge."""
+    correlation of the band-passed images (`SAME_PERSON_BAND`). Tiles where the pair changed (the
+    smoothed difference departs from its median by over `SAME_PERSON_CHANGE_Z` robust sd on average)
+    are left out: a lesion or a pneumothorax hides the anatomy there. One person's ribs and vessels
+    line up after registration elsewhere; another person's do not line up anywhere. 1.0 when too few
+    tiles are left to judge."""
     a, b, roi = _bandpass(al.cw), _bandpass(al.mapped), al.roi
+    coarse = ndi.gaussian_filter(al.cw - al.mapped, T.TONE_CHANGE_SMOOTH_PX)
+    if roi.sum() < 10:
+        return 1.0
+    centre, spread = float(np.median(coarse[roi])), robust_sd(coarse[roi]) + 1e-6
     t = T.SAME_PERSON_TILE
     h, w = roi.shape
-    scores = [_ncc(a[y:y + t, x:x + t], b[y:y + t, x:x + t], roi[y:y + t, x:x + t])
-              for y in range(0, h - t + 1, t // 2) for x in range(0, w - t + 1, t // 2)
-              if roi[y:y + t, x:x + t].mean() >= 0.6]
+    scores = []
+    for y in range(0, h - t + 1, t // 2):
+        for x in range(0, w - t + 1, t // 2):
+            m = roi[y:y + t, x:x + t]
+            if m.mean() < 0.6 or np.abs(coarse[y:y + t, x:x + t][m] - centre).mean() > T.SAME_PERSON_CHANGE_Z * spread:
+                continue
+            scores.append(_ncc(a[y:y + t, x:x + t], b[y:y + t, x:x + t], m))
     return float(np.median(scores)) if len(scores) >= T.SAME_PERSON_MIN_TILES else 1.0
 
 
