@@ -205,7 +205,7 @@ def make_patient(rng) -> dict:
     P["dome_L"] = P["dome_R"] + rng.uniform(8, 20)
     P["D_lat"] = rng.uniform(28, 42)
     P["xd_frac"] = rng.uniform(0.42, 0.55)
-    P["kz"] = rng.uniform(0.0025, 0.0040)
+    P["kz"] = rng.uniform(0.0012, 0.0020)
     P["zd"] = rng.uniform(10, 25)
     P["heart_x"] = rng.uniform(10, 22)
     P["heart_ax"] = rng.uniform(62, 76) * m
@@ -224,6 +224,8 @@ def make_patient(rng) -> dict:
     P["breast_r"] = rng.uniform(45, 75) if P["sex"] == "F" else 0.0
     P["bubble_r"] = rng.uniform(14, 30)
     P["fat"] = rng.uniform(0.0, 1.0)
+    P["hilum_x"] = (rng.uniform(45, 56), rng.uniform(48, 60))
+    P["hilum_f"] = (rng.uniform(0.38, 0.43), rng.uniform(0.34, 0.39))  # left hilum higher
     P["vessels"] = {s: make_vessel_tree(rng, P, s) for s in (-1, 1)}
     return P
 
@@ -270,7 +272,7 @@ def dome_params(P, s, y, insp_dy=0.0):
     dy = np.maximum(y - ytop, 0.0)
     a = np.sqrt(dy / kx)
     b = np.sqrt(dy / P["kz"])
-    return s * xd + 0 * y, P["zd"] + 0 * y, a, b, 2.0
+    return s * xd + 0 * y, P["zd"] + 0 * y, a, b, 2.3
 
 
 def lung_geom(P, s):
@@ -292,7 +294,9 @@ def heart_params(P, y):
 def medsup_params(P, y):
     ytop_h = P["dome_L"] - 1.55 * P["heart_ay"]
     w = P["med_w"] * (1 + 0.25 * np.clip((y - ytop_h + 60) / 60, 0, 1))
-    present = y < ytop_h + 25
+    # below the great vessels the (posterior) mediastinum narrows smoothly to the diaphragm
+    w = np.where(y < ytop_h + 10, w, np.maximum(16.0, w - (y - ytop_h - 10) * 0.4))
+    present = y < P["dome_L"] + 60
     knob = 14.0 * np.exp(-((y - (ytop_h + 5)) / 14.0) ** 2)   # aortic knob bulge to the left
     return 4.0 + knob * 0.5 + 0 * y, 5.0 + 0 * y, np.where(present, w + knob * 0.5, 0.0), 38.0 + 0 * y, 2.4
 
@@ -360,7 +364,7 @@ def make_vessel_tree(rng, P, s, cap=1800):
     reference patient coordinates (mm)."""
     import heapq
     _, y_cp, H = lung_geom(P, s)
-    hil = np.array([s * rng.uniform(45, 58), 0.40 * H, -8.0])
+    hil = np.array([s * P["hilum_x"][0 if s < 0 else 1], P["hilum_f"][0 if s < 0 else 1] * H, -8.0])
     segs = []
     trunks = [(-0.95, 0.25, 4.2), (-0.5, 0.85, 3.4), (0.05, 1.0, 3.6), (0.6, 0.8, 4.4), (0.95, 0.2, 4.2), (0.7, 0.35, 3.4)]
     heap = []
@@ -422,7 +426,7 @@ def vessel_raster(P, s, view):
             a, b = (p[0], p[1]), (q[0], q[1])
         else:
             a, b = (p[2], p[1]), (q[2], q[1])
-        seg_chord_aniso(acc, u0, y0, pitch, pitch, a, b, r0, r1)
+        seg_chord_aniso(acc, u0, y0, pitch, pitch, a, b, r0, r1, use_max=True)
     P[key] = (acc.astype(np.float32), u0, y0, pitch)
     return P[key]
 
@@ -533,7 +537,7 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
             retract = {"d": dprof, "apex": d * 0.9}
         # crop to the rows / columns this lung can occupy
         y_ap_s, y_cp_s, _ = lung_geom(P, s)
-        rows = np.flatnonzero((ylr[:, 0] > y_ap_s - 3) & (ylr[:, 0] < y_cp_s + 70))
+        rows = np.flatnonzero((ylr[:, 0] > y_ap_s - 3) & (ylr[:, 0] < y_cp_s + 200))
         cols = np.flatnonzero(s * ul[0, :] > -20) if view == "F" else np.arange(nx)
         full_ll = np.zeros((ny, nx))
         if rows.size == 0 or cols.size == 0:
@@ -617,7 +621,8 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
                 cx, cy = s * (P["CW"] * 0.55), 0.62 * HR + 0.2 * r
                 ry = np.where(yb < cy, 2.6 * r, 0.85 * r)
                 q = 1 - ((ub - cx) / (1.15 * r)) ** 2 - ((yb - cy) / ry) ** 2
-                W += 2 * 0.6 * r * np.sqrt(np.maximum(q, 0)) * np.where(yb < cy, np.sqrt(np.maximum(q, 0)), 1.0)
+                wup = np.clip(1.0 - (cy - yb) / (2.6 * r), 0.0, 1.0)
+                W += 2 * 0.6 * r * np.sqrt(np.maximum(q, 0)) * np.where(yb < cy, wup, 1.0)
             else:
                 yb, ub, _ = grid(s * P["CW"] * 0.55)
                 cz, cy = BD + 0.35 * r, 0.62 * HR + 0.2 * r
@@ -646,7 +651,14 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
         acc = ndi.map_coordinates(ras, [CI.ravel(), CJ.ravel()], order=1, mode="constant", cval=0.0).reshape(ny, nx)
         lm = lung_mask[side]
         ves += acc * np.clip(lm / 35.0, 0, 1) ** 0.7
-    W += ves * (1.05 - LUNG_RHO) * 1.3
+        if view == "F":
+            # hilar pulmonary arteries / veins: a dense lobulated shadow at the hilum
+            _, _, Hs = lung_geom(P, s)
+            hx = s * P["hilum_x"][0 if s < 0 else 1]
+            hy = P["hilum_f"][0 if s < 0 else 1] * Hs
+            q = ((ul - hx - s * 4) / 13.0) ** 2 + ((yref - hy - 6) / 24.0) ** 2
+            ves += 16.0 * np.exp(-1.5 * q) * np.clip(lm / 35.0, 0, 1)
+    W += ves * (1.05 - LUNG_RHO) * 2.2
 
     info["lung_masks_anat"] = {k: lung_mask.get("full_" + k, lung_mask[k]).copy() for k in ("left", "right")}
     # lesions (frontal only)
@@ -667,7 +679,7 @@ def seg_scaled(acc, x0, y0, px, py, a, b, r0, r1, scale=1.0):
     seg_chord_aniso(acc, x0, y0, px, py, a, b, r0, r1, scale)
 
 
-def seg_chord_aniso(acc, x0, y0, px, py, p0, p1, r0, r1, scale=1.0):
+def seg_chord_aniso(acc, x0, y0, px, py, p0, p1, r0, r1, scale=1.0, use_max=False):
     ny, nx = acc.shape
     rmax = max(r0, r1)
     xa, xb = min(p0[0], p1[0]) - rmax, max(p0[0], p1[0]) + rmax
@@ -691,7 +703,10 @@ def seg_chord_aniso(acc, x0, y0, px, py, p0, p1, r0, r1, scale=1.0):
     if rmax < 0.7 * pitch:
         # keep a thin tube's integral over a one-pixel Gaussian footprint
         ch = np.maximum(ch, (math.pi * r * r / 2.0) / (0.6 * pitch * 1.772) * np.exp(-d2 / (0.36 * pitch * pitch)))
-    acc[i0:i1, j0:j1] += ch * scale
+    if use_max:
+        np.maximum(acc[i0:i1, j0:j1], ch * scale, out=acc[i0:i1, j0:j1])
+    else:
+        acc[i0:i1, j0:j1] += ch * scale
 
 
 def polyline_scaled(acc, x0, y0, px, py, pts, r, scale=1.0):
@@ -1088,7 +1103,6 @@ def physics(W, B, MT, ex, pitch):
         P_ += w[k] * np.exp(-(MU_WATER[k] * W + MU_BONE[k] * B + MU_IRON[k] * MT))
     S = smooth_big(P_, 70.0 / pitch) * ex["spr"]
     I = P_ + S
-    I = ndi.gaussian_filter(I, ex["mtf_mm"] / pitch)
     return I
 
 
@@ -1118,7 +1132,7 @@ def sample_acq(rng, *, ap=False, lateral=False, rotate=None):
     ex["grid_amp"] = float(rng.uniform(0.006, 0.02))
     ex["spr"] = float(rng.uniform(0.12, 0.35) if not ap else rng.uniform(0.35, 0.6))
     ex["mtf_mm"] = float(rng.uniform(0.15, 0.35) if ex["modality"] == "DX" else rng.uniform(0.3, 0.55))
-    ex["noise"] = float(rng.uniform(0.0025, 0.006) * (1.8 if ap else 1.0))
+    ex["noise"] = float(rng.uniform(0.010, 0.022) * (1.6 if ap else 1.0))
     ex["lut"] = str(rng.choice(["sigmoid", "gamma"]))
     ex["gamma"] = float(rng.uniform(0.75, 1.35))
     ex["sig_w"] = float(rng.uniform(0.17, 0.3))
@@ -1160,15 +1174,6 @@ def render_exam(P, ex, findings, devices, rng):
     nx, ny = int(round(fov_w / pitch)), int(round(fov_h / pitch))
     W, B, MT, info = render_paths(P, ex, findings, devices, ny, nx, pitch)
     I = physics(W, B, MT, ex, pitch)
-    # collimation (outside: only a little scatter)
-    c = ex["collim"]
-    m = np.ones_like(I)
-    cl, cr, ct, cb = [int(v / pitch) for v in c]
-    if cl: m[:, :cl] = 0.04
-    if cr: m[:, nx - cr:] = 0.04
-    if ct: m[:ct, :] = 0.04
-    if cb: m[ny - cb:, :] = 0.04
-    I = I * ndi.gaussian_filter(m, 0.8)
     L = -np.log(np.maximum(I, 1e-6))
     body = info["body_len"] > 30
     lung = info["lung_air"] > 40
@@ -1179,9 +1184,20 @@ def render_exam(P, ex, findings, devices, rng):
     lv = L[lung] if lung.sum() > 100 else vals
     lo = np.percentile(lv, 0.5) - 0.15 * (np.percentile(vals, 97) - np.percentile(lv, 0.5))
     hi = np.percentile(vals, 97.5)
-    # in-plane rotation about the image centre (on the working grid)
+    # in-plane rotation of the patient about the image centre (on the working grid)
     if abs(ex["rot"]) > 0.05:
         L = ndi.rotate(L, -ex["rot"], reshape=False, order=1, mode="nearest")
+    # collimation (detector-aligned; outside the field only a little scatter arrives)
+    cl, cr, ct, cb = [int(v / pitch) for v in ex["collim"]]
+    if cl or cr or ct or cb:
+        m = np.zeros_like(L)
+        if cl: m[:, :cl] = 1
+        if cr: m[:, nx - cr:] = 1
+        if ct: m[:ct, :] = 1
+        if cb: m[ny - cb:, :] = 1
+        L = L + 3.2 * ndi.gaussian_filter(m, 0.8)
+    # detector MTF (working grid) - blur of the recorded signal
+    L = ndi.gaussian_filter(L, ex["mtf_mm"] / pitch)
     x = (L - lo) / (hi - lo)
     if ex["eq"] > 0:
         x = x - ex["eq"] * (smooth_big(x, 22.0 / pitch) - x.mean())
@@ -1377,7 +1393,7 @@ def write_dicom(path: Path, img, ex, pat, study_date, uid_seed, mirrored, series
 # ----------------------------------------------------------------------------- case logic
 # nominal (patient-plane) sizes; the labels report sizes measured in the image (x magnification
 # 1.0-1.25), so the nominal ranges sit inside the brief's ranges with room for magnification
-SIZE_RANGES = {"nodule": (8.0, 24.0), "mass": (35.0, 66.0), "consolidation": (35.0, 95.0),
+SIZE_RANGES = {"nodule": (8.0, 24.0), "mass": (35.0, 63.0), "consolidation": (42.0, 95.0),
                "effusion": (15.0, 130.0), "pneumothorax": (6.0, 34.0)}
 ZONE_FY = {"upper": (0.12, 0.25), "middle": (0.42, 0.58), "lower": (0.74, 0.86)}
 
@@ -1541,11 +1557,13 @@ def plan_findings(rng, P, case):
             elif ch == "resolved":
                 out.append((with_size(f, main), None, ch))
             else:
-                lo = SIZE_RANGES[f["finding"]][0]
-                ratio = rng.uniform(1.5, 2.2)
-                if main / ratio < lo:
-                    main = lo * ratio * rng.uniform(1.0, 1.15)
-                small = main / ratio
+                lo, hi = SIZE_RANGES[f["finding"]]
+                if f["finding"] == "effusion":
+                    hi = max(main, lo * 1.6)
+                if main < lo * 1.45:
+                    main = min(hi, lo * rng.uniform(1.45, 1.8))
+                ratio = rng.uniform(1.35, max(1.36, min(2.2, main / lo)))
+                small = max(lo, main / ratio)
                 if f["finding"] == "effusion" and main > 0.3 * lung_geom(P, -1 if f["side"] == "right" else 1)[2]:
                     small = min(small, 0.25 * lung_geom(P, -1 if f["side"] == "right" else 1)[2])
                 if ch == "worsened":
@@ -1633,11 +1651,11 @@ def make_pair(seed: int, index: int, case: str, pair_id: str, out_dir: Path):
             notes.append(f"device {k} {mode}")
             dev_labels.append({"finding": "support_device", "side": device_side(d), "zone": DEVICE_ZONE[k],
                                "change": ch, "size_mm_prior": None, "size_mm_current": None, "urgent": False})
-    elif not lateral and case != "other_person" and rng.random() < (0.5 if ap_cur else 0.12):
+    elif case in ("change", "stable", "ap_vs_pa", "rotated", "mirrored") and rng.random() < (0.5 if ap_cur else 0.12):
         kinds = list(rng.choice(["ett", "ng", "cvc", "ecg"], size=int(rng.integers(1, 3)), replace=False))
         for k in kinds:
             d = make_device(rng, k)
-            if ap_cur:
+            if ap_cur and case != "stable":
                 dev_c.append(d)
                 ch = "new"
             else:
@@ -1647,6 +1665,13 @@ def make_pair(seed: int, index: int, case: str, pair_id: str, out_dir: Path):
             dev_labels.append({"finding": "support_device", "side": device_side(d), "zone": DEVICE_ZONE[k],
                                "change": ch, "size_mm_prior": None, "size_mm_current": None, "urgent": False})
             notes.append(f"device {k} {'added' if ch == 'new' else 'present in both'}")
+    # a stable finding keeps its image size (within +-3 %) even when the magnification differs
+    # between the two exams (e.g. AP portable current vs PA prior)
+    finalize_geometry(P, ex_p)
+    finalize_geometry(P, ex_c)
+    for a, b, ch in plan:
+        if ch == "stable" and a is not None and b is not None and a["finding"] != "support_device":
+            b["size"] = a["size"] * size_px_factor(P, ex_p, a) / size_px_factor(P, ex_c, b) * float(rng.uniform(0.98, 1.02))
     fp = [a for a, b, c in plan if a is not None]
     fc = [b for a, b, c in plan if b is not None]
     P_prior = P
