@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from monitoring.calibration import conditions as calibration_conditions
 from monitoring.metrics import two_proportion_p
 from monitoring.settings import MonitoringSettings
 from priorwatch.models import MonitoringAlert
@@ -30,7 +31,8 @@ def state(a: MonitoringAlert) -> str:
 
 def evaluate(payload: dict[str, Any], ms: MonitoringSettings) -> list[dict[str, Any]]:
     """The conditions a snapshot payload shows (not yet stored): drift and novelty from the drift
-    analysis, a revision-rate rise, subgroup gaps and a report-delay rise."""
+    analysis, a revision-rate rise, subgroup gaps, a report-delay rise, and per finding type a
+    calibration change or PPV drop against the baseline (monitoring.calibration)."""
     conds: list[dict[str, Any]] = [dict(c) for c in (payload.get("drift") or {}).get("conditions", [])]
     cur = payload.get("current") or {}
     ref = payload.get("baseline") if (payload.get("baseline") or {}).get("n_signed") else payload.get("reference")
@@ -59,6 +61,7 @@ def evaluate(payload: dict[str, Any], ms: MonitoringSettings) -> list[dict[str, 
                       "threshold": ms.report_delay_alert_h,
                       "message": f"Median report delay (signed minus study time) {med:.1f} h over {nd} signed reports "
                                  f"(limit {ms.report_delay_alert_h:.0f} h); the revision figures lag by as much."})
+    conds.extend(calibration_conditions(payload.get("calibration"), ms))
     for c in conds:
         sev, route = ms.alert_routes.get(c["kind"], ("warning", "qa"))
         c.setdefault("severity", sev)

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def simulate(
         scenario: str = typer.Option("all", help="new_site | new_scanner | population_shift | model_version | "
-                                                 "report_delay | wording_only | all"),
+                                                 "report_delay | wording_only | miscalibration | all"),
         data_dir: Optional[Path] = typer.Option(None, help="Folder for the simulated databases (default: "
                                                            "<data dir>/simulate); one database per scenario."),
         per_day: int = typer.Option(60, help="Studies per day."),
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(7),
     ) -> None:
         """Simulate a study stream with one injected event per scenario, run monitoring day by day,
-        and print when each expected alert first opened (it must within 7 days, and nothing before)."""
+        and print when each expected alert first opened (within 7 days, 3 for miscalibration; nothing before)."""
         from monitoring import simulate as sim
         from monitoring.settings import get_monitoring_settings
         from priorwatch.db import init_db

@@ -135,7 +135,8 @@ def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringS
         FROM imagestatistics WHERE study_id BETWEEN :a AND :b GROUP BY study_id
     """, a=lo_s, b=hi_s)
     fnd = _read(engine, """
-        SELECT comparison_id, finding, side, change, confidence, guard FROM finding
+        SELECT comparison_id, finding, side, change, confidence, COALESCE(raw_confidence, confidence) AS raw_confidence,
+               guard FROM finding
         WHERE comparison_id BETWEEN :a AND :b
     """, a=lo_c, b=hi_c)
     rev = _read(engine, """
@@ -153,10 +154,13 @@ def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringS
     df = df.merge(rev, on="comparison_id", how="left").merge(sig, on="study_id", how="left")
     # The AI's findings per comparison.
     ai_claims: dict[int, list[Claim]] = {}
+    ai_conf: dict[int, list[tuple[str, float, float]]] = {}  # (type, shown confidence, raw) for calibration
     if not fnd.empty:
         fnd = fnd[fnd["comparison_id"].isin(set(cids))]
-        for cid, f, side, ch in fnd[["comparison_id", "finding", "side", "change"]].itertuples(index=False, name=None):
+        for cid, f, side, ch, cf, raw in fnd[["comparison_id", "finding", "side", "change", "confidence",
+                                              "raw_confidence"]].itertuples(index=False, name=None):
             ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False))
+            ai_conf.setdefault(int(cid), []).append((str(f), float(cf), float(raw)))
         fnd = fnd.assign(unsupported=(fnd["guard"] == "unsupported").astype(float))
         fnd = fnd.sort_values(["comparison_id", "confidence"], ascending=[True, False])
         agg = fnd.groupby("comparison_id").agg(n_findings=("change", "size"), mean_confidence=("confidence", "mean"),
@@ -202,6 +206,7 @@ def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringS
     df = pd.concat([df, conc], axis=1)
 
     df["n_findings"] = df["n_findings"].fillna(0).astype(int)
+    df["ai_conf"] = [ai_conf.get(int(c), []) for c in df["comparison_id"]]
     df["top_change"] = df["top_change"].fillna("none").astype(str)
     df["unsupported_rate"] = df["unsupported_rate"].fillna(0.0)
     df["draft_chars"] = pd.to_numeric(df["draft_chars"], errors="coerce").fillna(0).astype(float)
@@ -224,7 +229,7 @@ FRAME_COLUMNS = [
     "img_std", "img_p05", "img_p95", "img_entropy", "has_prior", "interval_days", "top_change", "urgent",
     "mean_confidence", "draft_chars", "unsupported_rate", "n_findings", "model_version", "has_final", "category",
     "revised", "minor_revision", "n_agree", "n_ai_fp", "n_ai_miss", "n_change_dis", "urgency_disagreement", "ai_mask",
-    "final_mask", "final_urgent", "report_delay_h",
+    "final_mask", "final_urgent", "report_delay_h", "ai_conf",
 ]
 
 

@@ -61,6 +61,22 @@ class MonitoringSettings(BaseSettings):
     alpha: float = 0.01  # two-sided, per comparison (Bonferroni over subgroups applied on top)
     uncertain_as_positive: bool = True  # hedged final findings count as stated ("U-ones")
 
+    # Calibration of the engine's confidence per finding type (issue 30): does a 0.9 mean right 9 times in 10?
+    # A claim is right when the final findings state its type. Reliability is judged against the baseline's
+    # own reliability (a Platt map fitted on the baseline's claims), so an engine that was never perfectly
+    # calibrated alerts only when its confidence means less (or more) than it did.
+    calibration_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram (the usual 10)
+    calibration_recent_days: int = 3  # a confidence change hits every draft of a type at once: tested on the
+    # last 3 days as well as the whole current window, so it alerts within 3 days instead of being diluted by 7
+    calibration_gap_threshold: float = 0.10  # claims right 10 points less (or more) often than the baseline
+    # says they should at their confidence: enough to change how a reader weighs the number
+    calibration_min_count: int = 10  # claims of a type in a tested window; fewer cannot show a 10-point gap
+    ppv_drop_threshold: float = 0.10  # a type's PPV (claims right) falling 10 points below the baseline's
+    calibration_bootstrap: int = 200  # resamples for the ECE interval: the interval's ends move < 0.01 beyond this
+    recalibration_min_labels: int = 30  # claims of a type needed to fit its map; fewer keep the raw confidence
+    # (two parameters on fewer than ~30 outcomes overfit; the ridge below keeps small fits near identity)
+    recalibration_ridge: float = 1.0  # L2 pull of (a, b) towards the identity map (1, 0), in log-loss units
+
     # Report turnaround: signed minus study time.
     report_delay_alert_h: float = 24.0  # median delay in the current window above this alerts
     report_delay_min_count: int = 20  # signed reports needed to judge the median
@@ -80,6 +96,8 @@ class MonitoringSettings(BaseSettings):
         "new_scanner": ("warning", "engineering"),
         "model_version": ("warning", "qa"),
         "report_delay": ("warning", "clinical_lead"),
+        "calibration": ("critical", "qa"),
+        "ppv_drop": ("critical", "qa"),
     }
 
     # HL7 / MLLP listener for signed reports (started by `priorwatch serve` and `hl7-listen`)

@@ -11,7 +11,11 @@ Scenarios (each in its own database):
   radiologists strike out) and reports higher confidence;
 - report_delay: reports are signed 30-50 h after the study instead of ~2 h;
 - wording_only: radiologists rewrite every report in their own words, findings unchanged:
-  this must raise no revision alert (nor any other).
+  this must raise no revision alert (nor any other);
+- miscalibration: the engine is calibrated (a claim at confidence c is right with probability c;
+  the radiologist strikes the wrong ones) until, from the event on, its consolidation confidence
+  is inflated (1 - 0.2 (1 - c): 0.6 reads 0.92) while its claims are right as often as before:
+  a calibration alert must open within 3 days (issue 30).
 
 The radiologists' reports are written from phrase banks in several styles; the labeler that
 reads them is never imported here (an evaluation shares no code with what it evaluates).
@@ -77,6 +81,8 @@ NORMAL = "No acute cardiopulmonary abnormality. No pneumothorax or pleural effus
 NORMAL_STYLES = ["Lungs are clear. No pneumothorax or effusion.", "No acute findings. No pleural effusion.",
                  "Clear lungs without pneumothorax."]
 NO_PRIOR_LINE = "No prior study available for comparison."
+MISCAL_FINDING = "consolidation"  # 18% of claims: ~12 a day at 60 studies, enough to show a change within days
+MISCAL_SHRINK = 0.2  # inflated confidence = 1 - MISCAL_SHRINK * (1 - c): the distance to certainty cut to a fifth
 
 
 def _sentence(tpl: str, finding: str, side: str) -> str:
@@ -88,8 +94,9 @@ def _sentence(tpl: str, finding: str, side: str) -> str:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    expect: tuple[tuple[str, str], ...]  # (kind, subject) that must open within 7 days of the event
+    expect: tuple[tuple[str, str], ...]  # (kind, subject) that must open within `within_days` of the event
     forbid: tuple[str, ...] = ()  # kinds that must never open
+    within_days: int = 7  # the alerting promise for this event
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -99,6 +106,7 @@ SCENARIOS: dict[str, Scenario] = {
     "model_version": Scenario("model_version", (("model_version", "model_version=2.0"),)),
     "report_delay": Scenario("report_delay", (("report_delay", "report_delay"),)),
     "wording_only": Scenario("wording_only", (), forbid=("revision_rise", "subgroup_gap")),
+    "miscalibration": Scenario("miscalibration", (("calibration", f"finding={MISCAL_FINDING}"),), within_days=3),
 }
 
 
@@ -127,6 +135,7 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
     v2 = after if scenario == "model_version" else np.zeros(n, bool)
     late = after if scenario == "report_delay" else np.zeros(n, bool)
     reword = after if scenario == "wording_only" else np.zeros(n, bool)
+    calibrated_engine = scenario == "miscalibration"
     sex = np.where(shifted, rng.choice(["F", "M"], n, p=[0.85, 0.15]), rng.choice(["M", "F"], n))
     age = np.where(shifted, rng.integers(82, 98, n), rng.integers(20, 95, n))
     has_prior = rng.random(n) < np.where(shifted, 0.15, 0.7)
@@ -177,11 +186,17 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
             spurious = (str(rng.choice(options)), "new" if has_prior[i] else "no_prior", str(rng.choice(sides)))
             claims.append(spurious)
         urgent = False
+        wrong: set[str] = set()  # claims the radiologist strikes (the calibrated engine's misses)
         for f, ch, sd in claims:
             u = f == "pneumothorax" and ch in ("new", "worsened")
             urgent |= u
             fid += 1
             conf = float(rng.beta(9, 1.5)) if v2[i] else float(rng.beta(5, 2))
+            if calibrated_engine:
+                if rng.random() >= conf:
+                    wrong.add(str(f))
+                if after[i] and f == MISCAL_FINDING:
+                    conf = 1.0 - MISCAL_SHRINK * (1.0 - conf)
             T["finding"].append({"id": fid, "comparison_id": sid, "finding": f, "side": sd, "zone": None,
                                  "change": ch, "urgent": bool(u), "confidence": conf,
                                  "guard": "unsupported" if rng.random() < 0.05 else "supported"})
@@ -197,7 +212,7 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
         })
         # The radiologist: the true findings, in the draft's words unless rewording; sometimes a real
         # correction (a missed finding added, a claimed one struck out).
-        final_claims = list(truth)
+        final_claims = [c for c in truth if c[0] not in wrong]
         if rng.random() < edit_p:
             if final_claims and rng.random() < 0.5:
                 final_claims.pop(int(rng.integers(0, len(final_claims))))
@@ -260,7 +275,7 @@ class ScenarioResult:
         ok = not self.before_event()
         for kind, subject in sc.expect:
             t = self.first(kind, subject)
-            ok &= t is not None and self.event < t <= self.event + timedelta(days=7)
+            ok &= t is not None and self.event < t <= self.event + timedelta(days=sc.within_days)
         ok &= not any(k in sc.forbid for _, k, _ in self.opened)
         return bool(ok)
 

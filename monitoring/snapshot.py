@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from monitoring import alerts as alerts_mod
+from monitoring import calibration
 from monitoring.dataset import load_frame
 from monitoring.drift import analyse, drift_columns, evidently_html
 from monitoring.metrics import subgroup_table, window_metrics
@@ -129,6 +130,9 @@ def compute(frames: dict[str, pd.DataFrame], as_of: datetime, ms: MonitoringSett
     sub = subgroup_table(cur, min_count=ms.min_count, gap_threshold=ms.subgroup_gap_threshold, alpha=ms.alpha)
     payload["subgroups"] = sub.to_dict("records")
     payload["timeseries"] = timeseries(frames["all"])
+    use_base = base is not None and bool((payload["baseline"] or {}).get("n_signed"))
+    payload["calibration"] = calibration.summarise(cur, base if use_base else ref, ms, as_of,
+                                                   "baseline" if use_base else "reference")
     payload = _clean(payload)
     found = alerts_mod.evaluate(payload, ms)
     payload["alerts"] = found

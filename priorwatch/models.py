@@ -154,6 +154,8 @@ class Finding(SQLModel, table=True):
     confidence: float = 0.0
     guard: str | None = Field(default=None, max_length=16)
     evidence_json: str | None = Field(default=None, sa_column=Column(Text))
+    # The engine's own confidence when an accepted recalibration changed `confidence` (issue 30); None: not recalibrated.
+    raw_confidence: float | None = None
 
 
 class WorklistItem(SQLModel, table=True):
@@ -405,3 +407,30 @@ class QuarantinedInstance(SQLModel, table=True):
     attempts: int = 1  # re-sends of the same instance add here, not a row each
     resolved_at: NaiveDatetime | None = None
     resolved_by: str | None = Field(default=None, max_length=64)
+
+
+# --- recalibration of the engine's confidence (issue 30; proposed by monitoring, accepted by an admin) ---
+
+
+class Recalibration(SQLModel, table=True):
+    """A per-finding-type calibration map of the engine's confidence (Platt: p = sigmoid(a * logit(raw) + b)),
+    fitted on one window and evaluated on a later one. Nothing is applied until an admin accepts it:
+    proposed -> accepted | rejected; an accepted one is superseded by the next accepted or reverted (which
+    restores the one it superseded). Workers apply the one accepted row to every later result."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(unique=True)  # shown in results' model version as "+cal<version>"
+    status: str = Field(default="proposed", index=True, max_length=16)  # proposed|accepted|rejected|superseded|reverted
+    method: str = Field(default="platt", max_length=16)
+    params_json: str = Field(default="{}", sa_column=Column(Text))  # {finding: {"a", "b", "n_fit"}}
+    metrics_json: str = Field(default="{}", sa_column=Column(Text))  # before/after ECE per type on the eval window
+    fit_start: NaiveDatetime
+    fit_end: NaiveDatetime
+    eval_start: NaiveDatetime
+    eval_end: NaiveDatetime
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    created_by: str = Field(default="", max_length=64)
+    decided_at: NaiveDatetime | None = None
+    decided_by: str | None = Field(default=None, max_length=64)
+    decision_note: str | None = Field(default=None, sa_column=Column(Text))
+    supersedes_id: int | None = Field(default=None, foreign_key="recalibration.id")  # restored on revert

@@ -37,6 +37,8 @@ from priorwatch.models import (
     WorklistItem,
     utcnow,
 )
+from priorwatch.recalibration import active as active_recalibration
+from priorwatch.recalibration import apply_to_result as apply_recalibration
 from priorwatch.settings import Settings
 from priorwatch.vocabulary import ComparisonResult
 from dicom_node import Ingest
@@ -204,6 +206,13 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
     with session_scope(settings) as s:
         if _start(s, job_id, begin=False) is None:  # another attempt finished it meanwhile: write nothing
             return None
+        # An admin-accepted recalibration of the confidence (issue 30): read here, per result, so accepting
+        # or reverting one applies to the next result without restarting workers; the raw values are kept.
+        raws: list[float | None] = [None] * len(result.findings)
+        recal = active_recalibration(s)
+        if recal is not None:
+            result, applied = apply_recalibration(result, recal)
+            raws = list(applied)
         comp = Comparison(
             job_id=job_id,
             study_id=study_id,
@@ -230,7 +239,7 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
         assert comp.id is not None
         if heatmap is not None:
             comp.overlay_path = str(_save_heatmap(settings, comp.id, heatmap))
-        for f in result.findings:
+        for f, raw in zip(result.findings, raws):
             s.add(
                 Finding(
                     comparison_id=comp.id,
@@ -240,6 +249,7 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
                     change=f.change,
                     urgent=f.urgent,
                     confidence=f.confidence,
+                    raw_confidence=raw,
                     guard=f.guard,
                     evidence_json=f.evidence.model_dump_json() if f.evidence else None,
                 )
