@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from dashboard import auth, queries, security, signoff
+from priorwatch import quarantine
 from priorwatch.db import session_scope
 from priorwatch.models import DashboardSession, Instance, SignOff, Study, User, WorklistItem, utcnow
 from priorwatch.settings import get_settings
@@ -296,5 +297,18 @@ def add_user(actor: str, name: str, password: str, role: str, session_id: int | 
         queries.audit(s, actor, "user_add", detail={"username": name, "role": role, "session": session_id})
 
 
+def quarantine_items() -> list[quarantine.Quarantined]:
+    """The node's open quarantine rows (`priorwatch.quarantine`), for the admin's panel."""
+    with session_scope() as s:
+        return list(quarantine.open_items(s))
+
+
+def resolve_quarantine(item_id: int, username: str) -> None:
+    """Mark one quarantined instance dealt with (audited by `priorwatch.quarantine`)."""
+    with session_scope() as s:
+        quarantine.resolve(s, item_id, username)
+
+
 def now() -> datetime:
+    """Naive UTC, as the database keeps time (when a review starts)."""
     return utcnow()

@@ -8,14 +8,12 @@ from typing import Any
 
 import streamlit as st
 
-from priorwatch import quarantine
-from priorwatch.db import session_scope
+from dashboard import commands
 
 
 def quarantine_panel(user: dict[str, Any]) -> None:
     st.subheader("Quarantine")
-    with session_scope() as s:
-        items = quarantine.open_items(s)
+    items = commands.quarantine_items()
     if not items:
         st.caption("No instance is held in quarantine.")
         return
@@ -29,6 +27,5 @@ def quarantine_panel(user: dict[str, Any]) -> None:
     )
     choice = st.selectbox("Quarantined instance", [q.id for q in items], key="quarantine_pick")
     if st.button("Mark dealt with", key="quarantine_resolve"):
-        with session_scope() as s:
-            quarantine.resolve(s, int(choice), user["username"])
+        commands.resolve_quarantine(int(choice), user["username"])
         st.rerun()

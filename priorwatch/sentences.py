@@ -1,5 +1,5 @@
 """The report sentences a finding label becomes: one wording for the AI draft and the
-radiologist's regenerated text (`comparison.draft`, `dashboard.queries`), so a corrected
+radiologist's regenerated text (`comparison.draft`, `dashboard.signoff`), so a corrected
 report reads like the draft it replaces.
 """
 
