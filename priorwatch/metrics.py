@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -26,6 +25,7 @@ from sqlmodel import select
 
 from priorwatch.models import Comparison, Instance, Job, JobState, Study, utcnow
 from priorwatch.settings import Settings
+from priorwatch.threaded import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ RouteResult = tuple[int, dict[str, str], bytes | Iterator[bytes]]
 Route = Callable[[str, dict[str, str]], RouteResult | None]
 
 
-class HttpService:
+class HttpService(BackgroundServer):
     """A small threaded HTTP server: /livez, /readyz, /metrics and the routes a room adds.
 
     `checks` are callables returning None (fine) or a short reason; `/readyz` is 200 only when
@@ -149,12 +149,12 @@ class HttpService:
 
     def __init__(self, host: str, port: int, *, name: str, checks: list[Callable[[], str | None]] | None = None,
                  registry: CollectorRegistry | None = None, routes: list[Route] | None = None) -> None:
+        super().__init__()
         self.host, self.port, self.name = host, port, name
+        self.thread_name = f"{name}-http"
         self.checks = checks or []
         self.registry = registry
         self.routes = routes or []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def _handle(self, path: str, headers: dict[str, str]) -> RouteResult:
         if path == "/livez":
@@ -177,7 +177,7 @@ class HttpService:
                 return out
         return 404, {"Content-Type": "text/plain"}, b"not found\n"
 
-    def start(self) -> "HttpService":
+    def make_server(self) -> ThreadingHTTPServer:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -209,28 +209,16 @@ class HttpService:
 
         srv = ThreadingHTTPServer((self.host, self.port), Handler)
         srv.daemon_threads = True
-        self._server = srv
-        self.port = srv.server_address[1]
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"{self.name}-http", daemon=True)
-        self._thread.start()
-        log.info("%s HTTP (health, metrics) on %s:%s", self.name, self.host, self.port)
-        return self
+        return srv
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def started(self) -> None:
+        log.info("%s HTTP (health, metrics) on %s:%s", self.name, self.host, self.port)
+
+    def start(self) -> "HttpService":
+        return super().start()  # type: ignore[no-any-return]
 
     def __enter__(self) -> "HttpService":
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def wait_http_ok(url: str, timeout_s: float = 30.0) -> bool:
