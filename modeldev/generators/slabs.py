@@ -64,7 +64,7 @@ numpy/scipy/pydicom only.
 
 Method (this generator)
 -----------------------
-The chest is a stack of craniocaudal slabs (one per working-grid row, 0.7-0.9 mm thick -
+The chest is a stack of craniocaudal slabs (one per working-grid row, ~0.7-0.9 mm thick -
 finer than the 2-4 mm first suggested so rib and diaphragm edges stay crisp).  In each slab the
 body wall, each lung, the heart, superior mediastinum, descending aorta, spine, and the dome
 exclusion region of each hemidiaphragm are analytic (super)ellipse cross-sections whose
@@ -85,6 +85,34 @@ Kramers spectrum (kVp- and filtration-dependent), water/bone/iron attenuation pe
 energy-integrating detector, scatter = blurred fraction of primary, detector MTF blur, quantum
 noise scaled by local dose, then log, equalisation, unsharp mask, sigmoid/gamma LUT,
 grid stripes, collimation, burned-in markers, MONOCHROME1/2, native or RLE Lossless.
+
+Labels (how this generator fills them)
+--------------------------------------
+- side = the patient's side of the lesion centre (x < 0 is the patient's right; in the standard
+  ``L\F`` image it lies on the image's left; mirrored files are stored flipped with ``R\F``).
+- zone = third of that lung's apex -> lateral costophrenic-angle height containing the lesion
+  centre.  Lesions are placed in lung-fraction coordinates in the middle of a third (never
+  within ~8 % of a boundary) and follow inspiration, so both exams agree.  Effusion = lower,
+  pneumothorax (apical/lateral rim) = upper; both are checked against the rendered masks.
+- sizes are measured in the image (detector mm, i.e. from the pixel spacing, including the
+  beam magnification of that exam): nodule/mass diameter, consolidation = longest side of the
+  largest connected opacity, effusion = fluid height from the costophrenic angle to the top of
+  the meniscus, pneumothorax = rim depth chest wall -> visceral pleural line.  Stable findings
+  keep their image size within +-3 % (the nominal size compensates a magnification change).
+- urgent: new/worsened pneumothorax; new effusion whose height is >= 1/3 of that lung's
+  height (sampled sizes stay clear of the 1/3 boundary: <= 0.26 or >= 0.40 of the height).
+- devices (ETT, NG tube, right central line, chest drain, ECG leads) are listed as
+  ``support_device`` with change new (added) / resolved (removed) / stable (present in both
+  or moved - "moved" is said in notes), never urgent; ``normal`` pairs carry no devices.
+- ``lateral`` and ``other_person`` pairs: expect ``not_compared`` and an empty findings list.
+- RLE Lossless files are encoded by a small vectorised encoder here (PackBits literal runs,
+  one segment per byte plane) because pydicom's pure-Python RLE encoder takes ~6 s for a
+  6-Mpixel image; every file decodes with pydicom's ``pixel_array``.
+
+Known limitations: anatomy is smooth/idealised (regular ribs, superellipse lungs, no lung
+texture beyond the vessel tree, fine structure limited by the ~0.8 mm working grid that is
+up-sampled to the detector matrix); no edema/atelectasis/cardiomegaly; no tension shift;
+laterals carry no findings; AP "supine" fluid redistribution is not modelled (semi-erect).
 """
 from __future__ import annotations
 
@@ -902,7 +930,7 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
             gj = (dy / (1.3 * max(e1, e2)) + 1) * 23.5
             gi, gj = np.broadcast_arrays(gi, gj)
             fld = ndi.map_coordinates(g, [np.clip(gj, 0, 47).ravel(), np.clip(gi, 0, 47).ravel()], order=1).reshape(gi.shape)
-            fill = np.clip((env * 1.5 + 0.6 * fld - 0.6) / 0.8, 0, 1) * f["density"] * np.clip(env * 2.5, 0, 1)
+            fill = np.clip((env * 1.7 + 0.5 * fld - 0.5) / 0.7, 0, 1) * f["density"] * np.clip(env * 2.5, 0, 1)
 
             if f.get("fissure") is not None:
                 fis_y = f["fissure"]
@@ -917,8 +945,13 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
             fill = ndi.gaussian_filter(fill, 2.0 / F.pitch)
             lm = lung_mask.get("full_" + side, lung_mask[side])
             W += fill * lm * (1 - LUNG_RHO)
-            m = fill > 0.3
+            # measured size: largest connected opacity (fill above 40 % of its peak, inside lung)
+            m = (fill > 0.4 * f["density"]) & (lm > 10.0)
             if m.any():
+                lab, nlab = ndi.label(m)
+                if nlab > 1:
+                    sizes = np.bincount(lab.ravel())[1:]
+                    m = lab == (int(np.argmax(sizes)) + 1)
                 rows = np.where(m.any(1))[0]
                 cols = np.where(m.any(0))[0]
                 info["size_" + kind] = max((rows[-1] - rows[0] + 1), (cols[-1] - cols[0] + 1)) * F.pitch
