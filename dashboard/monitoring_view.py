@@ -1,11 +1,13 @@
 """The QA monitoring page: open problems first (with since when), the finding-level revision
 rate with its interval and what the arrow means, agreement per finding type, urgent-flag
-confusion as a table, charts with threshold lines and alert markers, drift per scope, and
-subgroups as side-by-side intervals. Read from the latest stored snapshot and the alerts table.
+confusion as a table, charts with threshold lines and alert markers, drift per scope, the
+engine's calibration per finding type (reliability diagrams, ECE, confidence bands) with the
+recalibration proposals an admin decides on, and subgroups as side-by-side intervals. Read from the latest stored snapshot and the alerts table.
 Imported lazily by the dashboard app for QA users: `from dashboard.monitoring_view import render`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from sqlmodel import Session
 
 from dashboard.queries import acknowledge_alert, audit_export
 from monitoring.alerts import state
-from monitoring.read import latest_snapshot, list_alerts, snapshot_series
+from monitoring.read import latest_snapshot, list_alerts, list_recalibrations, snapshot_series
 from priorwatch.db import get_engine, init_db
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -190,6 +192,126 @@ def _subgroups(p: dict[str, Any]) -> None:
                  hide_index=True, use_container_width=True)
 
 
+CAL_FACET_COLUMNS = 5  # reliability diagrams per row: ten finding types read as two rows at a glance
+
+
+def _reliability_frame(types: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long frame for the faceted reliability diagrams: current bins, reference bins, and the diagonal."""
+    rows: list[dict[str, Any]] = []
+    for t in types:
+        for which, key in (("this window", "reliability"), ("reference", "reference_reliability")):
+            for b in t.get(key) or []:
+                rows.append({"finding": t["finding"], "which": which, "confidence": b["mean_confidence"],
+                             "right": b["accuracy"], "lo": b["lo"], "hi": b["hi"], "n": b["n"]})
+        rows += [{"finding": t["finding"], "which": "perfect", "confidence": v, "right": v, "lo": v, "hi": v, "n": 0}
+                 for v in (0.0, 1.0)]
+    return pd.DataFrame(rows)
+
+
+def _calibration(p: dict[str, Any], alerts: list[Any]) -> None:
+    cal = p.get("calibration") or {}
+    types = [t for t in cal.get("types", []) if t.get("n")]
+    if not types:
+        return
+    ref = cal.get("reference_name", "baseline")
+    flagged = {a.subject.split("=", 1)[1] for a in alerts
+               if a.kind in ("calibration", "ppv_drop") and state(a) != "resolved" and "=" in a.subject}
+    st.subheader("Does the engine's confidence mean what it says? (current window)")
+    st.caption(f"Each panel: AI claims of one finding type binned by confidence; a dot is the share the final report "
+               f"confirmed (bar: 95% Wilson interval; size: claims). On the diagonal a 0.9 is right 9 times in 10; "
+               f"below it the engine is overconfident. Grey: the {ref}. Types with an open alert are marked (!). "
+               f"ECE is biased upwards on few claims: judge a type by its interval and its alert, not its rank.")
+    df = _reliability_frame(types)
+    df["finding"] = df["finding"].map(lambda f: f"{f} (!)" if f in flagged else f)
+    base = alt.Chart(df)
+    x = alt.X("confidence:Q", title="confidence", scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y("right:Q", title="share right", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    diag = base.transform_filter("datum.which == 'perfect'").mark_line(strokeDash=[4, 4], color="#999999").encode(x=x, y=y)
+    refl = base.transform_filter("datum.which == 'reference'").mark_line(color="#b0b0b0", point=alt.OverlayMarkDef(color="#b0b0b0")).encode(x=x, y=y)
+    cur = base.transform_filter("datum.which == 'this window'")
+    bars = cur.mark_rule(color="#d62728").encode(x=x, y="lo:Q", y2="hi:Q")
+    dots = cur.mark_circle(color="#d62728", opacity=0.9).encode(
+        x=x, y=y, size=alt.Size("n:Q", legend=None, scale=alt.Scale(range=[15, 160])),
+        tooltip=["finding", "n", alt.Tooltip("confidence:Q", format=".2f"), alt.Tooltip("right:Q", format=".0%")])
+    chart = alt.layer(diag, refl, bars, dots).properties(width=170, height=170).facet(
+        facet=alt.Facet("finding:N", title=None), columns=CAL_FACET_COLUMNS)
+    st.altair_chart(chart)
+
+    def ci(lo: Any, hi: Any) -> str:
+        return "" if lo is None or hi is None else f" ({lo:.2f}-{hi:.2f})"
+
+    table = pd.DataFrame([{
+        "finding": t["finding"] + (" (!)" if t["finding"] in flagged else ""), "claims": t["n"],
+        "ECE (95% CI)": f"{t['ece']:.3f}{ci(t.get('ece_lo'), t.get('ece_hi'))}",
+        f"ECE {ref}": f"{t['reference']['ece']:.3f}" if t.get("reference") else "n/a",
+        "Brier": round(t["brier"], 3), "mean confidence": round(t["mean_confidence"], 2),
+        "share right (PPV)": _pct(t["accuracy"]),
+        f"PPV {ref}": _pct(t["reference"]["accuracy"]) if t.get("reference") else "n/a",
+    } for t in sorted(types, key=lambda t: (t["finding"] not in flagged, -t["n"]))])
+    st.dataframe(table, hide_index=True, use_container_width=True)
+    left, right = st.columns(2)
+    names = [t["finding"] for t in sorted(types, key=lambda t: (t["finding"] not in flagged, -t["ece"]))]
+    pick = left.selectbox("Confidence bands of", names, key="pw_mon_cal_type")
+    chosen = next(t for t in types if t["finding"] == pick)
+    left.dataframe(pd.DataFrame([{"confidence": b["band"], "claims": b["n"],
+                                  "PPV (95% CI)": "n/a" if b["ppv"] is None else
+                                  f"{b['ppv']:.0%} ({b['ppv_lo']:.0%}-{b['ppv_hi']:.0%})",
+                                  "sensitivity if only this band and above": _pct(b["sensitivity_at_or_above"])}
+                                 for b in chosen["bands"]]), hide_index=True, use_container_width=True)
+    dim = right.selectbox("ECE by", ["site", "model_version"], key="pw_mon_cal_dim")
+    rows = pd.DataFrame([r for r in cal.get(f"by_{dim}", []) if r.get("ece_lo") is not None])
+    if rows.empty:
+        right.write("Too few claims per group for an interval.")
+        return
+    rows["group"] = rows["finding"] + " · " + rows[dim].astype(str)
+    yy = alt.Y("group:N", sort=None, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False))
+    right.altair_chart(alt.layer(
+        alt.Chart(rows).mark_rule(strokeWidth=3, color="#4c78a8").encode(
+            y=yy, x=alt.X("ece_lo:Q", title="ECE (95% bootstrap interval)"), x2="ece_hi:Q"),
+        alt.Chart(rows).mark_point(filled=True, color="black").encode(y=yy, x="ece:Q", tooltip=["group", "n", "ece"]),
+    ).properties(height=max(120, 22 * len(rows))), use_container_width=True)
+
+
+def _recalibration(user: dict[str, Any]) -> None:
+    """Proposals with before/after ECE on their later window; an admin accepts, rejects or reverts (audited)."""
+    from priorwatch import recalibration as rc
+
+    with Session(get_engine()) as s:
+        rows = list_recalibrations(s)
+    st.subheader("Recalibration of the confidence (reviewed proposals)")
+    st.caption("A proposal fits a per-type Platt map on one window and is judged on a later window it never saw. "
+               "Nothing changes until an admin accepts it; results made after that carry the raw and the "
+               "recalibrated confidence and '+cal<version>' in their model version. Reverting restores the previous map.")
+    if not rows:
+        st.write("No proposal yet (`priorwatch recalibration propose`).")
+        return
+    admin = user.get("role") == rc.DECIDER_ROLE
+    for r in rows[:10]:
+        metrics = json.loads(r.metrics_json or "{}")
+        head = (f"Calibration {r.version} — {r.status}; fit {r.fit_start:%Y-%m-%d}..{r.fit_end:%Y-%m-%d}, judged on "
+                f"{r.eval_start:%Y-%m-%d}..{r.eval_end:%Y-%m-%d}; proposed by {r.created_by}"
+                + (f", {r.status} by {r.decided_by}" if r.decided_by else ""))
+        with st.expander(head, expanded=r.status == "proposed"):
+            st.dataframe(pd.DataFrame([{"finding": t, "fit claims": m["n_fit"], "judged claims": m["n_eval"],
+                                        "ECE before": m.get("ece_before"), "ECE after": m.get("ece_after"),
+                                        "note": m.get("note", "")} for t, m in metrics.items()]),
+                         hide_index=True, use_container_width=True)
+            if not admin or r.status not in ("proposed", "accepted"):
+                continue
+            cols = st.columns(3)
+            actions = [("accept", "Accept"), ("reject", "Reject")] if r.status == "proposed" else [("revert", "Revert")]
+            for col, (action, label) in zip(cols, actions):
+                if col.button(label, key=f"recal-{action}-{r.id}"):
+                    try:
+                        with Session(get_engine()) as s:
+                            getattr(rc, action)(s, r.id, user["username"])
+                            s.commit()
+                    except rc.RecalibrationError as exc:  # decided meanwhile, or no longer an admin
+                        st.error(str(exc))
+                        continue
+                    st.rerun()
+
+
 def render() -> None:
     st.header("Monitoring")
     init_db()
@@ -219,6 +341,8 @@ def render() -> None:
     _concordance(p.get("current", {}))
     _trend(series, alerts, p)
     _drift(p)
+    _calibration(p, alerts)
+    _recalibration(st.session_state.get("user") or {})
     _subgroups(p)
     st.subheader("Alert history")
     if alerts:

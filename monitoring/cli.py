@@ -85,6 +85,84 @@ def register(app: typer.Typer) -> None:
         for r in p.get("stop_rule", []):
             typer.echo(f"suggested stop-rule: {r}")
 
+    recal_app = typer.Typer(help="Recalibration of the engine's confidence: proposals fitted by monitoring, "
+                                 "applied only once an admin accepts them (issue 30).")
+    app.add_typer(recal_app, name="recalibration")
+
+    def _when(v: str) -> datetime:
+        d = datetime.fromisoformat(v)
+        return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo is not None else d
+
+    @recal_app.command("propose")
+    def recal_propose(
+        fit_start: str = typer.Option(..., help="Fit window start (ISO, UTC)."),
+        fit_end: str = typer.Option(..., help="Fit window end = earliest evaluation start."),
+        eval_start: str = typer.Option(..., help="Evaluation window start (not before the fit's end)."),
+        eval_end: str = typer.Option(..., help="Evaluation window end."),
+        by: str = typer.Option(..., "--by", help="Who proposes (recorded in the audit log)."),
+    ) -> None:
+        """Fit a per-type Platt map on the fit window, print ECE before/after on the later window, store it as
+        a proposal. Nothing changes until an admin accepts it."""
+        from monitoring.recalibration import propose
+        from monitoring.settings import get_monitoring_settings
+        from priorwatch.db import init_db
+        from priorwatch.recalibration import RecalibrationError
+
+        try:
+            r = propose(init_db(), (_when(fit_start), _when(fit_end)), (_when(eval_start), _when(eval_end)),
+                        get_monitoring_settings(), by)
+        except RecalibrationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"proposal {r.id} (calibration {r.version}); ECE on the evaluation window, before -> after:")
+        for typ, m in json.loads(r.metrics_json).items():
+            if "ece_before" in m:
+                typer.echo(f"  {typ:15s} {m['ece_before']:.3f} -> {m['ece_after']:.3f}  (fit n={m['n_fit']}, "
+                           f"eval n={m['n_eval']}){'  ' + m['note'] if 'note' in m else ''}")
+
+    @recal_app.command("list")
+    def recal_list() -> None:
+        """Proposals and decisions, newest first."""
+        from sqlmodel import Session
+
+        from monitoring.read import list_recalibrations
+        from priorwatch.db import init_db
+
+        with Session(init_db()) as s:
+            for r in list_recalibrations(s):
+                typer.echo(f"{r.id:4d} calibration {r.version:<3d} {r.status:10s} fit {r.fit_start:%Y-%m-%d}.."
+                           f"{r.fit_end:%Y-%m-%d} eval {r.eval_start:%Y-%m-%d}..{r.eval_end:%Y-%m-%d} "
+                           f"by {r.created_by}{f'; decided by {r.decided_by}' if r.decided_by else ''}")
+
+    def _decide(action: str, recal_id: int, user: str, note: Optional[str]) -> None:
+        from priorwatch import recalibration as rc
+        from priorwatch.db import init_db, session_scope
+
+        init_db()
+        try:
+            with session_scope() as s:
+                getattr(rc, action)(s, recal_id, user, note)
+        except rc.RecalibrationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"recalibration {recal_id}: {action} by {user} (audited)")
+
+    @recal_app.command("accept")
+    def recal_accept(recal_id: int, user: str = typer.Option(..., "--user", help="An admin's username."),
+                     note: Optional[str] = typer.Option(None)) -> None:
+        """Apply a proposal to every result stored from now on (replacing the accepted one, if any)."""
+        _decide("accept", recal_id, user, note)
+
+    @recal_app.command("reject")
+    def recal_reject(recal_id: int, user: str = typer.Option(..., "--user", help="An admin's username."),
+                     note: Optional[str] = typer.Option(None)) -> None:
+        """Reject a proposal: nothing changes."""
+        _decide("reject", recal_id, user, note)
+
+    @recal_app.command("revert")
+    def recal_revert(recal_id: int, user: str = typer.Option(..., "--user", help="An admin's username."),
+                     note: Optional[str] = typer.Option(None)) -> None:
+        """Take back the accepted recalibration (the one it replaced applies again)."""
+        _decide("revert", recal_id, user, note)
+
     @app.command("hl7-listen")
     def hl7_listen(
         host: Optional[str] = typer.Option(None, help="Bind address (default PRIORWATCH_MONITORING_HL7_HOST)."),

@@ -1,4 +1,4 @@
-"""Read side for the dashboard: latest snapshot and alerts."""
+"""Read side for the dashboard: latest snapshot, alerts and recalibration proposals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from priorwatch.models import MonitoringAlert, MonitoringSnapshot
+from priorwatch.models import MonitoringAlert, MonitoringSnapshot, Recalibration
 
 
 def latest_snapshot(session: Session) -> tuple[MonitoringSnapshot, dict[str, Any]] | None:
@@ -27,3 +27,8 @@ def snapshot_series(session: Session, limit: int = 500) -> list[dict[str, Any]]:
 def list_alerts(session: Session, limit: int = 200) -> list[MonitoringAlert]:
     return list(session.exec(select(MonitoringAlert).order_by(MonitoringAlert.as_of.desc(),  # type: ignore[attr-defined]
                                                               MonitoringAlert.id.desc()).limit(limit)).all())  # type: ignore[union-attr]
+
+
+def list_recalibrations(session: Session, limit: int = 50) -> list[Recalibration]:
+    """Recalibration proposals and decisions, newest first."""
+    return list(session.exec(select(Recalibration).order_by(Recalibration.id.desc()).limit(limit)).all())  # type: ignore[union-attr]

@@ -70,8 +70,3 @@ def propose(engine: Engine, fit: tuple[datetime, datetime], evaluate: tuple[date
                                           "types": sorted(params)}, sort_keys=True)))
         s.commit()
     return recal
-
-
-def list_recalibrations(session: Session, limit: int = 50) -> list[Recalibration]:
-    """Newest first: the read side for the QA page."""
-    return list(session.exec(select(Recalibration).order_by(Recalibration.id.desc()).limit(limit)).all())  # type: ignore[union-attr]
