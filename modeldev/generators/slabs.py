@@ -1347,10 +1347,10 @@ def write_dicom(path: Path, img, ex, pat, study_date, uid_seed, mirrored, series
     ds.StudyDate = study_date.strftime("%Y%m%d")
     ds.SeriesDate = ds.StudyDate
     ds.ContentDate = ds.StudyDate
-    ds.StudyTime = "%02d%02d00" % (8 + (hash(uid_seed) % 9 if False else 10), 30)
+    ds.StudyTime = "%02d%02d00" % (8 + sum(map(ord, uid_seed)) % 10, sum(map(ord, uid_seed)) % 60)
     ds.SeriesTime = ds.StudyTime
     ds.ContentTime = ds.StudyTime
-    ds.AccessionNumber = "ACC" + uid_seed[-8:].replace("-", "")
+    ds.AccessionNumber = ("A" + "".join(ch for ch in uid_seed if ch.isdigit())[-10:] + uid_seed[-1].upper())[:16]
     ds.Modality = ex["modality"]
     ds.Manufacturer = "SLABS-SYNTH"
     ds.InstitutionName = "Synthetic Site %d" % ex.get("site", 1)
@@ -1537,7 +1537,8 @@ def plan_findings(rng, P, case):
             k = kind or str(rng.choice(kinds, p=[0.25, 0.15, 0.2, 0.2, 0.2]))
             side = str(rng.choice(["right", "left"]))
             if k in ("effusion", "pneumothorax"):
-                if (side, "pleural") in used:
+                zone_needed = (side, "lower") if k == "effusion" else (side, "upper")
+                if (side, "pleural") in used or zone_needed in used:
                     continue
                 used.add((side, "pleural"))
                 used.add((side, "lower") if k == "effusion" else (side, "upper"))
@@ -1667,7 +1668,7 @@ def make_pair(seed: int, index: int, case: str, pair_id: str, out_dir: Path):
         pool = ["ett", "ng", "cvc", "drain", "ecg"]
         kinds = list(rng.choice(pool, size=int(rng.integers(1, 4)), replace=False))
         for k in kinds:
-            mode = str(rng.choice(["added", "removed", "moved"], p=[0.5, 0.2, 0.3]))
+            mode = str(rng.choice(["added", "moved"], p=[0.6, 0.4]))
             d = make_device(rng, k)
             if mode == "added":
                 dev_c.append(d)
