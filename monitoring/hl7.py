@@ -23,7 +23,6 @@ import logging
 import socket
 import socketserver
 import ssl
-import threading
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -38,6 +37,7 @@ from monitoring.settings import MonitoringSettings, get_monitoring_settings
 from priorwatch.db import get_engine, init_db
 from priorwatch.models import AuditLog, HL7Inbox, SignedReport, Study, utcnow
 from priorwatch.settings import Settings, get_settings
+from priorwatch.threaded import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -370,45 +370,37 @@ def server_context(ms: MonitoringSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-class MLLPListener:
+class MLLPListener(BackgroundServer):
     """The MLLP listener for signed reports. `start()` runs it on a background thread."""
+
+    thread_name = "hl7-mllp"
 
     def __init__(self, settings: Settings | None = None, ms: MonitoringSettings | None = None,
                  host: str | None = None, port: int | None = None) -> None:
+        super().__init__()
         self.settings = settings or get_settings()
         self.ms = ms or get_monitoring_settings()
         self.host = host if host is not None else self.ms.hl7_host
         self.port = port if port is not None else self.ms.hl7_port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._tls = False
 
-    def start(self) -> "MLLPListener":
+    def make_server(self) -> _Server:
         init_db(self.settings)
         ctx = server_context(self.ms)  # a bad TLS setting stops the start, loudly
         srv = _Server((self.host, self.port), _Handler)
         srv.settings, srv.ms, srv.ssl_context = self.settings, self.ms, ctx
-        self._server = srv
-        self.port = srv.server_address[1]
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="hl7-mllp", daemon=True)
-        self._thread.start()
-        log.info("HL7 MLLP listener on %s:%s (%s)", self.host, self.port, "TLS" if ctx else "plain TCP")
-        return self
+        self._tls = ctx is not None
+        return srv
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def started(self) -> None:
+        log.info("HL7 MLLP listener on %s:%s (%s)", self.host, self.port, "TLS" if self._tls else "plain TCP")
+
+    def start(self) -> "MLLPListener":
+        """The base's start, typed so callers keep `MLLPListener` (e.g. `.port`)."""
+        return super().start()  # type: ignore[no-any-return]
 
     def __enter__(self) -> "MLLPListener":
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_service(settings: Settings) -> "MLLPListener | None":
