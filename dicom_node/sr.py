@@ -44,6 +44,34 @@ def finding_sentence(f: dict[str, Any]) -> str:
 CHARSET = "ISO_IR 192"  # UTF-8
 
 
+def _findings(sentences: list[str], none_text: str) -> hd.sr.ContainerContentItem:
+    """The Findings container, one Finding text a sentence (`none_text` when there is none)."""
+    findings = hd.sr.ContainerContentItem(name=_FINDINGS, relationship_type="CONTAINS")
+    findings.ContentSequence = [_text(_FINDING, x) for x in sentences] or [_text(_FINDING, none_text)]
+    return findings
+
+
+def _document(items: list[Any], evidence: list[Dataset], description: str, *, series_number: int,
+              instance_number: int, manufacturer: str, **status: Any) -> hd.sr.ComprehensiveSR:
+    """The Comprehensive SR around `items`: written once so the draft and the signed report
+    differ only in content and in `status` (completion/verification flags, verifier, predecessors)."""
+    root = hd.sr.ContainerContentItem(name=_REPORT)
+    root.ContentSequence = items
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence,
+        content=root,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=instance_number,
+        manufacturer=manufacturer,
+        **status,
+    )
+    sr.SeriesDescription = description
+    sr.SpecificCharacterSet = CHARSET
+    return sr
+
+
 def build_result_sr(
     evidence: Sequence[Dataset],
     record: dict[str, Any],
@@ -67,33 +95,16 @@ def build_result_sr(
         items.append(_text(_COMPARISON, comp + "."))
     else:
         items.append(_text(_COMPARISON, f"No prior available: {record.get('no_prior_reason') or 'none found'}."))
-    findings = hd.sr.ContainerContentItem(name=_FINDINGS, relationship_type="CONTAINS")
-    findings.ContentSequence = [_text(_FINDING, finding_sentence(f)) for f in record.get("findings", [])] or [
-        _text(_FINDING, "No finding reported by the engine.")
-    ]
-    items.append(findings)
+    items.append(_findings([finding_sentence(f) for f in record.get("findings", [])],
+                           "No finding reported by the engine."))
     items.append(_text(_NARRATIVE, record.get("draft_text") or ""))
     items.append(_text(_ALGORITHM, f"{record.get('engine')} / {record.get('model')}"))
     items.append(_text(_ALGORITHM_VERSION, f"{record.get('engine_version')} / {record.get('model_version')}"))
     if record.get("urgent"):
         items.append(_text(_COMMENT, "URGENT: the draft flags a finding that needs prompt review."))
-    root = hd.sr.ContainerContentItem(name=_REPORT)
-    root.ContentSequence = items
-    sr = hd.sr.ComprehensiveSR(
-        evidence=list(evidence) + list(prior_evidence),
-        content=root,
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance_number,
-        manufacturer=manufacturer,
-        is_complete=False,
-        is_final=False,
-        is_verified=False,
-    )
-    sr.SeriesDescription = "PriorWatch AI draft (preliminary)"
-    sr.SpecificCharacterSet = CHARSET
-    return sr
+    return _document(items, list(evidence) + list(prior_evidence), "PriorWatch AI draft (preliminary)",
+                     series_number=series_number, instance_number=instance_number, manufacturer=manufacturer,
+                     is_complete=False, is_final=False, is_verified=False)
 
 
 # --- the signed report (added for the dashboard's sign-off, issue 12) ----------------------
@@ -119,31 +130,14 @@ def build_final_sr(
     items: list[Any] = [_text(_COMMENT, _SIGNED_NOTE)]
     items.append(_text(_COMPARISON, f"Compared with prior study {prior_study_uid}." if prior_study_uid
                        else "No prior study was available for comparison."))
-    findings = hd.sr.ContainerContentItem(name=_FINDINGS, relationship_type="CONTAINS")
-    findings.ContentSequence = [
-        _text(_FINDING, " ".join(x for x in (f["finding"], f.get("side") or "", f.get("zone") or "") if x)
-              + f": {f['change']}" + (" URGENT" if f.get("urgent") else ""))
-        for f in final_labels
-    ] or [_text(_FINDING, "No finding.")]
-    items.append(findings)
+    items.append(_findings(
+        [" ".join(x for x in (f["finding"], f.get("side") or "", f.get("zone") or "") if x)
+         + f": {f['change']}" + (" URGENT" if f.get("urgent") else "") for f in final_labels],
+        "No finding."))
     items.append(_text(_NARRATIVE, final_text))
-    root = hd.sr.ContainerContentItem(name=_REPORT)
-    root.ContentSequence = items
-    sr = hd.sr.ComprehensiveSR(
-        evidence=list(evidence),
-        content=root,
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance_number,
-        manufacturer=manufacturer,
-        is_complete=True,
-        is_final=True,
-        is_verified=True,
-        verifying_observer_name=signer if "^" in signer else f"{signer}^",  # one-component PN
-        verifying_organization=organization,
-        previous_versions=[preliminary] if preliminary is not None else None,
-    )
-    sr.SeriesDescription = "PriorWatch signed report (final)"
-    sr.SpecificCharacterSet = "ISO_IR 192"
-    return sr
+    return _document(items, list(evidence), "PriorWatch signed report (final)",
+                     series_number=series_number, instance_number=instance_number, manufacturer=manufacturer,
+                     is_complete=True, is_final=True, is_verified=True,
+                     verifying_observer_name=signer if "^" in signer else f"{signer}^",  # one-component PN
+                     verifying_organization=organization,
+                     previous_versions=[preliminary] if preliminary is not None else None)
