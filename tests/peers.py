@@ -14,8 +14,9 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
 def _free_port() -> int:
@@ -26,8 +27,56 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Orthanc:
+class _Peer:
+    """A PACS run as a child process: launched with TCP_NODELAY=1, waited for until it answers,
+    stopped (terminate, then kill after 10 s). Written once for Orthanc and dcmqrscp."""
+
+    name = "peer"
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _launch(self, cmd: list[str], log_name: str, log_mode: str, cwd: Path | None = None) -> None:
+        """Start `cmd` with its output in `workdir/log_name` (TCP_NODELAY=1: DESIGN.md's 45 ms stall)."""
+        log = open(self.workdir / log_name, log_mode)
+        self.proc = subprocess.Popen(cmd, env={**os.environ, "TCP_NODELAY": "1"}, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=cwd)
+
+    def _wait_ready(self, ready: Callable[[], bool], log_name: str, pause: float) -> None:
+        """Poll `ready()` for 20 s; a peer that exits first is reported with its log's tail."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: " + (self.workdir / log_name).read_text()[-2000:])
+            if ready():
+                return
+            time.sleep(pause)
+        raise RuntimeError(f"{self.name} did not start in 20 s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Orthanc(_Peer):
     """An Orthanc PACS in a temporary folder, on free loopback ports."""
+
+    name = "Orthanc"
 
     def __init__(self, workdir: Path, aet: str = "ORTHANC", modalities: dict[str, tuple[str, str, int]] | None = None,
                  dicomweb: bool = True, tls: tuple[Path, Path, Path] | None = None) -> None:
@@ -77,28 +126,16 @@ class Orthanc:
             cfg.update(DicomTlsEnabled=True, DicomTlsCertificate=str(cert), DicomTlsPrivateKey=str(key),
                        DicomTlsTrustedCertificates=str(ca), DicomTlsRemoteCertificateRequired=True)
         (self.workdir / "orthanc.json").write_text(json.dumps(cfg))
-        env = {**os.environ, "TCP_NODELAY": "1"}
-        log = open(self.workdir / "orthanc.log", "wb")
-        self.proc = subprocess.Popen([exe, str(self.workdir / "orthanc.json")], env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("Orthanc exited: " + (self.workdir / "orthanc.log").read_text()[-2000:])
-            try:
-                self.rest("/system")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("Orthanc did not start in 20 s")
+        self._launch([exe, str(self.workdir / "orthanc.json")], "orthanc.log", "wb")
+        self._wait_ready(self._answers, "orthanc.log", 0.1)
+        return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+    def _answers(self) -> bool:
+        try:
+            self.rest("/system")
+            return True
+        except OSError:
+            return False
 
     def rest(self, path: str, data: bytes | None = None, method: str | None = None) -> Any:
         req = urllib.request.Request(self.url + path, data=data, method=method)
@@ -109,14 +146,8 @@ class Orthanc:
     def upload(self, path: Path) -> str:
         return str(self.rest("/instances", data=Path(path).read_bytes(), method="POST")["ID"])
 
-    def __enter__(self) -> "Orthanc":
-        return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-
-class DcmQrScp:
+class DcmQrScp(_Peer):
     """DCMTK's `dcmqrscp` as a second PACS, in a temporary folder, on a free loopback port.
 
     Unlike Orthanc it returns no optional C-FIND keys (ModalitiesInStudy,
@@ -124,6 +155,8 @@ class DcmQrScp:
     may C-MOVE to; `load()` stores files into it with DCMTK's storescu. It has no TLS option
     (DCMTK 3.6.7): the TLS tests put a TLS front (socat) before it.
     """
+
+    name = "dcmqrscp"
 
     def __init__(self, workdir: Path, aet: str = "DCMQRSCP", hosts: dict[str, tuple[str, str, int]] | None = None) -> None:
         self.workdir = workdir
@@ -148,18 +181,11 @@ class DcmQrScp:
             f"HostTable BEGIN\n{hosts}\nHostTable END\n\nVendorTable BEGIN\nVendorTable END\n\n"
             f"AETable BEGIN\n{self.aet} {db} RW (500, 1024mb) ANY\nAETable END\n"
         )
-        log = open(self.workdir / "dcmqrscp.log", "ab")
-        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "dcmqrscp.cfg"), str(self.port)],
-                                     env={**os.environ, "TCP_NODELAY": "1"}, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("dcmqrscp exited: " + (self.workdir / "dcmqrscp.log").read_text()[-2000:])
-            if self._echo():  # a whole association: a bare connect-and-close confuses dcmqrscp's next one
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("dcmqrscp did not start in 20 s")
+        self._launch([exe, "-c", str(self.workdir / "dcmqrscp.cfg"), str(self.port)], "dcmqrscp.log", "ab",
+                     cwd=self.workdir)
+        # ready = a whole association: a bare connect-and-close confuses dcmqrscp's next one
+        self._wait_ready(self._echo, "dcmqrscp.log", 0.05)
+        return self
 
     def _echo(self) -> bool:
         from dicom_node.scu import echo
@@ -174,19 +200,3 @@ class DcmQrScp:
         proc = subprocess.run(cmd, env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"storescu into dcmqrscp failed ({proc.returncode}): {proc.stderr.decode()[-1000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def __enter__(self) -> "DcmQrScp":
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
