@@ -250,13 +250,19 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
         except FileNotFoundError:
             log.warning("prior instance %s no longer in the spool: not referenced in the SR", Path(p).name)
     sr = build_result_sr(evidence, record, prior_evidence=prior_evidence, prior_description=prior_desc)
+    save_and_store(sr, uid, settings.results_dir / f"comparison-{comparison_id}-sr.dcm", pacs, settings, "SR")
+    log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+
+
+def save_and_store(sr: pydicom.Dataset, uid: str, out: Path, pacs: PacsConfig, settings: Settings,
+                   what: str) -> None:
+    """Give `sr` its outbox row's SOP Instance UID (a re-send is the same instance), keep it in
+    the results folder and C-STORE it. Both SR senders (draft, signed) end here."""
     sr.SOPInstanceUID = uid
     sr.file_meta.MediaStorageSOPInstanceUID = uid
     settings.results_dir.mkdir(parents=True, exist_ok=True)
-    out = settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
     sr.save_as(out, enforce_file_format=True)
-    store_sr(out, pacs, settings, "SR")
-    log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+    store_sr(out, pacs, settings, what)
 
 
 def image_paths(s: Session, study_id: int) -> list[str]:

@@ -18,7 +18,7 @@ from dicom_node.sr import build_final_sr
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Review, SignOff, Study
 from priorwatch.settings import Settings
-from workers.deliver import image_paths, read_evidence, store_sr
+from workers.deliver import image_paths, read_evidence, save_and_store
 from workers.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,6 @@ def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     preliminary = pydicom.dcmread(pre_file) if pre_file.is_file() else None
     sr = build_final_sr(evidence, final_text=text, final_labels=labels, signer=signer,
                         prior_study_uid=prior_uid, preliminary=preliminary)
-    uid = d.sop_instance_uid or sr.SOPInstanceUID
-    sr.SOPInstanceUID = uid
-    sr.file_meta.MediaStorageSOPInstanceUID = uid
-    settings.results_dir.mkdir(parents=True, exist_ok=True)
-    out = settings.results_dir / f"comparison-{comparison_id}-final-sr.dcm"
-    sr.save_as(out, enforce_file_format=True)
-    store_sr(out, pacs, settings, "signed SR")
+    save_and_store(sr, d.sop_instance_uid or sr.SOPInstanceUID,
+                   settings.results_dir / f"comparison-{comparison_id}-final-sr.dcm", pacs, settings, "signed SR")
     log.info("signed SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
