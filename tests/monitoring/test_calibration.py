@@ -31,6 +31,8 @@ MS = MonitoringSettings(evidently_html=False)
 
 
 def test_ece_reliability_and_platt_on_known_data() -> None:
+    # by hand: bin 0.2-0.3 right 2 of 4 at 0.25 (gap 0.25), bin 0.8-0.9 right 2 of 4 at 0.85 (gap 0.35)
+    assert calibration.ece(np.array([0.25] * 4 + [0.85] * 4), np.array([1, 1, 0, 0] * 2), 10) == pytest.approx(0.30)
     rng = np.random.default_rng(3)
     conf = rng.uniform(0.05, 0.95, 20000)
     right = rng.random(20000) < conf  # calibrated
@@ -201,3 +203,49 @@ def test_accepting_a_second_map_supersedes_the_first_and_revert_restores_it(stre
     assert _store(stream, 0.9).model_version == f"1.0+cal{p1.version}"
     with session_scope(stream) as s:
         recal_core.revert(s, p1.id, "admin1")  # type: ignore[arg-type]
+
+
+def test_admin_accepts_on_the_qa_page_and_a_qa_user_gets_no_decision_buttons(stream: Settings, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from monitoring.snapshot import compute, load, store
+    from priorwatch.settings import reset_settings_cache
+
+    engine = init_db(stream)
+    ms = simulate.scenario_settings(MS, START)
+    as_of = _t(EVENT_DAY + 10)
+    payload = compute(load(engine, as_of, ms), as_of, ms)
+    with Session(engine) as s:
+        store(s, payload, ms, send=False)
+        s.commit()
+    prop = propose(engine, (_t(EVENT_DAY), _t(EVENT_DAY + 6)), (_t(EVENT_DAY + 6), _t(EVENT_DAY + 10)), MS, "qa1")
+    monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(stream.data_dir))
+    reset_settings_cache()
+    try:
+        def page() -> None:
+            from dashboard.monitoring_view import render
+
+            render()
+
+        at = AppTest.from_function(page, default_timeout=120)
+        at.session_state["user"] = {"username": "qa1", "role": "qa"}
+        at.run()
+        assert not at.exception, at.exception
+        assert any("confidence mean what it says" in h.value for h in at.subheader)
+        assert any("consolidation (!)" in str(df.value) for df in at.dataframe)  # its open alert is marked
+        assert [b.key for b in at.button if str(b.key).startswith("recal-")] == []
+        at.session_state["user"] = {"username": "admin1", "role": "admin"}
+        at.run()
+        keys = [b.key for b in at.button if str(b.key).startswith("recal-")]
+        assert f"recal-accept-{prop.id}" in keys and f"recal-reject-{prop.id}" in keys
+        next(b for b in at.button if b.key == f"recal-accept-{prop.id}").click().run()
+        assert not at.exception, at.exception
+        with session_scope(stream) as s:
+            assert recal_core.active(s).id == prop.id  # type: ignore[union-attr]
+        assert _audits(stream, "recal_accept")[-1]["recalibration_id"] == prop.id
+        assert _store(stream, 0.9).model_version == f"1.0+cal{prop.version}"
+    finally:
+        reset_settings_cache()
+        with session_scope(stream) as s:
+            if recal_core.active(s) is not None:
+                recal_core.revert(s, recal_core.active(s).id, "admin1")  # type: ignore[union-attr,arg-type]
