@@ -291,10 +291,10 @@ def test_rules_catch_forbidden_imports() -> None:
 
 
 def test_worker_import_loads_no_engine(tmp_path: Path) -> None:
-    """A fresh interpreter importing the worker (the pipeline, the Celery app, the runtime that
-    starts Triton) loads neither torch nor SimpleITK nor scipy: the engines run inside Triton,
-    the worker only sends arrays. One interpreter for all three keeps the suite fast."""
-    code = ("import sys, workers.pipeline, workers.app, workers.runtime; "
+    """A fresh interpreter importing the worker (the pipeline, the Celery app and its tasks, the
+    runtime that starts Triton) loads neither torch nor SimpleITK nor scipy: the engines run inside
+    Triton, the worker only sends arrays. One interpreter for all keeps the suite fast."""
+    code = ("import sys, workers.pipeline, workers.app, workers.tasks, workers.runtime; "
             "print(sorted(m for m in ('torch', 'SimpleITK', 'scipy', 'comparison.registration', 'comparison.reader') "
             "if m in sys.modules))")
     env = {**os.environ, "PRIORWATCH_DATA_DIR": str(tmp_path)}
