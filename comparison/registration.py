@@ -200,18 +200,9 @@ class RegistrationEngine:
         cw, mapped, lungs, lungs_c, roi, quality = al.cw, al.mapped, al.lungs, al.lungs_c, al.roi, al.quality
         metric, fit_ok, exposure_resid = al.metric, al.fit_ok, al.exposure_resid
         notes: list[str] = []
-        if quality < T.REG_QUALITY_FAIL:
-            return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
-                                      "not compared; compare them by eye", metric=metric)
-        identity = same_person_score(al)
-        if identity < T.SAME_PERSON_MIN and quality < T.REG_QUALITY_WARN:
-            notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}): the registration "
-                         "is limited, or the prior is not this patient's; check that it is.")
-        elif identity < T.SAME_PERSON_MIN:
-            return self._not_compared(
-                f"the prior does not appear to be the same patient (its anatomy matches the current's at "
-                f"{identity:.2f} after registration; one person's pairs match at {T.SAME_PERSON_MIN:.2f} or more): "
-                "check which patient the prior belongs to", metric=metric)
+        refused = self._refusal(al, notes)
+        if refused is not None:
+            return refused
         spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
         devices = new_devices(al, spacing)
         if devices.any():  # a tube or line is a device, never disease: the change detection and the reader do not see it
@@ -236,23 +227,7 @@ class RegistrationEngine:
         by_rules = _merge(_absorb_pneumothorax(described))[: self.max_findings]
         self.last_rules = by_rules
         if reader is not None:
-            t2 = time.perf_counter()
-            reads = reader.read(al, spacing)
-            if T.TONE_READ:
-                toned = replace(al, mapped=_match_tone(al.cw, al.mapped, al.roi))
-                reads = _toned_reads(reads, reader.read(toned, spacing))
-            timings["read"] = time.perf_counter() - t2
-            self.last_fluid = new_fluid_height(al, self._raw, sigma)
-            findings = _from_reads(reads, regions, lungs, q, cw.shape, cur_shape, by_rules, self.last_fluid)
-            self.last_reads = reads
-            notes += [f"{f.change.value.capitalize()} {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
-                      "from its base at the chest wall (large by the engine's measure)." for f in findings
-                      if f.side is not None and _measured_large(f.finding, f.change, f.side, self.last_fluid)]
-            if T.RULES_URGENT_ZONES:
-                findings, kept = _urgent_from_either(findings, by_rules)
-                if kept:
-                    notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
-            findings = findings[: self.max_findings]
+            findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes)
         else:
             findings = by_rules
         findings, caution = _cautious(findings, ctx)
@@ -261,12 +236,7 @@ class RegistrationEngine:
             findings.append(_device_finding(devices, lungs, cur_shape))
             notes.append("A new tube or line (thin, very dense) was found on the current: reported as a support "
                          "device, left out of the disease comparison.")
-        if lungs_c.template:
-            notes.append("Lung fields could not be segmented on the current image; a template was used.")
-        if quality < T.REG_QUALITY_WARN or not fit_ok:
-            notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
-        if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
-            notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
+        notes += _quality_notes(lungs_c.template, quality, fit_ok, exposure_resid)
         heat = _heatmap(d_signed, roi, sigma, cur_shape)
         result = ComparisonResult(
             engine=ENGINE_NAME, engine_version=ENGINE_VERSION,
@@ -278,6 +248,47 @@ class RegistrationEngine:
                 f"exposure residual {exposure_resid:.2f}"],
         )
         return ComparisonOutput(result=result, heatmap=heat, timings=timings)
+
+    def _refusal(self, al: "Aligned", notes: list[str]) -> ComparisonOutput | None:
+        """The not-compared answer when the pair cannot be registered or is not one person's
+        (None: compare it); a doubtful identity on a poor registration is only a note."""
+        quality, metric = al.quality, al.metric
+        if quality < T.REG_QUALITY_FAIL:
+            return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
+                                      "not compared; compare them by eye", metric=metric)
+        identity = same_person_score(al)
+        if identity < T.SAME_PERSON_MIN and quality < T.REG_QUALITY_WARN:
+            notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}): the registration "
+                         "is limited, or the prior is not this patient's; check that it is.")
+        elif identity < T.SAME_PERSON_MIN:
+            return self._not_compared(
+                f"the prior does not appear to be the same patient (its anatomy matches the current's at "
+                f"{identity:.2f} after registration; one person's pairs match at {T.SAME_PERSON_MIN:.2f} or more): "
+                "check which patient the prior belongs to", metric=metric)
+        return None
+
+    def _read(self, reader: Reader, al: "Aligned", spacing: float, regions: list[_Region], q: float,
+              cur_shape: tuple[int, ...], by_rules: list[FindingResult], sigma: float,
+              timings: dict[str, float], notes: list[str]) -> list[FindingResult]:
+        """The learned reader types the changes (the sign rules' urgent findings kept beside it);
+        notes on measured large effusions and on urgent findings only the rules saw go to `notes`."""
+        t2 = time.perf_counter()
+        reads = reader.read(al, spacing)
+        if T.TONE_READ:
+            toned = replace(al, mapped=_match_tone(al.cw, al.mapped, al.roi))
+            reads = _toned_reads(reads, reader.read(toned, spacing))
+        timings["read"] = time.perf_counter() - t2
+        self.last_fluid = new_fluid_height(al, self._raw, sigma)
+        findings = _from_reads(reads, regions, al.lungs, q, al.cw.shape, cur_shape, by_rules, self.last_fluid)
+        self.last_reads = reads
+        notes += [f"{f.change.value.capitalize()} {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
+                  "from its base at the chest wall (large by the engine's measure)." for f in findings
+                  if f.side is not None and _measured_large(f.finding, f.change, f.side, self.last_fluid)]
+        if T.RULES_URGENT_ZONES:
+            findings, kept = _urgent_from_either(findings, by_rules)
+            if kept:
+                notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
+        return findings[: self.max_findings]
 
     def align(self, cur: np.ndarray, pri: np.ndarray, timings: dict[str, float] | None = None) -> "Aligned":
         """Both images on the working grid, the prior registered, inspiration-corrected and
@@ -449,180 +460,303 @@ class RegistrationEngine:
         its contrast on the current (`c_con`) and on the registered prior (`p_con`). A region that
         is darker now is a resolving opacity only when the prior showed an opacity there; when it
         is darker than the lung around it now (air) at the lung's edge or apex it is a
-        pneumothorax; otherwise an untyped change (`other`).
+        pneumothorax; otherwise an untyped change (`other`). The steps: where the region lies
+        (`_locate`), its signs on each image (`_measure`, `_texture_signs`), the sign rules
+        (`_type_change`); `last_features` records the signs for calibration and benchmarks.
         """
-        m = ndi.binary_fill_holes(reg.mask)  # a growing lesion changes as a ring: fill it
-        reg.mask = m
-        ys, xs = np.nonzero(m)
-        area = int(m.sum())
-        cy, cx = float(ys.mean()), float(xs.mean())
-        side = lungs.side_of(cx)
-        zone = lungs.zone_of(side, cy)
-        side_mask = lungs.mask(side)
-        top, bottom = lungs.extent(side)
-        lung_h = max(1, bottom - top)
-        side_cols = np.nonzero(side_mask.any(axis=0))[0]
-        lung_w = max(1, int(side_cols[-1] - side_cols[0] + 1)) if side_cols.size else cw.shape[1] // 3
-        r = max(2, int(np.sqrt(area / np.pi)))
-        lung_roi = roi & side_mask if (roi & side_mask).any() else roi
-        ring = ndi.binary_dilation(m, iterations=max(3, r // 2 + 3)) & ~ndi.binary_dilation(m, iterations=2) & lung_roi
-        if ring.sum() < 8:
-            ring = ndi.binary_dilation(m, iterations=4) & ~m & roi
-        if ring.sum() < 4:
+        at = _locate(reg, lungs, roi, cw.shape)
+        if at is None:
             return None
-        # the region's core (inner half by distance to its edge)
-        dist_in = ndi.distance_transform_edt(m)
-        core_in = dist_in >= 0.5 * dist_in.max()
-        ring_c, ring_p = float(np.median(cw[ring])), float(np.median(mapped[ring]))
-        c_con = (float(cw[m].mean()) - ring_c) / sigma
-        p_con = (float(mapped[m].mean()) - ring_p) / sigma
-        c_core = (float(cw[core_in].mean()) - ring_c) / sigma
-        p_core = (float(mapped[core_in].mean()) - ring_p) / sigma
-        h = int(ys.max() - ys.min() + 1)
-        w = int(xs.max() - xs.min() + 1)
-        solidity = area / max(1.0, float(_hull_area(m)))
-        diam_mm = 2 * np.sqrt(area / np.pi) * spacing_mm
-        width_mm = max(h, w) * spacing_mm
-        # place: on the lung base (dependent fluid), at the apex, at the lateral edge
-        col_bottom = np.where(side_mask.any(axis=0), side_mask.shape[0] - 1 - np.argmax(side_mask[::-1], axis=0), -1)
-        reg_cols = np.nonzero(m.any(axis=0))[0]
-        reg_bottom = m.shape[0] - 1 - np.argmax(m[::-1][:, reg_cols], axis=0)
-        contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - T.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
-        basal = contact >= T.BASAL_CONTACT and w >= T.BASAL_MIN_WIDTH * lung_w and cy > top + 0.5 * lung_h
-        dist_edge = ndi.distance_transform_edt(side_mask)
-        d_med = float(np.median(dist_edge[m])) if side_mask[m].any() else 0.0
-        peripheral = d_med < T.PERIPHERAL_FRACTION * lung_w
-        apical = ys.min() <= top + T.APICAL_FRACTION * lung_h
-        edge = peripheral or apical
-        # shape of the change itself: a dome (round lesion) or a plateau (airspace patch)
-        sd = self._raw * reg.sign
-        peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))
-        hull = _hull_mask(m)
-        dh = ndi.distance_transform_edt(hull)
-        core = dh >= 0.6 * dh.max()
-        core_ratio = float(sd[core].mean() / (float(np.percentile(sd[m], 90)) + 1e-6))
-        # the lung medial to the region (deeper in the lung than it): what a lucency or opacity is
-        # judged against; the lateral part of the ring may be an existing pneumothorax or chest wall
-        inner = ring & (dist_edge >= d_med)
-        if inner.sum() < 6:
-            inner = ring
-        in_c, in_p = float(np.median(cw[inner])), float(np.median(mapped[inner]))
-        c_in = (float(np.median(cw[m])) - in_c) / sigma
-        p_in = (float(np.median(mapped[m])) - in_p) / sigma
-        # the same place on the other lung (mirrored about the midline), on the same image: what this
-        # patient's lung looks like there, so anatomy (ribs, the denser periphery) cancels
-        mir = _mirror(m, lungs.midline) & lungs.mask(Side.left if side == Side.right else Side.right)
-        if mir.sum() >= max(6, 0.3 * area):
-            c_ref, p_ref = float(np.median(cw[mir])), float(np.median(mapped[mir]))
-        else:
-            c_ref, p_ref = in_c, in_p
-        c_sym = (float(np.median(cw[m])) - c_ref) / sigma
-        p_sym = (float(np.median(mapped[m])) - p_ref) / sigma
-        delta = abs(c_sym - p_sym) + 1e-6
-        # which image departs from the patient's normal lung there: the prior (t ~ 1) or the current (t ~ 0)
-        t_prior = (-p_sym if reg.sign > 0 else p_sym) / delta
-        # worsened vs new for a lucency: is the strip between it and the chest wall lucent on the prior too?
-        outer = (ndi.binary_dilation(m, iterations=T.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
-                 & ndi.binary_dilation(side_mask, iterations=2))
-        strip_p = (in_p - float(np.median(mapped[outer]))) / sigma if outer.sum() >= 6 else 0.0
-        strip_c = (in_c - float(np.median(cw[outer]))) / sigma if outer.sum() >= 6 else 0.0
-        # effusion evidence below the band: fluid on both images (level moved) or only on one
-        below = np.zeros_like(m)
-        for c_ in reg_cols:
-            rb = int(m.shape[0] - 1 - np.argmax(m[::-1, c_]))
-            below[rb + 3 : rb + 12, c_] = True
-        less = mapped if reg.sign > 0 else cw  # the image with less of the change
-        o_below = float((less[below].mean() - less[m].mean()) / sigma) if below.any() else 0.0
-        d_below = float(sd[below].mean() / sigma) if below.any() else 0.0
-        fluid_both = d_below < 0.6 * reg.z and o_below > 10.0
-        feats = dict(sign=reg.sign, z=round(reg.z, 1), area=area, c_con=round(c_con, 1), p_con=round(p_con, 1),
-                     c_core=round(c_core, 1), p_core=round(p_core, 1), sol=round(solidity, 2), h=h, w=w,
-                     lung_w=lung_w, lung_h=lung_h, contact=round(contact, 2), periph=bool(peripheral),
-                     apical=bool(apical), diam=round(diam_mm), side=side.value, zone=zone.value,
-                     core_ratio=round(core_ratio, 2), peaked=round(peaked, 2), c_in=round(c_in, 1),
-                     p_in=round(p_in, 1), strip_p=round(strip_p, 1),
-                     strip_c=round(strip_c, 1), d_below=round(d_below, 1), o_below=round(o_below, 1))
+        s = _measure(reg, at, cw, mapped, lungs, sigma, spacing_mm, self._raw * reg.sign)
+        feats = dict(sign=reg.sign, z=round(reg.z, 1), area=at.area, c_con=round(s.c_con, 1), p_con=round(s.p_con, 1),
+                     c_core=round(s.c_core, 1), p_core=round(s.p_core, 1), sol=round(s.solidity, 2), h=s.h, w=s.w,
+                     lung_w=at.lung_w, lung_h=at.lung_h, contact=round(s.contact, 2), periph=bool(s.peripheral),
+                     apical=bool(s.apical), diam=round(s.diam_mm), side=at.side.value, zone=at.zone.value,
+                     core_ratio=round(s.core_ratio, 2), peaked=round(s.peaked, 2), c_in=round(s.c_in, 1),
+                     p_in=round(s.p_in, 1), strip_p=round(s.strip_p, 1),
+                     strip_c=round(s.strip_c, 1), d_below=round(s.d_below, 1), o_below=round(s.o_below, 1))
         self.last_features.append(feats)
-        persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < T.PLATEAU_PEAKED)
-        opacity = _opacity_type(basal, solidity, h, w, diam_mm, width_mm, peaked, core_ratio, area)
-        finding: FindingType
-        change: Change
-        typed = True
-        # lung markings: lost where air has replaced lung (a pneumothorax seen as texture loss; ribs
-        # may stay, so this is one sign among others, never required)
-        t_c, t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
-        markings_lost_now = t_c < T.MARKINGS_LOST and t_p > t_c + T.MARKINGS_DROP
-        markings_lost_before = t_p < T.MARKINGS_LOST and t_c > t_p + T.MARKINGS_DROP
-        feats.update(tex_c=round(t_c, 2), tex_p=round(t_p, 2))
-        touches = float(dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
-        # featureless (no lung markings) band right next to the region on each image: the rest of a
-        # pneumothorax that was there before (worsened) or is still there (improved)
-        near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
-        fl_p = float(np.mean(tex_p[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-        fl_c = float(np.mean(tex_c[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-        ptx_before = strip_p >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_p >= T.FEATURELESS_NEAR
-        ptx_still = strip_c >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_c >= T.FEATURELESS_NEAR
-        aspect = max(h, w) / max(1, min(h, w))
-        # a pneumothorax's change is a band along the pleura (a crescent), never a round blob
-        crescent = not (solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT)
-        feats.update(crescent=bool(crescent), touch=bool(touches), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2), c_sym=round(c_sym, 1),
-                     p_sym=round(p_sym, 1), t_prior=round(t_prior, 2), mirror=int(mir.sum()))
-        if reg.sign > 0:  # denser now
-            lucent_before = t_prior >= T.PRIOR_ABNORMAL_SHARE and p_sym <= -T.LUCENT_NOW_SIGMA
-            if (markings_lost_before and (p_core < 0 or (edge and crescent and p_sym <= -T.LUCENT_NOW_SIGMA))) or (
-                    lucent_before and edge and not basal and crescent and (touches or ptx_still)):
-                # air at the edge on the prior, lung (markings) back now: a pneumothorax that shrank
-                finding = FindingType.pneumothorax
-                change = Change.improved if ptx_still else Change.resolved
-            elif opacity == FindingType.effusion:
-                finding = opacity
-                change = Change.worsened if fluid_both else Change.new
-            else:
-                finding = opacity
-                before = p_core >= T.OPACITY_BEFORE_SIGMA and p_core > T.WORSENED_PRIOR_SHARE * c_core
-                change = Change.worsened if (before or persists) else Change.new
-        else:  # more lucent now
-            opacity_before = t_prior >= T.PRIOR_ABNORMAL_SHARE and p_sym >= T.OPACITY_BEFORE_SIGMA
-            lucent_now = t_prior < T.PRIOR_ABNORMAL_SHARE and c_sym <= -T.LUCENT_NOW_SIGMA
-            if markings_lost_now and (edge or t_c < T.MARKINGS_LOST - 0.1):
-                finding = FindingType.pneumothorax
-                change = Change.worsened if ptx_before else Change.new
-            elif opacity == FindingType.effusion and (opacity_before or fluid_both):
-                # dependent: a basal lucency on an upright film is fluid going, never air
-                finding = opacity
-                change = Change.improved if fluid_both else Change.resolved
-            elif edge and crescent and (touches or ptx_before) and (lucent_now or not opacity_before):
-                # new air against the chest wall at the apex or lateral edge, where there was no
-                # opacity: a pneumothorax (never read as an opacity improving)
-                finding = FindingType.pneumothorax
-                change = Change.worsened if ptx_before and not touches else Change.new
-                typed = lucent_now
-            elif opacity_before or persists or not edge or not crescent:
-                if not (opacity_before or persists) and not lucent_now:
-                    finding, change, typed = FindingType.other, Change.improved, False
-                else:
-                    # an opacity that was there and is less now: typed by the prior's shape
-                    finding = opacity
-                    change = Change.improved if (persists or c_core > 0.45 * p_core) else Change.resolved
-            else:
-                # a lucency at the edge that the signs cannot type: errs towards a pneumothorax
-                finding, change, typed = FindingType.pneumothorax, Change.new, False
+        _texture_signs(s, at, tex_c, tex_p, feats)
+        finding, change, typed = _type_change(reg.sign, s)
         feats.update(finding=finding.value, change=change.value)
-        large = h >= T.LARGE_EFFUSION_FRACTION * lung_h
+        large = s.h >= T.LARGE_EFFUSION_FRACTION * at.lung_h
         urgent = (finding == FindingType.pneumothorax and change in APPEARING) or (
             finding == FindingType.effusion and change == Change.new and large)
-        conf = _confidence(reg.z, self.z_threshold, area, quality)
+        conf = _confidence(reg.z, self.z_threshold, at.area, quality)
         if not typed:
             conf = min(conf, T.UNTYPED_CONFIDENCE_CAP)
         feats["raw_confidence"] = round(conf, 4)
         if self.calibrated:
             conf = float(calibrate(conf))
+        ys, xs = at.ys, at.xs
         sy, sx = cur_shape[0] / cw.shape[0], cur_shape[1] / cw.shape[1]
         box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
         return FindingResult(
-            finding=finding, side=side, zone=zone, change=change, urgent=urgent, confidence=conf,
-            evidence=Evidence(zone=zone, side=side, box=box, score=round(reg.z * reg.sign, 3)),
+            finding=finding, side=at.side, zone=at.zone, change=change, urgent=urgent, confidence=conf,
+            evidence=Evidence(zone=at.zone, side=at.side, box=box, score=round(reg.z * reg.sign, 3)),
         )
+
+
+# Describing one changed region (RegistrationEngine._describe's steps) -------------------
+
+def _quality_notes(template: bool, quality: float, fit_ok: bool, exposure_resid: float) -> list[str]:
+    """The notes on what limits a comparison: a template lung field, a weak registration, exposures too far apart."""
+    notes = []
+    if template:
+        notes.append("Lung fields could not be segmented on the current image; a template was used.")
+    if quality < T.REG_QUALITY_WARN or not fit_ok:
+        notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
+    if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
+        notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
+    return notes
+
+
+@dataclass
+class _Where:
+    """Where a changed region lies: its filled mask and pixels, its lung, and the ring of lung
+    around it that its contrast is measured against."""
+
+    m: np.ndarray
+    ys: np.ndarray
+    xs: np.ndarray
+    area: int
+    cy: float
+    side: Side
+    zone: Zone
+    side_mask: np.ndarray
+    top: int
+    lung_h: int
+    lung_w: int
+    ring: np.ndarray
+
+
+def _locate(reg: _Region, lungs: LungFields, roi: np.ndarray, shape: tuple[int, ...]) -> _Where | None:
+    """The region's place; None when no ring of lung around it can be measured. Fills the
+    region's holes (`reg.mask` too): a growing lesion changes as a ring."""
+    m = ndi.binary_fill_holes(reg.mask)  # a growing lesion changes as a ring: fill it
+    reg.mask = m
+    ys, xs = np.nonzero(m)
+    area = int(m.sum())
+    cy, cx = float(ys.mean()), float(xs.mean())
+    side = lungs.side_of(cx)
+    zone = lungs.zone_of(side, cy)
+    side_mask = lungs.mask(side)
+    top, bottom = lungs.extent(side)
+    lung_h = max(1, bottom - top)
+    side_cols = np.nonzero(side_mask.any(axis=0))[0]
+    lung_w = max(1, int(side_cols[-1] - side_cols[0] + 1)) if side_cols.size else shape[1] // 3
+    r = max(2, int(np.sqrt(area / np.pi)))
+    lung_roi = roi & side_mask if (roi & side_mask).any() else roi
+    ring = ndi.binary_dilation(m, iterations=max(3, r // 2 + 3)) & ~ndi.binary_dilation(m, iterations=2) & lung_roi
+    if ring.sum() < 8:
+        ring = ndi.binary_dilation(m, iterations=4) & ~m & roi
+    if ring.sum() < 4:
+        return None
+    return _Where(m=m, ys=ys, xs=xs, area=area, cy=cy, side=side, zone=zone, side_mask=side_mask, top=top,
+                  lung_h=lung_h, lung_w=lung_w, ring=ring)
+
+
+@dataclass
+class _Signs:
+    """A region's signs on each image (c_ current, p_ registered prior; contrasts in noise sd),
+    what the sign rules (`_type_change`) read."""
+
+    c_con: float
+    p_con: float
+    c_core: float
+    p_core: float
+    h: int
+    w: int
+    solidity: float
+    diam_mm: float
+    contact: float
+    basal: bool
+    dist_edge: np.ndarray
+    peripheral: bool
+    apical: bool
+    edge: bool
+    peaked: float
+    core_ratio: float
+    c_in: float
+    p_in: float
+    mirror: int
+    c_sym: float
+    p_sym: float
+    t_prior: float
+    strip_p: float
+    strip_c: float
+    d_below: float
+    o_below: float
+    fluid_both: bool
+    persists: bool
+    opacity: FindingType
+    # set by _texture_signs
+    markings_lost_now: bool = False
+    markings_lost_before: bool = False
+    t_c: float = 0.0
+    touches: bool = False
+    ptx_before: bool = False
+    ptx_still: bool = False
+    crescent: bool = False
+
+
+def _measure(reg: _Region, at: _Where, cw: np.ndarray, mapped: np.ndarray, lungs: LungFields, sigma: float,
+             spacing_mm: float, sd: np.ndarray) -> _Signs:
+    """Contrast, shape and place signs of the region (`sd`: the smoothed difference, signed so
+    that the change is positive)."""
+    m, ys, xs, area, ring, side_mask = at.m, at.ys, at.xs, at.area, at.ring, at.side_mask
+    # the region's core (inner half by distance to its edge)
+    dist_in = ndi.distance_transform_edt(m)
+    core_in = dist_in >= 0.5 * dist_in.max()
+    ring_c, ring_p = float(np.median(cw[ring])), float(np.median(mapped[ring]))
+    c_con = (float(cw[m].mean()) - ring_c) / sigma
+    p_con = (float(mapped[m].mean()) - ring_p) / sigma
+    c_core = (float(cw[core_in].mean()) - ring_c) / sigma
+    p_core = (float(mapped[core_in].mean()) - ring_p) / sigma
+    h = int(ys.max() - ys.min() + 1)
+    w = int(xs.max() - xs.min() + 1)
+    solidity = area / max(1.0, float(_hull_area(m)))
+    diam_mm = 2 * np.sqrt(area / np.pi) * spacing_mm
+    width_mm = max(h, w) * spacing_mm
+    # place: on the lung base (dependent fluid), at the apex, at the lateral edge
+    col_bottom = np.where(side_mask.any(axis=0), side_mask.shape[0] - 1 - np.argmax(side_mask[::-1], axis=0), -1)
+    reg_cols = np.nonzero(m.any(axis=0))[0]
+    reg_bottom = m.shape[0] - 1 - np.argmax(m[::-1][:, reg_cols], axis=0)
+    contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - T.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
+    basal = contact >= T.BASAL_CONTACT and w >= T.BASAL_MIN_WIDTH * at.lung_w and at.cy > at.top + 0.5 * at.lung_h
+    dist_edge = ndi.distance_transform_edt(side_mask)
+    d_med = float(np.median(dist_edge[m])) if side_mask[m].any() else 0.0
+    peripheral = d_med < T.PERIPHERAL_FRACTION * at.lung_w
+    apical = ys.min() <= at.top + T.APICAL_FRACTION * at.lung_h
+    # shape of the change itself: a dome (round lesion) or a plateau (airspace patch)
+    peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))
+    hull = _hull_mask(m)
+    dh = ndi.distance_transform_edt(hull)
+    core = dh >= 0.6 * dh.max()
+    core_ratio = float(sd[core].mean() / (float(np.percentile(sd[m], 90)) + 1e-6))
+    # the lung medial to the region (deeper in the lung than it): what a lucency or opacity is
+    # judged against; the lateral part of the ring may be an existing pneumothorax or chest wall
+    inner = ring & (dist_edge >= d_med)
+    if inner.sum() < 6:
+        inner = ring
+    in_c, in_p = float(np.median(cw[inner])), float(np.median(mapped[inner]))
+    c_in = (float(np.median(cw[m])) - in_c) / sigma
+    p_in = (float(np.median(mapped[m])) - in_p) / sigma
+    # the same place on the other lung (mirrored about the midline), on the same image: what this
+    # patient's lung looks like there, so anatomy (ribs, the denser periphery) cancels
+    mir = _mirror(m, lungs.midline) & lungs.mask(Side.left if at.side == Side.right else Side.right)
+    if mir.sum() >= max(6, 0.3 * area):
+        c_ref, p_ref = float(np.median(cw[mir])), float(np.median(mapped[mir]))
+    else:
+        c_ref, p_ref = in_c, in_p
+    c_sym = (float(np.median(cw[m])) - c_ref) / sigma
+    p_sym = (float(np.median(mapped[m])) - p_ref) / sigma
+    delta = abs(c_sym - p_sym) + 1e-6
+    # which image departs from the patient's normal lung there: the prior (t ~ 1) or the current (t ~ 0)
+    t_prior = (-p_sym if reg.sign > 0 else p_sym) / delta
+    # worsened vs new for a lucency: is the strip between it and the chest wall lucent on the prior too?
+    outer = (ndi.binary_dilation(m, iterations=T.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
+             & ndi.binary_dilation(side_mask, iterations=2))
+    strip_p = (in_p - float(np.median(mapped[outer]))) / sigma if outer.sum() >= 6 else 0.0
+    strip_c = (in_c - float(np.median(cw[outer]))) / sigma if outer.sum() >= 6 else 0.0
+    d_below, o_below = _below_band(reg, m, reg_cols, cw, mapped, sd, sigma)
+    fluid_both = d_below < 0.6 * reg.z and o_below > 10.0
+    persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < T.PLATEAU_PEAKED)
+    opacity = _opacity_type(basal, solidity, h, w, diam_mm, width_mm, peaked, core_ratio, area)
+    return _Signs(c_con=c_con, p_con=p_con, c_core=c_core, p_core=p_core, h=h, w=w, solidity=solidity,
+                  diam_mm=diam_mm, contact=contact, basal=basal, dist_edge=dist_edge, peripheral=peripheral,
+                  apical=apical, edge=peripheral or apical, peaked=peaked, core_ratio=core_ratio, c_in=c_in,
+                  p_in=p_in, mirror=int(mir.sum()), c_sym=c_sym, p_sym=p_sym, t_prior=t_prior, strip_p=strip_p,
+                  strip_c=strip_c, d_below=d_below, o_below=o_below, fluid_both=fluid_both, persists=persists,
+                  opacity=opacity)
+
+
+def _below_band(reg: _Region, m: np.ndarray, reg_cols: np.ndarray, cw: np.ndarray, mapped: np.ndarray,
+                sd: np.ndarray, sigma: float) -> tuple[float, float]:
+    """Effusion evidence below the band: (change there, opacity there on the image with less of
+    the change), in noise sd; fluid on both images (level moved) or only on one."""
+    below = np.zeros_like(m)
+    for c_ in reg_cols:
+        rb = int(m.shape[0] - 1 - np.argmax(m[::-1, c_]))
+        below[rb + 3 : rb + 12, c_] = True
+    less = mapped if reg.sign > 0 else cw  # the image with less of the change
+    o_below = float((less[below].mean() - less[m].mean()) / sigma) if below.any() else 0.0
+    d_below = float(sd[below].mean() / sigma) if below.any() else 0.0
+    return d_below, o_below
+
+
+def _texture_signs(s: _Signs, at: _Where, tex_c: np.ndarray, tex_p: np.ndarray, feats: dict[str, object]) -> None:
+    """Lung markings and pleural signs into `s` (and `feats`): lost where air has replaced lung
+    (a pneumothorax seen as texture loss; ribs may stay, so one sign among others, never required)."""
+    m, side_mask = at.m, at.side_mask
+    t_c, t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
+    s.t_c = t_c
+    s.markings_lost_now = t_c < T.MARKINGS_LOST and t_p > t_c + T.MARKINGS_DROP
+    s.markings_lost_before = t_p < T.MARKINGS_LOST and t_c > t_p + T.MARKINGS_DROP
+    feats.update(tex_c=round(t_c, 2), tex_p=round(t_p, 2))
+    s.touches = float(s.dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
+    # featureless (no lung markings) band right next to the region on each image: the rest of a
+    # pneumothorax that was there before (worsened) or is still there (improved)
+    near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
+    fl_p = float(np.mean(tex_p[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+    fl_c = float(np.mean(tex_c[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+    s.ptx_before = s.strip_p >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_p >= T.FEATURELESS_NEAR
+    s.ptx_still = s.strip_c >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_c >= T.FEATURELESS_NEAR
+    aspect = max(s.h, s.w) / max(1, min(s.h, s.w))
+    # a pneumothorax's change is a band along the pleura (a crescent), never a round blob
+    s.crescent = not (s.solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT)
+    feats.update(crescent=bool(s.crescent), touch=bool(s.touches), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2),
+                 c_sym=round(s.c_sym, 1), p_sym=round(s.p_sym, 1), t_prior=round(s.t_prior, 2), mirror=s.mirror)
+
+
+def _type_change(sign: int, s: _Signs) -> tuple[FindingType, Change, bool]:
+    """The sign rules: (finding, change, typed) for a region denser (`sign` > 0) or more lucent
+    now; typed False where the signs could not type it (its confidence is capped)."""
+    finding: FindingType
+    change: Change
+    typed = True
+    edge, crescent, touches, opacity = s.edge, s.crescent, s.touches, s.opacity
+    if sign > 0:  # denser now
+        lucent_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym <= -T.LUCENT_NOW_SIGMA
+        if (s.markings_lost_before and (s.p_core < 0 or (edge and crescent and s.p_sym <= -T.LUCENT_NOW_SIGMA))) or (
+                lucent_before and edge and not s.basal and crescent and (touches or s.ptx_still)):
+            # air at the edge on the prior, lung (markings) back now: a pneumothorax that shrank
+            finding = FindingType.pneumothorax
+            change = Change.improved if s.ptx_still else Change.resolved
+        elif opacity == FindingType.effusion:
+            finding = opacity
+            change = Change.worsened if s.fluid_both else Change.new
+        else:
+            finding = opacity
+            before = s.p_core >= T.OPACITY_BEFORE_SIGMA and s.p_core > T.WORSENED_PRIOR_SHARE * s.c_core
+            change = Change.worsened if (before or s.persists) else Change.new
+    else:  # more lucent now
+        opacity_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym >= T.OPACITY_BEFORE_SIGMA
+        lucent_now = s.t_prior < T.PRIOR_ABNORMAL_SHARE and s.c_sym <= -T.LUCENT_NOW_SIGMA
+        if s.markings_lost_now and (edge or s.t_c < T.MARKINGS_LOST - 0.1):
+            finding = FindingType.pneumothorax
+            change = Change.worsened if s.ptx_before else Change.new
+        elif opacity == FindingType.effusion and (opacity_before or s.fluid_both):
+            # dependent: a basal lucency on an upright film is fluid going, never air
+            finding = opacity
+            change = Change.improved if s.fluid_both else Change.resolved
+        elif edge and crescent and (touches or s.ptx_before) and (lucent_now or not opacity_before):
+            # new air against the chest wall at the apex or lateral edge, where there was no
+            # opacity: a pneumothorax (never read as an opacity improving)
+            finding = FindingType.pneumothorax
+            change = Change.worsened if s.ptx_before and not touches else Change.new
+            typed = lucent_now
+        elif opacity_before or s.persists or not edge or not crescent:
+            if not (opacity_before or s.persists) and not lucent_now:
+                finding, change, typed = FindingType.other, Change.improved, False
+            else:
+                # an opacity that was there and is less now: typed by the prior's shape
+                finding = opacity
+                change = Change.improved if (s.persists or s.c_core > 0.45 * s.p_core) else Change.resolved
+        else:
+            # a lucency at the edge that the signs cannot type: errs towards a pneumothorax
+            finding, change, typed = FindingType.pneumothorax, Change.new, False
+    return finding, change, typed
 
 
 # Helpers -------------------------------------------------------------------------------
