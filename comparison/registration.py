@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.9"  # 0.4.8 plus the refusals and corrections of issue 28 (orientation, views, another person, devices)
+ENGINE_VERSION = "0.4.10"  # 0.4.9 (issue 28 refusals: orientation, views, devices) with a doubtful identity a note, not a refusal
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -200,7 +200,7 @@ class RegistrationEngine:
         cw, mapped, lungs, lungs_c, roi, quality = al.cw, al.mapped, al.lungs, al.lungs_c, al.roi, al.quality
         metric, fit_ok, exposure_resid = al.metric, al.fit_ok, al.exposure_resid
         notes: list[str] = []
-        refused = self._refusal(al, notes)
+        refused, identity_doubt = self._refusal(al, notes)
         if refused is not None:
             return refused
         spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
@@ -232,6 +232,9 @@ class RegistrationEngine:
             findings = by_rules
         findings, caution = _cautious(findings, ctx)
         notes += caution
+        if identity_doubt:
+            findings = [f.model_copy(update={"confidence": float(max(0.05, f.confidence * T.IDENTITY_DOUBT_CONFIDENCE))})
+                        for f in findings]
         if devices.any():
             findings.append(_device_finding(devices, lungs, cur_shape))
             notes.append("A new tube or line (thin, very dense) was found on the current: reported as a support "
@@ -249,23 +252,27 @@ class RegistrationEngine:
         )
         return ComparisonOutput(result=result, heatmap=heat, timings=timings)
 
-    def _refusal(self, al: "Aligned", notes: list[str]) -> ComparisonOutput | None:
-        """The not-compared answer when the pair cannot be registered or is not one person's
-        (None: compare it); a doubtful identity on a poor registration is only a note."""
+    def _refusal(self, al: "Aligned", notes: list[str]) -> tuple[ComparisonOutput | None, bool]:
+        """(the not-compared answer when the pair cannot be registered, else None; whether the
+        prior's identity is in doubt). A doubtful identity is a note and lower confidence, never a
+        refusal: on independent generators the anatomy match refused one person's pairs far more
+        often than it caught another person's (`SAME_PERSON_REFUSES`)."""
         quality, metric = al.quality, al.metric
         if quality < T.REG_QUALITY_FAIL:
             return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
-                                      "not compared; compare them by eye", metric=metric)
+                                      "not compared; compare them by eye", metric=metric), False
         identity = same_person_score(al)
-        if identity < T.SAME_PERSON_MIN and quality < T.REG_QUALITY_WARN:
-            notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}): the registration "
-                         "is limited, or the prior is not this patient's; check that it is.")
-        elif identity < T.SAME_PERSON_MIN:
+        if identity >= T.SAME_PERSON_MIN:
+            return None, False
+        if T.SAME_PERSON_REFUSES and quality >= T.REG_QUALITY_WARN:
             return self._not_compared(
                 f"the prior does not appear to be the same patient (its anatomy matches the current's at "
                 f"{identity:.2f} after registration; one person's pairs match at {T.SAME_PERSON_MIN:.2f} or more): "
-                "check which patient the prior belongs to", metric=metric)
-        return None
+                "check which patient the prior belongs to", metric=metric), True
+        notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}, one person's pairs "
+                     f"usually {T.SAME_PERSON_MIN:.2f} or more): the registration is limited, or the prior is not this "
+                     "patient's; check that it is. Confidence lowered.")
+        return None, True
 
     def _read(self, reader: Reader, al: "Aligned", spacing: float, regions: list[_Region], q: float,
               cur_shape: tuple[int, ...], by_rules: list[FindingResult], sigma: float,
