@@ -367,6 +367,72 @@ def _write(path: Path, pixels: np.ndarray, *, patient_id: str, sex: str, birth: 
     return path
 
 
+def _truth_terms(lesion: FindingType | str | None, change: Change | str, side: Side | str, zone: Zone | str,
+                 with_prior: bool) -> tuple[FindingType | None, Change, Side, Zone, bool]:
+    """make_pair's arguments as vocabulary: "none" is no lesion, an effusion sits in the lower
+    zone, a no_prior change is a new lesion written without a prior."""
+    les = None if lesion in (None, "none", "") else FindingType(lesion)  # type: ignore[arg-type]
+    chg = Change(change)
+    sd, zn = Side(side), Zone(zone)
+    if les == FindingType.effusion:
+        zn = Zone.lower
+    if chg == Change.no_prior:
+        with_prior, chg = False, Change.new
+    return les, chg, sd, zn, with_prior
+
+
+def _lesion_radius(les: FindingType | None, px_mm: float) -> float:
+    """How far from the lung's edge a lesion's centre is placed (pixels): 12 mm for a nodule, else 30 mm."""
+    return 12.0 / px_mm if les in (FindingType.nodule, None) else 30.0 / px_mm
+
+
+def _pair_key(patient_id: str, seed: int, les: FindingType | None, chg: Change, sd: Side, zn: Zone,
+              with_prior: bool, scale: float, today: dt.date, matrix: float, prior_person: int,
+              current_device: bool) -> tuple[object, ...]:
+    """What the pair's UIDs and accession numbers are derived from. Options at their defaults
+    add nothing, so the UIDs of pairs written before they existed do not change."""
+    key: tuple[object, ...] = (patient_id, seed, les, chg, sd, zn, with_prior, scale, today.isoformat())
+    if abs(matrix - 1.0) > 1e-6:
+        key += (matrix,)
+    if prior_person or current_device:
+        key += (prior_person, current_device)
+    return key
+
+
+def _urgent(les: FindingType | None, chg: Change, large: bool) -> bool:
+    """What an engine should flag for this pair (DESIGN.md's urgent rule, with a prior)."""
+    return les is not None and (
+        (les == FindingType.pneumothorax and chg in APPEARING)
+        or (les == FindingType.effusion and chg == Change.new and large)
+    )
+
+
+def _acquire_current(cur: np.ndarray, lungs: LungFields, px_mm: float, device: bool, nz: Nuisance,
+                     rng: np.random.Generator, matrix: float) -> tuple[np.ndarray, float]:
+    """The current's acquisition: an optional central line, the nuisance (pose, exposure, noise),
+    and another detector grid when `matrix` != 1; (pixels, their spacing in mm)."""
+    if device:
+        cur = cur - _central_line(cur.shape, lungs, px_mm)  # MONOCHROME1 stored values: denser is lower
+    cur = _apply_nuisance(cur, nz, rng)
+    cur_mm = px_mm
+    if abs(matrix - 1.0) > 1e-6:
+        cur = _resize(cur, max(16, int(round(cur.shape[0] * matrix))), max(16, int(round(cur.shape[1] * matrix))))
+        cur_mm = px_mm / matrix
+    return cur, cur_mm
+
+
+def _write_prior(path: Path, pri: np.ndarray, key: tuple[object, ...], patient_id: str, sex: str, birth: str,
+                 study_date: dt.date, px_mm: float, seed: int) -> tuple[str, str, tuple[Path, ...]]:
+    """Add the prior's own noise and write the prior study; (its StudyInstanceUID, its AccessionNumber, its paths)."""
+    pri = pri + np.random.default_rng(seed + 7919).normal(0.0, 80.0, pri.shape)
+    prior_uid = _uid(*key, "study-prior")
+    prior_acc = "P" + _uid(*key, "acc-prior").split(".")[-1][-10:]
+    paths = (_write(path, pri, patient_id=patient_id, sex=sex, birth=birth, accession=prior_acc,
+                    study_date=study_date, study_uid=prior_uid, series_uid=_uid(*key, "series-prior"),
+                    sop_uid=_uid(*key, "sop-prior"), spacing_mm=px_mm, desc="PA"),)
+    return prior_uid, prior_acc, paths
+
+
 def make_pair(
     out_dir: str | Path,
     patient_id: str,
@@ -403,36 +469,20 @@ def make_pair(
     if not 0.25 <= matrix <= 4.0:
         raise ValueError(f"matrix must be within 0.25..4, not {matrix}")
     out = Path(out_dir)
-    les = None if lesion in (None, "none", "") else FindingType(lesion)  # type: ignore[arg-type]
-    chg = Change(change)
-    sd, zn = Side(side), Zone(zone)
-    if les == FindingType.effusion:
-        zn = Zone.lower
-    if chg == Change.no_prior:
-        with_prior, chg = False, Change.new
+    les, chg, sd, zn, with_prior = _truth_terms(lesion, change, side, zone, with_prior)
     rng = np.random.default_rng(seed)
     base, lungs = _base(scale)
     px_mm = BASE_SPACING_MM / scale
     sev_prior, sev_cur = _SEVERITY[chg]
     if les is None:
         sev_prior = sev_cur = 0.0
-    centre = _place(lungs, sd, zn, 12.0 / px_mm if les in (FindingType.nodule, None) else 30.0 / px_mm, rng)
+    centre = _place(lungs, sd, zn, _lesion_radius(les, px_mm), rng)
     geom_seed = int(rng.integers(1 << 31))
     nz = nuisance if nuisance is not None else Nuisance.random(rng, nuisance_strength)
     cur = _render(base, lungs, les, sev_cur, sd, zn, centre, px_mm, geom_seed)
-    if current_device:
-        cur = cur - _central_line(cur.shape, lungs, px_mm)  # MONOCHROME1 stored values: denser is lower
-    cur = _apply_nuisance(cur, nz, rng)
-    cur_mm = px_mm
-    if abs(matrix - 1.0) > 1e-6:
-        cur = _resize(cur, max(16, int(round(cur.shape[0] * matrix))), max(16, int(round(cur.shape[1] * matrix))))
-        cur_mm = px_mm / matrix
+    cur, cur_mm = _acquire_current(cur, lungs, px_mm, current_device, nz, rng, matrix)
     today = current_date or dt.date.today()
-    key: tuple[object, ...] = (patient_id, seed, les, chg, sd, zn, with_prior, scale, today.isoformat())
-    if abs(matrix - 1.0) > 1e-6:
-        key += (matrix,)
-    if prior_person or current_device:
-        key += (prior_person, current_device)
+    key = _pair_key(patient_id, seed, les, chg, sd, zn, with_prior, scale, today, matrix, prior_person, current_device)
     acc = "A" + _uid(*key, "acc").split(".")[-1][-10:]
     cur_uid = _uid(*key, "study-cur")
     cur_path = _write(out / patient_id / "current.dcm", cur, patient_id=patient_id, sex=sex, birth=birth_date,
@@ -441,26 +491,17 @@ def make_pair(
     prior_paths: tuple[Path, ...] = ()
     prior_uid = prior_acc = None
     if with_prior:
-        if prior_person:
+        if prior_person:  # another person's chest under this patient's identifiers
             base_p, lungs_p = _base(scale, prior_person)
-            centre_p = _place(lungs_p, sd, zn, 12.0 / px_mm if les in (FindingType.nodule, None) else 30.0 / px_mm,
-                              np.random.default_rng(seed + 1))
+            centre_p = _place(lungs_p, sd, zn, _lesion_radius(les, px_mm), np.random.default_rng(seed + 1))
             pri = _render(base_p, lungs_p, les, sev_prior, sd, zn, centre_p, px_mm, geom_seed)
         else:
             pri = _render(base, lungs, les, sev_prior, sd, zn, centre, px_mm, geom_seed)
-        pri = pri + np.random.default_rng(seed + 7919).normal(0.0, 80.0, pri.shape)
-        prior_uid = _uid(*key, "study-prior")
-        prior_acc = "P" + _uid(*key, "acc-prior").split(".")[-1][-10:]
-        prior_paths = (_write(out / patient_id / "prior.dcm", pri, patient_id=patient_id, sex=sex, birth=birth_date,
-                              accession=prior_acc, study_date=today - dt.timedelta(days=interval_days),
-                              study_uid=prior_uid, series_uid=_uid(*key, "series-prior"),
-                              sop_uid=_uid(*key, "sop-prior"), spacing_mm=px_mm, desc="PA"),)
+        prior_uid, prior_acc, prior_paths = _write_prior(out / patient_id / "prior.dcm", pri, key, patient_id, sex,
+                                                         birth_date, today - dt.timedelta(days=interval_days), px_mm, seed)
     gt_change = chg if with_prior else Change.no_prior
     large = les == FindingType.effusion and sev_cur >= 1.0
-    urgent = with_prior and les is not None and (
-        (les == FindingType.pneumothorax and chg in APPEARING)
-        or (les == FindingType.effusion and chg == Change.new and large)
-    )
+    urgent = with_prior and _urgent(les, chg, large)
     return PairSpec(
         patient_id=patient_id, accession=acc, current_paths=(cur_path,), prior_paths=prior_paths,
         current_study_uid=cur_uid, prior_study_uid=prior_uid, prior_accession=prior_acc,
