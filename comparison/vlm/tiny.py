@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 # A vocabulary that lets random weights at least emit the words a parser looks for.
 _WORDS = (
@@ -57,21 +58,30 @@ def build_tiny_llava(
         Torch seed for the random weights (same seed, same weights).
     """
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import LlavaForConditionalGeneration
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     vocab = {tok: i for i, tok in enumerate(SPECIALS + _WORDS)}
+    processor = _processor(_tokenizer(vocab), image_size, patch_size)
+    config = _config(vocab, image_size, patch_size, hidden_size, layers)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = vocab["<pad>"]
+    model.generation_config.eos_token_id = vocab["</s>"]
+    model.generation_config.bos_token_id = vocab["<s>"]
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "priorwatch_tiny.json").write_text(json.dumps({"what": "tiny random LLaVA for tests", "seed": seed}))
+    return out
+
+
+def _tokenizer(vocab: dict[str, int]) -> Any:
+    """A word-level fast tokenizer over `vocab` (`<image>` kept whole), left-padded for generation."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split("<image>", behavior="isolated"), pre_tokenizers.Whitespace()]
@@ -88,6 +98,12 @@ def build_tiny_llava(
         extra_special_tokens={"image_token": "<image>"},
     )
     tokenizer.padding_side = "left"  # decoder-only: left padding for batched generation
+    return tokenizer
+
+
+def _processor(tokenizer: Any, image_size: int, patch_size: int) -> Any:
+    """The LLaVA processor: CLIP image processing (PIL) plus the tokenizer and chat template."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size},
@@ -95,7 +111,7 @@ def build_tiny_llava(
         do_center_crop=True,
         do_convert_rgb=True,
     )
-    processor = LlavaProcessor(
+    return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=patch_size,
@@ -103,6 +119,11 @@ def build_tiny_llava(
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def _config(vocab: dict[str, int], image_size: int, patch_size: int, hidden_size: int, layers: int) -> Any:
+    """The LlavaConfig: a CLIP vision tower and a Llama text model, both `hidden_size` wide and `layers` deep."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vision = CLIPVisionConfig(
         hidden_size=hidden_size,
@@ -125,7 +146,7 @@ def build_tiny_llava(
         eos_token_id=vocab["</s>"],
         pad_token_id=vocab["<pad>"],
     )
-    config = LlavaConfig(
+    return LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_index=vocab["<image>"],
@@ -133,12 +154,3 @@ def build_tiny_llava(
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = vocab["<pad>"]
-    model.generation_config.eos_token_id = vocab["</s>"]
-    model.generation_config.bos_token_id = vocab["<s>"]
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    (out / "priorwatch_tiny.json").write_text(json.dumps({"what": "tiny random LLaVA for tests", "seed": seed}))
-    return out
