@@ -21,15 +21,15 @@ the one place the worker applies it too.
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import fisher_exact
 
 from monitoring.concordance import FINDING_INDEX
-from monitoring.metrics import two_proportion_p, wilson
+from monitoring.metrics import wilson
 from monitoring.settings import MonitoringSettings
 from priorwatch.recalibration import apply_map
 
@@ -210,14 +210,15 @@ def tests(cc: pd.DataFrame, rc: pd.DataFrame, ms: MonitoringSettings, as_of: Any
             if len(w) < ms.calibration_min_count:
                 continue
             exp = mapped(w["raw_confidence"].to_numpy(), a, b)
-            o, e, v = float(w["correct"].sum()), float(exp.sum()), float((exp * (1 - exp)).sum())
-            z = (o - e) / math.sqrt(v) if v > 0 else 0.0
+            o, e = float(w["correct"].sum()), float(exp.sum())
             out.append({"kind": "calibration", "finding": typ, "window": name, "n": int(len(w)),
                         "right": o / len(w), "expected": e / len(w), "gap": (o - e) / len(w),
-                        "mean_confidence": float(w["confidence"].mean()), "p": math.erfc(abs(z) / math.sqrt(2))})
+                        "mean_confidence": float(w["confidence"].mean()), "p": poisson_binomial_p(exp, int(o))})
         if len(g) >= ms.calibration_min_count:
             k1, n1, k2, n2 = int(g["correct"].sum()), len(g), int(r["correct"].sum()), len(r)
-            p = float(two_proportion_p(k1, n1, k2, n2)[0])
+            # Fisher's exact test, one-sided (current PPV lower): PPVs near 1 with tens of claims are where the
+            # normal approximation calls two or three struck claims significant.
+            p = float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="less")[1])
             out.append({"kind": "ppv_drop", "finding": typ, "window": "current", "n": n1, "right": k1 / n1,
                         "expected": k2 / n2, "gap": k1 / n1 - k2 / n2, "mean_confidence": float(g["confidence"].mean()),
                         "p": p})
@@ -227,6 +228,17 @@ def tests(cc: pd.DataFrame, rc: pd.DataFrame, ms: MonitoringSettings, as_of: Any
         big = abs(t["gap"]) >= thr if t["kind"] == "calibration" else -t["gap"] >= thr
         t["flagged"] = bool(big and t["p"] < ms.alpha / m)
     return out
+
+
+def poisson_binomial_p(probs: np.ndarray, k: int) -> float:
+    """Exact two-sided p of k successes among independent Bernoulli(probs): twice the smaller tail. The
+    normal approximation fails exactly where it matters here (expected rates near 1, tens of claims)."""
+    pmf = np.zeros(len(probs) + 1)
+    pmf[0] = 1.0
+    for q in np.asarray(probs, float):
+        pmf[1:] = pmf[1:] * (1 - q) + pmf[:-1] * q
+        pmf[0] *= 1 - q
+    return float(min(1.0, 2 * min(pmf[: k + 1].sum(), pmf[k:].sum())))
 
 
 def conditions(cal: dict[str, Any] | None, ms: MonitoringSettings) -> list[dict[str, Any]]:

@@ -133,6 +133,7 @@ def test_proposal_lowers_ece_on_the_later_window_and_changes_nothing_until_accep
     assert m["ece_after"] < 0.6 * m["ece_before"]
     assert m["ece_before"] > 0.15
     assert "consolidation" in json.loads(prop.params_json)
+    assert "effusion" not in json.loads(prop.params_json)  # calibrated on the fit window: left alone
     assert _audits(stream, "recal_propose")[-1]["recalibration_id"] == prop.id
     with pytest.raises(recal_core.RecalibrationError):  # the evaluation window must come after the fit's
         propose(engine, (_t(EVENT_DAY), _t(EVENT_DAY + 6)), (_t(EVENT_DAY + 5), _t(EVENT_DAY + 10)), MS, "qa1")
