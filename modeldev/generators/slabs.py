@@ -504,48 +504,130 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
         y, u, M = F.get(depth)
         return y[:, None], u[None, :], M
 
-    # body
-    yv, uv, _ = grid(0.0)
-    body = interval(yv, uv, lambda y: (0 * y, 0 * y, *body_dims(P, y), 2.4), view)
-    body_len = ilen(body)
-    W += body_len * (1.0 - 0.05 * P["fat"])
-
-    # spine (bony column, discs, pedicles)
-    ysp, usp, _ = grid(-BD + 40 if view == "F" else 0.0)
-    vb = interval(ysp, usp, lambda y: spine_params(P, y), view)
-    vb_in = interval(ysp, usp, lambda y: (lambda c: (c[0], c[1], c[2] - 2.5, c[3] - 2.5, c[4]))(spine_params(P, y)), view)
-    period = P["vert_h"] + 5.0
-    ph = np.mod(ysp + 40.0, period) / period
-    disc = (ph > P["vert_h"] / period).astype(float)
-    bone_vb = (ilen(vb) - ilen(vb_in)) * 0.3 + ilen(vb_in) * 0.07
-    bone_vb = bone_vb * (1 - 0.8 * disc)
-    B += bone_vb
-    W -= bone_vb
-    if view == "F":
-        # pedicles (small dense ovals) and spinous processes
-        for sx in (-1, 1):
-            ped = interval(ysp, usp, lambda y: (sx * spine_params(P, y)[2] * 0.72, -BD + 20 + 0 * y, 4.5 + 0 * y, 12.0 + 0 * y, 2.0), view)
-            pm = np.exp(-((ph - 0.3) / 0.16) ** 2)
-            B += ilen(ped) * 0.22 * pm
-        sp = interval(ysp, usp, lambda y: (0 * y, -BD + 8 + 0 * y, 4.0 + 0 * y, 10.0 + 0 * y, 2.0), view)
-        B += ilen(sp) * 0.15 * np.exp(-((ph - 0.6) / 0.2) ** 2)
+    body_len, vb = _paths_body_spine(P, view, BD, grid, W, B)
 
     # thoracic structures use reference heights (inspiration)
-    excl_common = []
-    yh, uh, _ = grid(30.0 if view == "F" else 10.0)
-    yhr = insp_ref(yh, P, ex)
-    heart = interval(yhr, uh, lambda y: heart_params(P, y), view)
-    W += 0.0
-    excl_common.append(heart)
-    ym, um, _ = grid(5.0 if view == "F" else 0.0)
-    ymr = insp_ref(ym, P, ex)
-    med = interval(ymr, um, lambda y: medsup_params(P, y), view)
-    excl_common.append(med)
-    ya, ua, _ = grid(-BD + 62 if view == "F" else 15.0)
-    aorta = interval(insp_ref(ya, P, ex), ua, lambda y: aorta_params(P, y), view)
-    excl_common.append(aorta)
-    excl_common.append(vb)
+    excl_common = _paths_excluded(P, ex, view, BD, grid, vb, W)
 
+    lung_air, lung_mask = _paths_lungs(P, ex, view, grid, side_depth, findings, W, excl_common, ny, nx, info)
+    W -= lung_air * (1.0 - LUNG_RHO)
+
+    _paths_airways(P, ex, view, grid, W, body_len, ny, nx)
+
+    _paths_breasts(P, view, BD, grid, W)
+
+    # ribs (elliptical rings; the slab keeps the part of the ring where the rib passes)
+    rib_bone(P, ex, F, B, W, view)
+    # clavicles, scapulae, humeral heads
+    shoulder_bones(P, ex, F, B, W, view)
+
+    _paths_vessels(P, ex, view, grid, side_depth, lung_mask, W, ny, nx)
+
+    info["lung_masks_anat"] = {k: lung_mask.get("full_" + k, lung_mask[k]).copy() for k in ("left", "right")}
+    # lesions (frontal only)
+    if view == "F":
+        info.update(render_lesions(P, ex, F, findings, W, lung_mask, grid))
+    # devices
+    if devices and view == "F":
+        render_devices(P, ex, F, devices, MT, W, grid)
+
+    W = np.maximum(W, 0.0)
+    info["body_len"] = body_len
+    info["lung_masks"] = {k: v for k, v in lung_mask.items() if k in ("left", "right")}
+    info["lung_air"] = lung_air
+    return W, B, MT, info
+
+
+def _paths_vessels(P, ex, view, grid, side_depth, lung_mask, W, ny, nx):
+    """Pulmonary vessels (and the hilar shadows on a frontal) into W, faded at the lung edge."""
+    # vessels
+    ves = np.zeros((ny, nx))
+    for s in (-1, 1):
+        side = "left" if s > 0 else "right"
+        yl, ul, Ml = grid(-12.0 if view == "F" else side_depth(s))
+        x0 = ul[0, 0]
+        px = ul[0, 1] - ul[0, 0]
+        yref = insp_ref(yl, P, ex)
+        y0 = yref[0, 0]
+        py = yref[1, 0] - yref[0, 0]
+        ras, ru0, ry0, rp = vessel_raster(P, s, view)
+        ci = (yref[:, 0] - ry0) / rp
+        cj = (ul[0, :] - ru0) / rp
+        CI, CJ = np.broadcast_arrays(ci[:, None], cj[None, :])
+        acc = ndi.map_coordinates(ras, [CI.ravel(), CJ.ravel()], order=1, mode="constant", cval=0.0).reshape(ny, nx)
+        lm = lung_mask[side]
+        ves += acc * np.clip(lm / 35.0, 0, 1) ** 0.7
+        if view == "F":
+            # hilar pulmonary arteries / veins: a dense lobulated shadow at the hilum
+            _, _, Hs = lung_geom(P, s)
+            hx = s * P["hilum_x"][0 if s < 0 else 1]
+            hy = P["hilum_f"][0 if s < 0 else 1] * Hs
+            q = ((ul - hx - s * 4) / 13.0) ** 2 + ((yref - hy - 6) / 24.0) ** 2
+            ves += 16.0 * np.exp(-1.5 * q) * np.clip(lm / 35.0, 0, 1)
+    W += ves * (1.05 - LUNG_RHO) * 2.2
+
+
+def _paths_breasts(P, view, BD, grid, W):
+    """Breast soft tissue into W (none when breast_r is 0)."""
+    # breasts
+    if P["breast_r"] > 0:
+        for s in (-1, 1):
+            _, _, HR = lung_geom(P, s)
+            r = P["breast_r"]
+            if view == "F":
+                yb, ub, _ = grid(BD + 10)
+                cx, cy = s * (P["CW"] * 0.55), 0.62 * HR + 0.2 * r
+                ry = np.where(yb < cy, 2.6 * r, 0.85 * r)
+                q = 1 - ((ub - cx) / (1.15 * r)) ** 2 - ((yb - cy) / ry) ** 2
+                wup = np.clip(1.0 - (cy - yb) / (2.6 * r), 0.0, 1.0)
+                W += 2 * 0.6 * r * np.sqrt(np.maximum(q, 0)) * np.where(yb < cy, wup, 1.0)
+            else:
+                yb, ub, _ = grid(s * P["CW"] * 0.55)
+                cz, cy = BD + 0.35 * r, 0.62 * HR + 0.2 * r
+                q = 1 - ((ub - cz) / (0.75 * r)) ** 2 - ((yb - cy) / (0.85 * r)) ** 2
+                W += 2 * 0.45 * r * np.sqrt(np.maximum(q, 0))
+
+
+def _paths_airways(P, ex, view, grid, W, body_len, ny, nx):
+    """Trachea, main bronchi and the gastric bubble (frontal), or the tracheal air column (lateral), out of W."""
+    # trachea and main bronchi (air inside mediastinum)
+    if view == "F":
+        yt, ut, _ = grid(0.0)
+        ytr = insp_ref(yt, P, ex)
+        air = np.zeros((ny, nx))
+        x0, y0 = ut[0, 0], ytr[0, 0]
+        py = (ytr[1, 0] - ytr[0, 0])
+        px = (ut[0, 1] - ut[0, 0])
+        _, _, HR = lung_geom(P, -1)
+        car = 0.30 * HR
+        tr = [(1.0, -260.0), (2.0, -60.0), (3.0, car)]
+        tmp = np.zeros((ny, nx))
+        for pts, rr in ((tr, 8.5), ([(3.0, car), (-38.0, car + 25)], 6.0), ([(3.0, car), (40.0, car + 35)], 5.5)):
+            t1 = np.zeros((ny, nx))
+            for a_, b_ in zip(pts[:-1], pts[1:]):
+                t2 = np.zeros((ny, nx))
+                seg_chord_aniso(t2, x0, y0, px, py, a_, b_, rr, rr)
+                np.maximum(t1, t2, out=t1)
+            np.maximum(tmp, t1, out=tmp)
+        W -= np.minimum(tmp, body_len * 0.3) * 0.95
+        # gastric bubble under the left dome
+        yb, ub, _ = grid(10.0)
+        ybr = insp_ref(yb, P, ex)
+        r = P["bubble_r"]
+        cxb, cyb = 0.5 * (P["CW"] - P["wall"]), P["dome_L"] + 8.0 + r * 0.9
+        d2 = ((ub - cxb) ** 2 + (ybr - cyb) ** 2)
+        ch = 2 * np.sqrt(np.maximum(r * r - d2, 0)) * (ybr < cyb + 0.2 * r)
+        W -= ch * 0.95
+    else:
+        yt, ut, _ = grid(0.0)
+        ytr = insp_ref(yt, P, ex)
+        _, _, HR = lung_geom(P, -1)
+        ch = 2 * np.sqrt(np.maximum(9.0 ** 2 - (ut - 5.0 + 0.02 * ytr) ** 2, 0)) * (ytr < 0.33 * HR)
+        W -= ch * 0.9
+
+
+def _paths_lungs(P, ex, view, grid, side_depth, findings, W, excl_common, ny, nx, info):
+    """Each lung's air path (a pneumothorax retracts it, its pleural space air) out of W; (summed lung air, lung masks)."""
     lung_air = np.zeros((ny, nx))
     lung_mask = {}
     ptx = {f["side"]: f for f in findings if f["finding"] == "pneumothorax"}
@@ -602,105 +684,56 @@ def render_paths(P, ex, findings, devices, ny, nx, pitch):
         full_ll[r0:r1, c0:c1] = ll
         lung_mask[side] = full_ll
         lung_air += full_ll
-    W -= lung_air * (1.0 - LUNG_RHO)
+    return lung_air, lung_mask
 
-    # trachea and main bronchi (air inside mediastinum)
+
+def _paths_excluded(P, ex, view, BD, grid, vb, W):
+    """Heart, upper mediastinum, aorta and spine intervals, cut out of the lungs (reference heights: inspiration)."""
+    excl_common = []
+    yh, uh, _ = grid(30.0 if view == "F" else 10.0)
+    yhr = insp_ref(yh, P, ex)
+    heart = interval(yhr, uh, lambda y: heart_params(P, y), view)
+    W += 0.0
+    excl_common.append(heart)
+    ym, um, _ = grid(5.0 if view == "F" else 0.0)
+    ymr = insp_ref(ym, P, ex)
+    med = interval(ymr, um, lambda y: medsup_params(P, y), view)
+    excl_common.append(med)
+    ya, ua, _ = grid(-BD + 62 if view == "F" else 15.0)
+    aorta = interval(insp_ref(ya, P, ex), ua, lambda y: aorta_params(P, y), view)
+    excl_common.append(aorta)
+    excl_common.append(vb)
+    return excl_common
+
+
+def _paths_body_spine(P, view, BD, grid, W, B):
+    """Body outline and the spine (bodies, discs, pedicles, spinous processes) into W and B; (body path length, vertebral interval)."""
+    # body
+    yv, uv, _ = grid(0.0)
+    body = interval(yv, uv, lambda y: (0 * y, 0 * y, *body_dims(P, y), 2.4), view)
+    body_len = ilen(body)
+    W += body_len * (1.0 - 0.05 * P["fat"])
+
+    # spine (bony column, discs, pedicles)
+    ysp, usp, _ = grid(-BD + 40 if view == "F" else 0.0)
+    vb = interval(ysp, usp, lambda y: spine_params(P, y), view)
+    vb_in = interval(ysp, usp, lambda y: (lambda c: (c[0], c[1], c[2] - 2.5, c[3] - 2.5, c[4]))(spine_params(P, y)), view)
+    period = P["vert_h"] + 5.0
+    ph = np.mod(ysp + 40.0, period) / period
+    disc = (ph > P["vert_h"] / period).astype(float)
+    bone_vb = (ilen(vb) - ilen(vb_in)) * 0.3 + ilen(vb_in) * 0.07
+    bone_vb = bone_vb * (1 - 0.8 * disc)
+    B += bone_vb
+    W -= bone_vb
     if view == "F":
-        yt, ut, _ = grid(0.0)
-        ytr = insp_ref(yt, P, ex)
-        air = np.zeros((ny, nx))
-        x0, y0 = ut[0, 0], ytr[0, 0]
-        py = (ytr[1, 0] - ytr[0, 0])
-        px = (ut[0, 1] - ut[0, 0])
-        _, _, HR = lung_geom(P, -1)
-        car = 0.30 * HR
-        tr = [(1.0, -260.0), (2.0, -60.0), (3.0, car)]
-        tmp = np.zeros((ny, nx))
-        for pts, rr in ((tr, 8.5), ([(3.0, car), (-38.0, car + 25)], 6.0), ([(3.0, car), (40.0, car + 35)], 5.5)):
-            t1 = np.zeros((ny, nx))
-            for a_, b_ in zip(pts[:-1], pts[1:]):
-                t2 = np.zeros((ny, nx))
-                seg_chord_aniso(t2, x0, y0, px, py, a_, b_, rr, rr)
-                np.maximum(t1, t2, out=t1)
-            np.maximum(tmp, t1, out=tmp)
-        W -= np.minimum(tmp, body_len * 0.3) * 0.95
-        # gastric bubble under the left dome
-        yb, ub, _ = grid(10.0)
-        ybr = insp_ref(yb, P, ex)
-        r = P["bubble_r"]
-        cxb, cyb = 0.5 * (P["CW"] - P["wall"]), P["dome_L"] + 8.0 + r * 0.9
-        d2 = ((ub - cxb) ** 2 + (ybr - cyb) ** 2)
-        ch = 2 * np.sqrt(np.maximum(r * r - d2, 0)) * (ybr < cyb + 0.2 * r)
-        W -= ch * 0.95
-    else:
-        yt, ut, _ = grid(0.0)
-        ytr = insp_ref(yt, P, ex)
-        _, _, HR = lung_geom(P, -1)
-        ch = 2 * np.sqrt(np.maximum(9.0 ** 2 - (ut - 5.0 + 0.02 * ytr) ** 2, 0)) * (ytr < 0.33 * HR)
-        W -= ch * 0.9
-
-    # breasts
-    if P["breast_r"] > 0:
-        for s in (-1, 1):
-            _, _, HR = lung_geom(P, s)
-            r = P["breast_r"]
-            if view == "F":
-                yb, ub, _ = grid(BD + 10)
-                cx, cy = s * (P["CW"] * 0.55), 0.62 * HR + 0.2 * r
-                ry = np.where(yb < cy, 2.6 * r, 0.85 * r)
-                q = 1 - ((ub - cx) / (1.15 * r)) ** 2 - ((yb - cy) / ry) ** 2
-                wup = np.clip(1.0 - (cy - yb) / (2.6 * r), 0.0, 1.0)
-                W += 2 * 0.6 * r * np.sqrt(np.maximum(q, 0)) * np.where(yb < cy, wup, 1.0)
-            else:
-                yb, ub, _ = grid(s * P["CW"] * 0.55)
-                cz, cy = BD + 0.35 * r, 0.62 * HR + 0.2 * r
-                q = 1 - ((ub - cz) / (0.75 * r)) ** 2 - ((yb - cy) / (0.85 * r)) ** 2
-                W += 2 * 0.45 * r * np.sqrt(np.maximum(q, 0))
-
-    # ribs (elliptical rings; the slab keeps the part of the ring where the rib passes)
-    rib_bone(P, ex, F, B, W, view)
-    # clavicles, scapulae, humeral heads
-    shoulder_bones(P, ex, F, B, W, view)
-
-    # vessels
-    ves = np.zeros((ny, nx))
-    for s in (-1, 1):
-        side = "left" if s > 0 else "right"
-        yl, ul, Ml = grid(-12.0 if view == "F" else side_depth(s))
-        x0 = ul[0, 0]
-        px = ul[0, 1] - ul[0, 0]
-        yref = insp_ref(yl, P, ex)
-        y0 = yref[0, 0]
-        py = yref[1, 0] - yref[0, 0]
-        ras, ru0, ry0, rp = vessel_raster(P, s, view)
-        ci = (yref[:, 0] - ry0) / rp
-        cj = (ul[0, :] - ru0) / rp
-        CI, CJ = np.broadcast_arrays(ci[:, None], cj[None, :])
-        acc = ndi.map_coordinates(ras, [CI.ravel(), CJ.ravel()], order=1, mode="constant", cval=0.0).reshape(ny, nx)
-        lm = lung_mask[side]
-        ves += acc * np.clip(lm / 35.0, 0, 1) ** 0.7
-        if view == "F":
-            # hilar pulmonary arteries / veins: a dense lobulated shadow at the hilum
-            _, _, Hs = lung_geom(P, s)
-            hx = s * P["hilum_x"][0 if s < 0 else 1]
-            hy = P["hilum_f"][0 if s < 0 else 1] * Hs
-            q = ((ul - hx - s * 4) / 13.0) ** 2 + ((yref - hy - 6) / 24.0) ** 2
-            ves += 16.0 * np.exp(-1.5 * q) * np.clip(lm / 35.0, 0, 1)
-    W += ves * (1.05 - LUNG_RHO) * 2.2
-
-    info["lung_masks_anat"] = {k: lung_mask.get("full_" + k, lung_mask[k]).copy() for k in ("left", "right")}
-    # lesions (frontal only)
-    if view == "F":
-        info.update(render_lesions(P, ex, F, findings, W, lung_mask, grid))
-    # devices
-    if devices and view == "F":
-        render_devices(P, ex, F, devices, MT, W, grid)
-
-    W = np.maximum(W, 0.0)
-    info["body_len"] = body_len
-    info["lung_masks"] = {k: v for k, v in lung_mask.items() if k in ("left", "right")}
-    info["lung_air"] = lung_air
-    return W, B, MT, info
+        # pedicles (small dense ovals) and spinous processes
+        for sx in (-1, 1):
+            ped = interval(ysp, usp, lambda y: (sx * spine_params(P, y)[2] * 0.72, -BD + 20 + 0 * y, 4.5 + 0 * y, 12.0 + 0 * y, 2.0), view)
+            pm = np.exp(-((ph - 0.3) / 0.16) ** 2)
+            B += ilen(ped) * 0.22 * pm
+        sp = interval(ysp, usp, lambda y: (0 * y, -BD + 8 + 0 * y, 4.0 + 0 * y, 10.0 + 0 * y, 2.0), view)
+        B += ilen(sp) * 0.15 * np.exp(-((ph - 0.6) / 0.2) ** 2)
+    return body_len, vb
 
 
 def seg_scaled(acc, x0, y0, px, py, a, b, r0, r1, scale=1.0):
@@ -890,97 +923,112 @@ def render_lesions(P, ex, F, findings, W, lung_mask, grid):
         side = f["side"]
         kind = f["finding"] + "#" + str(f["uid"])
         if f["finding"] in ("nodule", "mass"):
-            x, yr, z = lesion_xyz(P, f)
-            y, u, M = grid(z)
-            yref = insp_ref(y, P, ex)
-            r = f["size"] / 2.0
-            acc = np.zeros_like(W)
-            for (ox, oy, oz, fr) in f["lobes"]:
-                rr = r * fr
-                d2 = (u - (x + ox * r)) ** 2 + ((yref - (yr + oy * r)) * ex["s_insp"]) ** 2
-                acc = np.maximum(acc, 2 * np.sqrt(np.maximum(rr * rr - d2, 0)))
-            if f.get("spic"):
-                x0, y0 = u[0, 0], yref[0, 0]
-                px, py = u[0, 1] - u[0, 0], yref[1, 0] - yref[0, 0]
-                for ang, ln in f["spic"]:
-                    a = (x, yr)
-                    b = (x + math.cos(ang) * r * (1 + ln), yr + math.sin(ang) * r * (1 + ln) / ex["s_insp"])
-                    seg_chord_aniso(acc, x0, y0, px, py, a, b, 1.6, 0.3)
-            lm = lung_mask.get("full_" + side, lung_mask[side])
-            W += np.minimum(acc, lm + 5.0) * (1 - LUNG_RHO)
-            ii = int(np.argmin(np.abs(yref[:, 0] - yr)))
-            jj = int(np.argmin(np.abs(u[0, :] - x)))
-            info["centre_" + side + "_" + kind] = (float(ii), float(jj))
+            _render_round(P, ex, f, W, lung_mask, grid, info, side, kind)
         elif f["finding"] == "consolidation":
-            x, yr, z = lesion_xyz(P, f)
-            y, u, M = grid(-12.0)
-            yref = insp_ref(y, P, ex)
-            ext = f["size"]
-            e1, e2 = ext / 2.0, ext / 2.0 * f["aspect"]
-            ca, sa = math.cos(f["angle"]), math.sin(f["angle"])
-            dx = u - x
-            dy = (yref - yr) * ex["s_insp"]
-            q = ((dx * ca + dy * sa) / e1) ** 2 + ((-dx * sa + dy * ca) / e2) ** 2
-            env = np.exp(-1.2 * q * q)
-            # smooth random field, fixed per lesion (seeded), sampled in lesion coordinates
-            fr = np.random.default_rng(f["field_seed"])
-            g = ndi.gaussian_filter(fr.standard_normal((48, 48)), 3.0)
-            g = (g - g.mean()) / (g.std() + 1e-9)
-            gi = (dx / (1.3 * e1) + 1) * 23.5
-            gj = (dy / (1.3 * max(e1, e2)) + 1) * 23.5
-            gi, gj = np.broadcast_arrays(gi, gj)
-            fld = ndi.map_coordinates(g, [np.clip(gj, 0, 47).ravel(), np.clip(gi, 0, 47).ravel()], order=1).reshape(gi.shape)
-            fill = np.clip((env * 1.7 + 0.5 * fld - 0.5) / 0.7, 0, 1) * f["density"] * np.clip(env * 2.5, 0, 1)
-
-            if f.get("fissure") is not None:
-                fis_y = f["fissure"]
-                fill = fill * np.clip((fis_y - yref) * ex["s_insp"] / 1.2 + 0.5, 0, 1)
-            # air bronchograms: branching dark channels
-            x0, y0 = u[0, 0], yref[0, 0]
-            px, py = u[0, 1] - u[0, 0], yref[1, 0] - yref[0, 0]
-            br = np.zeros_like(W)
-            for (a, b, rad) in f["bronchi"]:
-                seg_chord_aniso(br, x0, y0, px, py, (x + a[0], yr + a[1]), (x + b[0], yr + b[1]), rad, rad * 0.8)
-            fill = fill * (1 - np.clip(br / 2.0, 0, 0.6))
-            fill = ndi.gaussian_filter(fill, 2.0 / F.pitch)
-            lm = lung_mask.get("full_" + side, lung_mask[side])
-            W += fill * lm * (1 - LUNG_RHO)
-            # measured size: largest connected opacity (fill above 40 % of its peak, inside lung)
-            m = (fill > 0.4 * f["density"]) & (lm > 10.0)
-            if m.any():
-                lab, nlab = ndi.label(m)
-                if nlab > 1:
-                    sizes = np.bincount(lab.ravel())[1:]
-                    m = lab == (int(np.argmax(sizes)) + 1)
-                rows = np.where(m.any(1))[0]
-                cols = np.where(m.any(0))[0]
-                info["size_" + kind] = max((rows[-1] - rows[0] + 1), (cols[-1] - cols[0] + 1)) * F.pitch
-                yy, xx = np.nonzero(m)
-                info["centre_" + side + "_" + kind] = (float(yy.mean()), float(xx.mean()))
+            _render_consolidation(P, ex, F, f, W, lung_mask, grid, info, side, kind)
         elif f["finding"] == "effusion":
-            y_ap, y_cp, H = lung_geom(P, s)
-            y, u, M = grid(-12.0)
-            yref = insp_ref(y, P, ex)
-            h_ref = f["size"] / ex["s_insp"]
-            top = y_cp - h_ref
-            xmax = P["CW"] - P["wall"]
-            tl = np.clip((s * u - 20.0) / (xmax - 20.0), 0, 1)
-            men = min(0.45 * h_ref, 40.0)
-            yf = top + men * (1 - tl ** 2.5)
-            tau = 5.0 + 0.05 * h_ref
-            fill = np.clip((yref - yf) / tau, 0, 1) ** 0.8
-            fill = fill * (s * u > 5.0)
-            lm = lung_mask.get("full_" + side, lung_mask[side])
-            # the fluid replaces the lung along the ray; along the lateral wall the fluid layer
-            # is cut tangentially (meniscus), which adds path where the lung itself is thin
-            W += fill * (lm * (1 - LUNG_RHO) + 25.0 * tl ** 3 * np.clip(lm / 25.0, 0, 1))
-            fm = fill > 0.5
-            if fm.any():
-                rr, cc = np.nonzero(fm & (lm > 2))
-                if rr.size:
-                    info["centre_" + side + "_" + kind] = (float(rr.mean()), float(cc.mean()))
-            lung_mask[side] = lung_mask[side] * (1 - fill)
+            _render_effusion(P, ex, f, W, lung_mask, grid, info, s, side, kind)
     return info
+
+
+def _render_effusion(P, ex, f, W, lung_mask, grid, info, s, side, kind):
+    """A pleural effusion: dependent fluid with a meniscus into W; the lung mask loses what the fluid replaces."""
+    y_ap, y_cp, H = lung_geom(P, s)
+    y, u, M = grid(-12.0)
+    yref = insp_ref(y, P, ex)
+    h_ref = f["size"] / ex["s_insp"]
+    top = y_cp - h_ref
+    xmax = P["CW"] - P["wall"]
+    tl = np.clip((s * u - 20.0) / (xmax - 20.0), 0, 1)
+    men = min(0.45 * h_ref, 40.0)
+    yf = top + men * (1 - tl ** 2.5)
+    tau = 5.0 + 0.05 * h_ref
+    fill = np.clip((yref - yf) / tau, 0, 1) ** 0.8
+    fill = fill * (s * u > 5.0)
+    lm = lung_mask.get("full_" + side, lung_mask[side])
+    # the fluid replaces the lung along the ray; along the lateral wall the fluid layer
+    # is cut tangentially (meniscus), which adds path where the lung itself is thin
+    W += fill * (lm * (1 - LUNG_RHO) + 25.0 * tl ** 3 * np.clip(lm / 25.0, 0, 1))
+    fm = fill > 0.5
+    if fm.any():
+        rr, cc = np.nonzero(fm & (lm > 2))
+        if rr.size:
+            info["centre_" + side + "_" + kind] = (float(rr.mean()), float(cc.mean()))
+    lung_mask[side] = lung_mask[side] * (1 - fill)
+
+
+def _render_consolidation(P, ex, F, f, W, lung_mask, grid, info, side, kind):
+    """A consolidation: a seeded patchy field, cut at a fissure, with air bronchograms, into W; measured size and centre into info."""
+    x, yr, z = lesion_xyz(P, f)
+    y, u, M = grid(-12.0)
+    yref = insp_ref(y, P, ex)
+    ext = f["size"]
+    e1, e2 = ext / 2.0, ext / 2.0 * f["aspect"]
+    ca, sa = math.cos(f["angle"]), math.sin(f["angle"])
+    dx = u - x
+    dy = (yref - yr) * ex["s_insp"]
+    q = ((dx * ca + dy * sa) / e1) ** 2 + ((-dx * sa + dy * ca) / e2) ** 2
+    env = np.exp(-1.2 * q * q)
+    # smooth random field, fixed per lesion (seeded), sampled in lesion coordinates
+    fr = np.random.default_rng(f["field_seed"])
+    g = ndi.gaussian_filter(fr.standard_normal((48, 48)), 3.0)
+    g = (g - g.mean()) / (g.std() + 1e-9)
+    gi = (dx / (1.3 * e1) + 1) * 23.5
+    gj = (dy / (1.3 * max(e1, e2)) + 1) * 23.5
+    gi, gj = np.broadcast_arrays(gi, gj)
+    fld = ndi.map_coordinates(g, [np.clip(gj, 0, 47).ravel(), np.clip(gi, 0, 47).ravel()], order=1).reshape(gi.shape)
+    fill = np.clip((env * 1.7 + 0.5 * fld - 0.5) / 0.7, 0, 1) * f["density"] * np.clip(env * 2.5, 0, 1)
+
+    if f.get("fissure") is not None:
+        fis_y = f["fissure"]
+        fill = fill * np.clip((fis_y - yref) * ex["s_insp"] / 1.2 + 0.5, 0, 1)
+    # air bronchograms: branching dark channels
+    x0, y0 = u[0, 0], yref[0, 0]
+    px, py = u[0, 1] - u[0, 0], yref[1, 0] - yref[0, 0]
+    br = np.zeros_like(W)
+    for (a, b, rad) in f["bronchi"]:
+        seg_chord_aniso(br, x0, y0, px, py, (x + a[0], yr + a[1]), (x + b[0], yr + b[1]), rad, rad * 0.8)
+    fill = fill * (1 - np.clip(br / 2.0, 0, 0.6))
+    fill = ndi.gaussian_filter(fill, 2.0 / F.pitch)
+    lm = lung_mask.get("full_" + side, lung_mask[side])
+    W += fill * lm * (1 - LUNG_RHO)
+    # measured size: largest connected opacity (fill above 40 % of its peak, inside lung)
+    m = (fill > 0.4 * f["density"]) & (lm > 10.0)
+    if m.any():
+        lab, nlab = ndi.label(m)
+        if nlab > 1:
+            sizes = np.bincount(lab.ravel())[1:]
+            m = lab == (int(np.argmax(sizes)) + 1)
+        rows = np.where(m.any(1))[0]
+        cols = np.where(m.any(0))[0]
+        info["size_" + kind] = max((rows[-1] - rows[0] + 1), (cols[-1] - cols[0] + 1)) * F.pitch
+        yy, xx = np.nonzero(m)
+        info["centre_" + side + "_" + kind] = (float(yy.mean()), float(xx.mean()))
+
+
+def _render_round(P, ex, f, W, lung_mask, grid, info, side, kind):
+    """A nodule or mass: lobes as spheres (plus spicules) into W, clipped to the lung; its centre into info."""
+    x, yr, z = lesion_xyz(P, f)
+    y, u, M = grid(z)
+    yref = insp_ref(y, P, ex)
+    r = f["size"] / 2.0
+    acc = np.zeros_like(W)
+    for (ox, oy, oz, fr) in f["lobes"]:
+        rr = r * fr
+        d2 = (u - (x + ox * r)) ** 2 + ((yref - (yr + oy * r)) * ex["s_insp"]) ** 2
+        acc = np.maximum(acc, 2 * np.sqrt(np.maximum(rr * rr - d2, 0)))
+    if f.get("spic"):
+        x0, y0 = u[0, 0], yref[0, 0]
+        px, py = u[0, 1] - u[0, 0], yref[1, 0] - yref[0, 0]
+        for ang, ln in f["spic"]:
+            a = (x, yr)
+            b = (x + math.cos(ang) * r * (1 + ln), yr + math.sin(ang) * r * (1 + ln) / ex["s_insp"])
+            seg_chord_aniso(acc, x0, y0, px, py, a, b, 1.6, 0.3)
+    lm = lung_mask.get("full_" + side, lung_mask[side])
+    W += np.minimum(acc, lm + 5.0) * (1 - LUNG_RHO)
+    ii = int(np.argmin(np.abs(yref[:, 0] - yr)))
+    jj = int(np.argmin(np.abs(u[0, :] - x)))
+    info["centre_" + side + "_" + kind] = (float(ii), float(jj))
 
 
 def render_devices(P, ex, F, devices, MT, W, grid):
@@ -1240,21 +1288,7 @@ def render_exam(P, ex, findings, devices, rng):
     R, C = ex["rows"], ex["cols"]
     xf = upsample(x, R, C)
     # quantum noise: std in the log domain ~ 1/sqrt(dose) at full detector resolution
-    kfac = np.float32(ex["noise"] * (0.15 / ex["spacing"]) / (hi - lo) * (1 + 0.6 * ex["usm"]))
-    sig = xf * np.float32(0.5 * (hi - lo))
-    sig += np.float32(0.5 * lo)
-    np.minimum(sig, np.float32(4.0), out=sig)
-    np.exp(sig, out=sig)
-    sig *= kfac
-    nb = noise_buffer()
-    oy, ox = int(rng.integers(0, nb.shape[0] - R + 1)), int(rng.integers(0, nb.shape[1] - C + 1))
-    nz = nb[oy:oy + R, ox:ox + C]
-    if rng.random() < 0.5:
-        nz = nz[::-1]
-    if rng.random() < 0.5:
-        nz = nz[:, ::-1]
-    sig *= nz
-    xf += sig
+    _add_quantum_noise(ex, xf, hi, lo, R, C, rng)
     if ex["grid"]:
         j = np.arange(C, dtype=np.float32)
         xf = xf + (ex["grid_amp"] * np.cos(2 * np.pi * j / ex["grid_period"])).astype(np.float32)[None, :]
@@ -1268,6 +1302,15 @@ def render_exam(P, ex, findings, devices, rng):
     maxv = (1 << ex["bits"]) - 1
     v = np.clip(yv * 0.96 * maxv, 0, maxv)
     img = v.astype(np.uint16)
+    _burn_annotations(img, ex, R, C, maxv)
+    if ex["mono1"]:
+        img = (maxv - img).astype(np.uint16)
+    info["pitch"] = pitch
+    return img, info
+
+
+def _burn_annotations(img, ex, R, C, maxv):
+    """The lead marker and the burned-in view text (display-white) into img in place."""
     # burned-in marker and annotation (display-white)
     fp = max(int(round(1.6 / ex["spacing"])), 4)
     if ex["view"] == "F":
@@ -1283,10 +1326,25 @@ def render_exam(P, ex, findings, devices, rng):
             burn_text(img, "L", int(R * 0.06), int(C * 0.06), fp, maxv)
         if ex["text"]:
             burn_text(img, "LATERAL", int(R * 0.93), int(C * 0.05), max(fp // 2, 2), maxv)
-    if ex["mono1"]:
-        img = (maxv - img).astype(np.uint16)
-    info["pitch"] = pitch
-    return img, info
+
+
+def _add_quantum_noise(ex, xf, hi, lo, R, C, rng):
+    """Quantum noise into xf in place: a random window of the shared noise buffer, randomly flipped, scaled by the signal."""
+    kfac = np.float32(ex["noise"] * (0.15 / ex["spacing"]) / (hi - lo) * (1 + 0.6 * ex["usm"]))
+    sig = xf * np.float32(0.5 * (hi - lo))
+    sig += np.float32(0.5 * lo)
+    np.minimum(sig, np.float32(4.0), out=sig)
+    np.exp(sig, out=sig)
+    sig *= kfac
+    nb = noise_buffer()
+    oy, ox = int(rng.integers(0, nb.shape[0] - R + 1)), int(rng.integers(0, nb.shape[1] - C + 1))
+    nz = nb[oy:oy + R, ox:ox + C]
+    if rng.random() < 0.5:
+        nz = nz[::-1]
+    if rng.random() < 0.5:
+        nz = nz[:, ::-1]
+    sig *= nz
+    xf += sig
 
 
 # ----------------------------------------------------------------------------- DICOM
@@ -1392,6 +1450,19 @@ def write_dicom(path: Path, img, ex, pat, study_date, uid_seed, mirrored, series
     ds.LossyImageCompression = "00"
     ds.BurnedInAnnotation = "YES" if (ex["text"] or ex["marker"]) else "NO"
     ds.PresentationLUTShape = "INVERSE" if ex["mono1"] else "IDENTITY"
+    _dx_attrs(ds, ex)
+    if ex["rle"]:
+        ds.PixelData = encapsulate([rle_encode_frame(img)])
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.PixelData = img.astype("<u2").tobytes()
+        ds["PixelData"].VR = "OW"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _dx_attrs(ds, ex):
+    """The DX image module's attributes (presentation intent, detector, anatomic region and view codes, positioner); CR has none of these."""
     if ex["modality"] == "DX":
         ds.PresentationIntentType = "FOR PRESENTATION"
         ds.PixelIntensityRelationship = "LOG"
@@ -1413,14 +1484,6 @@ def write_dicom(path: Path, img, ex, pat, study_date, uid_seed, mirrored, series
         ds.ViewCodeSequence = [vc]
         ds.PositionerType = "COLUMN" if ds.ViewPosition != "AP" else "NONE"
         ds.AcquisitionContextSequence = []
-    if ex["rle"]:
-        ds.PixelData = encapsulate([rle_encode_frame(img)])
-        ds["PixelData"].VR = "OB"
-    else:
-        ds.PixelData = img.astype("<u2").tobytes()
-        ds["PixelData"].VR = "OW"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
 
 
 # ----------------------------------------------------------------------------- case logic
@@ -1567,48 +1630,7 @@ def plan_findings(rng, P, case):
         return g
 
     if case in ("change", "mirrored", "ap_vs_pa", "rotated"):
-        nchg = 1 if rng.random() < 0.6 else 2
-        for i in range(nchg):
-            if case == "ap_vs_pa" and i == 0 and rng.random() < 0.5:
-                f = pick(str(rng.choice(["pneumothorax", "effusion"])))
-            else:
-                f = pick()
-            if f is None:
-                continue
-            ch = str(rng.choice(["new", "worsened", "improved", "resolved"], p=[0.4, 0.25, 0.15, 0.2]))
-            if f["finding"] == "effusion":
-                _, _, H = lung_geom(P, -1 if f["side"] == "right" else 1)
-                # avoid the 1/3-height boundary of the large rule
-                big = rng.random() < 0.45
-                lo, hi = SIZE_RANGES["effusion"]
-                s_big = rng.uniform(0.40 * H, min(0.58 * H, hi))
-                s_small = rng.uniform(lo, 0.26 * H)
-                main = s_big if big else s_small
-            else:
-                main = sized(f, 0.35, 1.0)
-            if ch == "new":
-                out.append((None, with_size(f, main), ch))
-            elif ch == "resolved":
-                out.append((with_size(f, main), None, ch))
-            else:
-                lo, hi = SIZE_RANGES[f["finding"]]
-                if f["finding"] == "effusion":
-                    hi = max(main, lo * 1.6)
-                if main < lo * 1.45:
-                    main = min(hi, lo * rng.uniform(1.45, 1.8))
-                ratio = rng.uniform(1.35, max(1.36, min(2.2, main / lo)))
-                small = max(lo, main / ratio)
-                if f["finding"] == "effusion" and main > 0.3 * lung_geom(P, -1 if f["side"] == "right" else 1)[2]:
-                    small = min(small, 0.25 * lung_geom(P, -1 if f["side"] == "right" else 1)[2])
-                if ch == "worsened":
-                    out.append((with_size(f, small), with_size(f, main), ch))
-                else:
-                    out.append((with_size(f, main), with_size(f, small), ch))
-        if rng.random() < 0.3:
-            f = pick(str(rng.choice(["nodule", "mass", "consolidation"])))
-            if f is not None:
-                sz = sized(f, 0.2, 0.9)
-                out.append((with_size(f, sz), with_size(f, sz * rng.uniform(0.98, 1.02)), "stable"))
+        _plan_changes(rng, P, case, out, pick, sized, with_size)
     elif case in ("stable", "devices_only"):
         n = 1 if rng.random() < 0.7 else 2
         if case == "devices_only":
@@ -1623,6 +1645,52 @@ def plan_findings(rng, P, case):
                 sz = min(sz, 0.26 * H) if sz < 0.33 * H else max(sz, 0.40 * H)
             out.append((with_size(f, sz), with_size(f, sz * rng.uniform(0.97, 1.03)), "stable"))
     return out
+
+
+def _plan_changes(rng, P, case, out, pick, sized, with_size):
+    """One or two changing findings (sizes kept off the large-effusion boundary), sometimes a stable one beside them, appended to out."""
+    nchg = 1 if rng.random() < 0.6 else 2
+    for i in range(nchg):
+        if case == "ap_vs_pa" and i == 0 and rng.random() < 0.5:
+            f = pick(str(rng.choice(["pneumothorax", "effusion"])))
+        else:
+            f = pick()
+        if f is None:
+            continue
+        ch = str(rng.choice(["new", "worsened", "improved", "resolved"], p=[0.4, 0.25, 0.15, 0.2]))
+        if f["finding"] == "effusion":
+            _, _, H = lung_geom(P, -1 if f["side"] == "right" else 1)
+            # avoid the 1/3-height boundary of the large rule
+            big = rng.random() < 0.45
+            lo, hi = SIZE_RANGES["effusion"]
+            s_big = rng.uniform(0.40 * H, min(0.58 * H, hi))
+            s_small = rng.uniform(lo, 0.26 * H)
+            main = s_big if big else s_small
+        else:
+            main = sized(f, 0.35, 1.0)
+        if ch == "new":
+            out.append((None, with_size(f, main), ch))
+        elif ch == "resolved":
+            out.append((with_size(f, main), None, ch))
+        else:
+            lo, hi = SIZE_RANGES[f["finding"]]
+            if f["finding"] == "effusion":
+                hi = max(main, lo * 1.6)
+            if main < lo * 1.45:
+                main = min(hi, lo * rng.uniform(1.45, 1.8))
+            ratio = rng.uniform(1.35, max(1.36, min(2.2, main / lo)))
+            small = max(lo, main / ratio)
+            if f["finding"] == "effusion" and main > 0.3 * lung_geom(P, -1 if f["side"] == "right" else 1)[2]:
+                small = min(small, 0.25 * lung_geom(P, -1 if f["side"] == "right" else 1)[2])
+            if ch == "worsened":
+                out.append((with_size(f, small), with_size(f, main), ch))
+            else:
+                out.append((with_size(f, main), with_size(f, small), ch))
+    if rng.random() < 0.3:
+        f = pick(str(rng.choice(["nodule", "mass", "consolidation"])))
+        if f is not None:
+            sz = sized(f, 0.2, 0.9)
+            out.append((with_size(f, sz), with_size(f, sz * rng.uniform(0.98, 1.02)), "stable"))
 
 
 def urgent_of(kind, change, cur_large):
@@ -1663,6 +1731,77 @@ def make_pair(seed: int, index: int, case: str, pair_id: str, out_dir: Path):
     ex_p["site"], ex_c["site"] = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     plan = [] if case in ("normal", "lateral", "other_person") else plan_findings(rng, P, case)
     # devices
+    dev_p, dev_c, dev_labels = _plan_devices(rng, case, ap_cur, notes)
+    # a stable finding keeps its image size (within +-3 %) even when the magnification differs
+    # between the two exams (e.g. AP portable current vs PA prior)
+    finalize_geometry(P, ex_p)
+    finalize_geometry(P, ex_c)
+    for a, b, ch in plan:
+        if ch == "stable" and a is not None and b is not None and a["finding"] != "support_device":
+            b["size"] = a["size"] * size_px_factor(P, ex_p, a) / size_px_factor(P, ex_c, b) * float(rng.uniform(0.98, 1.02))
+    fp = [a for a, b, c in plan if a is not None]
+    fc = [b for a, b, c in plan if b is not None]
+    P_prior = P
+    if case == "other_person":
+        P_prior = make_patient(rng)
+        notes.append("prior is a different body (same PatientID)")
+    img_p, info_p = render_exam(P_prior, ex_p, fp, dev_p, rng)
+    img_c, info_c = render_exam(P, ex_c, fc, dev_c, rng)
+    # mirrored storage
+    mir_p = mir_c = False
+    if case == "mirrored":
+        mir_c = True
+        mir_p = bool(rng.random() < 0.5)
+        notes.append("current stored mirrored (R\\F)" + ("; prior too" if mir_p else ""))
+    # labels
+    findings = _pair_labels(P, ex_p, ex_c, plan, info_p, info_c, dev_labels, notes)
+    # acquisition notes
+    notes = [_acq_note(ex_p, "prior"), _acq_note(ex_c, "current")] + notes
+    if case == "ap_vs_pa":
+        notes.append("current AP portable vs PA prior")
+    # DICOM
+    pid = f"SLB{seed:04d}{index:05d}"
+    sex = P["sex"]
+    byear = int(rng.integers(1935, 2000))
+    pat = {"name": f"SLABS^{pair_id.upper().replace('-', '')}", "id": pid, "birth": f"{byear}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}", "sex": sex}
+    cur_date = _dt.date(2022, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 1300)))
+    prior_date = cur_date - _dt.timedelta(days=int(rng.integers(30, 701)))
+    pdir = out_dir / pair_id
+    write_dicom(pdir / "prior.dcm", img_p, ex_p, pat, prior_date, f"{GENERATOR}-{seed}-{index}-prior", mir_p, "CHEST " + ("LAT" if lateral else "PA"))
+    write_dicom(pdir / "current.dcm", img_c, ex_c, pat, cur_date, f"{GENERATOR}-{seed}-{index}-current", mir_c, "CHEST " + ("LAT" if lateral else ("AP" if ex_c["ap"] else "PA")))
+    rec = {"pair_id": pair_id, "generator": GENERATOR, "seed": seed, "case": case,
+           "prior": f"{pair_id}/prior.dcm", "current": f"{pair_id}/current.dcm",
+           "expect": "not_compared" if case in ("lateral", "other_person") else "compare",
+           "findings": findings, "notes": "; ".join(notes)}
+    return rec
+
+
+def _pair_labels(P, ex_p, ex_c, plan, info_p, info_c, dev_labels, notes):
+    """The pair's labels (measured sizes, the urgent rule, effusions large or small in the notes), devices last."""
+    findings = []
+    for a, b, ch in plan:
+        f = a or b
+        sp = measure(P, ex_p, a, info_p) if a is not None else None
+        sc = measure(P, ex_c, b, info_c) if b is not None else None
+        large = False
+        if b is not None and b["finding"] == "effusion":
+            _, _, H = lung_geom(P, -1 if b["side"] == "right" else 1)
+            large = b["size"] >= H * ex_c["s_insp"] / 3.0
+        findings.append({"finding": f["finding"], "side": f["side"], "zone": f["zone"], "change": ch,
+                         "size_mm_prior": sp, "size_mm_current": sc,
+                         "urgent": urgent_of(f["finding"], ch, large)})
+        if f["finding"] == "effusion":
+            if a is not None:
+                _, _, H = lung_geom(P, -1 if a["side"] == "right" else 1)
+                notes.append(f"{a['side']} effusion prior {'large' if a['size'] >= H * ex_p['s_insp'] / 3 else 'small'}")
+            if b is not None:
+                notes.append(f"{b['side']} effusion current {'large' if large else 'small'}")
+    findings += dev_labels
+    return findings
+
+
+def _plan_devices(rng, case, ap_cur, notes):
+    """Support devices on each exam and their labels: added/moved for devices_only, else sometimes present (more often on an AP portable)."""
     dev_p, dev_c, dev_labels = [], [], []
     if case == "devices_only":
         pool = ["ett", "ng", "cvc", "drain", "ecg"]
@@ -1699,77 +1838,21 @@ def make_pair(seed: int, index: int, case: str, pair_id: str, out_dir: Path):
             dev_labels.append({"finding": "support_device", "side": device_side(d), "zone": DEVICE_ZONE[k],
                                "change": ch, "size_mm_prior": None, "size_mm_current": None, "urgent": False})
             notes.append(f"device {k} {'added' if ch == 'new' else 'present in both'}")
-    # a stable finding keeps its image size (within +-3 %) even when the magnification differs
-    # between the two exams (e.g. AP portable current vs PA prior)
-    finalize_geometry(P, ex_p)
-    finalize_geometry(P, ex_c)
-    for a, b, ch in plan:
-        if ch == "stable" and a is not None and b is not None and a["finding"] != "support_device":
-            b["size"] = a["size"] * size_px_factor(P, ex_p, a) / size_px_factor(P, ex_c, b) * float(rng.uniform(0.98, 1.02))
-    fp = [a for a, b, c in plan if a is not None]
-    fc = [b for a, b, c in plan if b is not None]
-    P_prior = P
-    if case == "other_person":
-        P_prior = make_patient(rng)
-        notes.append("prior is a different body (same PatientID)")
-    img_p, info_p = render_exam(P_prior, ex_p, fp, dev_p, rng)
-    img_c, info_c = render_exam(P, ex_c, fc, dev_c, rng)
-    # mirrored storage
-    mir_p = mir_c = False
-    if case == "mirrored":
-        mir_c = True
-        mir_p = bool(rng.random() < 0.5)
-        notes.append("current stored mirrored (R\\F)" + ("; prior too" if mir_p else ""))
-    # labels
-    findings = []
-    for a, b, ch in plan:
-        f = a or b
-        sp = measure(P, ex_p, a, info_p) if a is not None else None
-        sc = measure(P, ex_c, b, info_c) if b is not None else None
-        large = False
-        if b is not None and b["finding"] == "effusion":
-            _, _, H = lung_geom(P, -1 if b["side"] == "right" else 1)
-            large = b["size"] >= H * ex_c["s_insp"] / 3.0
-        findings.append({"finding": f["finding"], "side": f["side"], "zone": f["zone"], "change": ch,
-                         "size_mm_prior": sp, "size_mm_current": sc,
-                         "urgent": urgent_of(f["finding"], ch, large)})
-        if f["finding"] == "effusion":
-            if a is not None:
-                _, _, H = lung_geom(P, -1 if a["side"] == "right" else 1)
-                notes.append(f"{a['side']} effusion prior {'large' if a['size'] >= H * ex_p['s_insp'] / 3 else 'small'}")
-            if b is not None:
-                notes.append(f"{b['side']} effusion current {'large' if large else 'small'}")
-    findings += dev_labels
-    # acquisition notes
-    def acq(ex, name):
-        bits = [f"{name} {ex['modality']} {ex['rows']}x{ex['cols']} @{ex['spacing']}mm",
-                "AP portable" if ex["ap"] else ("lateral" if ex["view"] == "L" else "PA"),
-                f"{ex['kvp']:.0f}kVp", "MONOCHROME1" if ex["mono1"] else "MONOCHROME2",
-                "RLE" if ex["rle"] else "native", f"LUT {ex['lut']}", f"USM {ex['usm']:.2f}",
-                f"insp {ex['insp']:+.0f}mm", f"rot {ex['rot']:+.1f}deg", f"roll {math.degrees(ex['roll']):+.1f}deg"]
-        if ex["grid"]:
-            bits.append("grid lines")
-        if any(ex["collim"]):
-            bits.append("collimation")
-        return ", ".join(bits)
-    notes = [acq(ex_p, "prior"), acq(ex_c, "current")] + notes
-    if case == "ap_vs_pa":
-        notes.append("current AP portable vs PA prior")
-    # DICOM
-    pid = f"SLB{seed:04d}{index:05d}"
-    sex = P["sex"]
-    byear = int(rng.integers(1935, 2000))
-    pat = {"name": f"SLABS^{pair_id.upper().replace('-', '')}", "id": pid, "birth": f"{byear}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}", "sex": sex}
-    cur_date = _dt.date(2022, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 1300)))
-    prior_date = cur_date - _dt.timedelta(days=int(rng.integers(30, 701)))
-    pdir = out_dir / pair_id
-    write_dicom(pdir / "prior.dcm", img_p, ex_p, pat, prior_date, f"{GENERATOR}-{seed}-{index}-prior", mir_p, "CHEST " + ("LAT" if lateral else "PA"))
-    write_dicom(pdir / "current.dcm", img_c, ex_c, pat, cur_date, f"{GENERATOR}-{seed}-{index}-current", mir_c, "CHEST " + ("LAT" if lateral else ("AP" if ex_c["ap"] else "PA")))
-    rec = {"pair_id": pair_id, "generator": GENERATOR, "seed": seed, "case": case,
-           "prior": f"{pair_id}/prior.dcm", "current": f"{pair_id}/current.dcm",
-           "expect": "not_compared" if case in ("lateral", "other_person") else "compare",
-           "findings": findings, "notes": "; ".join(notes)}
-    return rec
+    return dev_p, dev_c, dev_labels
+
+
+def _acq_note(ex, name):
+    """One exam's acquisition in words (the labels' notes)."""
+    bits = [f"{name} {ex['modality']} {ex['rows']}x{ex['cols']} @{ex['spacing']}mm",
+            "AP portable" if ex["ap"] else ("lateral" if ex["view"] == "L" else "PA"),
+            f"{ex['kvp']:.0f}kVp", "MONOCHROME1" if ex["mono1"] else "MONOCHROME2",
+            "RLE" if ex["rle"] else "native", f"LUT {ex['lut']}", f"USM {ex['usm']:.2f}",
+            f"insp {ex['insp']:+.0f}mm", f"rot {ex['rot']:+.1f}deg", f"roll {math.degrees(ex['roll']):+.1f}deg"]
+    if ex["grid"]:
+        bits.append("grid lines")
+    if any(ex["collim"]):
+        bits.append("collimation")
+    return ", ".join(bits)
 
 
 def case_list(rng, n_pairs, cases):
