@@ -811,81 +811,99 @@ def render_frontal(body, st, lesions, devices):
     A += (MU * dep)[:, None] * np.sqrt(q)
     geo = {s: LungGeom(body, s, st) for s in ("right", "left")}
     st["_geom"] = geo
-    air = np.zeros((NC, NC), np.float32)
-    lungm = np.zeros((NC, NC), np.float32)
-    Dmax = body.depth * 0.62
-    for side, g in geo.items():
-        (r0, r1), (c0, c1) = g.bbox()
-        Yb = YC[r0:r1]; xp = g.s * XC[c0:c1]
-        t = g.t_of(Yb)
-        xl = g.xlat(t); xm = g.xmed(t); yd = g.ydome(xp)
-        e = 0.5
-        m = (_sg((xl[:, None] - xp[None, :]) / e) * _sg((xp[None, :] - xm[:, None]) / e)
-             * _sg((yd[None, :] - Yb[:, None]) / e) * _sg((t * g.H)[:, None] / e))
-        below = Yb[:, None] - yd[None, :]
-        prof = ((0.45 + 0.55 * _smooth01((xl[:, None] - xp[None, :]) / 35.0) ** 0.6)
-                * (0.45 + 0.55 * _smooth01(t / 0.25))[:, None]
-                * (0.75 + 0.25 * _smooth01((xp[None, :] - xm[:, None]) / 25.0))
-                * (0.72 + 0.28 * _smooth01(-below / 35.0)))
-        # posterior costophrenic recess below the dome
-        rec = (0.16 * _sg(below / 0.5) * np.exp(-np.clip(below, 0, None) / 16.0)
-               * _sg((xl[:, None] - xp[None, :]) / e) * _sg((xp[None, :] - xm[:, None]) / e))
-        air[r0:r1, c0:c1] += Dmax * (m * prof + rec)
-        lungm[r0:r1, c0:c1] = np.maximum(lungm[r0:r1, c0:c1], m)
+    air, lungm = _frontal_air(body, geo)
     hr0, hr1, hc0, hc1, occ = _draw_heart_occ(air, body, st)
-    opac = np.zeros((NC, NC), np.float32)
-    vmask = np.ones((NC, NC), np.float32)
-    add = np.zeros((NC, NC), np.float32)
-    meas = []
-    order = sorted(range(len(lesions)), key=lambda i: {"effusion": 0, "consolidation": 1}.get(lesions[i]["kind"], 2))
-    res = {}
-    for i in order:
-        sp = lesions[i]; g = geo[sp["side"]]
-        kd = sp["kind"]
-        if kd in ("nodule", "mass"):
-            res[i] = _lesion_nodule(add, sp, g, 1.0)
-        elif kd == "consolidation":
-            res[i] = _lesion_consolidation(air, opac, sp, g, lungm)
-        elif kd == "effusion":
-            res[i] = _lesion_effusion(air, opac, sp, g, lungm)
-    for i in order:
-        sp = lesions[i]
-        if sp["kind"] == "pneumothorax":
-            res[i] = _lesion_ptx(add, air, vmask, sp, geo[sp["side"]], lungm)
-    meas = [res[i] for i in range(len(lesions))]
+    opac, vmask, add, meas = _frontal_lesions(air, lesions, geo, lungm)
     A -= MU * AIRF * air
     A += add
     # parenchymal texture
     rng = np.random.default_rng(body.tex_seed)
     tex = ndimage.zoom(ndimage.gaussian_filter(rng.standard_normal((NC // 4, NC // 4)).astype(np.float32), 0.9), 4, order=1)
     A += 0.018 * tex * lungm * (1 - opac)
-    # vessels
-    V = np.zeros((NC, NC), np.float32)
-    for side, g in geo.items():
-        vp = body.vessels[side]
-        if len(vp) == 0:
-            continue
-        x = g.s * vp[:, 1]; y = g.apex + vp[:, 0] * g.H
-        d = vp[:, 2]
-        for lo, hi, sg in ((0, 1.3, 0.45), (1.3, 2.6, 0.8), (2.6, 4.5, 1.4), (4.5, 99, 2.3)):
-            sel = (d >= lo) & (d < hi)
-            if sel.any():
-                wgt = MU * AIRF * 4.0 * (np.pi * d[sel] ** 2 / 4) * 0.5 / (RES * RES)
-                _splat(V, np.column_stack([x[sel], y[sel]]), wgt, sg)
-    for side, g in geo.items():
-        th, hxp = body.hilum[side]
-        hx, hy = g.s * (hxp - 4), g.apex + th * g.H
-        r0, r1 = _rows(hy - 45, hy + 45); c0, c1 = _cols(hx - 30, hx + 30)
-        V[r0:r1, c0:c1] += 0.10 * np.exp(-((XC[None, c0:c1] - hx) / 11.0) ** 2 - ((YC[r0:r1, None] - hy) / 20.0) ** 2)
-    V *= (0.3 + 0.7 * lungm) * (1 - opac) * vmask
-    V[hr0:hr1, hc0:hc1] *= (1 - 0.5 * occ)
-    A += V
+    _frontal_vessels(A, body, geo, lungm, opac, vmask, hr0, hr1, hc0, hc1, occ)
     # bones
     bone = np.zeros((NC, NC), np.float32)
     for g in geo.values():
         _draw_ribs(bone, body, g, st)
     ap = st["view"] == "AP"
     ms = st["mid_shift"]
+    _frontal_shoulders(bone, body, geo, ap, ms)
+    # ribs seen through the upper abdomen are much fainter (thick soft tissue, scatter)
+    for side, g in geo.items():
+        c0, c1 = (0, NC // 2) if side == "right" else (NC // 2, NC)
+        yd = g.ydome(g.s * XC[c0:c1])
+        bone[:, c0:c1] *= 1 - 0.55 * _smooth01((YC[:, None] - yd[None, :]) / 25.0)
+    _frontal_spine(bone, body, ms)
+    A += bone
+    _frontal_airways(A, body, geo, ms)
+    _frontal_bubble_breasts(A, body, geo, ap)
+    tips = _draw_devices(A, devices, body, st)
+    return A, meas, tips
+
+
+def _frontal_bubble_breasts(A, body, geo, ap):
+    """The gastric bubble (air) and breast soft tissue into A."""
+    # gastric bubble, breasts
+    gl = geo["left"]
+    if body.gastric["on"]:
+        rx, ry = body.gastric["rx"], body.gastric["ry"]
+        gx = body.gastric["dx"]; gy = gl.apex + gl.H - gl.Dh + ry + 0.5 * body.gastric["dy"] + 5
+        r0, r1 = _rows(gy - ry - 2, gy + ry + 2); c0, c1 = _cols(gx - rx - 2, gx + rx + 2)
+        qq = ((XC[None, c0:c1] - gx) / rx) ** 2 + ((YC[r0:r1, None] - gy) / ry) ** 2
+        bub = np.sqrt(np.clip(1 - qq, 0, None)) * _sg((gy + ry * 0.3 - YC[r0:r1, None]) / 0.6)
+        A[r0:r1, c0:c1] -= MU * 0.9 * 2 * ry * 0.9 * bub
+    if body.breast is not None:
+        br = body.breast
+        for side, g in geo.items():
+            bx = g.s * g.Lw * br["u"]; by = g.apex + g.H * br["dy"] - (12 if ap else 0)
+            R = br["r"]
+            r0, r1 = _rows(by - R, by + R + 4); c0, c1 = _cols(bx - R - 4, bx + R + 4)
+            qq = ((XC[None, c0:c1] - bx) / (R * 1.2)) ** 2 + ((YC[r0:r1, None] - by) / R) ** 2
+            grad = _smooth01((YC[r0:r1, None] - (by - R)) / (1.6 * R))
+            A[r0:r1, c0:c1] += MU * br["th"] * np.clip(1 - qq, 0, None) ** 0.6 * grad
+
+
+def _frontal_airways(A, body, geo, ms):
+    """Trachea and main bronchi (air) out of A."""
+    # trachea and main bronchi (air)
+    tw = body.trachea_w
+    tx = -2.0 + ms * 0.7
+    cy = body.carina + (geo["right"].H - body.H0["right"]) * 0.1
+    air2 = np.zeros((NC, NC), np.float32)
+    _band_x(air2, -170, cy + 2, lambda y: tx - 3 * _smooth01((y - body.knob_y + 30) / 40) + 0 * y, tw / 2, 1.0,
+            cortex=0.0, marrow=MU * 0.9, fade=3, k=1.0)
+    for s, ang in ((-1, 28), (1, 42)):
+        ta = math.tan(math.radians(ang))
+        _band_x(air2, cy - 2, cy + 45, lambda y, s=s, ta=ta: tx + s * (y - cy) * ta + 0 * y, tw * 0.36, 1.0,
+                cortex=0.0, marrow=MU * 0.9, fade=8, dg=lambda y, s=s, ta=ta: s * ta + 0 * y, k=1.0)
+    A -= air2
+
+
+def _frontal_spine(bone, body, ms):
+    """Vertebral bodies (discs, end plates), pedicles and spinous processes into bone."""
+    # spine
+    sx = ms
+    r0, r1 = _rows(-150, 420); c0, c1 = _cols(sx - 40, sx + 40)
+    Ys = YC[r0:r1]
+    ph = ((Ys - body.rib_y1 + 6) / body.vert_h) % 1.0
+    disc = np.exp(-((ph - 0.0) / 0.09) ** 2) + np.exp(-((ph - 1.0) / 0.09) ** 2)
+    plate = np.exp(-((ph - 0.11) / 0.04) ** 2) + np.exp(-((ph - 0.89) / 0.04) ** 2)
+    dX = XC[None, c0:c1] - sx
+    wv = body.vert_w
+    bodyv = np.sqrt(np.clip(1 - (dX / wv) ** 2, 0, None))
+    spine = bodyv * (0.15 * (1 - 0.35 * disc) + 0.03 * plate)[:, None]
+    ped = np.zeros_like(spine)
+    for sgn in (-1, 1):
+        pdx = (dX - sgn * (wv - 6)) / 4.0
+        pdy = ((ph[:, None] - 0.35) * body.vert_h) / 6.0
+        rr = np.sqrt(pdx ** 2 + pdy ** 2)
+        ped += 0.035 * np.exp(-((rr - 1) / 0.35) ** 2)
+    spd = np.exp(-(dX / 3.0) ** 2) * np.exp(-(((ph - 0.55) * body.vert_h) / 7.0) ** 2)[:, None] * 0.05
+    bone[r0:r1, c0:c1] += spine + ped + spd
+
+
+def _frontal_shoulders(bone, body, geo, ap, ms):
+    """Clavicles, scapulae and humeral heads into bone (AP: clavicles higher, scapulae over the lungs)."""
     for side, g in geo.items():
         s = g.s
         cy0 = g.apex + body.clav_y - (22 if ap else 0)
@@ -931,63 +949,82 @@ def render_frontal(body, st, lesions, devices):
         bone[r0:r1, c0:c1] += _tube(dd, hr, 0.03, 0.012, 0.85)
         _band_x(bone, hy + hr * 0.3, hy + hr + 90, lambda y, hx=hx, hy=hy, s=s: hx + s * (4 + 0.12 * (y - hy)),
                 hr * 0.55, 1.0, cortex=0.05, marrow=0.012, fade=10, dg=lambda y, s=s: s * 0.12 + 0 * y)
-    # ribs seen through the upper abdomen are much fainter (thick soft tissue, scatter)
+
+
+def _frontal_vessels(A, body, geo, lungm, opac, vmask, hr0, hr1, hc0, hc1, occ):
+    """Vessel tree splats and hilar shadows into A, hidden by opacity, pneumothorax and (half) the heart."""
+    # vessels
+    V = np.zeros((NC, NC), np.float32)
     for side, g in geo.items():
-        c0, c1 = (0, NC // 2) if side == "right" else (NC // 2, NC)
-        yd = g.ydome(g.s * XC[c0:c1])
-        bone[:, c0:c1] *= 1 - 0.55 * _smooth01((YC[:, None] - yd[None, :]) / 25.0)
-    # spine
-    sx = ms
-    r0, r1 = _rows(-150, 420); c0, c1 = _cols(sx - 40, sx + 40)
-    Ys = YC[r0:r1]
-    ph = ((Ys - body.rib_y1 + 6) / body.vert_h) % 1.0
-    disc = np.exp(-((ph - 0.0) / 0.09) ** 2) + np.exp(-((ph - 1.0) / 0.09) ** 2)
-    plate = np.exp(-((ph - 0.11) / 0.04) ** 2) + np.exp(-((ph - 0.89) / 0.04) ** 2)
-    dX = XC[None, c0:c1] - sx
-    wv = body.vert_w
-    bodyv = np.sqrt(np.clip(1 - (dX / wv) ** 2, 0, None))
-    spine = bodyv * (0.15 * (1 - 0.35 * disc) + 0.03 * plate)[:, None]
-    ped = np.zeros_like(spine)
-    for sgn in (-1, 1):
-        pdx = (dX - sgn * (wv - 6)) / 4.0
-        pdy = ((ph[:, None] - 0.35) * body.vert_h) / 6.0
-        rr = np.sqrt(pdx ** 2 + pdy ** 2)
-        ped += 0.035 * np.exp(-((rr - 1) / 0.35) ** 2)
-    spd = np.exp(-(dX / 3.0) ** 2) * np.exp(-(((ph - 0.55) * body.vert_h) / 7.0) ** 2)[:, None] * 0.05
-    bone[r0:r1, c0:c1] += spine + ped + spd
-    A += bone
-    # trachea and main bronchi (air)
-    tw = body.trachea_w
-    tx = -2.0 + ms * 0.7
-    cy = body.carina + (geo["right"].H - body.H0["right"]) * 0.1
-    air2 = np.zeros((NC, NC), np.float32)
-    _band_x(air2, -170, cy + 2, lambda y: tx - 3 * _smooth01((y - body.knob_y + 30) / 40) + 0 * y, tw / 2, 1.0,
-            cortex=0.0, marrow=MU * 0.9, fade=3, k=1.0)
-    for s, ang in ((-1, 28), (1, 42)):
-        ta = math.tan(math.radians(ang))
-        _band_x(air2, cy - 2, cy + 45, lambda y, s=s, ta=ta: tx + s * (y - cy) * ta + 0 * y, tw * 0.36, 1.0,
-                cortex=0.0, marrow=MU * 0.9, fade=8, dg=lambda y, s=s, ta=ta: s * ta + 0 * y, k=1.0)
-    A -= air2
-    # gastric bubble, breasts
-    gl = geo["left"]
-    if body.gastric["on"]:
-        rx, ry = body.gastric["rx"], body.gastric["ry"]
-        gx = body.gastric["dx"]; gy = gl.apex + gl.H - gl.Dh + ry + 0.5 * body.gastric["dy"] + 5
-        r0, r1 = _rows(gy - ry - 2, gy + ry + 2); c0, c1 = _cols(gx - rx - 2, gx + rx + 2)
-        qq = ((XC[None, c0:c1] - gx) / rx) ** 2 + ((YC[r0:r1, None] - gy) / ry) ** 2
-        bub = np.sqrt(np.clip(1 - qq, 0, None)) * _sg((gy + ry * 0.3 - YC[r0:r1, None]) / 0.6)
-        A[r0:r1, c0:c1] -= MU * 0.9 * 2 * ry * 0.9 * bub
-    if body.breast is not None:
-        br = body.breast
-        for side, g in geo.items():
-            bx = g.s * g.Lw * br["u"]; by = g.apex + g.H * br["dy"] - (12 if ap else 0)
-            R = br["r"]
-            r0, r1 = _rows(by - R, by + R + 4); c0, c1 = _cols(bx - R - 4, bx + R + 4)
-            qq = ((XC[None, c0:c1] - bx) / (R * 1.2)) ** 2 + ((YC[r0:r1, None] - by) / R) ** 2
-            grad = _smooth01((YC[r0:r1, None] - (by - R)) / (1.6 * R))
-            A[r0:r1, c0:c1] += MU * br["th"] * np.clip(1 - qq, 0, None) ** 0.6 * grad
-    tips = _draw_devices(A, devices, body, st)
-    return A, meas, tips
+        vp = body.vessels[side]
+        if len(vp) == 0:
+            continue
+        x = g.s * vp[:, 1]; y = g.apex + vp[:, 0] * g.H
+        d = vp[:, 2]
+        for lo, hi, sg in ((0, 1.3, 0.45), (1.3, 2.6, 0.8), (2.6, 4.5, 1.4), (4.5, 99, 2.3)):
+            sel = (d >= lo) & (d < hi)
+            if sel.any():
+                wgt = MU * AIRF * 4.0 * (np.pi * d[sel] ** 2 / 4) * 0.5 / (RES * RES)
+                _splat(V, np.column_stack([x[sel], y[sel]]), wgt, sg)
+    for side, g in geo.items():
+        th, hxp = body.hilum[side]
+        hx, hy = g.s * (hxp - 4), g.apex + th * g.H
+        r0, r1 = _rows(hy - 45, hy + 45); c0, c1 = _cols(hx - 30, hx + 30)
+        V[r0:r1, c0:c1] += 0.10 * np.exp(-((XC[None, c0:c1] - hx) / 11.0) ** 2 - ((YC[r0:r1, None] - hy) / 20.0) ** 2)
+    V *= (0.3 + 0.7 * lungm) * (1 - opac) * vmask
+    V[hr0:hr1, hc0:hc1] *= (1 - 0.5 * occ)
+    A += V
+
+
+def _frontal_lesions(air, lesions, geo, lungm):
+    """The lesions (effusions, then consolidations, then round ones; pneumothoraces last) into air/opacity/added maps; their measurements in order."""
+    opac = np.zeros((NC, NC), np.float32)
+    vmask = np.ones((NC, NC), np.float32)
+    add = np.zeros((NC, NC), np.float32)
+    meas = []
+    order = sorted(range(len(lesions)), key=lambda i: {"effusion": 0, "consolidation": 1}.get(lesions[i]["kind"], 2))
+    res = {}
+    for i in order:
+        sp = lesions[i]; g = geo[sp["side"]]
+        kd = sp["kind"]
+        if kd in ("nodule", "mass"):
+            res[i] = _lesion_nodule(add, sp, g, 1.0)
+        elif kd == "consolidation":
+            res[i] = _lesion_consolidation(air, opac, sp, g, lungm)
+        elif kd == "effusion":
+            res[i] = _lesion_effusion(air, opac, sp, g, lungm)
+    for i in order:
+        sp = lesions[i]
+        if sp["kind"] == "pneumothorax":
+            res[i] = _lesion_ptx(add, air, vmask, sp, geo[sp["side"]], lungm)
+    meas = [res[i] for i in range(len(lesions))]
+    return opac, vmask, add, meas
+
+
+def _frontal_air(body, geo):
+    """Each lung's air depth (with the posterior costophrenic recess) and the soft lung mask."""
+    air = np.zeros((NC, NC), np.float32)
+    lungm = np.zeros((NC, NC), np.float32)
+    Dmax = body.depth * 0.62
+    for side, g in geo.items():
+        (r0, r1), (c0, c1) = g.bbox()
+        Yb = YC[r0:r1]; xp = g.s * XC[c0:c1]
+        t = g.t_of(Yb)
+        xl = g.xlat(t); xm = g.xmed(t); yd = g.ydome(xp)
+        e = 0.5
+        m = (_sg((xl[:, None] - xp[None, :]) / e) * _sg((xp[None, :] - xm[:, None]) / e)
+             * _sg((yd[None, :] - Yb[:, None]) / e) * _sg((t * g.H)[:, None] / e))
+        below = Yb[:, None] - yd[None, :]
+        prof = ((0.45 + 0.55 * _smooth01((xl[:, None] - xp[None, :]) / 35.0) ** 0.6)
+                * (0.45 + 0.55 * _smooth01(t / 0.25))[:, None]
+                * (0.75 + 0.25 * _smooth01((xp[None, :] - xm[:, None]) / 25.0))
+                * (0.72 + 0.28 * _smooth01(-below / 35.0)))
+        # posterior costophrenic recess below the dome
+        rec = (0.16 * _sg(below / 0.5) * np.exp(-np.clip(below, 0, None) / 16.0)
+               * _sg((xl[:, None] - xp[None, :]) / e) * _sg((xp[None, :] - xm[:, None]) / e))
+        air[r0:r1, c0:c1] += Dmax * (m * prof + rec)
+        lungm[r0:r1, c0:c1] = np.maximum(lungm[r0:r1, c0:c1], m)
+    return air, lungm
 
 
 def render_lateral(body, st):
@@ -1208,21 +1245,19 @@ def acquire(Acan, acq, rng, ycen_patient, mirrored=False):
         n = C if acq["grid_vertical"] else R
         gline = (acq["grid_amp"] * np.cos(2 * np.pi * np.arange(n) / acq["grid_period"] + rng.uniform(0, 6.3))).astype(np.float32)
         P += gline[None, :] if acq["grid_vertical"] else gline[:, None]
-    maxv = (1 << acq["bits"]) - 1
-    xs = np.linspace(0, 1, 4096)
-    y = xs ** acq["gamma"]
-    c = acq["contrast"]
-    y = (np.tanh(c * (y - 0.5)) - math.tanh(-0.5 * c)) / (2 * math.tanh(0.5 * c))
-    disp = 0.02 + 0.96 * y
-    lut = np.round(disp * maxv).astype(np.uint16)
-    if acq["mono1"]:
-        lut = (maxv - lut).astype(np.uint16)
+    maxv, lut = _display_lut(acq)
     P -= lo
     P *= 4095.0 / (hi - lo)
     np.clip(P, 0, 4095, out=P)
     img = lut[P.astype(np.uint16)]
     del P
 
+    img = _mark_and_collimate(img, acq, R, C, p, maxv, mirrored)
+    return np.ascontiguousarray(img)
+
+
+def _mark_and_collimate(img, acq, R, C, p, maxv, mirrored):
+    """The lead side marker (mirrored with the image), bright collimation borders and the burned-in text (always readable)."""
     def dval(v):
         x = int(round(v * maxv))
         return maxv - x if acq["mono1"] else x
@@ -1259,7 +1294,21 @@ def acquire(Acan, acq, rng, ycen_patient, mirrored=False):
         col = (int(C * 0.04) + l) if not marker_left else (C - tm.shape[1] - int(C * 0.04) - r)
         _burn(img, tm, row, col, dval(1.0))
         row += tm.shape[0] + 3 * tp
-    return np.ascontiguousarray(img)
+    return img
+
+
+def _display_lut(acq):
+    """The display look-up table (gamma, then a tanh contrast curve; inverted for MONOCHROME1) over 4096 steps."""
+    maxv = (1 << acq["bits"]) - 1
+    xs = np.linspace(0, 1, 4096)
+    y = xs ** acq["gamma"]
+    c = acq["contrast"]
+    y = (np.tanh(c * (y - 0.5)) - math.tanh(-0.5 * c)) / (2 * math.tanh(0.5 * c))
+    disp = 0.02 + 0.96 * y
+    lut = np.round(disp * maxv).astype(np.uint16)
+    if acq["mono1"]:
+        lut = (maxv - lut).astype(np.uint16)
+    return maxv, lut
 
 
 # ----------------------------------------------------------------------------- DICOM
@@ -1473,15 +1522,7 @@ def _plan_findings(rng, body, n_change, n_stable, urgent_first=False):
             spec = dict(kind=kind, side=side, change=change, seed=int(rng.integers(1 << 30)))
             if kind == "effusion":
                 slot = [(side, "lower"), (side, "pleural")]
-                Hmin = body.H0[side] - 25
-                if urgent_first and j == 0:
-                    sp, sc = None, rng.uniform(0.40, 0.55) * Hmin
-                elif change == "new" and rng.random() < 0.6:
-                    sp, sc = None, rng.uniform(15, 0.27 * Hmin)
-                else:
-                    sp, sc = _sizes(rng, kind, change, hmax=0.55 * Hmin)
-                    if change == "new" and sc > 0.27 * Hmin:
-                        sc = rng.uniform(0.40, 0.55) * Hmin
+                sp, sc = _effusion_sizes(rng, body, kind, side, change, urgent_first, j)
             elif kind == "pneumothorax":
                 slot = [(side, "upper"), (side, "pleural")]
                 sp, sc = _sizes(rng, kind, change)
@@ -1500,15 +1541,7 @@ def _plan_findings(rng, body, n_change, n_stable, urgent_first=False):
                 if not g.inside(g.s * X, Y, margin=min(rad * 0.8, 25)):
                     continue
                 spec.update(t=float(t), w=float(w))
-                if kind == "nodule":
-                    spec.update(aspect=float(rng.uniform(1.0, 1.3)), lob=float(rng.uniform(0, 0.04)))
-                elif kind == "mass":
-                    spec.update(aspect=float(rng.uniform(1.0, 1.25)), lob=float(rng.uniform(0.05, 0.11)),
-                                spic=int(rng.integers(0, 14)) if rng.random() < 0.4 else 0)
-                else:
-                    spec.update(bw=float(rng.uniform(1.6, 2.6)))
-                    if side == "right" and zone == "upper" and rng.random() < 0.6:
-                        spec["fissure"] = float(t + 0.45 * (smax / 2) / g.H)
+                _shape_spec(rng, spec, kind, side, zone, t, smax, g)
             if any(s in used for s in slot):
                 continue
             if kind in ("effusion", "pneumothorax") and any((side, "pleural") == u for u in used):
@@ -1534,6 +1567,33 @@ def _plan_findings(rng, body, n_change, n_stable, urgent_first=False):
             sum(f["change"] == "stable" for f in out) < min(1, n_stable):
         raise _Retry("could not place findings")
     return out
+
+
+def _shape_spec(rng, spec, kind, side, zone, t, smax, g):
+    """A round lesion's aspect/lobulation/spicules, or a consolidation's blur (and a fissure edge in the right upper zone), into spec."""
+    if kind == "nodule":
+        spec.update(aspect=float(rng.uniform(1.0, 1.3)), lob=float(rng.uniform(0, 0.04)))
+    elif kind == "mass":
+        spec.update(aspect=float(rng.uniform(1.0, 1.25)), lob=float(rng.uniform(0.05, 0.11)),
+                    spic=int(rng.integers(0, 14)) if rng.random() < 0.4 else 0)
+    else:
+        spec.update(bw=float(rng.uniform(1.6, 2.6)))
+        if side == "right" and zone == "upper" and rng.random() < 0.6:
+            spec["fissure"] = float(t + 0.45 * (smax / 2) / g.H)
+
+
+def _effusion_sizes(rng, body, kind, side, change, urgent_first, j):
+    """An effusion's prior and current heights: a large new one for an urgent first finding, new ones mostly small, none near the 1/3 boundary."""
+    Hmin = body.H0[side] - 25
+    if urgent_first and j == 0:
+        sp, sc = None, rng.uniform(0.40, 0.55) * Hmin
+    elif change == "new" and rng.random() < 0.6:
+        sp, sc = None, rng.uniform(15, 0.27 * Hmin)
+    else:
+        sp, sc = _sizes(rng, kind, change, hmax=0.55 * Hmin)
+        if change == "new" and sc > 0.27 * Hmin:
+            sc = rng.uniform(0.40, 0.55) * Hmin
+    return sp, sc
 
 
 def _plan_device(rng, kind):
@@ -1629,39 +1689,74 @@ def _try_pair(rng, seed, idx, case, pid):
     urgent_first = case == "ap_vs_pa" and rng.random() < 0.5
     specs = _plan_findings(rng, body, n_change, n_stable, urgent_first) if n_change + n_stable else []
     # devices
-    dev_p, dev_c, dev_notes = [], [], []
-    if case == "devices_only":
-        kinds = list(rng.permutation(["ett", "ng", "cvc", "drain", "ecg"]))
-        mode = str(rng.choice(["added", "removed", "moved", "mixed"], p=[.35, .25, .2, .2]))
-        base = [_plan_device(rng, k) for k in kinds[:int(rng.integers(0, 3))]]
-        if mode == "added":
-            dev_p = base; dev_c = base + [_plan_device(rng, k) for k in kinds[len(base):len(base) + int(rng.integers(1, 3))]]
-        elif mode == "removed":
-            extra = [_plan_device(rng, k) for k in kinds[len(base):len(base) + int(rng.integers(1, 3))]]
-            dev_p = base + extra; dev_c = base
-        elif mode == "moved":
-            mv = _plan_device(rng, str(rng.choice(["ett", "cvc", "ng", "drain"])))
-            if mv["kind"] in [d["kind"] for d in base]:
-                base = [d for d in base if d["kind"] != mv["kind"]]
-            mv2 = dict(mv); mv2["tip"] = mv["tip"] + float(rng.choice([-1, 1]) * rng.uniform(20, 35))
-            mv2["moved"] = True
-            dev_p = base + [mv]; dev_c = base + [mv2]
-        else:
-            a = _plan_device(rng, kinds[3]); b = _plan_device(rng, kinds[4])
-            dev_p = base + [a]; dev_c = base + [b]
-    elif case == "ap_vs_pa":
-        dev_c = [_plan_device(rng, "ecg")]
-        if rng.random() < 0.4:
-            dev_c.append(_plan_device(rng, str(rng.choice(["cvc", "ett", "ng"]))))
-    elif case in ("change", "stable") and rng.random() < 0.12:
-        dd = _plan_device(rng, str(rng.choice(["cvc", "ecg", "drain"])))
-        dev_p = [dd]; dev_c = [dd]
+    dev_p, dev_c, dev_notes = _pair_devices(rng, case)
     les_p = [dict(s, size=s["size_p"]) for s in specs if s["size_p"] is not None]
     les_c = [dict(s, size=s["size_c"]) for s in specs if s["size_c"] is not None]
     img_p, meas_p, tips_p = _image(body_p, st_p, acq_p, les_p, dev_p, rng, mir_p)
     geo_p = st_p.get("_geom")
     img_c, meas_c, tips_c = _image(body, st_c, acq_c, les_c, dev_c, rng, mir_c)
     geo_c = st_c.get("_geom")
+    findings = _lesion_labels(specs, meas_p, meas_c, acq_p, acq_c)
+    # devices
+    _device_labels(dev_p, dev_c, tips_p, tips_c, geo_p, geo_c, findings, dev_notes)
+    expect, notes = _pair_notes(case, acq_p, acq_c, st_p, st_c, mir_p, mir_c, lateral, portable_c, dev_notes)
+    return dict(img_p=img_p, img_c=img_c, acq_p=acq_p, acq_c=acq_c, mir_p=mir_p, mir_c=mir_c,
+                findings=findings, expect=expect, notes="; ".join(notes), body=body)
+
+
+def _pair_notes(case, acq_p, acq_c, st_p, st_c, mir_p, mir_c, lateral, portable_c, dev_notes):
+    """What the engine is expected to do (compare or not) and the pair's notes (acquisitions, case, devices)."""
+    if case in ("lateral", "other_person"):
+        expect = "not_compared"
+    else:
+        expect = "compare"
+    notes = ["prior: " + _acq_note(acq_p, st_p if not lateral else None, mir_p),
+             "current: " + _acq_note(acq_c, st_c if not lateral else None, mir_c)]
+    if portable_c:
+        notes.append("current AP portable vs PA prior (heart magnified x%.2f)" % st_c["ap_mag"])
+    if case == "rotated":
+        notes.append("current rotated %+.1f deg in plane" % acq_c["rot"])
+    if case == "other_person":
+        notes.append("prior is a different body with the same PatientID")
+    if case == "lateral":
+        notes.append("both lateral (LL) views")
+    if dev_notes:
+        notes.append("devices: " + "; ".join(dev_notes))
+    return expect, notes
+
+
+def _device_labels(dev_p, dev_c, tips_p, tips_c, geo_p, geo_c, findings, dev_notes):
+    """A support_device label per device kind (new, resolved or stable; zone of its tip) into findings, a note each into dev_notes."""
+    def dev_zone(d, tip, geo):
+        side = _dev_side(d)
+        g = geo["right" if side == "bilateral" else side]
+        return zone_of(float(np.clip(g.t_of(tip[1]), 0, 1.5)))
+
+    seen = {}
+    for d, tip in zip(dev_p, tips_p):
+        seen[d["kind"]] = [d, tip, None, None]
+    for d, tip in zip(dev_c, tips_c):
+        seen.setdefault(d["kind"], [None, None, None, None])
+        seen[d["kind"]][2:] = [d, tip]
+    for kd, (dp, tp, dc, tc) in seen.items():
+        if dp is not None and dc is not None:
+            ch = "stable"
+            note = "%s moved" % _DEV_NAME[kd] if dc.get("moved") or dp.get("tip") != dc.get("tip") else "%s unchanged" % _DEV_NAME[kd]
+            if dp is not dc and dp.get("tip") == dc.get("tip") and not dc.get("moved"):
+                note = "%s unchanged" % _DEV_NAME[kd]
+        elif dc is not None:
+            ch = "new"; note = "%s added" % _DEV_NAME[kd]
+        else:
+            ch = "resolved"; note = "%s removed" % _DEV_NAME[kd]
+        d = dc or dp
+        z = dev_zone(d, tc if dc is not None else tp, geo_c if dc is not None else geo_p)
+        findings.append({"finding": "support_device", "side": _dev_side(d), "zone": z, "change": ch,
+                         "size_mm_prior": None, "size_mm_current": None, "urgent": False})
+        dev_notes.append(note)
+
+
+def _lesion_labels(specs, meas_p, meas_c, acq_p, acq_c):
+    """Each planned finding's label from what was drawn (zone, size x magnification); _Retry when a drawn size or change misses the brief's ranges."""
     findings = []
     ip = ic = 0
     for s in specs:
@@ -1695,51 +1790,39 @@ def _try_pair(rng, seed, idx, case, pid):
                  (k == "effusion" and ch == "new" and bool(mc and mc.get("large")))
         findings.append({"finding": k, "side": s["side"], "zone": zc or zp, "change": ch,
                          "size_mm_prior": szp, "size_mm_current": szc, "urgent": bool(urgent)})
-    # devices
-    def dev_zone(d, tip, geo):
-        side = _dev_side(d)
-        g = geo["right" if side == "bilateral" else side]
-        return zone_of(float(np.clip(g.t_of(tip[1]), 0, 1.5)))
+    return findings
 
-    seen = {}
-    for d, tip in zip(dev_p, tips_p):
-        seen[d["kind"]] = [d, tip, None, None]
-    for d, tip in zip(dev_c, tips_c):
-        seen.setdefault(d["kind"], [None, None, None, None])
-        seen[d["kind"]][2:] = [d, tip]
-    for kd, (dp, tp, dc, tc) in seen.items():
-        if dp is not None and dc is not None:
-            ch = "stable"
-            note = "%s moved" % _DEV_NAME[kd] if dc.get("moved") or dp.get("tip") != dc.get("tip") else "%s unchanged" % _DEV_NAME[kd]
-            if dp is not dc and dp.get("tip") == dc.get("tip") and not dc.get("moved"):
-                note = "%s unchanged" % _DEV_NAME[kd]
-        elif dc is not None:
-            ch = "new"; note = "%s added" % _DEV_NAME[kd]
+
+def _pair_devices(rng, case):
+    """Devices on the prior and the current: added/removed/moved/mixed for devices_only, an ECG (and more) on a portable, sometimes one in both."""
+    dev_p, dev_c, dev_notes = [], [], []
+    if case == "devices_only":
+        kinds = list(rng.permutation(["ett", "ng", "cvc", "drain", "ecg"]))
+        mode = str(rng.choice(["added", "removed", "moved", "mixed"], p=[.35, .25, .2, .2]))
+        base = [_plan_device(rng, k) for k in kinds[:int(rng.integers(0, 3))]]
+        if mode == "added":
+            dev_p = base; dev_c = base + [_plan_device(rng, k) for k in kinds[len(base):len(base) + int(rng.integers(1, 3))]]
+        elif mode == "removed":
+            extra = [_plan_device(rng, k) for k in kinds[len(base):len(base) + int(rng.integers(1, 3))]]
+            dev_p = base + extra; dev_c = base
+        elif mode == "moved":
+            mv = _plan_device(rng, str(rng.choice(["ett", "cvc", "ng", "drain"])))
+            if mv["kind"] in [d["kind"] for d in base]:
+                base = [d for d in base if d["kind"] != mv["kind"]]
+            mv2 = dict(mv); mv2["tip"] = mv["tip"] + float(rng.choice([-1, 1]) * rng.uniform(20, 35))
+            mv2["moved"] = True
+            dev_p = base + [mv]; dev_c = base + [mv2]
         else:
-            ch = "resolved"; note = "%s removed" % _DEV_NAME[kd]
-        d = dc or dp
-        z = dev_zone(d, tc if dc is not None else tp, geo_c if dc is not None else geo_p)
-        findings.append({"finding": "support_device", "side": _dev_side(d), "zone": z, "change": ch,
-                         "size_mm_prior": None, "size_mm_current": None, "urgent": False})
-        dev_notes.append(note)
-    if case in ("lateral", "other_person"):
-        expect = "not_compared"
-    else:
-        expect = "compare"
-    notes = ["prior: " + _acq_note(acq_p, st_p if not lateral else None, mir_p),
-             "current: " + _acq_note(acq_c, st_c if not lateral else None, mir_c)]
-    if portable_c:
-        notes.append("current AP portable vs PA prior (heart magnified x%.2f)" % st_c["ap_mag"])
-    if case == "rotated":
-        notes.append("current rotated %+.1f deg in plane" % acq_c["rot"])
-    if case == "other_person":
-        notes.append("prior is a different body with the same PatientID")
-    if case == "lateral":
-        notes.append("both lateral (LL) views")
-    if dev_notes:
-        notes.append("devices: " + "; ".join(dev_notes))
-    return dict(img_p=img_p, img_c=img_c, acq_p=acq_p, acq_c=acq_c, mir_p=mir_p, mir_c=mir_c,
-                findings=findings, expect=expect, notes="; ".join(notes), body=body)
+            a = _plan_device(rng, kinds[3]); b = _plan_device(rng, kinds[4])
+            dev_p = base + [a]; dev_c = base + [b]
+    elif case == "ap_vs_pa":
+        dev_c = [_plan_device(rng, "ecg")]
+        if rng.random() < 0.4:
+            dev_c.append(_plan_device(rng, str(rng.choice(["cvc", "ett", "ng"]))))
+    elif case in ("change", "stable") and rng.random() < 0.12:
+        dd = _plan_device(rng, str(rng.choice(["cvc", "ecg", "drain"])))
+        dev_p = [dd]; dev_c = [dd]
+    return dev_p, dev_c, dev_notes
 
 
 def make_pair(out, seed, idx, case):
