@@ -758,33 +758,97 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
     # --- trunk, arms, breasts ---
     sl, X, Y, Z = vol.full()
     H, W, D = p.H, p.W, p.D
-    wz = np.interp(Z, [-300, -75, -38, 0, 40, H, H + 60, H + 300],
-                   [56, 60, W + 20, W + 12, W, W * 1.04, W, W * 0.97]).astype(F32)
-    dz = np.interp(Z, [-300, -75, -20, 40, H + 300], [56, 60, D * 0.86, D, D * 1.03]).astype(F32)
-    Fb = (np.sqrt((X / wz) ** 2 + ((Y - 5) / dz) ** 2) - 1) * np.minimum(wz, dz)
-    body = _soft(Fb.astype(F32))
-    del Fb
-    if p.arms and not geom.lateral:
-        for s in (-1, 1):
-            xa = s * (W + p.arm_r + 4)
-            sl2, X2, Y2, Z2 = vol.box((xa - p.arm_r - 8, -p.arm_r - 8, -70),
-                                      (xa + p.arm_r + 8, p.arm_r + 8, H + 160))
-            zz = np.clip(Z2, -10, None)
-            Fa = np.sqrt((X2 - xa) ** 2 + (Y2 - 5) ** 2 + (Z2 - zz) ** 2) - p.arm_r
-            np.maximum(body[sl2], _soft(Fa.astype(F32)), out=body[sl2])
-    V += F32(MU_ST) * body
-    if p.breasts:
-        for s in (-1, 1):
-            c = np.array([s * 0.5 * W, -D * 0.85, 0.74 * H])
-            r = p.breast_r
-            sl2, X2, Y2, Z2 = vol.box(c - r - 6, c + r + 6)
-            Fr = (np.sqrt(((X2 - c[0]) / (1.25 * r)) ** 2 + ((Y2 - c[1]) / r) ** 2 +
-                          ((Z2 - c[2]) / (1.0 * r)) ** 2) - 1) * r
-            V[sl2] += F32(MU_FAT) * _soft(Fr.astype(F32)) * (1 - body[sl2])
-    del body
+    _trunk(p, geom, vol, V, X, Y, Z, H, W, D)
 
     # --- lungs and their lesions ---
     lesions = [l for l in state["lesions"]]
+    lung_proj = _lungs(p, vol, V, lesions, coarse, sf, H, W, D)
+
+    _axial_bones_bubble(p, geom, vol, V, sf, H, W, D)
+
+    P_coarse = vol.project(V, coarse)
+    del V, vol
+    nyc, nxc = nyf // 5, nxf // 5
+    pr = (np.arange(nyf) + 0.5) / 5 - 0.5
+    pc = (np.arange(nxf) + 0.5) / 5 - 0.5
+    Pc_up = _upsample_linear(P_coarse, (nyf, nxf), pr, pc)
+
+    # --- fine analytic layer ---
+    fine = Fine(X0, Y0, hf, nyf, nxf)
+    _render_ribs(fine, geom, p, sf)
+    _render_bones_airways(fine, geom, p, sf)
+    _render_vessels(fine, geom, p, sf, state)
+    for l in lesions:
+        if l["type"] in ("nodule", "mass"):
+            _render_nodule(fine, geom, p, sf, l)
+        if l["type"] == "consolidation":
+            _render_bronchograms(fine, geom, p, sf, l)
+    for d in state.get("devices", []):
+        _render_device(fine, geom, p, sf, d)
+    total = Pc_up + fine.buf
+    _pleural_line(total, lung_proj, nyf, nxf, pr, pc)
+    # lesion projections (coarse) for labels
+    for l in lesions:
+        if "_proj" in l:
+            l["_proj_grid"] = coarse
+    return total
+
+
+def _pleural_line(total, lung_proj, nyf, nxf, pr, pc):
+    """The visceral pleural line of a pneumothorax (edge of the retracted lung next to pleural air) into total."""
+    # visceral pleural line
+    if "ret" in lung_proj:
+        ret = _upsample_linear(lung_proj["ret"], (nyf, nxf), pr, pc)
+        air = _upsample_linear(lung_proj["air"], (nyf, nxf), pr, pc)
+        mask = (ret > 6.0).astype(F32)
+        g = ndimage.gaussian_filter(mask, 0.9)
+        edge = 4 * g * (1 - g)
+        near_air = ndimage.maximum_filter(air, size=9) > 20.0
+        total += F32(0.32) * edge * near_air
+
+
+def _axial_bones_bubble(p, geom, vol, V, sf, H, W, D):
+    """Vertebrae (discs, pedicles, spinous processes), sternum, scapulae (over the lungs on AP) and the gastric bubble into V."""
+    # --- spine, sternum, scapulae, stomach bubble ---
+    sl2, X2, Y2, Z2 = vol.box((-40, p.y_sp - 30, -130), (40, p.y_sp + 60, H + 160))
+    Fvb = np.sqrt((X2 / p.r_vb) ** 2 + ((Y2 - p.y_sp) / (0.85 * p.r_vb)) ** 2) * p.r_vb - p.r_vb
+    ph = np.mod(Z2 - p.vb_off, p.vb_len) / p.vb_len
+    disc = np.clip((np.abs(ph - 0.5) - 0.36) / 0.08, 0, 1).astype(F32)   # disc spaces (soft)
+    V[sl2] += F32(MU_VB - MU_ST) * _soft(Fvb.astype(F32)) * (1 - 0.22 * disc)
+    for s in (-1, 1):   # pedicles: short in z
+        Fp = np.sqrt(((X2 - s * 0.72 * p.r_vb) / 5.5) ** 2 + ((Y2 - p.y_sp - p.r_vb) / 9) ** 2) * 5.5 - 5.5
+        ped = np.clip((0.24 - np.abs(ph - 0.42)) / 0.08, 0, 1).astype(F32)
+        V[sl2] += F32(0.030 - MU_ST) * _soft(Fp.astype(F32)) * ped
+    Fsp = np.sqrt((X2 / 5) ** 2 + ((Y2 - p.y_sp - p.r_vb - 26) / 16) ** 2) * 5 - 5
+    V[sl2] += F32(0.025 - MU_ST) * _soft(Fsp.astype(F32)) * np.clip((0.32 - np.abs(ph - 0.5)) / 0.1, 0, 1)
+    # sternum
+    sl2, X2, Y2, Z2 = vol.box((-25, -D - 5, 0.10 * H), (25, -D + 25, 0.62 * H))
+    Fs = np.maximum(np.abs(X2) - (17 - 5 * (Z2 > 0.25 * H)), np.abs(Y2 - (-D + 10)) - 5)
+    Fs = np.maximum(Fs, np.maximum(0.12 * H - Z2, Z2 - 0.60 * H))
+    V[sl2] += F32(0.030 - MU_ST) * _soft(Fs.astype(F32))
+    # scapulae: protracted out of the lungs on PA, over the lungs on AP
+    med = (0.48 if geom.view == "AP" else 0.72) * W
+    for s in (-1, 1):
+        sl2, X2, Y2, Z2 = vol.box((min(s * med, s * (W + 15)) - 5, D - 40, -20),
+                                  (max(s * med, s * (W + 15)) + 5, D + 5, 0.55 * H))
+        ax_ = s * X2
+        # triangle: medial border vertical from z=-5 to 0.5H, lateral border slanting
+        zz = (Z2 + 5) / (0.52 * H)
+        lat_edge = W + 12 - (W + 12 - med) * np.clip(zz, 0, 1)
+        Ft = np.maximum(np.maximum(med - ax_, ax_ - lat_edge), np.maximum(-5 - Z2, Z2 - 0.5 * H))
+        Fy = np.abs(Y2 - (D - 18)) - 5 - 3 * np.clip((ax_ - lat_edge + 18) / 18, 0, 1)
+        V[sl2] += F32(MU_SCAP - MU_ST) * _soft(np.maximum(Ft, Fy).astype(F32))
+    # gastric bubble under the left dome
+    bx_, by_, br = p.bubble
+    bz = p.zdia(bx_, p.yc, 1) * sf + 0.6 * br + 4
+    sl2, X2, Y2, Z2 = vol.box((bx_ - 2 * br, by_ - 2 * br, bz - 2 * br), (bx_ + 2 * br, by_ + 2 * br, bz + 2 * br))
+    Fg = np.sqrt(((X2 - bx_) / (1.1 * br)) ** 2 + ((Y2 - by_) / br) ** 2 + ((Z2 - bz) / (0.85 * br)) ** 2) * br - br
+    Fg = np.maximum(Fg, Z2 - (bz + 0.2 * br))         # gas above a flat fluid level           # flat gas-fluid level below
+    V[sl2] += F32(-MU_ST * 0.95) * _soft(Fg.astype(F32))
+
+
+def _lungs(p, vol, V, lesions, coarse, sf, H, W, D):
+    """Each lung into V with its pneumothorax (retracted lung, pleural air), effusion (meniscus) and consolidations; the projections the pleural line and labels need."""
     lung_proj = {}
     for s in (-1, 1):
         ptx = next((l for l in lesions if l["type"] == "pneumothorax" and l["s"] == s), None)
@@ -826,78 +890,35 @@ def render_line_integral(person: Person, state: dict, geom: Geometry, grid_fine)
             c["_proj"] = vol.project(tmp, coarse)
             del tmp
         del Fl, Lorig, Lung
+    return lung_proj
 
-    # --- spine, sternum, scapulae, stomach bubble ---
-    sl2, X2, Y2, Z2 = vol.box((-40, p.y_sp - 30, -130), (40, p.y_sp + 60, H + 160))
-    Fvb = np.sqrt((X2 / p.r_vb) ** 2 + ((Y2 - p.y_sp) / (0.85 * p.r_vb)) ** 2) * p.r_vb - p.r_vb
-    ph = np.mod(Z2 - p.vb_off, p.vb_len) / p.vb_len
-    disc = np.clip((np.abs(ph - 0.5) - 0.36) / 0.08, 0, 1).astype(F32)   # disc spaces (soft)
-    V[sl2] += F32(MU_VB - MU_ST) * _soft(Fvb.astype(F32)) * (1 - 0.22 * disc)
-    for s in (-1, 1):   # pedicles: short in z
-        Fp = np.sqrt(((X2 - s * 0.72 * p.r_vb) / 5.5) ** 2 + ((Y2 - p.y_sp - p.r_vb) / 9) ** 2) * 5.5 - 5.5
-        ped = np.clip((0.24 - np.abs(ph - 0.42)) / 0.08, 0, 1).astype(F32)
-        V[sl2] += F32(0.030 - MU_ST) * _soft(Fp.astype(F32)) * ped
-    Fsp = np.sqrt((X2 / 5) ** 2 + ((Y2 - p.y_sp - p.r_vb - 26) / 16) ** 2) * 5 - 5
-    V[sl2] += F32(0.025 - MU_ST) * _soft(Fsp.astype(F32)) * np.clip((0.32 - np.abs(ph - 0.5)) / 0.1, 0, 1)
-    # sternum
-    sl2, X2, Y2, Z2 = vol.box((-25, -D - 5, 0.10 * H), (25, -D + 25, 0.62 * H))
-    Fs = np.maximum(np.abs(X2) - (17 - 5 * (Z2 > 0.25 * H)), np.abs(Y2 - (-D + 10)) - 5)
-    Fs = np.maximum(Fs, np.maximum(0.12 * H - Z2, Z2 - 0.60 * H))
-    V[sl2] += F32(0.030 - MU_ST) * _soft(Fs.astype(F32))
-    # scapulae: protracted out of the lungs on PA, over the lungs on AP
-    med = (0.48 if geom.view == "AP" else 0.72) * W
-    for s in (-1, 1):
-        sl2, X2, Y2, Z2 = vol.box((min(s * med, s * (W + 15)) - 5, D - 40, -20),
-                                  (max(s * med, s * (W + 15)) + 5, D + 5, 0.55 * H))
-        ax_ = s * X2
-        # triangle: medial border vertical from z=-5 to 0.5H, lateral border slanting
-        zz = (Z2 + 5) / (0.52 * H)
-        lat_edge = W + 12 - (W + 12 - med) * np.clip(zz, 0, 1)
-        Ft = np.maximum(np.maximum(med - ax_, ax_ - lat_edge), np.maximum(-5 - Z2, Z2 - 0.5 * H))
-        Fy = np.abs(Y2 - (D - 18)) - 5 - 3 * np.clip((ax_ - lat_edge + 18) / 18, 0, 1)
-        V[sl2] += F32(MU_SCAP - MU_ST) * _soft(np.maximum(Ft, Fy).astype(F32))
-    # gastric bubble under the left dome
-    bx_, by_, br = p.bubble
-    bz = p.zdia(bx_, p.yc, 1) * sf + 0.6 * br + 4
-    sl2, X2, Y2, Z2 = vol.box((bx_ - 2 * br, by_ - 2 * br, bz - 2 * br), (bx_ + 2 * br, by_ + 2 * br, bz + 2 * br))
-    Fg = np.sqrt(((X2 - bx_) / (1.1 * br)) ** 2 + ((Y2 - by_) / br) ** 2 + ((Z2 - bz) / (0.85 * br)) ** 2) * br - br
-    Fg = np.maximum(Fg, Z2 - (bz + 0.2 * br))         # gas above a flat fluid level           # flat gas-fluid level below
-    V[sl2] += F32(-MU_ST * 0.95) * _soft(Fg.astype(F32))
 
-    P_coarse = vol.project(V, coarse)
-    del V, vol
-    nyc, nxc = nyf // 5, nxf // 5
-    pr = (np.arange(nyf) + 0.5) / 5 - 0.5
-    pc = (np.arange(nxf) + 0.5) / 5 - 0.5
-    Pc_up = _upsample_linear(P_coarse, (nyf, nxf), pr, pc)
-
-    # --- fine analytic layer ---
-    fine = Fine(X0, Y0, hf, nyf, nxf)
-    _render_ribs(fine, geom, p, sf)
-    _render_bones_airways(fine, geom, p, sf)
-    _render_vessels(fine, geom, p, sf, state)
-    for l in lesions:
-        if l["type"] in ("nodule", "mass"):
-            _render_nodule(fine, geom, p, sf, l)
-        if l["type"] == "consolidation":
-            _render_bronchograms(fine, geom, p, sf, l)
-    for d in state.get("devices", []):
-        _render_device(fine, geom, p, sf, d)
-    total = Pc_up + fine.buf
-    # visceral pleural line
-    if "ret" in lung_proj:
-        ret = _upsample_linear(lung_proj["ret"], (nyf, nxf), pr, pc)
-        air = _upsample_linear(lung_proj["air"], (nyf, nxf), pr, pc)
-        mask = (ret > 6.0).astype(F32)
-        g = ndimage.gaussian_filter(mask, 0.9)
-        edge = 4 * g * (1 - g)
-        near_air = ndimage.maximum_filter(air, size=9) > 20.0
-        total += F32(0.32) * edge * near_air
-    # lesion projections (coarse) for labels
-    for l in lesions:
-        if "_proj" in l:
-            l["_proj_grid"] = coarse
-    return total
+def _trunk(p, geom, vol, V, X, Y, Z, H, W, D):
+    """Trunk soft tissue (and the arms on a frontal) and breast fat into the volume V."""
+    wz = np.interp(Z, [-300, -75, -38, 0, 40, H, H + 60, H + 300],
+                   [56, 60, W + 20, W + 12, W, W * 1.04, W, W * 0.97]).astype(F32)
+    dz = np.interp(Z, [-300, -75, -20, 40, H + 300], [56, 60, D * 0.86, D, D * 1.03]).astype(F32)
+    Fb = (np.sqrt((X / wz) ** 2 + ((Y - 5) / dz) ** 2) - 1) * np.minimum(wz, dz)
+    body = _soft(Fb.astype(F32))
+    del Fb
+    if p.arms and not geom.lateral:
+        for s in (-1, 1):
+            xa = s * (W + p.arm_r + 4)
+            sl2, X2, Y2, Z2 = vol.box((xa - p.arm_r - 8, -p.arm_r - 8, -70),
+                                      (xa + p.arm_r + 8, p.arm_r + 8, H + 160))
+            zz = np.clip(Z2, -10, None)
+            Fa = np.sqrt((X2 - xa) ** 2 + (Y2 - 5) ** 2 + (Z2 - zz) ** 2) - p.arm_r
+            np.maximum(body[sl2], _soft(Fa.astype(F32)), out=body[sl2])
+    V += F32(MU_ST) * body
+    if p.breasts:
+        for s in (-1, 1):
+            c = np.array([s * 0.5 * W, -D * 0.85, 0.74 * H])
+            r = p.breast_r
+            sl2, X2, Y2, Z2 = vol.box(c - r - 6, c + r + 6)
+            Fr = (np.sqrt(((X2 - c[0]) / (1.25 * r)) ** 2 + ((Y2 - c[1]) / r) ** 2 +
+                          ((Z2 - c[2]) / (1.0 * r)) ** 2) - 1) * r
+            V[sl2] += F32(MU_FAT) * _soft(Fr.astype(F32)) * (1 - body[sl2])
+    del body
 
 
 def _cons_occupancy(p, c, vol, sf):
@@ -1416,6 +1437,12 @@ def render_image(person, state, a):
     maxv = (1 << a["bits"]) - 1
     out = (img * F32(maxv) + F32(0.5)).astype(np.uint16)
     del img
+    out = _burn_and_store(out, a, geom, rows, cols, s, maxv)
+    return out, geom
+
+
+def _burn_and_store(out, a, geom, rows, cols, s, maxv):
+    """The lead marker, mirrored storage, burned-in text and MONOCHROME1 inversion of the stored pixels."""
     sc = max(2, int(round(1.3 / s)))                      # ~9 mm glyphs
     if a["marker"] and not geom.lateral:
         # lead marker on the patient's left (image right in standard orientation)
@@ -1433,7 +1460,7 @@ def render_image(person, state, a):
             _burn_text(out, "SEMI-ERECT", int(rows * 0.03) + 9 * sc, int(cols * 0.04), sc, maxv)
     if a["mono1"]:
         out = (maxv - out).astype(np.uint16)
-    return out, geom
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -1583,6 +1610,19 @@ def write_dicom(path, pixels, a, meta):
     ds.RescaleType = "US"
     ds.BurnedInAnnotation = "YES" if (a["text"] or a["marker"]) else "NO"
     ds.LossyImageCompression = "00"
+    _dx_attrs(ds, a, cr)
+    if a["rle"]:
+        ds.PixelData = encapsulate([rle_encode_u16(pixels)])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    else:
+        ds.PixelData = pixels.astype("<u2").tobytes()
+        ds["PixelData"].VR = "OW"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _dx_attrs(ds, a, cr):
+    """The DX image module's attributes (presentation intent and LUT, detector, anatomic region and view codes); a CR has none of these."""
     if not cr:
         ds.PresentationIntentType = "FOR PRESENTATION"
         ds.PixelIntensityRelationship = "LOG"
@@ -1606,14 +1646,6 @@ def write_dicom(path, pixels, a, meta):
         vc.CodingSchemeDesignator = "SCT"
         vc.ViewModifierCodeSequence = Sequence([])
         ds.ViewCodeSequence = Sequence([vc])
-    if a["rle"]:
-        ds.PixelData = encapsulate([rle_encode_u16(pixels)])
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-    else:
-        ds.PixelData = pixels.astype("<u2").tobytes()
-        ds["PixelData"].VR = "OW"
-    ds.save_as(path, enforce_file_format=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1734,35 +1766,7 @@ def _pair_plan(rng, case):
         dev_p = dev_c = [d]
         dev_labels.append((d, "stable", False))
     if case == "devices_only":
-        kinds = list(rng.permutation(DEVICE_KINDS))
-        n_before = int(rng.integers(0, 3))
-        before = [make_device(person, rng, k) for k in kinds[:n_before]]
-        after = list(before)
-        op = rng.choice(["add", "remove", "move"] if before else ["add"])
-        if op == "add":
-            for kk in kinds[n_before:n_before + int(rng.integers(1, 3))]:
-                d = make_device(person, rng, kk)
-                after.append(d)
-                dev_labels.append((d, "new", False))
-            for d in before:
-                dev_labels.append((d, "stable", False))
-        elif op == "remove":
-            gone = before[0]
-            after = before[1:]
-            dev_labels.append((gone, "resolved", False))
-            for d in after:
-                dev_labels.append((d, "stable", False))
-        else:
-            mv = dict(before[0])
-            if "tip" in mv:
-                mv["tip"] = mv["tip"] + rng.choice([-1, 1]) * rng.uniform(20, 35)
-            else:
-                mv["seed"] = int(rng.integers(0, 2**31 - 1))
-            after = [mv] + before[1:]
-            dev_labels.append((mv, "stable", True))
-            for d in before[1:]:
-                dev_labels.append((d, "stable", False))
-        dev_p, dev_c = before, after
+        dev_p, dev_c, op = _devices_only(rng, person, dev_labels)
         notes.append({"add": "devices added", "remove": "device removed", "move": "device moved"}[op])
     if case == "mirrored":
         mirror_c = True
@@ -1788,6 +1792,40 @@ def _pair_plan(rng, case):
     a_c = make_acq(rng, person, view=view_c, theta=theta_c, mirror=mirror_c)
     return dict(person=person, prior_person=prior_person, findings=findings, dev_p=dev_p,
                 dev_c=dev_c, dev_labels=dev_labels, a_p=a_p, a_c=a_c, expect=expect, notes=notes)
+
+
+def _devices_only(rng, person, dev_labels):
+    """A devices_only pair's devices: some before, then devices added, one removed or one moved; labels into dev_labels."""
+    kinds = list(rng.permutation(DEVICE_KINDS))
+    n_before = int(rng.integers(0, 3))
+    before = [make_device(person, rng, k) for k in kinds[:n_before]]
+    after = list(before)
+    op = rng.choice(["add", "remove", "move"] if before else ["add"])
+    if op == "add":
+        for kk in kinds[n_before:n_before + int(rng.integers(1, 3))]:
+            d = make_device(person, rng, kk)
+            after.append(d)
+            dev_labels.append((d, "new", False))
+        for d in before:
+            dev_labels.append((d, "stable", False))
+    elif op == "remove":
+        gone = before[0]
+        after = before[1:]
+        dev_labels.append((gone, "resolved", False))
+        for d in after:
+            dev_labels.append((d, "stable", False))
+    else:
+        mv = dict(before[0])
+        if "tip" in mv:
+            mv["tip"] = mv["tip"] + rng.choice([-1, 1]) * rng.uniform(20, 35)
+        else:
+            mv["seed"] = int(rng.integers(0, 2**31 - 1))
+        after = [mv] + before[1:]
+        dev_labels.append((mv, "stable", True))
+        for d in before[1:]:
+            dev_labels.append((d, "stable", False))
+    dev_p, dev_c = before, after
+    return dev_p, dev_c, op
 
 
 def _acq_note(a):
