@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitoring.stats import wilson
 from priorwatch.vocabulary import FindingType
 
 FINDINGS: tuple[str, ...] = tuple(str(f) for f in FindingType)
@@ -144,8 +145,6 @@ def _kappa(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.nda
 def agreement(ai_masks: np.ndarray, final_masks: np.ndarray, seed: int = 0) -> dict[str, object]:
     """Per finding type PPV and sensitivity of the AI against the final findings (Wilson 95 %
     intervals), and Cohen's kappa over studies x finding types (bootstrap 95 % interval over studies)."""
-    from monitoring.metrics import wilson
-
     A, F = presence_matrix(ai_masks), presence_matrix(final_masks)
     tp, fp, fn = (A & F).sum(0), (A & ~F).sum(0), (~A & F).sum(0)
     plo, phi = wilson(tp, tp + fp)
