@@ -207,12 +207,13 @@ def read_header(raw: bytes) -> Header:
     header = _header(ds, ts)
     uid = _ts(ts)
     if uid is not None and uid.is_deflated:  # the stream position is in the deflated bytes
-        body, pos = _inflated_body(raw), 0
+        body = _inflated_body(raw)
         if body is None:
             return header
+        fp, pos = io.BytesIO(body), 0
     else:
-        body, pos = memoryview(raw), fp.tell()
-    _check_pixels(body, pos, uid, header)
+        pos = fp.tell()
+    _check_pixels(fp, pos, uid, header)
     return header
 
 
@@ -228,14 +229,7 @@ def read_header_dataset(stream: BinaryIO, transfer_syntax: str) -> Header:
     except Exception as exc:
         raise IngestError(statuses.NOT_DICOM, f"cannot understand: not parseable DICOM ({type(exc).__name__})") from None
     header = _header(ds, str(transfer_syntax))
-    if isinstance(stream, io.BytesIO):
-        body = stream.getbuffer()
-        try:
-            _check_pixels(body, pos, ts, header)
-        finally:
-            body.release()
-    else:
-        _check_pixels(memoryview(stream.read()), 0, ts, header)  # the rest of the data set
+    _check_pixels(stream, pos, ts, header)
     return header
 
 
@@ -246,21 +240,21 @@ def _ts(ts: str) -> UID | None:
         return None
 
 
-def _check_pixels(body: memoryview, pos: int, ts: UID | None, header: Header) -> None:
+def _check_pixels(stream: BinaryIO, pos: int, ts: UID | None, header: Header) -> None:
     if header.pixels is None:
         return
     implicit = bool(ts.is_implicit_VR) if ts is not None and ts.is_transfer_syntax else False
     little = bool(ts.is_little_endian) if ts is not None and ts.is_transfer_syntax else True
-    check_complete(body, pos, implicit_vr=implicit, little_endian=little, shape=header.pixels)
+    check_complete(stream, pos, implicit_vr=implicit, little_endian=little, shape=header.pixels)
 
 
-def _inflated_body(raw: bytes) -> memoryview | None:
+def _inflated_body(raw: bytes) -> bytes | None:
     """A deflated Part-10 file's data set, inflated (its file meta group is never deflated)."""
     try:
         if raw[128:132] != b"DICM" or raw[132:136] != b"\x02\x00\x00\x00":
             return None
         meta_end = 144 + int.from_bytes(raw[140:144], "little")
-        return memoryview(zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS))
+        return zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS)
     except (zlib.error, ValueError):
         return None
 

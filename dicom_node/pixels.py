@@ -12,7 +12,9 @@ delimiter, skipping the fragments' contents. Cost: a few struct reads per instan
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from dicom_node import statuses
 from dicom_node.statuses import IngestError
@@ -50,39 +52,45 @@ def _incomplete(why: str) -> IngestError:
     return IngestError(statuses.PIXEL_DATA_INCOMPLETE, f"refused: pixel data incomplete ({why})")
 
 
-def check_complete(buf: bytes | memoryview, pos: int, *, implicit_vr: bool, little_endian: bool,
-                   shape: PixelShape) -> None:
+def check_complete(stream: BinaryIO, pos: int, *, implicit_vr: bool, little_endian: bool, shape: PixelShape) -> None:
     """Raise IngestError(PIXEL_DATA_INCOMPLETE) unless the data set's pixel data is whole.
 
-    `pos` is where header parsing stopped: the first element at or after (7FE0,0010), or the end
-    of the data set. An image (Rows and Columns given) with no Pixel Data is incomplete too.
+    `stream` is the data set (seekable; only a few element and item headers are read, never the
+    pixels: `getbuffer()` on a received buffer would copy it); `pos` is where header parsing
+    stopped: the first element at or after (7FE0,0010), or the end of the data set. An image
+    (Rows, Columns, BitsAllocated given) with no Pixel Data is incomplete too.
     """
-    end = len(buf)
+    end = stream.seek(0, 2)
     order = "<" if little_endian else ">"
+
+    def read(at: int, n: int) -> bytes:
+        stream.seek(at)
+        return stream.read(n)
+
     if end - pos < 8:
         if pos < end or shape.expected_bytes():
             raise _incomplete("no pixel data element")
         return
-    group, element = struct.unpack_from(order + "HH", buf, pos)
+    group, element = struct.unpack(order + "HH", read(pos, 4))
     if (group << 16 | element) != PIXEL_DATA:
         if shape.expected_bytes():
             raise _incomplete("no pixel data element")
         return
     if implicit_vr:
-        (length,) = struct.unpack_from(order + "I", buf, pos + 4)
+        (length,) = struct.unpack(order + "I", read(pos + 4, 4))
         value = pos + 8
     else:
-        vr = bytes(buf[pos + 4:pos + 6])
+        vr = read(pos + 4, 2)
         if vr in _LONG_VRS:
             if end - pos < 12:
                 raise _incomplete("element header cut")
-            (length,) = struct.unpack_from(order + "I", buf, pos + 8)
+            (length,) = struct.unpack(order + "I", read(pos + 8, 4))
             value = pos + 12
         else:
-            (length,) = struct.unpack_from(order + "H", buf, pos + 6)
+            (length,) = struct.unpack(order + "H", read(pos + 6, 2))
             value = pos + 8
     if length == UNDEFINED:
-        _walk_fragments(buf, value)
+        _walk_fragments(read, value, end)
         return
     if value + length > end:
         raise _incomplete("shorter than its length")
@@ -91,14 +99,13 @@ def check_complete(buf: bytes | memoryview, pos: int, *, implicit_vr: bool, litt
         raise _incomplete("less than the image size")
 
 
-def _walk_fragments(buf: bytes | memoryview, pos: int) -> None:
+def _walk_fragments(read: Callable[[int, int], bytes], pos: int, end: int) -> None:
     """Encapsulated pixel data: item headers (always little endian) up to the delimiter."""
-    end = len(buf)
     items = 0
     while True:
         if end - pos < 8:
             raise _incomplete("no sequence delimiter")
-        group, element, length = struct.unpack_from("<HHI", buf, pos)
+        group, element, length = struct.unpack("<HHI", read(pos, 8))
         pos += 8
         if (group, element) == SEQUENCE_DELIMITER:
             if items < 2:  # the Basic Offset Table item, then at least one fragment
