@@ -15,7 +15,9 @@ the database is UTC already.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -96,8 +98,39 @@ def _signed_labels(engine: Engine, sig: pd.DataFrame) -> dict[int, tuple[list[Cl
 
 def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringSettings,
                as_of: datetime | None = None) -> pd.DataFrame:
-    """Studies with study time (UTC) in [since, until) and a comparison known at `as_of` (default `until`)."""
+    """Studies with study time (UTC) in [since, until) and a comparison known at `as_of` (default `until`).
+
+    The steps: the window's studies (`_window_studies`), what belongs to them (`_window_tables`),
+    the AI's findings (`_ai_findings`), each study's final reading (`final_reading`) and its
+    concordance (`_concordance`), then the derived columns (`_derived_columns`)."""
     as_of = as_of or until
+    base = _window_studies(engine, since, until, ms, as_of)
+    if base.empty:
+        return empty_frame()
+    cids = sorted(base["comparison_id"].astype(int).tolist())
+    w = _window_tables(engine, base, as_of)
+    df = base.merge(w.instances, on="study_id", how="left").merge(w.image_stats, on="study_id", how="left")
+    df = df.merge(w.reviews, on="comparison_id", how="left").merge(w.signed, on="study_id", how="left")
+    ai = _ai_findings(w.findings, cids)
+    if ai.per_comparison is not None:
+        df = df.merge(ai.per_comparison, left_on="comparison_id", right_index=True, how="left")
+    else:
+        df = df.assign(n_findings=0, mean_confidence=np.nan, unsupported_rate=np.nan, top_change=None)
+
+    df["has_prior_bool"] = (df["status"] == "done") & df["interval_days"].notna()
+    df["urgent"] = df["urgent"].astype(bool)
+    df["final_critical"] = df["final_critical"].fillna(False).astype(bool)
+    signed = df[df["signed_report_id"].notna()]
+    labels = _signed_labels(engine, signed) if len(signed) else {}
+    df = pd.concat([df, _concordance(df, ai.claims, labels, ms)], axis=1)
+    return _derived_columns(df, ai.confidences)
+
+
+def _window_studies(engine: Engine, since: datetime, until: datetime, ms: MonitoringSettings,
+                    as_of: datetime) -> pd.DataFrame:
+    """Each study of the window with its latest comparison known at `as_of`; `at` is its study
+    time in UTC (the comparison's creation time when the study has none). Queried on local time
+    padded by TZ_PAD, then cut exactly in UTC."""
     base = _read(engine, """
         SELECT s.id AS study_id, s.study_datetime, s.patient_sex AS sex, s.patient_birth_date, s.institution AS site,
                c.id AS comparison_id, c.status, c.interval_days, c.urgent, c.model AS model, c.model_version,
@@ -112,15 +145,27 @@ def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringS
         WHERE s.study_datetime IS NULL AND c.created_at >= :since AND c.created_at < :until AND c.created_at <= :as_of
     """, lo=since - TZ_PAD, hi=until + TZ_PAD, since=since, until=until, as_of=as_of)
     if base.empty:
-        return empty_frame()
+        return base
     base = base.sort_values("comparison_id").drop_duplicates("study_id", keep="last")
     base["site"] = base["site"].fillna("").astype(str).replace("", "unknown")
     local = pd.to_datetime(base["study_datetime"])
     at = local_to_utc(local, base["site"], ms)
     base["at"] = at.fillna(pd.to_datetime(base["created_at"]))
-    base = base[(base["at"] >= since) & (base["at"] < until)]
-    if base.empty:
-        return empty_frame()
+    return base[(base["at"] >= since) & (base["at"] < until)]
+
+
+@dataclass
+class _WindowTables:
+    """What belongs to the window's studies and comparisons, each read once by id range."""
+
+    instances: pd.DataFrame  # one instance's DICOM metadata per study
+    image_stats: pd.DataFrame  # image statistics averaged per study
+    findings: pd.DataFrame  # the AI's findings
+    reviews: pd.DataFrame  # the last review finished by as_of, per comparison
+    signed: pd.DataFrame  # the last final signed report received by as_of, per study
+
+
+def _window_tables(engine: Engine, base: pd.DataFrame, as_of: datetime) -> _WindowTables:
     sids = sorted(base["study_id"].astype(int).tolist())
     cids = sorted(base["comparison_id"].astype(int).tolist())
     lo_s, hi_s, lo_c, hi_c = sids[0], sids[-1], cids[0], cids[-1]
@@ -149,62 +194,99 @@ def load_frame(engine: Engine, since: datetime, until: datetime, ms: MonitoringS
         FROM signedreport WHERE id IN (SELECT MAX(id) FROM signedreport WHERE study_id BETWEEN :a AND :b
                                        AND received_at <= :as_of AND result_status IN ('F', 'C') GROUP BY study_id)
     """, a=lo_s, b=hi_s, as_of=as_of)
+    return _WindowTables(instances=inst, image_stats=img, findings=fnd, reviews=rev, signed=sig)
 
-    df = base.merge(inst, on="study_id", how="left").merge(img, on="study_id", how="left")
-    df = df.merge(rev, on="comparison_id", how="left").merge(sig, on="study_id", how="left")
-    # The AI's findings per comparison.
+
+@dataclass
+class _AiFindings:
+    """The AI's findings of the window's comparisons, by comparison id."""
+
+    claims: dict[int, list[Claim]]
+    confidences: dict[int, list[tuple[str, float, float]]]  # (type, shown confidence, raw) for calibration
+    per_comparison: pd.DataFrame | None  # n_findings, mean_confidence, unsupported_rate, top_change; None: no findings
+
+
+def _ai_findings(fnd: pd.DataFrame, cids: list[int]) -> _AiFindings:
     ai_claims: dict[int, list[Claim]] = {}
-    ai_conf: dict[int, list[tuple[str, float, float]]] = {}  # (type, shown confidence, raw) for calibration
-    if not fnd.empty:
-        fnd = fnd[fnd["comparison_id"].isin(set(cids))]
-        for cid, f, side, ch, cf, raw in fnd[["comparison_id", "finding", "side", "change", "confidence",
-                                              "raw_confidence"]].itertuples(index=False, name=None):
-            ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False))
-            ai_conf.setdefault(int(cid), []).append((str(f), float(cf), float(raw)))
-        fnd = fnd.assign(unsupported=(fnd["guard"] == "unsupported").astype(float))
-        fnd = fnd.sort_values(["comparison_id", "confidence"], ascending=[True, False])
-        agg = fnd.groupby("comparison_id").agg(n_findings=("change", "size"), mean_confidence=("confidence", "mean"),
-                                               unsupported_rate=("unsupported", "mean"), top_change=("change", "first"))
-        df = df.merge(agg, left_on="comparison_id", right_index=True, how="left")
-    else:
-        df = df.assign(n_findings=0, mean_confidence=np.nan, unsupported_rate=np.nan, top_change=None)
+    ai_conf: dict[int, list[tuple[str, float, float]]] = {}
+    if fnd.empty:
+        return _AiFindings(ai_claims, ai_conf, None)
+    fnd = fnd[fnd["comparison_id"].isin(set(cids))]
+    for cid, f, side, ch, cf, raw in fnd[["comparison_id", "finding", "side", "change", "confidence",
+                                          "raw_confidence"]].itertuples(index=False, name=None):
+        ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False))
+        ai_conf.setdefault(int(cid), []).append((str(f), float(cf), float(raw)))
+    fnd = fnd.assign(unsupported=(fnd["guard"] == "unsupported").astype(float))
+    fnd = fnd.sort_values(["comparison_id", "confidence"], ascending=[True, False])
+    agg = fnd.groupby("comparison_id").agg(n_findings=("change", "size"), mean_confidence=("confidence", "mean"),
+                                           unsupported_rate=("unsupported", "mean"), top_change=("change", "first"))
+    return _AiFindings(ai_claims, ai_conf, agg)
 
-    df["has_prior_bool"] = (df["status"] == "done") & df["interval_days"].notna()
-    df["urgent"] = df["urgent"].astype(bool)
-    df["final_critical"] = df["final_critical"].fillna(False).astype(bool)
-    signed = df[df["signed_report_id"].notna()]
-    labels = _signed_labels(engine, signed) if len(signed) else {}
 
-    # Final findings: the reviewer's structured labels (accepted: the AI's own), else the signed report read
-    # by the labeler. Then the concordance of the AI's findings with them.
+def final_reading(action: object, final_labels_json: object, signed_report_id: object, ai: list[Claim],
+                  ai_urgent: bool, report_labels: dict[int, tuple[list[Claim], bool]]) -> tuple[list[Claim], bool] | None:
+    """The final findings of a study and whether they are urgent, or None while there is no final reading.
+
+    The rule: an accepted draft's final findings are the AI's own; an edited one's are the
+    reviewer's structured labels; otherwise a signed report (read by the labeler,
+    `report_labels`) is the final reading. A rejected draft with no signed report has none."""
+    if action == "accepted":
+        return ai, bool(ai_urgent)
+    if action == "edited" and isinstance(final_labels_json, str):
+        labs = json.loads(final_labels_json or "[]")
+        return ([Claim(d["finding"], d.get("change") or "unknown", d.get("side"), False) for d in labs],
+                any(bool(d.get("urgent")) for d in labs))
+    if signed_report_id == signed_report_id and signed_report_id is not None:  # not NaN: a signed report
+        return report_labels[int(signed_report_id)]  # type: ignore[call-overload]
+    return None
+
+
+class _Concordance(NamedTuple):
+    """One study's concordance columns (their names are the frame's)."""
+
+    has_final: bool
+    category: str | None
+    revised: bool
+    minor_revision: bool
+    n_agree: int
+    n_ai_fp: int
+    n_ai_miss: int
+    n_change_dis: int
+    urgency_disagreement: bool
+    ai_mask: int
+    final_mask: int
+    final_urgent: bool
+
+
+_NO_FINAL = _Concordance(False, None, False, False, 0, 0, 0, 0, False, 0, 0, False)
+
+
+def _concordance(df: pd.DataFrame, ai_claims: dict[int, list[Claim]],
+                 labels: dict[int, tuple[list[Claim], bool]], ms: MonitoringSettings) -> pd.DataFrame:
+    """The concordance of each study's AI findings with its final reading (critical results count
+    as urgent; uncertain final findings only when `uncertain_as_positive`)."""
     recs = []
     for cid, action, lj, rid, ai_urg, crit in df[["comparison_id", "action", "final_labels_json", "signed_report_id",
                                                   "urgent", "final_critical"]].itertuples(index=False, name=None):
         ai = ai_claims.get(int(cid), [])
-        final: list[Claim] | None = None
-        fin_urg = False
-        if action == "accepted":
-            final, fin_urg = ai, bool(ai_urg)
-        elif action == "edited" and isinstance(lj, str):
-            labs = json.loads(lj or "[]")
-            final = [Claim(d["finding"], d.get("change") or "unknown", d.get("side"), False) for d in labs]
-            fin_urg = any(bool(d.get("urgent")) for d in labs)
-        elif rid == rid and rid is not None:  # not NaN: a signed report
-            final, fin_urg = labels[int(rid)]
-        if final is None:
-            recs.append((False, None, False, False, 0, 0, 0, 0, False, 0, 0, False))
+        reading = final_reading(action, lj, rid, ai, ai_urg, labels)
+        if reading is None:
+            recs.append(_NO_FINAL)
             continue
+        final, fin_urg = reading
         fin_urg = bool(fin_urg or crit)
         if not ms.uncertain_as_positive:
             final = [c for c in final if not c.uncertain]
         sc = compare_study(ai, final, bool(ai_urg), fin_urg)
-        recs.append((True, sc.category, sc.significant, sc.minor, sc.agree, sc.ai_false_positive, sc.ai_miss,
-                     sc.change_disagreement, sc.urgency_disagreement, sc.ai_present, sc.final_present, fin_urg))
-    cols = ["has_final", "category", "revised", "minor_revision", "n_agree", "n_ai_fp", "n_ai_miss", "n_change_dis",
-            "urgency_disagreement", "ai_mask", "final_mask", "final_urgent"]
-    conc = pd.DataFrame.from_records(recs, columns=cols, index=df.index)
-    df = pd.concat([df, conc], axis=1)
+        recs.append(_Concordance(True, sc.category, sc.significant, sc.minor, sc.agree, sc.ai_false_positive,
+                                 sc.ai_miss, sc.change_disagreement, sc.urgency_disagreement, sc.ai_present,
+                                 sc.final_present, fin_urg))
+    return pd.DataFrame.from_records(recs, columns=list(_Concordance._fields), index=df.index)
 
+
+def _derived_columns(df: pd.DataFrame, ai_conf: dict[int, list[tuple[str, float, float]]]) -> pd.DataFrame:
+    """Columns read by the metrics and drift: counts, report delay, age band, scanner, has_prior,
+    unknowns for missing categories; sorted by study time."""
     df["n_findings"] = df["n_findings"].fillna(0).astype(int)
     df["ai_conf"] = [ai_conf.get(int(c), []) for c in df["comparison_id"]]
     df["top_change"] = df["top_change"].fillna("none").astype(str)
