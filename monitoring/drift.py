@@ -252,6 +252,33 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
         for s in drifting:
             explain(s, out_cols)
     # What is left goes to the narrowest scope that explains it.
+    remaining = _narrowest_scope(drifting, explained, sites_of)
+    _drift_conditions(remaining, pvals, ratio, conds)
+    return conds
+
+
+def _drift_conditions(remaining: dict[str, dict[str, float]], pvals: dict[tuple[str, str], float], ratio: float,
+                      conds: list[dict[str, Any]]) -> None:
+    """One drift condition per scope and column group, its columns by how far they drift (appended to conds)."""
+    for scope, cols in sorted(remaining.items()):
+        by_group: dict[str, dict[str, float]] = {}
+        for c, v in cols.items():
+            by_group.setdefault(COLUMNS[c][1], {})[c] = v
+        for group, gc in sorted(by_group.items()):
+            top = sorted(gc.items(), key=lambda kv: -kv[1])
+            conds.append({"kind": "drift", "subject": f"{scope} / {group}", "value": float(top[0][1]),
+                          "threshold": ratio, "columns": [c for c, _ in top],
+                          "message": f"{scope}: {group} columns drift: "
+                                     + ", ".join(f"{c} (p={pvals.get((scope, c), pvals.get(('global', c), 0.0)):.0e})"
+                                                 for c, _ in top)
+                          + ". An early warning that inputs or outputs differ from the reference, not a measure of "
+                            "accuracy."})
+
+
+def _narrowest_scope(drifting: dict[str, dict[str, float]], explained: dict[str, set[str]],
+                     sites_of: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """The drifting columns no condition explained, each kept at its narrowest scope: one site of a
+    scanner's, a scanner across its sites, the whole stream when several sites drift."""
     remaining: dict[str, dict[str, float]] = {}
     for scope, cols in drifting.items():
         for c, v in cols.items():
@@ -274,17 +301,4 @@ def attribute(results: list[ScopeResult], novel: dict[str, set[str]], cur: pd.Da
                 remaining[s].pop(c)
         elif any(c in cols for s, cols in remaining.items() if s != "global"):
             remaining["global"].pop(c)  # explained by one site or one scanner
-    for scope, cols in sorted(remaining.items()):
-        by_group: dict[str, dict[str, float]] = {}
-        for c, v in cols.items():
-            by_group.setdefault(COLUMNS[c][1], {})[c] = v
-        for group, gc in sorted(by_group.items()):
-            top = sorted(gc.items(), key=lambda kv: -kv[1])
-            conds.append({"kind": "drift", "subject": f"{scope} / {group}", "value": float(top[0][1]),
-                          "threshold": ratio, "columns": [c for c, _ in top],
-                          "message": f"{scope}: {group} columns drift: "
-                                     + ", ".join(f"{c} (p={pvals.get((scope, c), pvals.get(('global', c), 0.0)):.0e})"
-                                                 for c, _ in top)
-                          + ". An early warning that inputs or outputs differ from the reference, not a measure of "
-                            "accuracy."})
-    return conds
+    return remaining
