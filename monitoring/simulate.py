@@ -153,27 +153,7 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
         sid = id_base + i + 1
         scanner = NEW_SCANNER if new_scanner[i] else SCANNERS[site[i]]
         acc = f"ACC{sid:08d}"
-        T["study"].append({
-            "id": sid, "study_uid": f"2.25.{sid}", "patient_id": f"P{sid:08d}", "patient_sex": str(sex[i]),
-            "patient_birth_date": (at[i] - timedelta(days=int(age[i] * 365.25))).date(), "accession": acc,
-            "study_date": at[i].date(), "study_datetime": at[i], "modality": "DX", "institution": site[i],
-            "role": "incoming", "state": "done", "first_received_at": at[i], "last_received_at": at[i],
-            "issuer": "", "patient_name": "", "body_part": "CHEST", "description": "", "reason": "",
-            "calling_ae": "SIM", "version": 1, "n_instances": 1,
-        })
-        T["instance"].append({
-            "id": sid, "sop_instance_uid": f"2.25.{sid}.1", "study_id": sid, "series_uid": f"2.25.{sid}.0",
-            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.1", "transfer_syntax": "1.2.840.10008.1.2.1",
-            "path": "", "size": 0, "received_at": at[i], "study_version": 1, "modality": "DX",
-            "view_position": "PA" if rng.random() < 0.8 else "AP",
-            "manufacturer": scanner[0], "model_name": scanner[1], "station_name": scanner[2],
-            "photometric": "MONOCHROME2", "rows": scanner[3], "columns": scanner[4], "pixel_spacing": scanner[5],
-            "kvp": float(scanner[6] + rng.normal(0, 3)), "exposure": float(rng.normal(2.5, 0.5)),
-        })
-        T["imagestatistics"].append({"id": sid, "study_id": sid, "instance_id": sid, "mean": img[i, 0],
-                                     "std": img[i, 1], "p05": img[i, 2], "p95": img[i, 3], "entropy": img[i, 4]})
-        T["job"].append({"id": sid, "study_id": sid, "study_version": 1, "idempotency_key": f"sim-{sid}",
-                         "state": "done", "attempts": 1, "enqueued_at": at[i], "created_at": at[i], "updated_at": at[i]})
+        _study_rows(T, sid, i, at, sex, age, site, scanner, acc, img, rng)
         kinds = list(rng.choice(FINDINGS, n_find[i], replace=False, p=FINDING_P))
         truth = []  # (finding, change, side) the radiologist agrees with
         for f in kinds:
@@ -185,21 +165,7 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
             options = [f for f in FINDINGS[:7] if f not in kinds]
             spurious = (str(rng.choice(options)), "new" if has_prior[i] else "no_prior", str(rng.choice(sides)))
             claims.append(spurious)
-        urgent = False
-        wrong: set[str] = set()  # claims the radiologist strikes (the calibrated engine's misses)
-        for f, ch, sd in claims:
-            u = f == "pneumothorax" and ch in ("new", "worsened")
-            urgent |= u
-            fid += 1
-            conf = float(rng.beta(9, 1.5)) if v2[i] else float(rng.beta(5, 2))
-            if calibrated_engine:
-                if rng.random() >= conf:
-                    wrong.add(str(f))
-                if after[i] and f == MISCAL_FINDING:
-                    conf = 1.0 - MISCAL_SHRINK * (1.0 - conf)
-            T["finding"].append({"id": fid, "comparison_id": sid, "finding": f, "side": sd, "zone": None,
-                                 "change": ch, "urgent": bool(u), "confidence": conf,
-                                 "guard": "unsupported" if rng.random() < 0.05 else "supported"})
+        urgent, wrong, fid = _finding_rows(T, sid, fid, claims, bool(v2[i]), calibrated_engine, bool(after[i]), rng)
         draft_parts = [_sentence(TEMPLATES[ch], f, sd) for f, ch, sd in claims] or [NORMAL]
         if not has_prior[i]:
             draft_parts.append(NO_PRIOR_LINE)
@@ -212,30 +178,88 @@ def generate(start: date, days: int, per_day: int, *, scenario: str | None = Non
         })
         # The radiologist: the true findings, in the draft's words unless rewording; sometimes a real
         # correction (a missed finding added, a claimed one struck out).
-        final_claims = [c for c in truth if c[0] not in wrong]
-        if rng.random() < edit_p:
-            if final_claims and rng.random() < 0.5:
-                final_claims.pop(int(rng.integers(0, len(final_claims))))
-            else:
-                f = str(rng.choice([x for x in FINDINGS[:7] if x not in {c[0] for c in final_claims}]))
-                final_claims.insert(0, (f, str(rng.choice(CHANGES[:4])) if has_prior[i] else "no_prior",
-                                        str(rng.choice(sides))))
-        if reword[i]:
-            parts = [_sentence(str(rng.choice(STYLES[ch])), f, sd) for f, ch, sd in final_claims]
-            parts = parts or [str(rng.choice(NORMAL_STYLES))]
-        else:
-            parts = [_sentence(TEMPLATES[ch], f, sd) for f, ch, sd in final_claims] or [NORMAL]
-        if not has_prior[i]:
-            parts.append(NO_PRIOR_LINE)
-        if any(f == "pneumothorax" and ch in ("new", "worsened") for f, ch, _ in final_claims):
-            parts.append("Findings communicated to the referring physician.")
-        signed_at = at[i] + timedelta(hours=float(delay_h[i]))
-        final = " ".join(parts)
-        T["signedreport"].append({"id": sid, "study_id": sid, "accession": acc, "source": "simulate",
-                                  "message_control_id": f"SIM{sid}", "result_status": "F", "text": final,
-                                  "critical": "communicated" in final, "signed_by": "sim", "signed_at": signed_at,
-                                  "received_at": signed_at})
+        _signed_report(T, sid, acc, truth, wrong, bool(has_prior[i]), bool(reword[i]),
+                       at[i] + timedelta(hours=float(delay_h[i])), edit_p, sides, rng)
     return Generated(tables=T, n_studies=n)
+
+
+def _signed_report(T: dict[str, list[dict[str, Any]]], sid: int, acc: str, truth: list[tuple[str, str, str]],
+                   wrong: set[str], has_prior: bool, reword: bool, signed_at: datetime, edit_p: float, sides: list[str],
+                   rng: np.random.Generator) -> None:
+    """The radiologist's signed report: the true findings less the struck ones, sometimes a real
+    correction, in the draft's words unless rewording."""
+    final_claims = [c for c in truth if c[0] not in wrong]
+    if rng.random() < edit_p:
+        if final_claims and rng.random() < 0.5:
+            final_claims.pop(int(rng.integers(0, len(final_claims))))
+        else:
+            f = str(rng.choice([x for x in FINDINGS[:7] if x not in {c[0] for c in final_claims}]))
+            final_claims.insert(0, (f, str(rng.choice(CHANGES[:4])) if has_prior else "no_prior",
+                                    str(rng.choice(sides))))
+    if reword:
+        parts = [_sentence(str(rng.choice(STYLES[ch])), f, sd) for f, ch, sd in final_claims]
+        parts = parts or [str(rng.choice(NORMAL_STYLES))]
+    else:
+        parts = [_sentence(TEMPLATES[ch], f, sd) for f, ch, sd in final_claims] or [NORMAL]
+    if not has_prior:
+        parts.append(NO_PRIOR_LINE)
+    if any(f == "pneumothorax" and ch in ("new", "worsened") for f, ch, _ in final_claims):
+        parts.append("Findings communicated to the referring physician.")
+    final = " ".join(parts)
+    T["signedreport"].append({"id": sid, "study_id": sid, "accession": acc, "source": "simulate",
+                              "message_control_id": f"SIM{sid}", "result_status": "F", "text": final,
+                              "critical": "communicated" in final, "signed_by": "sim", "signed_at": signed_at,
+                              "received_at": signed_at})
+
+
+def _finding_rows(T: dict[str, list[dict[str, Any]]], sid: int, fid: int, claims: list[tuple[str, str, str]],
+                  v2: bool, calibrated_engine: bool, after: bool, rng: np.random.Generator) -> tuple[bool, set[str], int]:
+    """The AI's finding rows (model 2.0 more confident; the calibrated engine's misses, miscalibrated
+    after the event); (urgent, the findings the radiologist strikes, the last finding id)."""
+    urgent = False
+    wrong: set[str] = set()  # claims the radiologist strikes (the calibrated engine's misses)
+    for f, ch, sd in claims:
+        u = f == "pneumothorax" and ch in ("new", "worsened")
+        urgent |= u
+        fid += 1
+        conf = float(rng.beta(9, 1.5)) if v2 else float(rng.beta(5, 2))
+        if calibrated_engine:
+            if rng.random() >= conf:
+                wrong.add(str(f))
+            if after and f == MISCAL_FINDING:
+                conf = 1.0 - MISCAL_SHRINK * (1.0 - conf)
+        T["finding"].append({"id": fid, "comparison_id": sid, "finding": f, "side": sd, "zone": None,
+                             "change": ch, "urgent": bool(u), "confidence": conf,
+                             "guard": "unsupported" if rng.random() < 0.05 else "supported"})
+    return urgent, wrong, fid
+
+
+def _study_rows(T: dict[str, list[dict[str, Any]]], sid: int, i: int, at: list[datetime], sex: np.ndarray,
+                age: np.ndarray, site: np.ndarray, scanner: tuple[Any, ...], acc: str, img: np.ndarray,
+                rng: np.random.Generator) -> None:
+    """One study's study, instance, image-statistics and job rows (the scanner's DICOM metadata,
+    jittered kVp and exposure)."""
+    T["study"].append({
+        "id": sid, "study_uid": f"2.25.{sid}", "patient_id": f"P{sid:08d}", "patient_sex": str(sex[i]),
+        "patient_birth_date": (at[i] - timedelta(days=int(age[i] * 365.25))).date(), "accession": acc,
+        "study_date": at[i].date(), "study_datetime": at[i], "modality": "DX", "institution": site[i],
+        "role": "incoming", "state": "done", "first_received_at": at[i], "last_received_at": at[i],
+        "issuer": "", "patient_name": "", "body_part": "CHEST", "description": "", "reason": "",
+        "calling_ae": "SIM", "version": 1, "n_instances": 1,
+    })
+    T["instance"].append({
+        "id": sid, "sop_instance_uid": f"2.25.{sid}.1", "study_id": sid, "series_uid": f"2.25.{sid}.0",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.1", "transfer_syntax": "1.2.840.10008.1.2.1",
+        "path": "", "size": 0, "received_at": at[i], "study_version": 1, "modality": "DX",
+        "view_position": "PA" if rng.random() < 0.8 else "AP",
+        "manufacturer": scanner[0], "model_name": scanner[1], "station_name": scanner[2],
+        "photometric": "MONOCHROME2", "rows": scanner[3], "columns": scanner[4], "pixel_spacing": scanner[5],
+        "kvp": float(scanner[6] + rng.normal(0, 3)), "exposure": float(rng.normal(2.5, 0.5)),
+    })
+    T["imagestatistics"].append({"id": sid, "study_id": sid, "instance_id": sid, "mean": img[i, 0],
+                                 "std": img[i, 1], "p05": img[i, 2], "p95": img[i, 3], "entropy": img[i, 4]})
+    T["job"].append({"id": sid, "study_id": sid, "study_version": 1, "idempotency_key": f"sim-{sid}",
+                     "state": "done", "attempts": 1, "enqueued_at": at[i], "created_at": at[i], "updated_at": at[i]})
 
 
 def write(engine: Engine, gen: Generated, chunk: int = 20000) -> None:
