@@ -13,6 +13,15 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    """Entry point `priorwatch.commands`: the monitoring room's commands on the `priorwatch` CLI."""
+    _register_simulate(app)
+    _register_monitor(app)
+    _register_recalibration(app)
+    _register_hl7(app)
+
+
+def _register_simulate(app: typer.Typer) -> None:
+    """`simulate`: the scenario proof (an injected event per scenario, alerts timed against it)."""
     @app.command()
     def simulate(
         scenario: str = typer.Option("all", help="new_site | new_scanner | population_shift | model_version | "
@@ -53,6 +62,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"FAILED: {', '.join(failed)}")
             raise typer.Exit(1)
 
+
+def _register_monitor(app: typer.Typer) -> None:
+    """`monitor`: one snapshot now, stored with its alerts."""
     @app.command()
     def monitor(
         as_of: Optional[str] = typer.Option(None, help="Snapshot time (ISO; naive means UTC); default now."),
@@ -85,6 +97,9 @@ def register(app: typer.Typer) -> None:
         for r in p.get("stop_rule", []):
             typer.echo(f"suggested stop-rule: {r}")
 
+
+def _register_recalibration(app: typer.Typer) -> None:
+    """`recalibration propose|list|accept|reject|revert` (issue 30)."""
     recal_app = typer.Typer(help="Recalibration of the engine's confidence: proposals fitted by monitoring, "
                                  "applied only once an admin accepts them (issue 30).")
     app.add_typer(recal_app, name="recalibration")
@@ -163,6 +178,9 @@ def register(app: typer.Typer) -> None:
         """Take back the accepted recalibration (the one it replaced applies again)."""
         _decide("revert", recal_id, user, note)
 
+
+def _register_hl7(app: typer.Typer) -> None:
+    """`hl7-listen`: the signed-report listener in the foreground."""
     @app.command("hl7-listen")
     def hl7_listen(
         host: Optional[str] = typer.Option(None, help="Bind address (default PRIORWATCH_MONITORING_HL7_HOST)."),
@@ -178,6 +196,5 @@ def register(app: typer.Typer) -> None:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
