@@ -100,6 +100,7 @@ class Import:
     name: str | None  # for `from module import name` when name is not itself a module
     line: int
     top_level: bool  # at module level and not under `if TYPE_CHECKING:` (runs at import time)
+    typing_only: bool = False  # under `if TYPE_CHECKING:`: never runs
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -125,11 +126,11 @@ def imports_of(path: Path, root: Path = ROOT) -> Iterator[Import]:
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
-    def walk(node: ast.AST, top: bool) -> Iterator[Import]:
+    def walk(node: ast.AST, top: bool, typing: bool = False) -> Iterator[Import]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import):
                 for alias in child.names:
-                    yield Import(me, alias.name, None, child.lineno, top)
+                    yield Import(me, alias.name, None, child.lineno, top, typing)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
@@ -138,15 +139,15 @@ def imports_of(path: Path, root: Path = ROOT) -> Iterator[Import]:
                 for alias in child.names:
                     sub = f"{base}.{alias.name}"
                     if alias.name != "*" and is_module(sub, root):
-                        yield Import(me, sub, None, child.lineno, top)
+                        yield Import(me, sub, None, child.lineno, top, typing)
                     else:
-                        yield Import(me, base, alias.name, child.lineno, top)
+                        yield Import(me, base, alias.name, child.lineno, top, typing)
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                yield from walk(child, False)
+                yield from walk(child, False, typing)
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
-                yield from walk(child, False)
+                yield from walk(child, False, True)
             else:
-                yield from walk(child, top)
+                yield from walk(child, top, typing)
 
     yield from walk(tree, True)
 
@@ -301,3 +302,60 @@ def test_worker_import_loads_no_engine(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# Celery's idiom: the app imports its tasks when it starts, the tasks import the app to register.
+ALLOWED_CIRCLES = [["workers.app", "workers.tasks"]]
+
+
+def import_circles(imports: Iterable[Import]) -> list[list[str]]:
+    """Groups of our modules that import each other, directly or round a loop (strongly connected
+    components of the import graph). Function-level imports count (they run); imports under
+    `if TYPE_CHECKING:` do not."""
+    edges: dict[str, set[str]] = {}
+    for imp in imports:
+        if imp.typing_only or room_of(imp.module) is None or imp.module == imp.importer:
+            continue
+        edges.setdefault(imp.importer, set()).add(imp.module)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def test_no_import_circles_but_celerys() -> None:
+    """Modules that import each other cannot be read or changed one at a time (issue 31); the
+    only circle left is Celery's app <-> tasks."""
+    assert import_circles(all_imports()) == ALLOWED_CIRCLES
+
+
+def test_circle_finder_sees_loops_through_function_imports_not_type_only_ones() -> None:
+    loop = [Import("monitoring.a", "monitoring.b", None, 1, True), Import("monitoring.b", "monitoring.c", None, 1, True),
+            Import("monitoring.c", "monitoring.a", None, 9, False)]  # a function-level import closes it
+    typed = [Import("comparison.x", "comparison.y", None, 1, True),
+             Import("comparison.y", "comparison.x", None, 1, False, typing_only=True)]
+    assert import_circles(loop + typed) == [["monitoring.a", "monitoring.b", "monitoring.c"]]
