@@ -250,8 +250,14 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
         except FileNotFoundError:
             log.warning("prior instance %s no longer in the spool: not referenced in the SR", Path(p).name)
     sr = build_result_sr(evidence, record, prior_evidence=prior_evidence, prior_description=prior_desc)
-    save_and_store(sr, uid, settings.results_dir / f"comparison-{comparison_id}-sr.dcm", pacs, settings, "SR")
+    save_and_store(sr, uid, sr_path(settings, comparison_id), pacs, settings, "SR")
     log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
+
+
+def sr_path(settings: Settings, comparison_id: int, kind: str = "sr") -> Path:
+    """Where a sent SR is kept: `sr` the preliminary draft (the signed report names it as its
+    predecessor), `final-sr` the signed report. One rule for both senders."""
+    return settings.results_dir / f"comparison-{comparison_id}-{kind}.dcm"
 
 
 def save_and_store(sr: pydicom.Dataset, uid: str, out: Path, pacs: PacsConfig, settings: Settings,

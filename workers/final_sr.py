@@ -18,7 +18,7 @@ from dicom_node.sr import build_final_sr
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Review, SignOff, Study
 from priorwatch.settings import Settings
-from workers.deliver import image_paths, read_evidence, save_and_store
+from workers.deliver import image_paths, read_evidence, save_and_store, sr_path
 from workers.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def preliminary_path(settings: Settings, comparison_id: int) -> Path:
     """Where `workers.deliver.send_sr` keeps the preliminary SR it sent."""
-    return settings.results_dir / f"comparison-{comparison_id}-sr.dcm"
+    return sr_path(settings, comparison_id)
 
 
 def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
@@ -54,5 +54,5 @@ def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     sr = build_final_sr(evidence, final_text=text, final_labels=labels, signer=signer,
                         prior_study_uid=prior_uid, preliminary=preliminary)
     save_and_store(sr, d.sop_instance_uid or sr.SOPInstanceUID,
-                   settings.results_dir / f"comparison-{comparison_id}-final-sr.dcm", pacs, settings, "signed SR")
+                   sr_path(settings, comparison_id, "final-sr"), pacs, settings, "signed SR")
     log.info("signed SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
