@@ -1,4 +1,4 @@
-"""slabs: layered analytic-thickness chest-radiograph pair generator with a polyenergetic X-ray step.
+r"""slabs: layered analytic-thickness chest-radiograph pair generator with a polyenergetic X-ray step.
 
 Statement of independence
 -------------------------
