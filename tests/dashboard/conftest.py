@@ -8,6 +8,8 @@ users, built directly in the database the way the pipeline would leave them.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -184,3 +186,36 @@ def seed_database(settings: Settings, users: bool = True) -> Seeded:
 @pytest.fixture
 def seeded(pw_settings: Settings) -> Seeded:
     return seed_database(pw_settings)
+
+
+@contextmanager
+def postgres_dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator[Settings]:
+    """Seeded dashboard settings on the machine's PostgreSQL, in a schema of its own (dropped after):
+    the server-mode variant of `seeded` for the tests that race writers."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from priorwatch.db import get_engine
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    settings = None
+    try:
+        monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("PRIORWATCH_DATABASE_URL",
+                           f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{schema}")
+        reset_settings_cache()
+        settings = get_settings()
+        init_db(settings)
+        seed_database(settings)
+        yield settings
+    finally:
+        reset_settings_cache()
+        if settings is not None:
+            get_engine(settings).dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

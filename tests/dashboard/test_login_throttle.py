@@ -190,30 +190,7 @@ def test_parallel_failures_all_count_sqlite(seeded):
 
 
 def test_parallel_failures_all_count_postgresql(tmp_path, monkeypatch: pytest.MonkeyPatch):
-    import uuid
+    from tests.dashboard.conftest import postgres_dashboard
 
-    import sqlalchemy as sa
-
-    from priorwatch.db import get_engine, init_db
-    from priorwatch.settings import get_settings, reset_settings_cache
-    from tests.dashboard.conftest import seed_database
-
-    schema = f"pw_throttle_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("PRIORWATCH_DATABASE_URL",
-                           f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{schema}")
-        reset_settings_cache()
-        settings = get_settings()
-        init_db(settings)
-        seed_database(settings)
+    with postgres_dashboard(tmp_path, monkeypatch, "pw_throttle") as settings:
         _parallel_failures_all_count(settings)
-    finally:
-        reset_settings_cache()
-        get_engine(settings).dispose()
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()

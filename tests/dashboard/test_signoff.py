@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import uuid
 from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from dashboard import queries, security, signoff
-from priorwatch.db import init_db, session_scope
+from priorwatch.db import session_scope
 from priorwatch.models import AuditLog, DashboardSession, Delivery, Review, SignOff, WorklistItem, utcnow
 from priorwatch.settings import get_settings, reset_settings_cache
 from tests.dashboard.browser import seed_race_items
@@ -65,28 +63,11 @@ def test_two_signers_at_once_one_review_each_sqlite(pw_settings):
 
 
 def test_two_signers_at_once_one_review_each_postgresql(tmp_path, monkeypatch):
-    schema = f"pw_dash_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        monkeypatch.setenv("PRIORWATCH_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("PRIORWATCH_DATABASE_URL",
-                           f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{schema}")
-        reset_settings_cache()
-        settings = get_settings()
-        init_db(settings)
-        seed_database(settings)
+    from tests.dashboard.conftest import postgres_dashboard
+
+    with postgres_dashboard(tmp_path, monkeypatch, "pw_dash") as settings:
         items = seed_race_items(settings, RACE_ITEMS)
         _check_race(settings, items, _race(settings, items))
-    finally:
-        reset_settings_cache()
-        from priorwatch.db import get_engine
-
-        get_engine(settings).dispose()
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def test_claim_is_shown_taken_over_and_binds_the_signature(seeded):

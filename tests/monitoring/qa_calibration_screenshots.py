@@ -7,9 +7,7 @@ with one recalibration proposal waiting (fitted on days 49-54, judged on 54-56),
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -87,20 +85,9 @@ def shoot(data_dir: Path, out: Path) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=REPO / "artifacts" / "screenshots")
-    ap.add_argument("--data-dir", type=Path, help="reuse (or keep) a seeded data dir")
-    args = ap.parse_args()
-    if args.data_dir:
-        if not (args.data_dir / "priorwatch.db").exists():
-            seed(args.data_dir)
-        paths = shoot(args.data_dir, args.out)
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            seed(Path(d))
-            paths = shoot(Path(d), args.out)
-    for p in paths:
-        print(p)
+    from tests.monitoring.qa_screenshots import cli
+
+    cli(seed, shoot)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -78,21 +79,27 @@ def shoot(data_dir: Path, out: Path) -> list[Path]:
     return paths
 
 
-def main() -> None:
+def cli(seed_fn: Callable[[Path], object], shoot_fn: Callable[[Path, Path], list[Path]]) -> None:
+    """`--out DIR [--data-dir DIR]`: seed a data dir (kept when given), shoot, print the paths.
+    Shared by every QA screenshot script."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "artifacts" / "screenshots")
     ap.add_argument("--data-dir", type=Path, help="reuse (or keep) a seeded data dir")
     args = ap.parse_args()
     if args.data_dir:
         if not (args.data_dir / "priorwatch.db").exists():
-            seed(args.data_dir)
-        paths = shoot(args.data_dir, args.out)
+            seed_fn(args.data_dir)
+        paths = shoot_fn(args.data_dir, args.out)
     else:
         with tempfile.TemporaryDirectory() as d:
-            seed(Path(d))
-            paths = shoot(Path(d), args.out)
+            seed_fn(Path(d))
+            paths = shoot_fn(Path(d), args.out)
     for p in paths:
         print(p)
+
+
+def main() -> None:
+    cli(seed, shoot)
 
 
 if __name__ == "__main__":
