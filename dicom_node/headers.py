@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicom_node import statuses
-from dicom_node.pixels import PixelShape, check_complete
+from dicom_node.pixels import PixelShape, check_complete, is_image_class
 from dicom_node.statuses import IngestError
 
 
@@ -304,7 +304,8 @@ def _header(ds: Dataset, ts: str) -> Header:
     }
     header.pixels = PixelShape(rows=_int(f["Rows"]), columns=_int(f["Columns"]), samples=_int(f["SamplesPerPixel"]),
                                bits_allocated=_int(f["BitsAllocated"]), frames=_int(f["NumberOfFrames"]),
-                               photometric=f["PhotometricInterpretation"])
+                               photometric=f["PhotometricInterpretation"],
+                               image=is_image_class(present["SOPClassUID"]))
     header.instance = {
         "modality": modality,
         "view_position": f["ViewPosition"],

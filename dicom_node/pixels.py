@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from pydicom.uid import UID
+
 from dicom_node import statuses
 from dicom_node.statuses import IngestError
 
@@ -37,6 +39,8 @@ class PixelShape:
     bits_allocated: int | None
     frames: int | None
     photometric: str = ""
+    image: bool = False  # an image storage SOP class: Pixel Data is required whatever the header says
+
 
     def expected_bytes(self) -> int | None:
         if not (self.rows and self.columns and self.bits_allocated):
@@ -48,6 +52,16 @@ class PixelShape:
         return (bits + 7) // 8
 
 
+def is_image_class(sop_class_uid: str) -> bool:
+    """An image storage SOP class (CR, DX, CT, MR, SC, ...: PS3.4 names them "... Image Storage"),
+    whose instances always carry pixel data (Float/Double Float Pixel Data are read before 7FE0,0010
+    and end the check there)."""
+    try:
+        return "Image Storage" in UID(sop_class_uid).name
+    except ValueError:
+        return False
+
+
 def _incomplete(why: str) -> IngestError:
     return IngestError(statuses.PIXEL_DATA_INCOMPLETE, f"refused: pixel data incomplete ({why})")
 
@@ -57,8 +71,9 @@ def check_complete(stream: BinaryIO, pos: int, *, implicit_vr: bool, little_endi
 
     `stream` is the data set (seekable; only a few element and item headers are read, never the
     pixels: `getbuffer()` on a received buffer would copy it); `pos` is where header parsing
-    stopped: the first element at or after (7FE0,0010), or the end of the data set. An image
-    (Rows, Columns, BitsAllocated given) with no Pixel Data is incomplete too.
+    stopped: the first element at or after (7FE0,0010), or the end of the data set. An image (an
+    image storage SOP class, or Rows, Columns, BitsAllocated given) with no Pixel Data is incomplete
+    too: a file cut inside its header, before the image module, would otherwise pass.
     """
     end = stream.seek(0, 2)
     order = "<" if little_endian else ">"
@@ -68,12 +83,12 @@ def check_complete(stream: BinaryIO, pos: int, *, implicit_vr: bool, little_endi
         return stream.read(n)
 
     if end - pos < 8:
-        if pos < end or shape.expected_bytes():
+        if pos < end or shape.image or shape.expected_bytes():
             raise _incomplete("no pixel data element")
         return
     group, element = struct.unpack(order + "HH", read(pos, 4))
     if (group << 16 | element) != PIXEL_DATA:
-        if shape.expected_bytes():
+        if shape.image or shape.expected_bytes():
             raise _incomplete("no pixel data element")
         return
     if implicit_vr:

@@ -171,6 +171,20 @@ def test_a_file_cut_inside_its_pixel_data_is_refused_before_success(
     assert [i.sop_instance_uid for i in _instances(settings)] == [dcmread(ok).SOPInstanceUID]
 
 
+def test_an_image_cut_inside_its_header_before_the_image_module_is_refused(
+        node: StorageNode, settings: Settings, maker: StudyMaker) -> None:
+    """Identifiers arrive, Rows/Columns/Pixel Data do not: an image SOP class needs its pixels."""
+    [ct] = maker.study(1, CT)
+    raw = ct.read_bytes()
+    cut = _cut(ct, raw.index(b"\x28\x00\x10\x00"))  # just before Rows (0028,0010)
+    assert dcmread(cut, stop_before_pixels=True).StudyInstanceUID  # the identifiers are all there
+
+    [(status, comment)] = send_files_detailed([cut], HOST, node.port, settings.ae_title)
+
+    assert (status, comment) == (statuses.PIXEL_DATA_INCOMPLETE, "refused: pixel data incomplete (no pixel data element)")
+    assert _instances(settings) == []
+
+
 def test_encapsulated_pixel_data_without_its_last_fragment_is_refused(
         node: StorageNode, settings: Settings, maker: StudyMaker) -> None:
     [j2k] = maker.study(1, "RG1_J2KR.dcm")
