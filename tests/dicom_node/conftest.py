@@ -111,10 +111,14 @@ def wait_for(pred: Callable[[], object], timeout: float = 10.0, interval: float 
 
 
 def broker_messages(settings: Settings) -> list[dict[str, object]]:
-    """The task messages the node left in the kombu filesystem broker: [{task, args}]."""
+    """The task messages the node left in the kombu filesystem broker: [{task, args}]. A file
+    kombu is still writing (empty or cut JSON) is not a message yet: the callers poll again."""
     out = []
     for f in sorted(settings.broker_dir.glob("*.msg")):
-        msg = json.loads(f.read_text())
+        try:
+            msg = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            continue
         body = json.loads(base64.b64decode(msg["body"]))
         out.append({"task": msg["headers"]["task"], "args": body[0]})
     return out
