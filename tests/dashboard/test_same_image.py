@@ -11,19 +11,17 @@ import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 from pydicom.data import get_testdata_file
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
+from comparison import RegistrationEngine
 from dashboard import queries
 from priorwatch.db import session_scope
 from priorwatch.models import ImageStatistics, Instance, Job, Study, WorklistItem
 from priorwatch.settings import Settings
-from priorwatch.vocabulary import ComparisonResult
 from tests.dashboard.test_app_pages import APP, login_cookie
 from workers.pipeline import run_job
 
@@ -34,19 +32,6 @@ class Compared:
     compared_id: int  # the instance the engine compared (recorded by the pipeline)
     later_pa_id: int
     sr_id: int
-
-
-class RecordingComparator:
-    """Stands in for the engine: records the pixels it was given, returns an empty result."""
-
-    def __init__(self) -> None:
-        self.current: np.ndarray | None = None
-
-    def compare(self, current: np.ndarray, prior: np.ndarray | None, ctx: Any) -> SimpleNamespace:
-        self.current = current
-        result = ComparisonResult(engine="stub", engine_version="1", model="stub", model_version="1",
-                                  has_prior=False, draft_text="PRELIMINARY AI DRAFT — stub.")
-        return SimpleNamespace(result=result, heatmap=None)
 
 
 def _instance(s: Any, study: Study, n: int, path: Path, *, sop_class: str, view: str, version: int) -> Instance:
@@ -78,9 +63,9 @@ def _run_engine_on_version_1(settings: Settings) -> Compared:
         s.add(job)
         s.flush()
         job_id, ids = job.id, (sr.id, v1.id, v2.id)
-    engine = RecordingComparator()
-    comparison_id = run_job(job_id, settings, comparator=engine)  # type: ignore[arg-type]
-    assert comparison_id is not None and engine.current is not None
+    # The real registration engine, in process (what Triton serves): the job has no prior, so it says so.
+    comparison_id = run_job(job_id, settings, comparator=RegistrationEngine(use_reader=False))  # type: ignore[arg-type]
+    assert comparison_id is not None
     with session_scope(settings) as s:
         compared = s.exec(select(ImageStatistics.instance_id).where(ImageStatistics.study_id == st.id)).one()
         item = s.exec(select(WorklistItem).where(WorklistItem.comparison_id == comparison_id)).one()
