@@ -24,6 +24,7 @@ from priorwatch.models import AuditLog, QuarantinedInstance, utcnow
 from priorwatch.settings import Settings
 
 from dicom_node.index import PatientMismatch, with_retry
+from dicom_node.spool import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def quarantine(engine: Engine, settings: Settings, *, spool_path: Path, size: in
     except OSError:  # another file system: copy durably, then drop the spool copy
         shutil.copyfile(spool_path, dest)
         spool_path.unlink(missing_ok=True)
-    _fsync_dir(dest_dir)
+    fsync_dir(dest_dir)
     differs = ",".join(mismatch.differs)
 
     def txn(conn: Connection) -> bool:
@@ -82,11 +83,3 @@ def quarantine(engine: Engine, settings: Settings, *, spool_path: Path, size: in
         dest.unlink(missing_ok=True)  # the first copy is the one listed
     log.warning("quarantined instance %s from %s: its study (id %d) is held for another patient (%s differ)",
                 phi_safe(sop_instance_uid), calling_ae or "-", mismatch.study_id, differs)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -38,8 +38,8 @@ def prepare(spool_dir: Path) -> None:
             folder.mkdir(exist_ok=True)
             made = True
     if made:
-        _fsync_dir(spool_dir)
-        _fsync_dir(spool_dir.parent)
+        fsync_dir(spool_dir)
+        fsync_dir(spool_dir.parent)
 
 
 def new_instance_path(spool_dir: Path, sop_instance_uid: str) -> Path:
@@ -87,11 +87,12 @@ def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -
         raise
     os.close(fd)
     if fsync and made:
-        _fsync_dir(folder)
-        _fsync_dir(folder.parent)
+        fsync_dir(folder)
+        fsync_dir(folder.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries durable (best effort: some file systems refuse a directory fsync)."""
     try:
         dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

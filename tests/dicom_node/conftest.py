@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pydicom import dcmread
@@ -16,6 +17,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from priorwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from priorwatch.models import Instance, Study
 
 CR = "RG1_UNCR.dcm"  # real chest CR, 1955 x 1841, ~7.2 MB
 CT = "CT_small.dcm"  # small CT, ~39 kB
@@ -122,3 +126,25 @@ def broker_messages(settings: Settings) -> list[dict[str, object]]:
         body = json.loads(base64.b64decode(msg["body"]))
         out.append({"task": msg["headers"]["task"], "args": body[0]})
     return out
+
+
+def indexed_instances(settings: Settings) -> list["Instance"]:
+    """Every Instance row of the node's index."""
+    from sqlmodel import select
+
+    from priorwatch.db import session_scope
+    from priorwatch.models import Instance
+
+    with session_scope(settings) as s:
+        return list(s.exec(select(Instance)))
+
+
+def indexed_studies(settings: Settings) -> list["Study"]:
+    """Every Study row of the node's index."""
+    from sqlmodel import select
+
+    from priorwatch.db import session_scope
+    from priorwatch.models import Study
+
+    with session_scope(settings) as s:
+        return list(s.exec(select(Study)))

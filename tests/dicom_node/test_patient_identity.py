@@ -24,24 +24,16 @@ from dicom_node import StorageNode, send_files_detailed, statuses
 from priorwatch import quarantine as operator_quarantine
 from priorwatch.db import session_scope
 from priorwatch.identity import PatientIdentity, conflicts
-from priorwatch.models import AuditLog, Instance, QuarantinedInstance, Study
+from priorwatch.models import AuditLog, QuarantinedInstance
 from priorwatch.settings import Settings
 
 from .conftest import CR, CT, StudyMaker, wait_for
+from .conftest import indexed_instances as _instances
+from .conftest import indexed_studies as _studies
 
 HOST = "127.0.0.1"
 ALICE = dict(patient_id="PW-ALICE", PatientName="Liddell^Alice", PatientBirthDate="19610203")
 BOB = dict(patient_id="PW-BOB", PatientName="Builder^Bob", PatientBirthDate="19770405")
-
-
-def _studies(settings: Settings) -> list[Study]:
-    with session_scope(settings) as s:
-        return list(s.exec(select(Study)))
-
-
-def _instances(settings: Settings) -> list[Instance]:
-    with session_scope(settings) as s:
-        return list(s.exec(select(Instance)))
 
 
 def _quarantine(settings: Settings) -> list[QuarantinedInstance]:
@@ -89,7 +81,7 @@ def test_another_patient_reusing_a_study_uid_is_refused_quarantined_and_never_fi
         audit = list(s.exec(select(AuditLog).where(AuditLog.action == "quarantine")))
         listed = operator_quarantine.open_items(s)
     assert [(a.user, a.study_id) for a in audit] == [("node", study.id)]
-    assert json.loads(audit[0].detail or "{}")["differs"] == "ID,name,birth date"
+    assert json.loads(str(audit[0].detail))["differs"] == "ID,name,birth date"
     assert [(i.id, i.differs, i.attempts) for i in listed] == [(q.id, "ID,name,birth date", 2)]
 
 

@@ -23,18 +23,10 @@ from priorwatch.models import Instance, Job, Study
 from priorwatch.settings import Settings
 
 from .conftest import CR, CT, StudyMaker, broker_messages, make_settings, wait_for
+from .conftest import indexed_instances as _instances
+from .conftest import indexed_studies as _studies
 
 HOST = "127.0.0.1"
-
-
-def _instances(settings: Settings) -> list[Instance]:
-    with session_scope(settings) as s:
-        return list(s.exec(select(Instance)))
-
-
-def _studies(settings: Settings) -> list[Study]:
-    with session_scope(settings) as s:
-        return list(s.exec(select(Study)))
 
 
 def _spool_files(settings: Settings) -> list[Path]:
