@@ -6,6 +6,7 @@ by the registration engine and one written by a VLM can be compared field by fie
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -86,6 +87,42 @@ class Evidence(BaseModel):
     heatmap: str | None = None  # path or reference of a heat-map overlay
 
 
+class ObservationState(StrEnum):
+    """A finding on one study of the history: seen, looked for and not seen, or not measurable there."""
+
+    present = "present"
+    absent = "absent"
+    not_assessable = "not_assessable"
+
+
+class Observation(BaseModel):
+    """One study's entry in a finding's history (issue 29): where it was looked for, what was seen."""
+
+    study_uid: str
+    date: date | None = None
+    size_mm: float | None = Field(default=None, ge=0.0)  # from the pixel spacing; None unless present
+    state: ObservationState
+
+
+class PriorRole(StrEnum):
+    """Why a prior is part of the relevant history (issue 29)."""
+
+    most_recent = "most_recent"  # the comparison the draft is written against
+    baseline = "baseline"  # the oldest comparable study within the horizon
+    intermediate = "intermediate"  # between the two, at most a configured number
+
+
+class PriorUsed(BaseModel):
+    """A prior of the history, with the reason it was chosen and what became of it."""
+
+    study_uid: str
+    date: date | None = None
+    role: PriorRole
+    reason: str  # in words, e.g. "most recent comparable CR chest, 2026-10-02"
+    fetched: bool = True  # False: it could not be fetched; `problem` says why (never skipped silently)
+    problem: str | None = None
+
+
 class FindingResult(BaseModel):
     finding: FindingType
     side: Side | None = None
@@ -95,6 +132,13 @@ class FindingResult(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     evidence: Evidence | None = None
     guard: GuardMark | None = None
+    # Longitudinal (issue 29); empty/None when only one prior was compared or nothing could be measured.
+    size_mm: float | None = Field(default=None, ge=0.0)  # on the current study
+    history: list[Observation] = Field(default_factory=list)  # oldest first, the current study last
+    first_seen: date | None = None  # the earliest study of the history where it was present
+    stable_months: int | None = None  # nodules: months over which its size has not changed
+    doubling_time_days: float | None = None  # nodules/masses: volume doubling time, growing ones only
+    trajectory: str | None = None  # in words: "increasing since 2025-01-12: 8 → 11 → 15 mm"
 
 
 class ComparisonResult(BaseModel):
@@ -113,6 +157,8 @@ class ComparisonResult(BaseModel):
     not_compared: str | None = None  # why a prior was there but not compared (a lateral view, another person,
     #                                  a failed registration): no interval findings then; None: compared (or no prior)
     notes: list[str] = Field(default_factory=list)
+    priors: list[str] = Field(default_factory=list)  # StudyInstanceUIDs of the history it used (issue 29)
+    prior_choices: list[PriorUsed] = Field(default_factory=list)  # each with its role and reason, fetched or not
 
     def model_post_init(self, __context: object) -> None:
         # An urgent finding always makes the result urgent: never drop an urgent flag.
