@@ -6,7 +6,7 @@ by the registration engine and one written by a VLM can be compared field by fie
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -99,7 +99,7 @@ class Observation(BaseModel):
     """One study's entry in a finding's history (issue 29): where it was looked for, what was seen."""
 
     study_uid: str
-    date: date | None = None
+    date: dt.date | None = None
     size_mm: float | None = Field(default=None, ge=0.0)  # from the pixel spacing; None unless present
     state: ObservationState
 
@@ -116,7 +116,7 @@ class PriorUsed(BaseModel):
     """A prior of the history, with the reason it was chosen and what became of it."""
 
     study_uid: str
-    date: date | None = None
+    date: dt.date | None = None
     role: PriorRole
     reason: str  # in words, e.g. "most recent comparable CR chest, 2026-10-02"
     fetched: bool = True  # False: it could not be fetched; `problem` says why (never skipped silently)
@@ -135,7 +135,7 @@ class FindingResult(BaseModel):
     # Longitudinal (issue 29); empty/None when only one prior was compared or nothing could be measured.
     size_mm: float | None = Field(default=None, ge=0.0)  # on the current study
     history: list[Observation] = Field(default_factory=list)  # oldest first, the current study last
-    first_seen: date | None = None  # the earliest study of the history where it was present
+    first_seen: dt.date | None = None  # the earliest study of the history where it was present
     stable_months: int | None = None  # nodules: months over which its size has not changed
     doubling_time_days: float | None = None  # nodules/masses: volume doubling time, growing ones only
     trajectory: str | None = None  # in words: "increasing since 2025-01-12: 8 → 11 → 15 mm"
