@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from sqlalchemy import and_, insert, select, update
@@ -24,7 +23,7 @@ from priorwatch.models import AuditLog, QuarantinedInstance, utcnow
 from priorwatch.settings import Settings
 
 from dicom_node.index import PatientMismatch, with_retry
-from dicom_node.spool import fsync_dir
+from dicom_node.spool import FOLDER_MODE, copy_new, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,12 @@ def quarantine(engine: Engine, settings: Settings, *, spool_path: Path, size: in
     """Move the spooled file into quarantine and record it (one row per instance, re-sends
     counted). Raises OSError / database errors: the caller still refuses the instance."""
     dest_dir = folder(settings)
-    dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dest_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     dest = dest_dir / spool_path.name
     try:
         os.replace(spool_path, dest)
-    except OSError:  # another file system: copy durably, then drop the spool copy
-        shutil.copyfile(spool_path, dest)
+    except OSError:  # another file system: copy durably (0600, as spooled), then drop the spool copy
+        copy_new(spool_path, dest)
         spool_path.unlink(missing_ok=True)
     fsync_dir(dest_dir)
     differs = ",".join(mismatch.differs)

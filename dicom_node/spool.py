@@ -18,10 +18,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 Buffer = bytes | bytearray | memoryview
+
+# Patient data: a spooled file is readable by the service account only, from its creation (the
+# mode is given to open(), never a chmod after it: no moment when another account could open it).
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700  # the spool's folders, likewise
 
 
 def uid_hash(uid: str) -> str:
@@ -30,12 +35,12 @@ def uid_hash(uid: str) -> str:
 
 def prepare(spool_dir: Path) -> None:
     """Make the 256 spool folders, durably (idempotent; a few ms once they exist)."""
-    spool_dir.mkdir(parents=True, exist_ok=True)
+    spool_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     made = False
     for i in range(256):
         folder = spool_dir / f"{i:02x}"
         if not folder.is_dir():
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
             made = True
     if made:
         fsync_dir(spool_dir)
@@ -48,9 +53,9 @@ def new_instance_path(spool_dir: Path, sop_instance_uid: str) -> Path:
     return spool_dir / h[:2] / f"{h}.{random.getrandbits(32):08x}.dcm"
 
 
-def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -> None:
+def write_new(path: Path, data: Buffer | Iterable[Buffer], fsync: bool = True) -> None:
     """Create `path` (it must not exist) holding `data` (one buffer, or parts one after the
-    other), durable when this returns if `fsync`.
+    other), durable when this returns if `fsync`. Created FILE_MODE (0600: patient data).
 
     `fdatasync` after the write makes the data and, on journalling file systems (ext4, xfs),
     the new directory entry durable in one journal commit (what Orthanc does per file too).
@@ -61,11 +66,11 @@ def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -
     made = False
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, 0o640)
+        fd = os.open(path, flags, FILE_MODE)
     except FileNotFoundError:  # not made at start (a worker's own Ingest, a removed folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         made = True
-        fd = os.open(path, flags, 0o640)
+        fd = os.open(path, flags, FILE_MODE)
     try:
         for part in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
             view = memoryview(part)
@@ -89,6 +94,13 @@ def write_new(path: Path, data: Buffer | Sequence[Buffer], fsync: bool = True) -
     if fsync and made:
         fsync_dir(folder)
         fsync_dir(folder.parent)
+
+
+def copy_new(src: Path, dest: Path, chunk: int = 1 << 20) -> None:
+    """Copy `src` into a new file `dest`, durable and FILE_MODE from its creation: a move across
+    file systems (shutil.copyfile would create it 0644 under the usual umask)."""
+    with open(src, "rb") as f:
+        write_new(dest, iter(lambda: f.read(chunk), b""))
 
 
 def fsync_dir(folder: Path) -> None:
