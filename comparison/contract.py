@@ -6,7 +6,8 @@ nothing of the engines' implementation: this module imports no SimpleITK, no tor
 it. The engines (`comparison.registration`, the VLM path) import their context and output types
 from here too, so both sides share one definition; new result fields belong here.
 
-- `CompareContext`: what the worker knows beyond the pixels (interval, reason, prior report, views).
+- `CompareContext`: what the worker knows beyond the pixels (interval, reason, prior report, views,
+  and the places where it wants sizes read on both images: `measure_at`).
 - `ComparisonOutput`: an engine's answer (structured result, heat-map, timings).
 - `EngineError` / `EngineUnavailable`: the one error split for every engine (give up / retry later).
 """
@@ -18,9 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, Field
 
-from priorwatch.vocabulary import ComparisonResult
+from priorwatch.vocabulary import ComparisonResult, FindingType
 
-__all__ = ["CompareContext", "ComparisonOutput", "EngineError", "EngineUnavailable"]
+__all__ = ["CompareContext", "ComparisonOutput", "EngineError", "EngineUnavailable", "MeasureRequest"]
+
+
+class MeasureRequest(BaseModel):
+    """Read the size of `finding` at `box` (current-image pixels) on the current and on the prior
+    registered onto it: how a finding seen on one comparison is followed through the history."""
+
+    finding: FindingType
+    box: tuple[int, int, int, int]  # (row0, col0, row1, col1), as Evidence.box
 
 
 class CompareContext(BaseModel):
@@ -36,6 +45,9 @@ class CompareContext(BaseModel):
     # (`comparison.preprocess`); False: absent or unusable on one (a note, lower confidence);
     # None: the caller did not say (arrays from elsewhere): nothing is assumed
     orientation_known: bool | None = None
+    # issue 29: places to measure on both images (answered in ComparisonResult.measured); the engine also
+    # measures each of its own findings there. Empty: only the findings' own places.
+    measure_at: list[MeasureRequest] = Field(default_factory=list)
 
 
 @dataclass

@@ -72,6 +72,7 @@ from comparison.contract import CompareContext, ComparisonOutput
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
+from comparison.measure import measure_pair
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 if TYPE_CHECKING:
@@ -189,8 +190,17 @@ class RegistrationEngine:
         timings: dict[str, float] = {}
         al = self.align(cur, pri, timings)
         out = self.analyse(al, cur.shape, ctx, timings)
+        if out.result.not_compared is None:
+            out.result = self._sizes(al, cur.shape, ctx, out.result)
         timings["total"] = time.perf_counter() - t0
         return out
+
+    def _sizes(self, al: "Aligned", cur_shape: tuple[int, ...], ctx: CompareContext,
+               result: ComparisonResult) -> ComparisonResult:
+        """Issue 29: sizes on the current and the registered prior at each finding and where the
+        worker asked (`ctx.measure_at`), on the working grid (`comparison.measure`)."""
+        spacing = (ctx.pixel_spacing_mm or 400.0 / max(cur_shape)) * (max(cur_shape) / max(al.cw.shape))
+        return measure_pair(al.cw, al.mapped, al.valid, cur_shape, spacing, result, ctx.measure_at)
 
     def analyse(self, al: "Aligned", cur_shape: tuple[int, ...], ctx: CompareContext,
                 timings: dict[str, float] | None = None) -> ComparisonOutput:

@@ -220,3 +220,19 @@ NEW_LARGE_FLUID_HEIGHT = 0.12  # a reader-typed new effusion measured at least t
 #                                false urgents among 42 worsened ones there, measured with 0.4.5's tone map); on the 597 decision
 #                                pairs urgent 60 -> 61 of 63, false urgent unchanged (10); on six held-out grids urgent 61/61 either
 #                                way, false urgent 3 -> 8 of 563, the old generator's 0.00 -> 0.02 (one worsened effusion)
+
+# --- sizes at a place (comparison.measure, issue 29): following a finding through the history -----
+MEASURE_MARGIN = 0.5  # the surroundings read around a box: half its longest side each way (enough lung
+#                       around a nodule or a pneumothorax for a stable median, little enough to stay local)
+MEASURE_MIN_MARGIN_PX = 4  # and at least this many pixels, so a tiny box still has surroundings
+MEASURE_MIN_RING_PX = 16  # fewer surrounding pixels than this (a box at the image's edge): not assessable
+MEASURE_Z = 3.0  # a pixel is part of the finding when it differs from the surroundings by this many noise sd
+#                  (the change detection's per-pixel scale, as FLUID_Z)
+MEASURE_MIN_CONTRAST = 0.03  # and by at least this much of the [0, 1] range: on a clean, noiseless image the
+#                              noise sd is ~0 and every rib edge would otherwise count
+MEASURE_MIN_SIZE_MM = 2.0  # smaller than this is noise or a vessel end-on, not a finding: reported absent
+MEASURE_FLUID_ROW_COVER = 0.5  # a row of an effusion's box is fluid when over half of it is dense (FLUID_ROW_COVER)
+MEASURE_VALID_COVER = 0.9  # the registered prior must have data over this share of a box to be measured there
+MEASURE_NEW_SHARE = 0.7  # on a registered pair, a part that grew (or shrank) this large against the whole finding
+#                          means the finding was absent on the other image: anatomy over a faint lesion inflates the
+#                          single-image size by ~25 % (a rib across a 16 mm synthetic nodule read 19.6 mm)

@@ -123,6 +123,16 @@ class PriorUsed(BaseModel):
     problem: str | None = None
 
 
+class Measured(BaseModel):
+    """A size read by the engine at one place of the current image, on the current and on the prior
+    registered onto it (issue 29): 0.0 = looked for and not there, None = not assessable there."""
+
+    finding: FindingType
+    box: tuple[int, int, int, int]  # (row0, col0, row1, col1) in the current image, as Evidence.box
+    current_mm: float | None = Field(default=None, ge=0.0)
+    prior_mm: float | None = Field(default=None, ge=0.0)
+
+
 class FindingResult(BaseModel):
     finding: FindingType
     side: Side | None = None
@@ -159,6 +169,7 @@ class ComparisonResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
     priors: list[str] = Field(default_factory=list)  # StudyInstanceUIDs of the history it used (issue 29)
     prior_choices: list[PriorUsed] = Field(default_factory=list)  # each with its role and reason, fetched or not
+    measured: list[Measured] = Field(default_factory=list)  # sizes the engine read where it was asked (issue 29)
 
     def model_post_init(self, __context: object) -> None:
         # An urgent finding always makes the result urgent: never drop an urgent flag.

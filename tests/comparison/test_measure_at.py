@@ -1,0 +1,94 @@
+"""measure_at on drawn arrays: each finding's size in mm at a box, absent (0.0) where nothing is
+drawn, None where the place cannot be assessed (issue 29)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from comparison.measure import measure_at
+
+SPACING = 0.5  # mm per pixel
+BG = 0.35  # aerated lung
+SIZE = 200
+
+
+def _lung(seed: int = 0) -> np.ndarray:
+    return (BG + np.random.default_rng(seed).normal(0, 0.004, (SIZE, SIZE))).astype(np.float32)
+
+
+def _disk(img: np.ndarray, cy: int, cx: int, r: float, value: float = 0.25) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    out = img.copy()
+    out[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] += value
+    return out
+
+
+def _fluid(img: np.ndarray, top: int, value: float = 0.3) -> np.ndarray:
+    out = img.copy()
+    out[top:, :] += value  # fills the rows from `top` down: a meniscus seen flat
+    return out
+
+
+def _rim(img: np.ndarray, depth: int, value: float = 0.2) -> np.ndarray:
+    out = img.copy()
+    out[40:160, 200 - depth:] -= value  # lucent air along the lateral wall (image right edge)
+    return out
+
+
+def _patch(img: np.ndarray, r0: int, c0: int, h: int, w: int, value: float = 0.2) -> np.ndarray:
+    out = img.copy()
+    out[r0:r0 + h, c0:c0 + w] += value
+    return out
+
+
+# (name, image, box, finding, expected mm, tolerance mm)
+CASES = [
+    ("nodule 10 mm", _disk(_lung(), 100, 100, 10), (85, 85, 115, 115), "nodule", 10.0, 1.0),
+    ("nodule 20 mm", _disk(_lung(), 100, 100, 20), (75, 75, 125, 125), "nodule", 20.0, 1.0),
+    ("mass 40 mm", _disk(_lung(), 100, 100, 40), (55, 55, 145, 145), "mass", 40.0, 1.5),
+    ("no nodule there", _lung(), (85, 85, 115, 115), "nodule", 0.0, 0.0),
+    ("nodule elsewhere", _disk(_lung(), 30, 30, 10), (140, 140, 170, 170), "nodule", 0.0, 0.0),
+    ("effusion 30 mm", _fluid(_lung(), 140), (100, 20, 200, 180), "effusion", 30.0, 1.0),
+    ("effusion 10 mm", _fluid(_lung(), 180), (100, 20, 200, 180), "effusion", 10.0, 1.0),
+    ("no effusion", _lung(), (100, 20, 200, 180), "effusion", 0.0, 0.0),
+    ("pneumothorax rim 6 mm", _rim(_lung(), 12), (30, 150, 170, 200), "pneumothorax", 6.0, 1.0),
+    ("pneumothorax rim 15 mm", _rim(_lung(), 30), (30, 130, 170, 200), "pneumothorax", 15.0, 1.5),
+    ("no pneumothorax", _lung(), (30, 150, 170, 200), "pneumothorax", 0.0, 0.0),
+    ("consolidation 30 mm", _patch(_lung(), 80, 70, 30, 60), (70, 60, 120, 140), "consolidation", 30.0, 1.5),
+]
+
+
+@pytest.mark.parametrize("name,image,box,finding,expected,tol", CASES, ids=[c[0] for c in CASES])
+def test_size_at_box(name: str, image: np.ndarray, box: tuple[int, int, int, int], finding: str,
+                     expected: float, tol: float) -> None:
+    got = measure_at(image, box, SPACING, finding)
+    assert got is not None
+    assert abs(got - expected) <= tol, f"{name}: {got} mm, expected {expected} ± {tol}"
+
+
+def test_size_scales_with_pixel_spacing() -> None:
+    img = _disk(_lung(), 100, 100, 10)
+    assert measure_at(img, (85, 85, 115, 115), 1.0, "nodule") == pytest.approx(
+        2 * measure_at(img, (85, 85, 115, 115), 0.5, "nodule"), rel=0.02)  # type: ignore[operator]
+
+
+NOT_ASSESSABLE = [
+    ("box outside the image", _lung(), (300, 300, 320, 320), "nodule", SPACING),
+    ("no size for cardiomegaly", _lung(), (50, 50, 150, 150), "cardiomegaly", SPACING),
+    ("no size for a device", _lung(), (50, 50, 150, 150), "support_device", SPACING),
+    ("effusion box at the image top: no lung above it", _fluid(_lung(), 0), (0, 0, 40, 200), "effusion", SPACING),
+    ("box covering the whole image: no surroundings", _lung(), (0, 0, 200, 200), "nodule", SPACING),
+    ("spacing unknown", _disk(_lung(), 100, 100, 10), (85, 85, 115, 115), "nodule", 0.0),
+]
+
+
+@pytest.mark.parametrize("name,image,box,finding,spacing", NOT_ASSESSABLE, ids=[c[0] for c in NOT_ASSESSABLE])
+def test_not_assessable(name: str, image: np.ndarray, box: tuple[int, int, int, int], finding: str,
+                        spacing: float) -> None:
+    assert measure_at(image, box, spacing, finding) is None
+
+
+def test_unknown_finding_word_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="tumour"):
+        measure_at(_lung(), (10, 10, 20, 20), SPACING, "tumour")
