@@ -1944,6 +1944,345 @@ def generate(out_dir: Path, *, seed: int, n_pairs: int, cases: dict[str, int] | 
     return out_dir
 
 
+# ----------------------------------------------------------------------------------------
+# series mode (issue 29): several studies of one patient over 1-4 years
+# ----------------------------------------------------------------------------------------
+# Written from /work/briefs/series.md by the series helper, who read none of comparison/,
+# workers/, benchmarks/, modeldev/evaluate.py nor atlas2d's series code.  It reuses this
+# module's own Person, lesions, acquisition (make_acq), rendering and measure_lesion.
+SERIES_STUDIES = (3, 5)           # studies per patient (inclusive)
+SERIES_SPAN_DAYS = (365, 1460)    # first to last study: 1-4 years
+STABLE_SPAN_DAYS = 760            # a stable-nodule series covers > 2 years (25 months)
+MIN_INTERVAL_DAYS = 30            # follow-up films closer than a month are rare outside the ward
+PTX_FOLLOWUP_DAYS = (1, 12)       # a pneumothorax is re-imaged within days, not months
+STEP_RATIO = (1.3, 1.7)           # true-size change per interval of a growing/shrinking lesion:
+#                                   1.3 stays a clear direction after a +-8 % magnification change
+STABLE_LABEL_RATIO = 1.15         # a stable lesion's labels may differ by magnification alone
+STEP_LABEL_RATIO = 1.15           # a changing lesion's labels must still differ by this much
+VDT_DAYS = (60.0, 400.0)          # volume doubling time of a growing (solid, malignant) nodule
+NODULE_TRUE_MM = (7.0, 26.0)      # true diameters: image sizes stay within 8-30 mm
+AP_STUDY_P = 0.15                 # share of follow-up studies taken AP portable
+SERIES_QUOTA = (("stable_nodule", 0.30), ("recurrent", 0.15))     # at least these shares
+SERIES_REST = (("growing_nodule", 0.11), ("resolving_consolidation", 0.09),
+               ("growing_effusion", 0.09), ("pneumothorax", 0.09), ("none", 0.07),
+               ("shrinking_mass", 0.05), ("appearing_nodule", 0.05))
+SERIES_SECOND_P = 0.5             # share of series (with a lesion) that get a second lesion
+SERIES_SECOND = (("nodule", "stable"), ("nodule", "appearing"), ("consolidation", "resolving"),
+                 ("nodule", "growing"), ("mass", "shrinking"))
+SERIES_ATTEMPTS = 12
+
+
+class _SeriesRetry(Exception):
+    """A drawn series missed a rule (zone changed, size out of range, direction unclear)."""
+
+
+def _series_scenarios(seed: int, n: int) -> list[str]:
+    """Primary scenario per series: the quota shares first (rounded up), the rest by largest remainder."""
+    lst: list[str] = []
+    for name, frac in SERIES_QUOTA:
+        lst += [name] * math.ceil(frac * n)
+    lst = lst[:n]
+    rest = n - len(lst)
+    w = np.array([x for _, x in SERIES_REST])
+    w = w / w.sum() * rest
+    counts = np.floor(w).astype(int)
+    order = sorted(range(len(w)), key=lambda i: (-(w[i] - counts[i]), i))
+    for i in order[: rest - int(counts.sum())]:
+        counts[i] += 1
+    for (name, _), c in zip(SERIES_REST, counts):
+        lst += [name] * int(c)
+    rng = np.random.default_rng([seed, 0x5E41E5])
+    return [lst[i] for i in rng.permutation(len(lst))]
+
+
+def _series_days(rng, m: int, min_span: float = SERIES_SPAN_DAYS[0]) -> np.ndarray:
+    """Study days from the first (0), m studies, irregular (gamma) intervals over 1-4 years."""
+    for _ in range(500):
+        span = rng.uniform(max(min_span, SERIES_SPAN_DAYS[0]), SERIES_SPAN_DAYS[1])
+        w = rng.gamma(2.0, 1.0, m - 1)
+        iv = np.round(w / w.sum() * span)
+        if iv.min() >= MIN_INTERVAL_DAYS:
+            return np.concatenate([[0], np.cumsum(iv)]).astype(int)
+    raise _SeriesRetry("no dates")
+
+
+def _monotone(rng, n: int, lo: float, hi: float) -> list[float] | None:
+    """n increasing true sizes in [lo, hi], each step a factor in STEP_RATIO (None if impossible)."""
+    r = rng.uniform(*STEP_RATIO, n - 1)
+    tot = float(np.prod(r))
+    if tot > hi / lo:
+        return None
+    s0 = rng.uniform(lo, hi / tot)
+    return [float(x) for x in s0 * np.concatenate([[1.0], np.cumprod(r)])]
+
+
+def _series_range(ftype: str) -> tuple[float, float]:
+    return NODULE_TRUE_MM if ftype == "nodule" else lesion_size_range(ftype)
+
+
+def _vdt_sizes(rng, days) -> tuple[list[float], float] | None:
+    """A growing nodule: d(t) = d0 * 2**(t / (3 VDT)) (volume doubles every VDT days)."""
+    d0 = rng.uniform(NODULE_TRUE_MM[0], 11.0)
+    t = np.asarray(days, float) - days[0]
+    lo = max(VDT_DAYS[0], t[-1] / (3 * math.log2(NODULE_TRUE_MM[1] / d0)))
+    hi = min(VDT_DAYS[1], np.diff(t).min() / (3 * math.log2(STEP_RATIO[0])))
+    if lo > hi:
+        return None
+    vdt = rng.uniform(lo, hi)
+    return [float(x) for x in d0 * 2 ** (t / (3 * vdt))], float(vdt)
+
+
+def _series_sizes(rng, ftype: str, kind: str, days) -> tuple[list, float | None] | None:
+    """True sizes per study (None = absent) for one lesion of this kind, or None if it cannot fit."""
+    m = len(days)
+    lo, hi = _series_range(ftype)
+    if kind == "stable":
+        return [float(rng.uniform(lo, hi))] * m, None
+    if kind == "growing" and ftype == "nodule":
+        r = _vdt_sizes(rng, days)
+        return (r[0], r[1]) if r else None
+    if kind in ("growing", "shrinking"):
+        s = _monotone(rng, m, lo, hi)
+        if s is None:
+            return None
+        return (s if kind == "growing" else s[::-1]), None
+    if kind == "resolving":
+        j = int(rng.integers(1, m))                   # present in the first j studies
+        s = _monotone(rng, j, lo, hi)
+        return (s[::-1] + [None] * (m - j), None) if s else None
+    if kind == "appearing":
+        j = int(rng.integers(1, m))                   # absent in the first j studies
+        if ftype in ("effusion", "pneumothorax") or rng.random() < 0.5:
+            s = _monotone(rng, m - j, lo, hi)
+        else:
+            s = [float(rng.uniform(lo, hi))] * (m - j)
+        return ([None] * j + s, None) if s else None
+    if kind == "recurrent":                           # present, absent, present again
+        a = int(rng.integers(1, m - 1))
+        b = int(rng.integers(1, m - a))
+        s1 = float(rng.uniform(lo, hi))
+        s2 = float(np.clip(s1 * rng.uniform(0.85, 1.25), lo, hi)) if ftype == "nodule" else float(rng.uniform(lo, hi))
+        return [s1] * a + [None] * b + [s2] * (m - a - b), None
+    raise ValueError(kind)
+
+
+_PRIMARY = {"stable_nodule": ("nodule", "stable"), "growing_nodule": ("nodule", "growing"),
+            "resolving_consolidation": ("consolidation", "resolving"),
+            "growing_effusion": ("effusion", "growing"), "shrinking_mass": ("mass", "shrinking"),
+            "appearing_nodule": ("nodule", "appearing")}
+_RECURRENT_TYPES = (("nodule", 0.35), ("consolidation", 0.35), ("effusion", 0.15), ("pneumothorax", 0.15))
+
+
+def _series_primary(rng, scenario: str):
+    """Days of the studies and the primary lesion (ftype, kind, true sizes, VDT) of a scenario."""
+    if scenario == "none":
+        m = int(rng.integers(SERIES_STUDIES[0], SERIES_STUDIES[1] + 1))
+        return _series_days(rng, m), None
+    if scenario == "pneumothorax":     # absent for years, then grows across consecutive films
+        m = int(rng.integers(SERIES_STUDIES[0], SERIES_STUDIES[1] + 1))
+        n_ptx = int(rng.integers(2, min(3, m - 1) + 1))
+        days = _series_days(rng, m - n_ptx + 1)
+        short = np.cumsum(rng.integers(PTX_FOLLOWUP_DAYS[0], PTX_FOLLOWUP_DAYS[1] + 1, n_ptx - 1))
+        days = np.concatenate([days, days[-1] + short])
+        s = _monotone(rng, n_ptx, *_series_range("pneumothorax"))
+        if s is None:
+            raise _SeriesRetry("pneumothorax sizes")
+        return days, ("pneumothorax", "appearing", [None] * (m - n_ptx) + s, None)
+    if scenario == "recurrent":
+        names = [t for t, _ in _RECURRENT_TYPES]
+        ftype, kind = names[rng.choice(len(names), p=[w for _, w in _RECURRENT_TYPES])], "recurrent"
+    else:
+        ftype, kind = _PRIMARY[scenario]
+    for _ in range(60):
+        m = 3 if scenario == "shrinking_mass" else int(rng.integers(SERIES_STUDIES[0], SERIES_STUDIES[1] + 1))
+        days = _series_days(rng, m, STABLE_SPAN_DAYS if scenario == "stable_nodule" else 0)
+        r = _series_sizes(rng, ftype, kind, days)
+        if r is not None:
+            return days, (ftype, kind, r[0], r[1])
+    raise _SeriesRetry("primary sizes")
+
+
+def _series_side_ok(ftype: str, side: str, placed: list[dict]) -> bool:
+    """A pleural collection (effusion, pneumothorax) owns its hemithorax: nothing else on that side."""
+    same = [p for p in placed if p["tmpl"]["side"] == side]
+    if not same:
+        return True
+    if ftype in ("effusion", "pneumothorax"):
+        return False
+    return not any(p["tmpl"]["type"] in ("effusion", "pneumothorax") for p in same)
+
+
+def _series_place(rng, person, ftype: str, sizes: list, placed: list[dict]) -> dict | None:
+    """A lesion template on a free side/zone; consolidations pre-checked on a plain PA so their
+    projected extent stays 33-112 mm and each change of size is a factor >= 1.3 in extent."""
+    for _ in range(20):
+        side = "left" if rng.random() < 0.5 else "right"
+        if not _series_side_ok(ftype, side, placed):
+            continue
+        tmpl = make_lesion(person, rng, ftype, side)
+        if any(p["tmpl"]["side"] == side and p["tmpl"]["zone"] == tmpl["zone"] for p in placed):
+            continue
+        if ftype == "consolidation":
+            present = [v for v in sizes if v is not None]
+            ext = {v: _cons_extent(person, tmpl, v) for v in set(present)}
+            if any(not (33.0 <= e <= 112.0) for e in ext.values()):
+                continue
+            steps = [(ext[a], ext[b]) for a, b in zip(sizes, sizes[1:])
+                     if a is not None and b is not None and a != b]
+            if any(max(x, y) < 1.3 * min(x, y) for x, y in steps):
+                continue
+        return tmpl
+    return None
+
+
+def _series_lesions(rng, person, primary) -> list[dict]:
+    """The primary lesion of the scenario and, for some series, a second one."""
+    placed: list[dict] = []
+    days_, prim = primary
+    if prim is not None:
+        ftype, kind, sizes, vdt = prim
+        tmpl = _series_place(rng, person, ftype, sizes, placed)
+        if tmpl is None:
+            raise _SeriesRetry("no place")
+        placed.append(dict(tmpl=tmpl, kind=kind, sizes=sizes, vdt=vdt))
+        if rng.random() < SERIES_SECOND_P:
+            ftype, kind = SERIES_SECOND[int(rng.integers(0, len(SERIES_SECOND)))]
+            r = _series_sizes(rng, ftype, kind, days_)
+            if r is not None:
+                tmpl = _series_place(rng, person, ftype, r[0], placed)
+                if tmpl is not None:
+                    placed.append(dict(tmpl=tmpl, kind=kind, sizes=r[0], vdt=r[1]))
+    return placed
+
+
+def _series_state(person, insp: float, lesions: list[dict], k: int, drop: int | None = None) -> dict:
+    """The render state of study k: each present lesion at its true size (drop: leave one out)."""
+    les = []
+    for j, L in enumerate(lesions):
+        size = L["sizes"][k]
+        if size is None or j == drop:
+            continue
+        l = dict(L["tmpl"], size=float(size), _j=j)
+        if l["type"] == "effusion":   # fluid height in mm is fixed whatever the inspiration
+            l["ztop"] = person.z_cp(l["s"]) - size / (1.0 + insp / person.H)
+        les.append(l)
+    return {"insp": insp, "lesions": les, "devices": []}
+
+
+def _series_check_labels(L: dict, labels: list, zones: list) -> None:
+    """Raise _SeriesRetry unless the measured labels keep the planned zone, range and directions."""
+    present = [z for z in zones if z is not None]
+    if len(set(present)) > 1:
+        raise _SeriesRetry("zone changed")
+    ft = L["tmpl"]["type"]
+    for v in labels:
+        if v is None:
+            continue
+        if (ft == "nodule" and not 6.0 <= v <= 30.0) or (ft == "mass" and v <= 31.0):
+            raise _SeriesRetry("size out of range")
+    t = L["sizes"]
+    run: list[float] = []
+    for k in range(len(t)):
+        if t[k] is None:
+            run = []
+            continue
+        if k > 0 and t[k - 1] is not None and t[k] != t[k - 1]:
+            ratio = labels[k] / labels[k - 1]
+            if (t[k] > t[k - 1] and ratio < STEP_LABEL_RATIO) or (t[k] < t[k - 1] and ratio > 1 / STEP_LABEL_RATIO):
+                raise _SeriesRetry("direction unclear")
+            run = []
+        run.append(labels[k])
+        if max(run) > STABLE_LABEL_RATIO * min(run):
+            raise _SeriesRetry("stable not stable")
+
+
+def _series_acqs(rng, person, days) -> list[dict]:
+    """One acquisition per study (detector, processing, inspiration, roll, scale; some AP portable)."""
+    acqs = []
+    for k in range(len(days)):
+        quick = k > 0 and days[k] - days[k - 1] <= PTX_FOLLOWUP_DAYS[1]
+        p_ap = 0.5 if quick else AP_STUDY_P
+        view = "AP" if (k > 0 and rng.random() < p_ap) else "PA"
+        acqs.append(make_acq(rng, person, view=view))
+    return acqs
+
+
+def _series_try(seed: int, idx: int, scenario: str, attempt: int) -> dict:
+    """Plan, render and label one series (raises _SeriesRetry when a rule is missed)."""
+    rng = np.random.default_rng([seed, idx, attempt, 0x5E41E5])
+    person = Person(rng)
+    primary = _series_primary(rng, scenario)
+    lesions = _series_lesions(rng, person, primary)
+    days = primary[0]
+    acqs = _series_acqs(rng, person, days)
+    pix, labels = [], [[None] * len(days) for _ in lesions]
+    zones = [[None] * len(days) for _ in lesions]
+    for k, a in enumerate(acqs):
+        st = _series_state(person, a["insp"], lesions, k)
+        img, g = render_image(person, st, a)
+        pix.append(img)
+        for l in st["lesions"]:
+            zone, size, _ = measure_lesion(person, st, g, l)
+            labels[l["_j"]][k] = round(size, 1)
+            zones[l["_j"]][k] = zone
+    for L, lab, zs in zip(lesions, labels, zones):
+        _series_check_labels(L, lab, zs)
+    return dict(rng=rng, person=person, days=days, lesions=lesions, acqs=acqs, pix=pix,
+                labels=labels, zones=zones)
+
+
+def make_series(out_dir: Path, seed: int, idx: int, scenario: str) -> dict:
+    """Write one patient's studies DIR/<series_id>/<k>.dcm (oldest first); return its series.jsonl record."""
+    for attempt in range(SERIES_ATTEMPTS):
+        try:
+            s = _series_try(seed, idx, scenario, attempt)
+            break
+        except _SeriesRetry:
+            continue
+    else:
+        raise RuntimeError(f"series {idx}: no valid draw in {SERIES_ATTEMPTS} attempts")
+    rng, person = s["rng"], s["person"]
+    series_id = f"t3s-{idx:04d}"
+    first = _dt.date(2014, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 3200)))
+    age = int(rng.integers(35, 86))
+    birth = _dt.date(first.year - age, int(rng.integers(1, 13)), int(rng.integers(1, 29)))
+    common = dict(pid=f"T3S{seed % 100000:05d}{idx:05d}", name=f"THORAX3D^SERIES{idx:04d}^S{seed}",
+                  birth=birth.strftime("%Y%m%d"), sex=person.sex,
+                  site="SITE " + "ABCDEFG"[int(rng.integers(0, 7))])
+    sdir = out_dir / series_id
+    sdir.mkdir(parents=True, exist_ok=True)
+    studies = []
+    for k, (a, img) in enumerate(zip(s["acqs"], s["pix"])):
+        d = first + _dt.timedelta(days=int(s["days"][k]))
+        meta = dict(common, date=d.strftime("%Y%m%d"),
+                    time=f"{int(rng.integers(7, 20)):02d}{int(rng.integers(0, 60)):02d}00",
+                    accession=f"S{seed % 1000:03d}{idx:05d}{k}", uid_key=f"{seed}/{series_id}/{k}")
+        path = sdir / f"{k}.dcm"
+        write_dicom(path, img, a, meta)
+        uid = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
+        studies.append({"index": k, "study_uid": str(uid), "date": d.isoformat(), "view": a["view"]})
+    lesions = []
+    for j, (L, lab, zs) in enumerate(zip(s["lesions"], s["labels"], s["zones"])):
+        rec = {"lesion_id": f"{series_id}-L{j}", "finding": L["tmpl"]["type"], "side": L["tmpl"]["side"],
+               "zone": next(z for z in zs if z is not None), "sizes_mm": lab, "kind": L["kind"]}
+        if L["vdt"] is not None:
+            rec["vdt_days"] = round(L["vdt"], 1)
+        lesions.append(rec)
+    return {"series_id": series_id, "generator": GENERATOR, "seed": seed, "scenario": scenario,
+            "studies": studies, "lesions": lesions}
+
+
+def generate_series(out_dir: Path, *, seed: int, n_series: int) -> Path:
+    """Write n_series patients' histories and DIR/series.jsonl (deterministic per seed)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "series.jsonl", "w") as fh:
+        for i, scenario in enumerate(_series_scenarios(seed, n_series)):
+            fh.write(json.dumps(make_series(out_dir, seed, i, scenario)) + "\n")
+            fh.flush()
+    return out_dir
+
+
 def _parse_cases(s):
     if not s:
         return None
@@ -1963,7 +2302,12 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cases", type=str, default=None,
                     help="e.g. mirrored=5,lateral=5 (rest of --n filled 60/20/20 change/stable/normal)")
+    ap.add_argument("--series", action="store_true",
+                    help="write --n patients' histories (3-5 studies each) and series.jsonl instead of pairs")
     args = ap.parse_args(argv)
+    if args.series:
+        print(generate_series(args.out, seed=args.seed, n_series=args.n))
+        return
     p = generate(args.out, seed=args.seed, n_pairs=args.n, cases=_parse_cases(args.cases))
     print(p)
 
