@@ -41,16 +41,26 @@ DISAPPEARING = frozenset({Change.improved, Change.resolved})
 CHANGED = APPEARING | DISAPPEARING  # an interval change (not stable, not a first study)
 
 
-def is_urgent(finding: str, change: str, *, large: bool = False, malpositioned: bool = False) -> bool:
+# A trajectory makes a pleural finding urgent when it grew at each of this many consecutive intervals
+# (issue 29): a pneumothorax growing by small steps is as urgent as one that grew at once, and an effusion
+# that keeps growing needs a look even when no single step was large.
+GROWING_STEPS_URGENT = 2
+
+
+def is_urgent(finding: str, change: str, *, large: bool = False, malpositioned: bool = False,
+              growing_steps: int = 0) -> bool:
     """The project's urgency rule for one asserted finding (DESIGN.md and README, "Urgent").
 
-    A new or worsened pneumothorax; a new large pleural effusion; and, in reports (the labeler),
-    a malpositioned tube or line. A report's documented critical-result communication also makes
+    A new or worsened pneumothorax; a new large pleural effusion; a pneumothorax or an effusion
+    that grew across `GROWING_STEPS_URGENT` consecutive studies of its history (`growing_steps`,
+    `priorwatch.trajectory`), however small each step; and, in reports (the labeler), a
+    malpositioned tube or line. A report's documented critical-result communication also makes
     the report urgent; that is a sentence of the report, not a finding, so the labeler reads it.
     """
+    trend = growing_steps >= GROWING_STEPS_URGENT
     return bool(
-        (finding == FindingType.pneumothorax and change in APPEARING)
-        or (finding == FindingType.effusion and change == Change.new and large)
+        (finding == FindingType.pneumothorax and (change in APPEARING or trend))
+        or (finding == FindingType.effusion and ((change == Change.new and large) or trend))
         or (finding == FindingType.support_device and malpositioned)
     )
 
