@@ -156,22 +156,25 @@ def apply_window(img: LoadedImage, preset: str = "default") -> np.ndarray:
     return (out * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay_heatmap(gray: np.ndarray, overlay_path: str | Path | None, alpha: float = 0.45) -> np.ndarray:
+def overlay_heatmap(gray: np.ndarray, overlay_path: str | Path | bytes | None, alpha: float = 0.45) -> np.ndarray:
     """Blend a PNG heat-map onto a uint8 grey image; RGB uint8 (H, W, 3).
 
-    An RGBA PNG uses its own alpha; a grey PNG is drawn in red with its intensity as alpha;
-    an RGB PNG is blended with a constant alpha. Raises ImageUnavailable when the file is
-    missing or unreadable.
+    `overlay_path`: the PNG's bytes (stored in the database by a worker anywhere) or, for results
+    from before, its file. An RGBA PNG uses its own alpha; a grey PNG is drawn in red with its
+    intensity as alpha; an RGB PNG is blended with a constant alpha. Raises ImageUnavailable when
+    the file is missing or the image unreadable.
     """
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     if not overlay_path:
         raise ImageUnavailable("this result has no difference overlay")
-    p = Path(overlay_path)
-    if not p.is_file():
+    p = Path("stored overlay") if isinstance(overlay_path, bytes) else Path(overlay_path)
+    if not isinstance(overlay_path, bytes) and not p.is_file():
         raise ImageUnavailable(f"overlay file is missing: {p}")
     try:
-        with Image.open(p) as im:
+        with Image.open(io.BytesIO(overlay_path) if isinstance(overlay_path, bytes) else p) as im:
             im.load()
             mode = im.mode
             size = (gray.shape[1], gray.shape[0])
@@ -229,7 +232,7 @@ def load_cached(path: str | Path, max_side: int = DISPLAY_MAX) -> LoadedImage:
 
 
 def render(img: LoadedImage, preset: str | None, center: float | None, width: float | None,
-           overlay_path: str | Path | None = None) -> np.ndarray:
+           overlay_path: str | Path | bytes | None = None) -> np.ndarray:
     """The displayed pixels: a manual window if given, else the preset; optional heat-map."""
     if center is not None and width is not None:
         gray = apply_manual_window(img, center, width)

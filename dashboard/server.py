@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,6 +33,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from streamlit.starlette import App
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from priorwatch.models import Comparison
 
 if os.environ.get("FORWARDED_ALLOW_IPS") != "":  # dashboard.cli.dashboard_env sets it empty
     print("warning: start the dashboard with `priorwatch dashboard`: uvicorn here believes "
@@ -100,6 +106,21 @@ def _float(v: str | None) -> float | None:
         return None
 
 
+def _overlay(s: Session, comp: Comparison) -> str | bytes | None:
+    """A result's heat-map: its PNG from the database (written by a worker on any machine), or the
+    file path of a result from before overlays were stored there. Raises ImageUnavailable when the
+    result names a stored overlay that is not there."""
+    from dashboard.images import ImageUnavailable
+    from priorwatch.artefacts import OVERLAY_IN_DATABASE, overlay_png
+
+    if comp.overlay_path != OVERLAY_IN_DATABASE:
+        return comp.overlay_path
+    png = overlay_png(s, comp.id) if comp.id is not None else None
+    if not png:
+        raise ImageUnavailable("this result's overlay is not in the database")
+    return png
+
+
 def image(request: Request) -> Response:
     from dashboard import images, security
     from priorwatch.db import session_scope
@@ -119,10 +140,13 @@ def image(request: Request) -> Response:
         return PlainTextResponse(f"unknown preset; choose from {', '.join(images.PRESETS)}", status_code=400)
     with session_scope() as s:
         inst = s.get(Instance, instance_id)
-        overlay = None
+        overlay: str | bytes | None = None
         if q.get("overlay"):
             comp = s.get(Comparison, int(q["overlay"])) if q["overlay"].isdigit() else None
-            overlay = comp.overlay_path if comp is not None and comp.study_id == (inst.study_id if inst else None) else None
+            try:
+                overlay = _overlay(s, comp) if comp is not None and comp.study_id == (inst.study_id if inst else None) else None
+            except images.ImageUnavailable as exc:
+                return PlainTextResponse(str(exc), status_code=404, headers=NO_STORE)
     if inst is None:
         return PlainTextResponse("no such image", status_code=404, headers=NO_STORE)
     full = q.get("full") == "1"

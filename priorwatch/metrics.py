@@ -138,6 +138,9 @@ def tcp_ready(name: str, host: str, port: int) -> str | None:
 # A route answers (status, headers, body) or streams itself: (status, headers, iterator of bytes).
 RouteResult = tuple[int, dict[str, str], bytes | Iterator[bytes]]
 Route = Callable[[str, dict[str, str]], RouteResult | None]
+# A POST route gets the path, the headers and a reader of the body (called only once it has
+# checked what it must before reading, e.g. the caller's token); None: not its path.
+PostRoute = Callable[[str, dict[str, str], Callable[[], bytes]], RouteResult | None]
 
 
 class HttpService(BackgroundServer):
@@ -148,13 +151,28 @@ class HttpService(BackgroundServer):
     """
 
     def __init__(self, host: str, port: int, *, name: str, checks: list[Callable[[], str | None]] | None = None,
-                 registry: CollectorRegistry | None = None, routes: list[Route] | None = None) -> None:
+                 registry: CollectorRegistry | None = None, routes: list[Route] | None = None,
+                 post_routes: list[PostRoute] | None = None, max_body_bytes: int = 0) -> None:
         super().__init__()
         self.host, self.port, self.name = host, port, name
         self.thread_name = f"{name}-http"
         self.checks = checks or []
         self.registry = registry
         self.routes = routes or []
+        self.post_routes = post_routes or []
+        self.max_body_bytes = max_body_bytes  # a POST body longer than this is refused (413) unread
+
+    def _handle_post(self, path: str, headers: dict[str, str], rfile: Any) -> RouteResult:
+        length = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
+        if length is None or not length.isdigit():
+            return 411, {"Content-Type": "text/plain"}, b"Content-Length required\n"
+        if int(length) > self.max_body_bytes:
+            return 413, {"Content-Type": "text/plain"}, b"body too large\n"
+        for route in self.post_routes:
+            out = route(path, headers, lambda: rfile.read(int(length)))
+            if out is not None:
+                return out
+        return 404, {"Content-Type": "text/plain"}, b"not found\n"
 
     def _handle(self, path: str, headers: dict[str, str]) -> RouteResult:
         if path == "/livez":
@@ -184,11 +202,19 @@ class HttpService(BackgroundServer):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._answer(lambda: service._handle(self.path.split("?", 1)[0], dict(self.headers)))
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self._answer(lambda: service._handle_post(self.path.split("?", 1)[0], dict(self.headers), self.rfile))
+
+            def _answer(self, handle: Callable[[], RouteResult]) -> None:
                 try:
-                    status, hdrs, body = service._handle(self.path.split("?", 1)[0], dict(self.headers))
+                    status, hdrs, body = handle()
                 except Exception as exc:  # noqa: BLE001 - one bad request never stops the service
                     log.warning("%s: %s failed: %s", service.name, self.path.split("?", 1)[0], type(exc).__name__)
                     status, hdrs, body = 500, {"Content-Type": "text/plain"}, b"internal error\n"
+                if self.command == "POST" and status >= 400:
+                    self.close_connection = True  # the body may be unread: never parse it as the next request
                 try:
                     self.send_response(status)
                     for k, v in hdrs.items():

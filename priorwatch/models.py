@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 
 from pydantic import NaiveDatetime
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -434,3 +434,18 @@ class Recalibration(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     decision_note: str | None = Field(default=None, sa_column=Column(Text))
     supersedes_id: int | None = Field(default=None, foreign_key="recalibration.id")  # restored on revert
+
+
+# --- artefacts every reader can get, whatever machine wrote them (issue 32) ---------------------
+
+
+class ComparisonOverlay(SQLModel, table=True):
+    """A result's difference heat-map as PNG bytes. Kept in the database, not a file: a worker on
+    another machine writes it in the result's own transaction and the dashboard (anywhere) reads it,
+    with no shared disk and no second service; a heat-map PNG is tens of kB. `Comparison.overlay_path`
+    names it as ``db:overlay`` (`priorwatch.artefacts`)."""
+
+    __tablename__ = "comparison_overlay"
+    comparison_id: int = Field(foreign_key="comparison.id", primary_key=True)
+    png: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: NaiveDatetime = Field(default_factory=utcnow)

@@ -41,6 +41,7 @@ from priorwatch.instances import is_sr_class
 from priorwatch.outbox import idempotency_key
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError
+from workers.node_fetch import InstanceFiles, InstanceNotHeld
 
 log = logging.getLogger(__name__)
 
@@ -237,18 +238,14 @@ def send_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
     with session_scope(settings) as s:
         comp = s.get(Comparison, comparison_id)
         assert comp is not None
-        paths = image_paths(s, comp.study_id)
+        current = image_instances(s, comp.study_id)
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_desc = f"{prior.modality} {prior.body_part} {prior.study_date or ''}".strip() if prior else None
-        prior_paths = image_paths(s, prior.id) if prior else []
+        prior_instances = image_instances(s, prior.id) if prior and prior.id is not None else []
     uid = d.sop_instance_uid or pydicom.uid.generate_uid()
-    evidence = read_evidence(paths, "SR")
-    prior_evidence = []  # the prior compared with, referenced in the SR's evidence where we still hold it
-    for p in prior_paths:
-        try:
-            prior_evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
-        except FileNotFoundError:
-            log.warning("prior instance %s no longer in the spool: not referenced in the SR", Path(p).name)
+    evidence = read_evidence(settings, current, "SR")
+    # the prior compared with, referenced in the SR's evidence where we still hold it
+    prior_evidence = read_evidence(settings, prior_instances, "SR", required=False) if prior_instances else []
     sr = build_result_sr(evidence, record, prior_evidence=prior_evidence, prior_description=prior_desc)
     save_and_store(sr, uid, sr_path(settings, comparison_id), pacs, settings, "SR")
     log.info("SR for comparison %s stored in %s", comparison_id, pacs.ae_title)
@@ -260,32 +257,46 @@ def sr_path(settings: Settings, comparison_id: int, kind: str = "sr") -> Path:
     return settings.results_dir / f"comparison-{comparison_id}-{kind}.dcm"
 
 
+def sr_series_uid(sop_instance_uid: str) -> str:
+    """The series of an SR we send, derived from its fixed SOP Instance UID: a re-send is the same
+    series too, and the signed report can name its predecessor from the outbox row alone."""
+    return pydicom.uid.generate_uid(entropy_srcs=[sop_instance_uid, "priorwatch-sr-series"])
+
+
 def save_and_store(sr: pydicom.Dataset, uid: str, out: Path, pacs: PacsConfig, settings: Settings,
                    what: str) -> None:
     """Give `sr` its outbox row's SOP Instance UID (a re-send is the same instance), keep it in
     the results folder and C-STORE it. Both SR senders (draft, signed) end here."""
     sr.SOPInstanceUID = uid
     sr.file_meta.MediaStorageSOPInstanceUID = uid
+    sr.SeriesInstanceUID = sr_series_uid(uid)
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     sr.save_as(out, enforce_file_format=True)
     store_sr(out, pacs, settings, what)
 
 
-def image_paths(s: Session, study_id: int) -> list[str]:
-    """Spool paths of a study's image instances (our own SRs are not evidence)."""
-    return [i.path for i in s.exec(select(Instance).where(Instance.study_id == study_id)).all()
-            if not is_sr_class(i.sop_class_uid)]
+def image_instances(s: Session, study_id: int) -> list[tuple[int | None, str]]:
+    """(index id, recorded path) of a study's image instances (our own SRs are not evidence)."""
+    rows = s.exec(select(Instance).where(Instance.study_id == study_id).order_by(Instance.id)).all()  # type: ignore[arg-type]
+    return [(i.id, i.path) for i in rows if not is_sr_class(i.sop_class_uid)]
 
 
-def read_evidence(paths: list[str], what: str) -> list[pydicom.Dataset]:
-    """Headers of the instances an SR references; a missing one is permanent (never a guess)."""
+def read_evidence(settings: Settings, instances: list[tuple[int | None, str]], what: str,
+                  required: bool = True) -> list[pydicom.Dataset]:
+    """Headers of the instances an SR references, read where this process can: the spool when it
+    has the node's disk, else over the node's HTTP store (`worker_fetch=node`: a sweeper on any
+    machine). A missing required one is permanent (never a guess); a missing prior is left out
+    with a warning; an unreachable node is transient."""
     evidence = []
-    for p in paths:
-        try:
-            evidence.append(pydicom.dcmread(p, stop_before_pixels=True))
-        except FileNotFoundError as exc:
-            raise PermanentError(f"evidence instance missing from the spool: {Path(p).name}") from exc
-    if not evidence:
+    with InstanceFiles(settings, f"{what.replace(' ', '-')}") as files:
+        for instance_id, recorded in instances:
+            try:
+                evidence.append(pydicom.dcmread(files.path(instance_id, recorded), stop_before_pixels=True))
+            except (FileNotFoundError, InstanceNotHeld) as exc:
+                if required:
+                    raise PermanentError(f"evidence instance missing from the spool: {Path(recorded).name}") from exc
+                log.warning("prior instance %s no longer held: not referenced in the %s", Path(recorded).name, what)
+    if required and not evidence:
         raise PermanentError(f"no image instance to reference in the {what}")
     return evidence
 

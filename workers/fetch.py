@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import pydicom
 from pydicom.errors import InvalidDicomError
 from pydantic import BaseModel
 from sqlmodel import select
@@ -31,6 +30,7 @@ from priorwatch.instances import is_sr_class
 from priorwatch.models import Instance, Study, StudyRole, utcnow
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError, WaitingForPacs
+from workers.node_fetch import read_header
 from workers.priors import comparable, patient_identity, select_comparable
 
 log = logging.getLogger(__name__)
@@ -96,20 +96,21 @@ def _expect_prior(settings: Settings, hit: StudyHit, current: Study) -> None:
 def check_fetched(settings: Settings, current: Study, study_uid: str) -> str | None:
     """Fetch-then-check: the held study's own headers (one image) decide. The study row takes
     their patient ID, issuer, modality and body part; returns why it is not a usable prior, or
-    None. A file we cannot read here (a worker without the node's disk) leaves the row as filed."""
+    None. The header is read from the spool, or over the node's store by a worker without its
+    disk; one that cannot be read leaves the row as filed."""
     with session_scope(settings) as s:
         st = s.exec(select(Study).where(Study.study_uid == study_uid)).first()
         if st is None:
             return "not held after retrieval"
-        paths = [p for p, c in s.exec(select(Instance.path, Instance.sop_class_uid)
-                                       .where(Instance.study_id == st.id).order_by(Instance.id)).all()
-                 if not is_sr_class(c)]
-        if not paths:
+        images = [(i, p) for i, p, c in s.exec(select(Instance.id, Instance.path, Instance.sop_class_uid)
+                                                .where(Instance.study_id == st.id).order_by(Instance.id)).all()
+                  if not is_sr_class(c)]
+        if not images:
             return "holds no image"
         try:
-            ds = pydicom.dcmread(paths[0], stop_before_pixels=True, specific_tags=[
+            ds = read_header(settings, images[0][0], images[0][1], "check", tags=[
                 "PatientID", "IssuerOfPatientID", "Modality", "BodyPartExamined"])
-        except (OSError, InvalidDicomError):
+        except (OSError, InvalidDicomError, PermanentError, TransientError):
             ds = None
         if ds is not None:
             st.patient_id = str(ds.get("PatientID", "") or "")

@@ -2,8 +2,8 @@
 
 The dashboard writes the outbox row (kind ``final_sr``) in the transaction that records the
 sign-off; the sweeper in `workers.deliver` sends it through this sender (registered by the
-``priorwatch.deliveries`` entry point). The preliminary AI draft SR, when it was sent and we
-still hold its file, is referenced in Predecessor Documents.
+``priorwatch.deliveries`` entry point). The preliminary AI draft SR, when it was sent, is
+referenced in Predecessor Documents, by any sweeper: no file of another machine is needed.
 """
 
 from __future__ import annotations
@@ -13,20 +13,42 @@ import logging
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import ComprehensiveSRStorage
+from sqlmodel import select
 
 from dicom_node.sr import build_final_sr
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Review, SignOff, Study
 from priorwatch.settings import Settings
-from workers.deliver import image_paths, read_evidence, save_and_store, sr_path
+from workers.deliver import image_instances, read_evidence, save_and_store, sr_path, sr_series_uid
 from workers.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 
 def preliminary_path(settings: Settings, comparison_id: int) -> Path:
-    """Where `workers.deliver.send_sr` keeps the preliminary SR it sent."""
+    """Where `workers.deliver.send_sr` keeps the preliminary SR it sent (on the sender's disk)."""
     return sr_path(settings, comparison_id)
+
+
+def preliminary_reference(settings: Settings, comparison_id: int, study_uid: str) -> pydicom.Dataset | None:
+    """The sent preliminary draft as the signed report's predecessor, wherever this sweeper runs:
+    the file when this process sent it, else its identifiers from the draft's outbox row (its SOP
+    Instance UID is fixed there, its series derived from it: `deliver.sr_series_uid`). None when
+    no draft was sent."""
+    f = preliminary_path(settings, comparison_id)
+    if f.is_file():
+        return pydicom.dcmread(f, stop_before_pixels=True)
+    with session_scope(settings) as s:
+        draft = s.exec(select(Delivery).where(Delivery.comparison_id == comparison_id, Delivery.kind == "sr",
+                                              Delivery.state == "sent")).first()
+        uid = draft.sop_instance_uid if draft is not None else None
+    if not uid:
+        return None
+    ref = pydicom.Dataset()
+    ref.StudyInstanceUID, ref.SeriesInstanceUID = study_uid, sr_series_uid(uid)
+    ref.SOPClassUID, ref.SOPInstanceUID = ComprehensiveSRStorage, uid
+    return ref
 
 
 def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
@@ -44,13 +66,14 @@ def send_final_sr(comparison_id: int, d: Delivery, settings: Settings) -> None:
         assert review is not None
         if review.action == "rejected":
             raise PermanentError("a rejected draft has no signed report to send")
-        paths = image_paths(s, comp.study_id)
+        current = image_instances(s, comp.study_id)
+        study = s.get(Study, comp.study_id)
         prior = s.get(Study, comp.prior_study_id) if comp.prior_study_id else None
         prior_uid = prior.study_uid if prior else None
+        study_uid = study.study_uid if study else ""
         text, labels, signer = review.final_text, json.loads(review.final_labels_json), review.reviewer
-    evidence = read_evidence(paths, "signed SR")
-    pre_file = preliminary_path(settings, comparison_id)
-    preliminary = pydicom.dcmread(pre_file) if pre_file.is_file() else None
+    evidence = read_evidence(settings, current, "signed SR")
+    preliminary = preliminary_reference(settings, comparison_id, study_uid)
     sr = build_final_sr(evidence, final_text=text, final_labels=labels, signer=signer,
                         prior_study_uid=prior_uid, preliminary=preliminary)
     save_and_store(sr, d.sop_instance_uid or sr.SOPInstanceUID,

@@ -5,6 +5,7 @@ Kept free of Celery so it can be run and tested directly; `tasks.py` adds the re
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from comparison.contract import CompareContext, EngineError, EngineUnavailable
 from comparison.preprocess import load_image
 from comparison.triton_client import TritonComparator
 from comparison.vlm.client import VlmComparator, VlmTritonClient
+from priorwatch.artefacts import OVERLAY_IN_DATABASE
 from priorwatch.db import session_scope
 from priorwatch.log import phi_safe
 from priorwatch.imagestats import image_statistics
@@ -26,13 +28,13 @@ from priorwatch.instances import SR_CLASS_PREFIX, frontal_instance
 from priorwatch.limits import fit_strings
 from priorwatch.models import (
     Comparison,
+    ComparisonOverlay,
     ImageStatistics,
     Instance,
     Finding,
     Job,
     JobState,
     Study,
-    StudyRole,
     StudyState,
     WorklistItem,
     utcnow,
@@ -41,13 +43,12 @@ from priorwatch.recalibration import active as active_recalibration
 from priorwatch.recalibration import apply_to_result as apply_recalibration
 from priorwatch.settings import Settings
 from priorwatch.vocabulary import ComparisonResult
-from dicom_node import Ingest
 from dicom_node.report_text import report_text
 from workers.deliver import add_outbox_rows, pacs_config
 from workers.errors import PermanentError, TransientError, WaitingForPacs
 from workers.fetch import fetch_priors
 from workers.metrics import TRITON_LATENCY
-from workers.node_fetch import InstanceFiles
+from workers.node_fetch import InstanceFiles, prior_sink
 from workers.priors import PriorChoice, choose_prior
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool,
     pacs = pacs_config(settings)
     if pacs is None:
         return None
-    sink = Ingest(settings, create_schema=False).sink(role=StudyRole.prior.value, calling_ae=pacs.ae_title)
+    sink = prior_sink(settings, pacs.ae_title)  # the node's store, so every worker can fetch what we retrieve
     try:
         outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query,
                                waiting_since=waiting_since, attempt=attempt)
@@ -238,7 +239,7 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
         s.flush()
         assert comp.id is not None
         if heatmap is not None:
-            comp.overlay_path = str(_save_heatmap(settings, comp.id, heatmap))
+            comp.overlay_path = _save_heatmap(s, comp.id, heatmap)
         for f, raw in zip(result.findings, raws):
             s.add(
                 Finding(
@@ -280,11 +281,14 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
         return comp.id
 
 
-def _save_heatmap(settings: Settings, comparison_id: int, heatmap: np.ndarray) -> Path:
-    settings.results_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.results_dir / f"comparison-{comparison_id}-diff.png"
-    Image.fromarray(np.asarray(heatmap, dtype=np.uint8)).save(path)
-    return path
+def _save_heatmap(s: Session, comparison_id: int, heatmap: np.ndarray) -> str:
+    """The heat-map as PNG bytes in the result's own transaction (a `ComparisonOverlay` row), not a
+    file in this worker's results folder: the dashboard, on another machine, reads the database.
+    Returns the reference `Comparison.overlay_path` holds."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(heatmap, dtype=np.uint8)).save(buf, format="PNG")
+    s.add(ComparisonOverlay(comparison_id=comparison_id, png=buf.getvalue()))
+    return OVERLAY_IN_DATABASE
 
 
 def mark_failed(job_id: int, reason: str, settings: Settings) -> None:
