@@ -3,8 +3,12 @@
 One node (Storage SCP, completion monitor, its HTTP store) in this process, one shared local
 Triton, and K Celery worker processes, each with its own private data dir and
 `worker_fetch=node`. Run as root, each worker runs in its own mount namespace where the node's
-data dir is hidden under an empty tmpfs, so a worker *cannot* read the node's disk: it must
-fetch over HTTP.
+data dir is hidden under an empty tmpfs and its own data dir is a tmpfs of its own, so a worker
+*cannot* read the node's disk and nothing it writes to disk is seen by the node or the dashboard:
+instances come over HTTP, results and artefacts go to the database or the node's store.
+With `pacs=True` a real Orthanc is the PACS: priors are loaded there (the workers retrieve them
+by C-GET and file them in the node's store), the workers send preliminary SRs to it, and worker 0
+embeds beat, whose sweep sends the signed SRs (sweeper away from the node too).
 State in PostgreSQL (a schema of its own), messages through Redis or RabbitMQ.
 """
 
@@ -36,8 +40,10 @@ from priorwatch.models import Comparison, Job, JobState, Study
 from priorwatch.settings import Settings, as_env
 from workers.node_fetch import cache_root
 from workers.runtime import free_port, worker_command
+from tests.peers import Orthanc
 
 PG_ADMIN = "host=127.0.0.1 dbname=test user=postgres"
+SWEEP_S = 0.5  # with a PACS: serve's sweeper interval; worker 0's beat sweeps every 10x this (5 s)
 BROKERS = {"redis": "redis://127.0.0.1:6379/7", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
 SENDER_AE = "CR01"
 
@@ -57,6 +63,7 @@ class Cluster:
     broker: str = "redis"
     triton_instances: int = 1
     worker_concurrency: int = 1
+    pacs: bool = False
     sent: list[Sent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -68,6 +75,7 @@ class Cluster:
         self._node: StorageNode | None = None
         self._http: HttpService | None = None
         self._repo_tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.orthanc: Orthanc | None = None
 
     # -- start / stop ------------------------------------------------------------------------
     def _model_repository(self) -> Path:
@@ -88,12 +96,13 @@ class Cluster:
                                    http_port=free_port(), metrics_port=None, startup_timeout_s=120.0,
                                    log_path=self.root / "triton.log")
         self._triton.start()
+        dicom_port = free_port()
         self.node_settings = Settings(
             data_dir=self.root / "node", database_url=db, broker_url=BROKERS[self.broker],
-            queue_name=f"pw-cluster-{uuid.uuid4().hex[:8]}", dicom_port=free_port(), receive_processes=1,
+            queue_name=f"pw-cluster-{uuid.uuid4().hex[:8]}", dicom_port=dicom_port, receive_processes=1,
             allowed_calling_aes=[SENDER_AE], completion_grace_s=0.3, triton_url=self._triton.grpc_url,
             node_http_port=free_port(), node_token=self.token, task_max_retries=3, task_retry_backoff_s=0.5,
-            worker_concurrency=self.worker_concurrency,
+            worker_concurrency=self.worker_concurrency, **self._pacs_settings(dicom_port),
         )
         init_db(self.node_settings)
         self._node = StorageNode(self.node_settings).start()
@@ -101,6 +110,23 @@ class Cluster:
         for i in range(self.workers):
             self._procs.append(self._spawn_worker(i))
         return self
+
+    def _pacs_settings(self, node_port: int) -> dict[str, object]:
+        """With `pacs`: a real Orthanc answers for priors (C-GET) and takes the SRs; sweeps are
+        frequent so signed SRs go out within seconds of a sign-off."""
+        if not self.pacs:
+            return {}
+        self.orthanc = Orthanc(self.root / "orthanc", modalities={"pw": ("PRIORWATCH", "127.0.0.1", node_port)}).start()
+        return {"pacs_ae_title": self.orthanc.aet, "pacs_host": "127.0.0.1",
+                "pacs_port": self.orthanc.dicom_port, "pacs_retrieve": "c-get", "send_sr_to_pacs": True,
+                "sweep_interval_s": SWEEP_S}
+
+    def load_pacs(self, studies: list[list[Path]]) -> None:
+        """Put studies (priors) in the PACS only: the node learns of them from the workers' queries."""
+        assert self.orthanc is not None, "Cluster(pacs=True) has a PACS"
+        for paths in studies:
+            for p in paths:
+                self.orthanc.upload(p)
 
     def worker_dir(self, i: int) -> Path:
         return self.root / f"worker{i}"
@@ -113,10 +139,12 @@ class Cluster:
             "node_http_port": None,
         })
         env = {**os.environ, **as_env(ws)}
-        cmd = worker_command(ws, name=f"w{i}")
-        if self.isolated:  # the node's data dir, seen from this worker: an empty, unreadable tmpfs
+        cmd = worker_command(ws, name=f"w{i}", beat=self.pacs and i == 0)  # worker 0's beat sweeps the outbox
+        if self.isolated:  # the node's data dir, seen from this worker: an empty, unreadable tmpfs;
+            # its own data dir: a tmpfs only it sees (what it writes there never reaches a reader)
             cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   'mount -t tmpfs -o size=1m,mode=000 none "$0" && exec "$@"', str(self.node_settings.data_dir), *cmd]
+                   'mount -t tmpfs -o size=1m,mode=000 none "$0" && mount -t tmpfs -o size=512m,mode=700 none "$1" '
+                   '&& shift && exec "$@"', str(self.node_settings.data_dir), str(d), *cmd]
         log = open(self.root / f"worker{i}.log", "wb")
         try:
             return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True)
@@ -139,6 +167,8 @@ class Cluster:
             self._node.stop()
         if self._triton is not None:
             self._triton.stop()
+        if self.orthanc is not None:
+            self.orthanc.stop()
         if self._repo_tmp is not None:
             self._repo_tmp.cleanup()
         try:
@@ -219,10 +249,17 @@ class Cluster:
         return out
 
     def leftover_cache_files(self) -> int:
+        """Files left in the workers' caches, counted where each worker sees its disk (its own
+        mount namespace when isolated: from outside its data dir is not the one it writes)."""
         n = 0
-        for i in range(self.workers):
+        for i, proc in enumerate(self._procs):
             root = cache_root(self.node_settings.model_copy(update={"data_dir": self.worker_dir(i)}))
-            n += sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+            if self.isolated:
+                out = subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "find", str(root), "-type", "f"],
+                                     capture_output=True, text=True, timeout=30)
+                n += len(out.stdout.split())
+            else:
+                n += sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
         return n
 
 

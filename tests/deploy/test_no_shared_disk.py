@@ -30,3 +30,32 @@ def test_workers_without_the_nodes_disk_give_one_result_per_study(tmp_path: Path
     assert len(currents) == 5 and all(prior is not None for _, prior, _, _ in currents)
     assert leftovers == 0
     assert sum(per_worker.values()) == 10
+
+
+@pytest.mark.server
+@pytest.mark.triton
+def test_worker_in_its_own_mount_namespace_overlay_shown_and_srs_in_the_pacs(tmp_path: Path) -> None:
+    """Server mode (PostgreSQL + Redis), one worker in a mount namespace of its own (its data dir a
+    tmpfs the node and dashboard cannot see), the prior only in Orthanc: the review page in real
+    Chromium shows the worker's overlay, the preliminary SR reaches the PACS, and the sign-off made
+    in the page goes to the PACS as a signed SR sent by the worker's sweep; the retrieved prior
+    is in the node's store."""
+    from benchmarks import no_shared_disk as nsd
+    from tests.conftest import free_port
+    from tests.dashboard.browser import dashboard_server
+
+    patients = Cluster.make_studies(tmp_path / "input", patients=1)
+    with Cluster(tmp_path / "site", workers=1, broker="redis", pacs=True) as c:
+        assert c.isolated, "run as root: the worker needs its own mount namespace"
+        c.load_pacs(patients[0::2])
+        c.send(patients[1::2])
+        jobs = c.wait(1, timeout_s=300)
+        nsd.add_reviewer(c)
+        (tmp_path / "dash").mkdir()
+        with dashboard_server(tmp_path / "dash", free_port(), nsd.dashboard_env(c)) as url:
+            o = nsd.check(c, patients[1::2], jobs, url)
+    assert o.failed_jobs == [] and (o.results, o.with_prior) == (1, 1)
+    assert (o.overlays_in_db, o.overlays_shown) == (1, 1)
+    assert (o.preliminary_in_pacs, o.signed, o.signed_in_pacs) == (1, 1, 1)
+    assert o.prior_instances > 0 and o.prior_instances_served == o.prior_instances
+    assert (o.evidence_missing, o.leftovers) == (0, 0)
