@@ -4,7 +4,8 @@ Public API: image preparation (`load_image`, `PreparedImage`), the registration 
 (`RegistrationEngine`, `CompareContext`, `ComparisonOutput`), draft text (`render_draft`),
 the Triton client (`TritonComparator`, `EngineUnavailable`, `EngineError`), the local
 Triton server (`LocalTriton`, `TritonStartError`) and synthetic longitudinal pairs
-(`comparison.synthetic`: `make_pair`, `demo_cases`, `PairSpec`).
+(`comparison.synthetic`: `make_pair`, `demo_cases`, `PairSpec`), and the history
+(`compare_history`, `HistoryImage`: the current against each prior, each finding's trajectory).
 
 The worker/engine contract (`CompareContext`, `ComparisonOutput`, `EngineError`,
 `EngineUnavailable`) lives in `comparison.contract`, which imports no engine; the names from
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from comparison.contract import CompareContext, ComparisonOutput, EngineError, EngineUnavailable
 from comparison.draft import render_draft
+from comparison.history import HistoryImage, compare_history
 from comparison.triton_client import TritonComparator
 from comparison.triton_server import DEFAULT_MODEL_REPOSITORY, LocalTriton, TritonStartError
 
@@ -60,12 +62,14 @@ __all__ = [
     "ENGINE_VERSION",
     "EngineError",
     "EngineUnavailable",
+    "HistoryImage",
     "LocalTriton",
     "PreparedImage",
     "Reader",
     "RegistrationEngine",
     "TritonComparator",
     "TritonStartError",
+    "compare_history",
     "load_image",
     "render_draft",
 ]

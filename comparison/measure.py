@@ -135,46 +135,82 @@ def measure_pair(current: np.ndarray, prior: np.ndarray, valid: np.ndarray, cur_
     scale = max(current.shape) / max(cur_shape)
     wanted = [(f.finding, f.evidence.box) for f in result.findings if f.evidence is not None and f.evidence.box]
     wanted += [(r.finding, r.box) for r in requests]
-    diff = current - prior  # the anatomy both share cancels: what grew or shrank at the place
+    diff = ndi.gaussian_filter(current - prior, 1.0)  # the anatomy both share cancels: what grew or shrank
     measured: list[Measured] = []
     for finding, box in wanted:
         b = tuple(int(round(v * scale)) for v in box)
-        r0, c0, r1, c1 = b
+        tight = _changed_extent(diff, b)  # type: ignore[arg-type]
+        at = b if tight is None else tight
+        r0, c0, r1, c1 = at
         inside = valid[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)]
         covered = inside.size > 0 and float(inside.mean()) >= T.MEASURE_VALID_COVER
-        cur_mm, prior_mm = (pair_sizes(current, prior, diff, b, spacing_mm, finding) if covered  # type: ignore[arg-type]
-                            else (measure_at(current, b, spacing_mm, finding), None))  # type: ignore[arg-type]
-        measured.append(Measured(finding=finding, box=box, current_mm=cur_mm, prior_mm=prior_mm))
+        cur_mm, prior_mm = (pair_sizes(current, prior, diff, at, spacing_mm, finding) if covered  # type: ignore[arg-type]
+                            else (measure_at(current, at, spacing_mm, finding), None))  # type: ignore[arg-type]
+        back = None if tight is None else tuple(int(round(v / scale)) for v in tight)
+        measured.append(Measured(finding=finding, box=box, at=back, current_mm=cur_mm, prior_mm=prior_mm))  # type: ignore[arg-type]
     sizes = {(m.finding, m.box): m.current_mm for m in measured}
     findings = [f.model_copy(update={"size_mm": sizes.get((f.finding, f.evidence.box))})
                 if f.evidence is not None and f.evidence.box else f for f in result.findings]
     return result.model_copy(update={"findings": findings, "measured": measured})
 
 
+def _changed_extent(diff: np.ndarray, box: Box) -> Box | None:
+    """The extent of the largest change inside `box` (an engine's evidence box may be a whole lung
+    third): its bounding box with a margin, or None when nothing inside changed (a place asked
+    about where the two images agree)."""
+    win = _window(diff, box)
+    if win is None:
+        return None
+    patch, inner, ref, thr = win
+    comp = _component(np.abs(patch - ref) > thr, inner, 1.0)
+    if comp is None or not (comp & inner).any():
+        return None
+    rows, cols = np.nonzero(comp & inner)
+    r_in, c_in = np.nonzero(inner)  # window -> image: the box's (clipped) corner is the inner mask's
+    dr, dc = max(int(box[0]), 0) - int(r_in.min()), max(int(box[1]), 0) - int(c_in.min())
+    m = int(round(T.MEASURE_EXTENT_MARGIN * max(np.ptp(rows) + 1, np.ptp(cols) + 1)))
+    h, w = diff.shape
+    return (max(int(rows.min()) + dr - m, 0), max(int(cols.min()) + dc - m, 0),
+            min(int(rows.max()) + dr + 1 + m, h), min(int(cols.max()) + dc + 1 + m, w))
+
+
 def pair_sizes(current: np.ndarray, prior: np.ndarray, diff: np.ndarray, box: Box, spacing_mm: float,
                finding: FindingType) -> tuple[float | None, float | None]:
     """Sizes at one box on a registered pair. Each image alone measures the finding with whatever
-    anatomy overlaps it (a rib across a faint nodule); the difference (`current - prior`) does not,
-    so it decides what grew or shrank: a part that grew covering nearly all of the current's
-    finding means it was not there before (0.0), a part that shrank likewise for the prior; a
-    part in between leaves the rest; no change at all means the same size on both."""
+    anatomy overlaps it (a rib across a faint nodule); the difference (`current - prior`) does not.
+    So the difference decides: where it holds nearly all of the finding's contrast on the image that
+    shows more of it, the finding was absent on the other (0.0) and its size is the difference's;
+    where it holds a share, the other image's finding is that much smaller (in projection a lesion's
+    contrast grows with its thickness); no change at all: the same size on both."""
     cur = measure_at(current, box, spacing_mm, finding)
     pri = measure_at(prior, box, spacing_mm, finding)
     if cur is None or pri is None:
         return cur, pri
     grown = measure_at(diff, box, spacing_mm, finding) or 0.0
     shrunk = measure_at(-diff, box, spacing_mm, finding) or 0.0
-    if grown > 0 and grown >= shrunk:
-        big = max(cur, grown)
-        return big, 0.0 if grown >= T.MEASURE_NEW_SHARE * big else _rest(big, grown, finding)
-    if shrunk > 0:
-        big = max(pri, shrunk)
-        return (0.0 if shrunk >= T.MEASURE_NEW_SHARE * big else _rest(big, shrunk, finding)), big
-    return cur, cur
+    if grown == 0.0 and shrunk == 0.0:
+        return cur, cur
+    more, less, part = (current, prior, grown) if grown >= shrunk else (prior, current, shrunk)
+    share = _peak(diff if grown >= shrunk else -diff, box, finding) / max(_peak(more, box, finding), 1e-6)
+    if share >= T.MEASURE_NEW_SHARE:
+        sizes = (part, 0.0)
+    else:
+        whole = max(cur if more is current else pri, part)
+        sizes = (whole, _rest(whole, share))
+    return sizes if more is current else (sizes[1], sizes[0])
 
 
-def _rest(whole: float, part: float, finding: FindingType) -> float:
-    """What is left of a finding of size `whole` without a part of size `part`: areas for a
-    diameter (a nodule grows all round), lengths for the rest."""
-    left = np.sqrt(max(whole * whole - part * part, 0.0)) if MEASURED_KINDS.get(finding) == "diameter" else whole - part
+def _peak(image: np.ndarray, box: Box, finding: FindingType) -> float:
+    """The finding's peak contrast in the box against its surroundings (lucency for a pneumothorax)."""
+    win = _window(np.asarray(image, np.float32), box)
+    if win is None:
+        return 0.0
+    patch, inner, ref, _ = win
+    sign = -1.0 if MEASURED_KINDS.get(finding) == "rim" else 1.0
+    return max(float(np.percentile(sign * (patch[inner] - ref), 95)), 0.0)
+
+
+def _rest(whole: float, share: float) -> float:
+    """What is left of a finding of size `whole` when a `share` of its contrast went (or came)."""
+    left = whole * (1.0 - share)
     return round(float(left), 1) if left >= T.MEASURE_MIN_SIZE_MM else 0.0

@@ -233,6 +233,8 @@ MEASURE_MIN_CONTRAST = 0.03  # and by at least this much of the [0, 1] range: on
 MEASURE_MIN_SIZE_MM = 2.0  # smaller than this is noise or a vessel end-on, not a finding: reported absent
 MEASURE_FLUID_ROW_COVER = 0.5  # a row of an effusion's box is fluid when over half of it is dense (FLUID_ROW_COVER)
 MEASURE_VALID_COVER = 0.9  # the registered prior must have data over this share of a box to be measured there
-MEASURE_NEW_SHARE = 0.7  # on a registered pair, a part that grew (or shrank) this large against the whole finding
-#                          means the finding was absent on the other image: anatomy over a faint lesion inflates the
-#                          single-image size by ~25 % (a rib across a 16 mm synthetic nodule read 19.6 mm)
+MEASURE_NEW_SHARE = 0.7  # on a registered pair, a change holding this share of the finding's peak contrast means the
+#                          finding was absent on the other image (ideally 1.0; anatomy and noise under a faint lesion
+#                          lower it: a new synthetic nodule under a rib held 0.8-1.0, one at half its size 0.6)
+MEASURE_EXTENT_MARGIN = 0.25  # a finding found inside an engine's (lung-third) box is measured in its own extent
+#                               grown by this share of its size each way: room for its edge, little anatomy

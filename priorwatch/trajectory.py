@@ -29,7 +29,7 @@ from priorwatch.vocabulary import (
 )
 
 __all__ = ["STABLE_TOLERANCE_MM", "StudyRef", "Summary", "assemble", "family", "growing_steps", "history_sentence",
-           "summarise"]
+           "place", "summarise"]
 
 STABLE_TOLERANCE_MM = 2.0  # sizes within this over the span are "stable": the measurement's own spread on a
 #                            registered pair (a pixel or two at each edge) and the Fleischner-style 2 mm rule
@@ -38,15 +38,16 @@ GROWTH_STEP_MM = 1.0  # a step of at least this is growth for the urgency trend 
 DAYS_PER_MONTH = 30.4375  # months are calendar-average months (365.25 / 12)
 
 # Findings that are one lesion seen two ways by two comparisons: a nodule that grew is called a mass.
+# Two comparisons type one changing opacity differently (a nodule against one prior, consolidation against an
+# older one when it grew from nothing): lung opacities at one side and zone are one lesion followed through time.
 _FAMILY: dict[FindingType, str] = {
-    FindingType.nodule: "focal", FindingType.mass: "focal",
-    FindingType.consolidation: "opacity", FindingType.atelectasis: "opacity", FindingType.other: "opacity",
-    FindingType.edema: "opacity",
+    FindingType.nodule: "opacity", FindingType.mass: "opacity", FindingType.consolidation: "opacity",
+    FindingType.atelectasis: "opacity", FindingType.other: "opacity",
 }
 
 
 def family(finding: FindingType | str) -> str:
-    """The type family a finding is matched within (nodule and mass are one lesion at two sizes)."""
+    """The type family a finding is matched within (nodule, mass, consolidation: one lung opacity)."""
     f = FindingType(finding)
     return _FAMILY.get(f, f.value)
 
@@ -158,14 +159,21 @@ def _matches(a: FindingResult, b: FindingResult) -> bool:
     return family(a.finding) == family(b.finding) and a.side == b.side and a.zone == b.zone
 
 
-def _size_on(result: ComparisonResult | None, track: FindingResult) -> Measured | None:
-    """The measurement of `track` in one comparison's answer: at its own box if asked there, else at
-    the box of the same finding as that comparison saw it."""
+def place(f: FindingResult) -> tuple[str, str | None, str | None]:
+    """Where a finding is followed: its type family, the patient's side and the zone."""
+    return family(f.finding), f.side.value if f.side else None, f.zone.value if f.zone else None
+
+
+def _size_on(result: ComparisonResult | None, track: FindingResult,
+             where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]]) -> Measured | None:
+    """The measurement of `track` in one comparison's answer: where the history asked for it (`where`,
+    by place), at its own box, else at the box of the same finding as that comparison saw it."""
     if result is None or result.not_compared:
         return None
-    box = track.evidence.box if track.evidence else None
-    for m in result.measured:
-        if box is not None and m.box == box and family(m.finding) == family(track.finding):
+    for box in (where.get(place(track)), track.evidence.box if track.evidence else None):
+        m = next((m for m in result.measured if box is not None and m.box == box
+                  and family(m.finding) == family(track.finding)), None)
+        if m is not None:
             return m
     for f in result.findings:
         if _matches(f, track) and f.evidence and f.evidence.box:
@@ -180,13 +188,16 @@ def _observation(study: StudyRef, size: float | None) -> Observation:
 
 
 def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, ComparisonResult],
-             most_recent: str) -> list[FindingResult]:
+             most_recent: str,
+             where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]] | None = None
+             ) -> list[FindingResult]:
     """The current's findings with their history. `priors` oldest first; `results` maps a prior's
     StudyInstanceUID to the comparison of the current with it (a prior not compared is absent
     from it: not assessable there). The findings are those of the comparison with `most_recent`,
     then each finding another comparison saw that is still present now (a nodule stable since it
     appeared is no change against the most recent prior), its change against the most recent from
-    the sizes."""
+    the sizes. `where`: the box each place was measured at when the history asked (`place`)."""
+    where = where or {}
     base = results.get(most_recent)
     tracks = list(base.findings) if base else []
     extra: list[FindingResult] = []
@@ -196,15 +207,14 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
             continue
         for f in r.findings:
             if not any(_matches(f, t) for t in tracks + extra):
-                m = _size_on(r, f)
+                m = _size_on(r, f, where)
                 if m is not None and m.current_mm:
                     extra.append(f)
     out: list[FindingResult] = []
     for t in tracks + extra:
-        hist = [_observation(p, (m.prior_mm if (m := _size_on(results.get(p.study_uid), t)) else None))
-                for p in priors]
-        now = next((m.current_mm for r in results.values() if (m := _size_on(r, t)) is not None
-                    and m.current_mm is not None), t.size_mm)
+        seen = {p.study_uid: _size_on(results.get(p.study_uid), t, where) for p in priors}
+        now = _current_size(t, [base, *results.values()], where)
+        hist = [_observation(p, _scaled(seen[p.study_uid], now)) for p in priors]
         hist.append(_observation(current, now))
         s = summarise(t.finding, hist)
         change = t.change if t in tracks else _change_from(hist, priors, most_recent)
@@ -213,6 +223,25 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
             size_mm=now, history=hist, first_seen=s.first_seen, stable_months=s.stable_months,
             doubling_time_days=s.doubling_time_days, trajectory=s.trajectory, change=change, urgent=urgent)))
     return out
+
+
+def _current_size(track: FindingResult, results: list[ComparisonResult | None],
+                  where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]]) -> float | None:
+    """The current's size: from a comparison whose prior lacked the finding when there is one (the
+    difference holds the finding alone, no anatomy over it), else the most recent comparison's."""
+    ms = [m for r in results if (m := _size_on(r, track, where)) is not None and m.current_mm is not None]
+    clean = [m for m in ms if m.prior_mm == 0.0 and m.current_mm]
+    return (clean or ms)[0].current_mm if (clean or ms) else track.size_mm
+
+
+def _scaled(m: Measured | None, now: float | None) -> float | None:
+    """A prior's size read on its pair, in the scale of the current's size chosen for the history
+    (each pair measures the current anew, with its own anatomy under the finding)."""
+    if m is None or m.prior_mm is None:
+        return None
+    if now and m.current_mm and m.prior_mm:
+        return round(m.prior_mm * now / m.current_mm, 1)
+    return m.prior_mm
 
 
 def _change_from(hist: list[Observation], priors: Sequence[StudyRef], most_recent: str) -> Change:

@@ -138,7 +138,9 @@ class Measured(BaseModel):
     registered onto it (issue 29): 0.0 = looked for and not there, None = not assessable there."""
 
     finding: FindingType
-    box: tuple[int, int, int, int]  # (row0, col0, row1, col1) in the current image, as Evidence.box
+    box: tuple[int, int, int, int]  # (row0, col0, row1, col1) in the current image, as Evidence.box: where asked
+    at: tuple[int, int, int, int] | None = None  # the finding's own extent found inside `box` (what changed
+    #                                             there), where the other priors are measured; None: `box` itself
     current_mm: float | None = Field(default=None, ge=0.0)
     prior_mm: float | None = Field(default=None, ge=0.0)
 

@@ -48,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
 # What the worker may import from the engine room: it calls the engines through Triton.
 WORKER_FACING = {
     "comparison.contract",  # CompareContext, ComparisonOutput, EngineError, EngineUnavailable
+    "comparison.history",  # compare_history: one comparison per prior of the history, through any comparator
     "comparison.triton_client",  # TritonComparator (the registration engine over gRPC)
     "comparison.triton_server",  # LocalTriton: the embedded default starts Triton
     "comparison.preprocess",  # load_image: pixels are prepared in the worker, then sent
