@@ -124,23 +124,34 @@ def review_in_dashboard(url: str, items: dict[int, int]) -> dict[int, Review]:
             page.set_default_timeout(60_000)
             login(page, url, REVIEWER, PASSWORD)
             for item, comp_id in items.items():
-                r = out[item] = Review()
-                page.goto(f"{url}/?item={item}")
-                expect(page.get_by_role("button", name="Accept as is")).to_be_enabled()
-                page.get_by_text("Difference overlay", exact=True).click()
-                img = page.frame_locator("iframe").first.locator(f"img[src*='overlay={comp_id}']")
-                expect(img).to_have_count(1)
-                src = img.get_attribute("src") or ""
-                with_overlay = page.request.get(url + src)
-                plain = page.request.get(url + src.replace(f"&overlay={comp_id}", ""))
-                r.overlay_png = with_overlay.status == 200 and with_overlay.headers.get("content-type") == "image/png"
-                r.overlay_differs = r.overlay_png and plain.status == 200 and with_overlay.body() != plain.body()
-                page.get_by_role("button", name="Accept as is").click()
-                expect(page.get_by_text("Signed (accepted)", exact=False)).to_be_visible()
-                r.signed = True
+                out[item] = _review_one(page, url, item, comp_id)
         finally:
             browser.close()
     return out
+
+
+def _review_one(page, url: str, item: int, comp_id: int) -> Review:  # type: ignore[no-untyped-def]
+    """One item on the review page; a step that fails leaves its flag False (counted, not raised)."""
+    from playwright.sync_api import Error, expect
+
+    r = Review()
+    page.goto(f"{url}/?item={item}")
+    expect(page.get_by_role("button", name="Accept as is")).to_be_enabled()
+    page.get_by_text("Difference overlay", exact=True).click()
+    img = page.frame_locator("iframe").first.locator(f"img[src*='overlay={comp_id}']")
+    expect(img).to_have_count(1)
+    src = img.get_attribute("src") or ""
+    try:
+        with_overlay = page.request.get(url + src)
+        plain = page.request.get(url + src.replace(f"&overlay={comp_id}", ""))
+        r.overlay_png = with_overlay.status == 200 and with_overlay.headers.get("content-type") == "image/png"
+        r.overlay_differs = r.overlay_png and plain.status == 200 and with_overlay.body() != plain.body()
+    except Error as exc:
+        print(f"  item {item}: the overlay image did not load ({str(exc).splitlines()[0]})", flush=True)
+    page.get_by_role("button", name="Accept as is").click()
+    expect(page.get_by_text("Signed (accepted)", exact=False)).to_be_visible()
+    r.signed = True
+    return r
 
 
 def open_items(c: Cluster) -> dict[int, int]:

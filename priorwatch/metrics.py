@@ -135,6 +135,19 @@ def tcp_ready(name: str, host: str, port: int) -> str | None:
         return f"{name}: {type(exc).__name__}"
 
 
+# A refused POST's body (no token, too large, wrong type) is read and dropped up to this size, so
+# the sender gets the answer rather than a reset mid-send; a larger one is cut off (connection closed).
+DRAIN_MAX_BYTES = 64 << 20
+
+
+def _drain(rfile: Any, n: int) -> None:
+    while n > 0:
+        chunk = rfile.read(min(n, 1 << 20))
+        if not chunk:
+            return
+        n -= len(chunk)
+
+
 # A route answers (status, headers, body) or streams itself: (status, headers, iterator of bytes).
 RouteResult = tuple[int, dict[str, str], bytes | Iterator[bytes]]
 Route = Callable[[str, dict[str, str]], RouteResult | None]
@@ -166,13 +179,19 @@ class HttpService(BackgroundServer):
         length = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
         if length is None or not length.isdigit():
             return 411, {"Content-Type": "text/plain"}, b"Content-Length required\n"
-        if int(length) > self.max_body_bytes:
-            return 413, {"Content-Type": "text/plain"}, b"body too large\n"
-        for route in self.post_routes:
-            out = route(path, headers, lambda: rfile.read(int(length)))
-            if out is not None:
-                return out
-        return 404, {"Content-Type": "text/plain"}, b"not found\n"
+        n, read = int(length), [False]
+
+        def body() -> bytes:
+            read[0] = True
+            return rfile.read(n)  # type: ignore[no-any-return]
+
+        out: RouteResult = (413, {"Content-Type": "text/plain"}, b"body too large\n")
+        if n <= self.max_body_bytes:
+            out = next((r for r in (route(path, headers, body) for route in self.post_routes) if r is not None),
+                       (404, {"Content-Type": "text/plain"}, b"not found\n"))
+        if not read[0] and n <= DRAIN_MAX_BYTES:
+            _drain(rfile, n)  # a refused sender still reads the answer, not a reset mid-send
+        return out
 
     def _handle(self, path: str, headers: dict[str, str]) -> RouteResult:
         if path == "/livez":
