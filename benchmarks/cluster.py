@@ -64,6 +64,8 @@ class Cluster:
     triton_instances: int = 1
     worker_concurrency: int = 1
     pacs: bool = False
+    netns: bool = False  # each worker also in a network namespace of its own (root): `bridges` below
+    tritons: int = 1  # Triton servers; worker i uses server i % tritons
     sent: list[Sent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -71,7 +73,8 @@ class Cluster:
         self.token = secrets.token_hex(16)
         self.isolated = os.geteuid() == 0
         self._procs: list[subprocess.Popen[bytes]] = []
-        self._triton: LocalTriton | None = None
+        self._tritons: list[LocalTriton] = []
+        self._bridges: list[subprocess.Popen[bytes]] = []
         self._node: StorageNode | None = None
         self._http: HttpService | None = None
         self._repo_tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -92,21 +95,24 @@ class Cluster:
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
             c.execute(f'CREATE SCHEMA "{self.schema}"')
         db = f"postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%3D{self.schema}"
-        self._triton = LocalTriton(model_repository=self._model_repository(), grpc_port=free_port(),
-                                   http_port=free_port(), metrics_port=None, startup_timeout_s=120.0,
-                                   log_path=self.root / "triton.log")
-        self._triton.start()
+        repo = self._model_repository()
+        for t in range(self.tritons):
+            self._tritons.append(LocalTriton(model_repository=repo, grpc_port=free_port(), http_port=free_port(),
+                                             metrics_port=None, startup_timeout_s=120.0,
+                                             log_path=self.root / f"triton{t}.log").start())
         dicom_port = free_port()
         self.node_settings = Settings(
             data_dir=self.root / "node", database_url=db, broker_url=BROKERS[self.broker],
             queue_name=f"pw-cluster-{uuid.uuid4().hex[:8]}", dicom_port=dicom_port, receive_processes=1,
-            allowed_calling_aes=[SENDER_AE], completion_grace_s=0.3, triton_url=self._triton.grpc_url,
+            allowed_calling_aes=[SENDER_AE], completion_grace_s=0.3, triton_url=self._tritons[0].grpc_url,
             node_http_port=free_port(), node_token=self.token, task_max_retries=3, task_retry_backoff_s=0.5,
             worker_concurrency=self.worker_concurrency, **self._pacs_settings(dicom_port),
         )
         init_db(self.node_settings)
         self._node = StorageNode(self.node_settings).start()
         self._http = node_service(self.node_settings).start()
+        if self.netns:
+            self._start_bridges()
         for i in range(self.workers):
             self._procs.append(self._spawn_worker(i))
         return self
@@ -128,6 +134,41 @@ class Cluster:
             for p in paths:
                 self.orthanc.upload(p)
 
+    # -- network namespaces: a worker reaches the services only through these bridges -----------
+    def _services(self) -> dict[str, int]:
+        """The TCP ports a worker needs, by name: database, broker, each Triton, the node's store."""
+        broker_port = 6379 if self.broker == "redis" else 5672
+        ports = {"postgres": 5432, "broker": broker_port, "node": self._http.port}  # type: ignore[union-attr]
+        ports.update({f"triton{t}": int(tr.grpc_url.rsplit(":", 1)[1]) for t, tr in enumerate(self._tritons)})
+        return ports
+
+    def _start_bridges(self) -> None:
+        """One host-side socat per service: a Unix socket in `root/bridges` -> 127.0.0.1:port. A
+        worker in its own network namespace has only its own loopback; the socket file (a path,
+        not an address) is its one way out, as a network link to the site would be."""
+        if not self.isolated:
+            raise RuntimeError("network namespaces need root")
+        (self.root / "bridges").mkdir(mode=0o700)
+        for name, port in self._services().items():
+            sock = self.root / "bridges" / f"{name}.sock"
+            self._bridges.append(subprocess.Popen(
+                ["socat", f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            deadline = time.monotonic() + 10
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def _inside_bridges(self) -> str:
+        """Shell run inside a new network namespace before the worker: loopback up, and on it each
+        service's port forwarded to its bridge socket (the worker's settings name 127.0.0.1)."""
+        fwd = " ".join(f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr "
+                       f"UNIX-CONNECT:{self.root / 'bridges' / (name + '.sock')} &"
+                       for name, port in self._services().items())
+        return f"ip link set lo up || exit 1; {fwd} sleep 0.5; "
+
+    def bridge_cpu_s(self) -> float:
+        return sum(_tree_cpu(p.pid) for p in self._bridges)
+
     def worker_dir(self, i: int) -> Path:
         return self.root / f"worker{i}"
 
@@ -136,15 +177,16 @@ class Cluster:
         d.mkdir(parents=True)
         ws = self.node_settings.model_copy(update={
             "data_dir": d, "worker_fetch": "node", "node_url": f"http://127.0.0.1:{self._http.port}",  # type: ignore[union-attr]
-            "node_http_port": None,
+            "node_http_port": None, "triton_url": self._tritons[i % len(self._tritons)].grpc_url,
         })
         env = {**os.environ, **as_env(ws)}
         cmd = worker_command(ws, name=f"w{i}", beat=self.pacs and i == 0)  # worker 0's beat sweeps the outbox
         if self.isolated:  # the node's data dir, seen from this worker: an empty, unreadable tmpfs;
             # its own data dir: a tmpfs only it sees (what it writes there never reaches a reader)
-            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            cmd = ["unshare", "--mount", "--propagation", "private", *(["--net"] if self.netns else []), "sh", "-c",
                    'mount -t tmpfs -o size=1m,mode=000 none "$0" && mount -t tmpfs -o size=512m,mode=700 none "$1" '
-                   '&& shift && exec "$@"', str(self.node_settings.data_dir), str(d), *cmd]
+                   f'&& shift || exit 1; {self._inside_bridges() if self.netns else ""}exec "$@"',
+                   str(self.node_settings.data_dir), str(d), *cmd]
         log = open(self.root / f"worker{i}.log", "wb")
         try:
             return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True)
@@ -161,12 +203,19 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+            try:  # what the worker's shell started beside it (namespace bridge ends) goes with it
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._http is not None:
             self._http.stop()
         if self._node is not None:
             self._node.stop()
-        if self._triton is not None:
-            self._triton.stop()
+        for b in self._bridges:
+            b.terminate()
+            b.wait(timeout=10)
+        for t in self._tritons:
+            t.stop()
         if self.orthanc is not None:
             self.orthanc.stop()
         if self._repo_tmp is not None:
@@ -235,11 +284,11 @@ class Cluster:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by Triton (with its model stubs), the workers and this process
-        (the node), from /proc: what a study costs, whatever else the machine is doing."""
-        triton = _tree_cpu(self._triton.pid) if self._triton and self._triton.pid else 0.0
-        workers = sum(_tree_cpu(p.pid) for p in self._procs)
+        (the node) and the host ends of the namespace bridges, from /proc: what a study costs, whatever else the machine is doing."""
+        triton = sum(_tree_cpu(t.pid) for t in self._tritons if t.pid)
+        workers = sum(_tree_cpu(p.pid) for p in self._procs)  # with their in-namespace bridge ends
         t = os.times()
-        return {"triton": triton, "workers": workers, "node": t.user + t.system}
+        return {"triton": triton, "workers": workers, "node": t.user + t.system, "bridges": self.bridge_cpu_s()}
 
     def jobs_per_worker(self) -> Counter[str]:
         out: Counter[str] = Counter()
@@ -270,7 +319,8 @@ def _study_uid(path: Path) -> str:
 
 
 def _tree_cpu(pid: int) -> float:
-    """utime + stime of a process and all its live descendants, in seconds (Linux /proc)."""
+    """utime + stime of a process and all its live descendants, plus those of the children they
+    reaped (cutime + cstime: a socat bridge forks one per connection), in seconds (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for d in os.listdir("/proc"):
@@ -281,7 +331,7 @@ def _tree_cpu(pid: int) -> float:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, cpu
+        stats[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)  # ppid, cpu
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
