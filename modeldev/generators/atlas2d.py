@@ -1889,6 +1889,401 @@ def generate(out_dir: Path, *, seed: int, n_pairs: int, cases: dict[str, int] | 
     return out
 
 
+# ----------------------------------------------------------------------------- series mode (issue 29)
+# Several studies of one patient over 1-4 years.  Written from /work/briefs/series.md by the
+# series helper, who read none of comparison/, workers/, benchmarks/ nor modeldev/evaluate.py;
+# it reuses only this module's own body, lesion drawing, acquisition and DICOM writer (nothing
+# is shared with thorax3d).
+SER_N_STUDIES = (3, 5)            # studies per patient (inclusive)
+SER_SPAN = (365, 1460)            # days from the first to the last study (1-4 years)
+SER_STABLE_SPAN = 760             # stable-nodule series cover more than two years
+SER_MIN_GAP = 30                  # days; closer routine follow-ups are rare
+SER_PTX_GAP = (1, 12)             # days between films of a pneumothorax being followed
+SER_STEP = (1.3, 1.7)             # true-size factor per interval of a growing/shrinking lesion
+SER_STABLE_TOL = 1.15             # labels of an unchanged lesion differ by magnification only
+SER_STEP_MIN = 1.15               # labels of a changing lesion differ at least this much
+SER_VDT = (60.0, 400.0)           # volume doubling time (days) of a growing nodule
+SER_NODULE = (7.0, 24.0)          # true nodule diameters (labels stay 8-30 mm with lobes/aspect)
+SER_AP_P = 0.15                   # follow-up studies taken AP portable
+SER_MIX_MIN = (("stable_nodule", 0.30), ("recurrent", 0.15))
+SER_MIX_REST = (("growing_nodule", 0.11), ("resolving_consolidation", 0.09), ("growing_effusion", 0.09),
+                ("pneumothorax", 0.09), ("none", 0.07), ("shrinking_mass", 0.05), ("appearing_nodule", 0.05))
+SER_SECOND_P = 0.5                # series with a lesion that get a second one
+SER_SECOND = (("nodule", "stable"), ("nodule", "appearing"), ("consolidation", "resolving"),
+              ("nodule", "growing"), ("mass", "shrinking"))
+SER_RECUR = (("nodule", 0.35), ("consolidation", 0.35), ("effusion", 0.15), ("pneumothorax", 0.15))
+SER_MAIN = {"stable_nodule": ("nodule", "stable"), "growing_nodule": ("nodule", "growing"),
+            "resolving_consolidation": ("consolidation", "resolving"), "growing_effusion": ("effusion", "growing"),
+            "shrinking_mass": ("mass", "shrinking"), "appearing_nodule": ("nodule", "appearing")}
+SER_TRIES = 12
+
+
+def _ser_scenarios(seed: int, n: int) -> list[str]:
+    """Main scenario per series: minimum shares rounded up, the rest by largest remainder, shuffled."""
+    names = []
+    for name, share in SER_MIX_MIN:
+        names += [name] * int(math.ceil(share * n))
+    names = names[:n]
+    k = n - len(names)
+    quota = np.array([w for _, w in SER_MIX_REST]) / sum(w for _, w in SER_MIX_REST) * k
+    cnt = np.floor(quota).astype(int)
+    for i in sorted(range(len(cnt)), key=lambda i: (cnt[i] - quota[i], i))[: k - int(cnt.sum())]:
+        cnt[i] += 1
+    for (name, _), c in zip(SER_MIX_REST, cnt):
+        names += [name] * int(c)
+    order = np.random.default_rng([seed, 0xA25E]).permutation(len(names))
+    return [names[i] for i in order]
+
+
+def _ser_days(rng, m: int, min_span: float = 0.0) -> list[int]:
+    """m study days (first = 0) with irregular gaps spread over 1-4 years."""
+    for _ in range(500):
+        span = rng.uniform(max(min_span, SER_SPAN[0]), SER_SPAN[1])
+        gaps = rng.gamma(2.0, 1.0, m - 1)
+        gaps = np.round(gaps / gaps.sum() * span)
+        if gaps.min() >= SER_MIN_GAP:
+            return [0] + [int(x) for x in np.cumsum(gaps)]
+    raise _Retry("no dates")
+
+
+def _ser_steps(rng, n: int, lo: float, hi: float) -> list[float] | None:
+    """n increasing sizes in [lo, hi], consecutive factors drawn from SER_STEP."""
+    f = rng.uniform(SER_STEP[0], SER_STEP[1], n - 1)
+    total = float(np.prod(f))
+    if total > hi / lo:
+        return None
+    first = rng.uniform(lo, hi / total)
+    return [float(first)] + [float(first * x) for x in np.cumprod(f)]
+
+
+def _ser_limits(body, kind: str, side: str) -> tuple[float, float]:
+    if kind == "nodule":
+        return SER_NODULE
+    lo, hi = SIZE_RANGE[kind]
+    if kind == "effusion":
+        hi = min(hi, 0.55 * (body.H0[side] - 25))
+    return lo, hi
+
+
+def _ser_vdt(rng, days) -> tuple[list[float], float] | None:
+    """Growing nodule: diameter d0 * 2 ** (t / (3 VDT)), the volume doubling every VDT days."""
+    d0 = rng.uniform(SER_NODULE[0], 10.0)
+    t = np.array(days, float)
+    lo = max(SER_VDT[0], t[-1] / (3 * math.log2(SER_NODULE[1] / d0)))
+    hi = min(SER_VDT[1], float(np.diff(t).min()) / (3 * math.log2(SER_STEP[0])))
+    if lo > hi:
+        return None
+    vdt = float(rng.uniform(lo, hi))
+    return [float(x) for x in d0 * 2 ** (t / (3 * vdt))], vdt
+
+
+def _ser_sizes(rng, body, kind: str, side: str, traj: str, days):
+    """(true sizes per study, None = absent; VDT or None) for one lesion, or None if it cannot fit."""
+    m = len(days)
+    lo, hi = _ser_limits(body, kind, side)
+    if traj == "stable":
+        return [float(rng.uniform(lo, hi))] * m, None
+    if traj == "growing" and kind == "nodule":
+        return _ser_vdt(rng, days)
+    if traj in ("growing", "shrinking"):
+        s = _ser_steps(rng, m, lo, hi)
+        return None if s is None else ((s if traj == "growing" else s[::-1]), None)
+    if traj == "resolving":
+        j = int(rng.integers(1, m))
+        s = _ser_steps(rng, j, lo, hi)
+        return None if s is None else (s[::-1] + [None] * (m - j), None)
+    if traj == "appearing":
+        j = int(rng.integers(1, m))
+        grows = kind in ("effusion", "pneumothorax") or rng.random() < 0.5
+        s = _ser_steps(rng, m - j, lo, hi) if grows else [float(rng.uniform(lo, hi))] * (m - j)
+        return None if s is None else ([None] * j + s, None)
+    if traj == "recurrent":
+        a = int(rng.integers(1, m - 1))
+        b = int(rng.integers(1, m - a))
+        s1 = float(rng.uniform(lo, hi))
+        s2 = float(np.clip(s1 * rng.uniform(0.85, 1.25), lo, hi)) if kind == "nodule" else float(rng.uniform(lo, hi))
+        return [s1] * a + [None] * b + [s2] * (m - a - b), None
+    raise ValueError(traj)
+
+
+def _ser_main(rng, body, scenario: str, side: str):
+    """Study days and the main lesion (kind, trajectory, sizes, VDT) of a scenario (None: no lesion)."""
+    if scenario == "none":
+        return _ser_days(rng, int(rng.integers(SER_N_STUDIES[0], SER_N_STUDIES[1] + 1))), None
+    if scenario == "pneumothorax":
+        m = int(rng.integers(SER_N_STUDIES[0], SER_N_STUDIES[1] + 1))
+        n_ptx = int(rng.integers(2, min(3, m - 1) + 1))
+        days = _ser_days(rng, m - n_ptx + 1)
+        for _ in range(n_ptx - 1):
+            days.append(days[-1] + int(rng.integers(SER_PTX_GAP[0], SER_PTX_GAP[1] + 1)))
+        s = _ser_steps(rng, n_ptx, *_ser_limits(body, "pneumothorax", side))
+        if s is None:
+            raise _Retry("pneumothorax sizes")
+        return days, ("pneumothorax", "appearing", [None] * (m - n_ptx) + s, None)
+    if scenario == "recurrent":
+        kinds = [k for k, _ in SER_RECUR]
+        kind, traj = kinds[int(rng.choice(len(kinds), p=[w for _, w in SER_RECUR]))], "recurrent"
+    else:
+        kind, traj = SER_MAIN[scenario]
+    for _ in range(60):
+        m = 3 if scenario == "shrinking_mass" else int(rng.integers(SER_N_STUDIES[0], SER_N_STUDIES[1] + 1))
+        days = _ser_days(rng, m, SER_STABLE_SPAN if scenario == "stable_nodule" else 0.0)
+        r = _ser_sizes(rng, body, kind, side, traj, days)
+        if r is not None:
+            return days, (kind, traj, r[0], r[1])
+    raise _Retry("main lesion sizes")
+
+
+def _ser_place(rng, body, geos, kind: str, side: str, sizes, placed) -> dict | None:
+    """A drawable spec for a lesion on this side, kept apart from the others (honest sizes); a
+    pleural collection owns its hemithorax."""
+    same = [p for p in placed if p["spec"]["side"] == side]
+    if same and (kind in ("effusion", "pneumothorax")
+                 or any(p["spec"]["kind"] in ("effusion", "pneumothorax") for p in same)):
+        return None
+    g = geos[side]
+    spec = dict(kind=kind, side=side, seed=int(rng.integers(1 << 30)))
+    if kind in ("effusion", "pneumothorax"):
+        return spec
+    smax = max(s for s in sizes if s is not None)
+    for _ in range(40):
+        zone = str(rng.choice(["upper", "middle", "lower"]))
+        if any(p["zone"] == zone for p in same):
+            continue
+        t = rng.uniform(*ZONE_T[zone])
+        if kind in ("mass", "consolidation") and zone == "upper":
+            t = max(t, 0.22)
+        w = rng.uniform(*((0.55, 0.8) if (side == "left" and t > 0.45) else (0.3, 0.72)))
+        X, Y = g.point(t, w)
+        rad = smax / 2 * (0.55 if kind == "consolidation" else 1.0)
+        if not g.inside(g.s * X, Y, margin=min(rad * 0.8, 25)):
+            continue
+        if not _apart(("blob", side, X, Y, smax / 2), [p["item"] for p in placed], geos):
+            continue
+        spec.update(t=float(t), w=float(w))
+        _shape_spec(rng, spec, kind, side, zone, t, smax, g)
+        spec["_zone"], spec["_item"] = zone, ("blob", side, X, Y, smax / 2)
+        return spec
+    return None
+
+
+def _ser_lesions(rng, body, scenario: str):
+    """Study days and the lesions of one series: the scenario's main lesion, sometimes a second."""
+    st0 = dict(insp=0.0, roll=0.0, mid_shift=0.0)
+    geos = {s: LungGeom(body, s, st0) for s in ("right", "left")}
+    side = "right" if rng.random() < 0.5 else "left"
+    days, main = _ser_main(rng, body, scenario, side)
+    placed: list[dict] = []
+    todo = [] if main is None else [(main, side)]
+    if main is not None and rng.random() < SER_SECOND_P:
+        kind, traj = SER_SECOND[int(rng.integers(len(SER_SECOND)))]
+        side2 = "right" if rng.random() < 0.5 else "left"
+        r = _ser_sizes(rng, body, kind, side2, traj, days)
+        if r is not None:
+            todo.append(((kind, traj, r[0], r[1]), side2))
+    for n, ((kind, traj, sizes, vdt), sd) in enumerate(todo):
+        spec = _ser_place(rng, body, geos, kind, sd, sizes, placed)
+        if spec is None:
+            if n == 0:
+                raise _Retry("main lesion has no place")
+            continue
+        item = spec.pop("_item", ("eff" if kind == "effusion" else "ptx", sd, max(s for s in sizes if s is not None)))
+        zone = spec.pop("_zone", "pleural")
+        placed.append(dict(spec=spec, traj=traj, sizes=sizes, vdt=vdt, item=item, zone=zone))
+    return days, placed
+
+
+def _ser_study_lesions(lesions, k: int, drop: int | None = None) -> list[dict]:
+    """Specs drawn on study k (present lesions at their true size), optionally one left out."""
+    return [dict(L["spec"], size=L["sizes"][k], _j=j) for j, L in enumerate(lesions)
+            if L["sizes"][k] is not None and j != drop]
+
+
+def _ser_validate(L: dict, labels: list, zones: list) -> None:
+    """_Retry unless the drawn labels keep one zone, the brief's ranges and clear directions."""
+    if len({z for z in zones if z is not None}) > 1:
+        raise _Retry("zone differs between studies")
+    kind, t = L["spec"]["kind"], L["sizes"]
+    lo, hi = {"nodule": (6.0, 30.0), "mass": (31.0, 80.0), "consolidation": (30.0, 120.0),
+              "effusion": (14.0, 150.0), "pneumothorax": (4.8, 40.0)}[kind]
+    if any(v is not None and not lo <= v <= hi for v in labels):
+        raise _Retry("size out of range")
+    run: list[float] = []
+    for k, v in enumerate(labels):
+        if v is None:
+            run = []
+            continue
+        if run and t[k] != t[k - 1]:
+            r = v / labels[k - 1]
+            if (t[k] > t[k - 1] and r < SER_STEP_MIN) or (t[k] < t[k - 1] and r > 1 / SER_STEP_MIN):
+                raise _Retry("direction unclear")
+            run = []
+        run.append(v)
+        if max(run) > SER_STABLE_TOL * min(run):
+            raise _Retry("unchanged lesion measures changed")
+
+
+def _ser_acqs(rng, days) -> list[tuple[dict, dict]]:
+    """(acquisition, patient state) per study: detector, processing, scale, inspiration, roll; some AP."""
+    out = []
+    for k in range(len(days)):
+        quick = k > 0 and days[k] - days[k - 1] <= SER_PTX_GAP[1]
+        portable = k > 0 and rng.random() < (0.5 if quick else SER_AP_P)
+        view = "AP" if portable else "PA"
+        acq = make_acq(rng, view, portable, (0.96, 1.04))
+        acq["wc"], acq["ww"] = float(rng.uniform(0.45, 0.55)), float(rng.uniform(0.85, 1.0))
+        out.append((acq, _state(rng, view, portable)))
+    return out
+
+
+def _ser_render(body, acq: dict, st: dict, specs: list[dict], noise_key) -> tuple[np.ndarray, list]:
+    """One study's pixels and per-lesion measurements (the noise depends on noise_key only)."""
+    img, meas, _ = _image(body, dict(st), acq, specs, [], np.random.default_rng(noise_key), False)
+    return img, meas
+
+
+def _ser_try(seed: int, idx: int, scenario: str, attempt: int) -> dict:
+    """Plan, draw and label one series; _Retry when a drawn label breaks a rule."""
+    rng = np.random.default_rng([seed, idx, attempt, 0xA25E])
+    body = make_body(rng)
+    days, lesions = _ser_lesions(rng, body, scenario)
+    studies = _ser_acqs(rng, days)
+    labels = [[None] * len(days) for _ in lesions]
+    zones = [[None] * len(days) for _ in lesions]
+    pix = []
+    for k, (acq, st) in enumerate(studies):
+        specs = _ser_study_lesions(lesions, k)
+        img, meas = _ser_render(body, acq, st, specs, [seed, idx, attempt, k, 0x15E])
+        pix.append(img)
+        for sp, ms in zip(specs, meas):
+            labels[sp["_j"]][k] = round(ms["size"] * acq["mag"], 1)
+            zones[sp["_j"]][k] = ms["zone"]
+    for L, lab, zs in zip(lesions, labels, zones):
+        _ser_validate(L, lab, zs)
+    return dict(rng=rng, body=body, days=days, lesions=lesions, studies=studies, pix=pix,
+                labels=labels, zones=zones, attempt=attempt)
+
+
+def _ser_draw(seed: int, idx: int, scenario: str) -> dict:
+    """The first attempt of a series that keeps every rule (deterministic per seed and index)."""
+    for attempt in range(SER_TRIES):
+        try:
+            return _ser_try(seed, idx, scenario, attempt)
+        except _Retry:
+            continue
+    raise RuntimeError("series %d: no valid draw in %d attempts" % (idx, SER_TRIES))
+
+
+def make_series(out, seed: int, idx: int, scenario: str) -> dict:
+    """Write DIR/<series_id>/<k>.dcm (oldest first) for one patient; return its series.jsonl record."""
+    s = _ser_draw(seed, idx, scenario)
+    sid = "a2s-%04d" % (idx + 1)
+    rng = np.random.default_rng([seed, idx, 0xD1C0])
+    sex = s["body"].sex
+    given = (_GIVEN_F if sex == "F" else _GIVEN_M)[int(rng.integers(10))]
+    pat = dict(id="A2S%04d%05d" % (seed % 10000, idx + 1), name="%s^%s" % (_FAMILY[int(rng.integers(20))], given),
+               sex=sex, site=_SITES[int(rng.integers(len(_SITES)))])
+    first = _dt.datetime(2014, 1, 1, 7, 0) + _dt.timedelta(days=int(rng.integers(0, 3200)))
+    age = int(rng.integers(35, 86))
+    pat["birth"] = (first.date() - _dt.timedelta(days=age * 365 + int(rng.integers(0, 360)))).strftime("%Y%m%d")
+    d = Path(out) / sid
+    d.mkdir(parents=True, exist_ok=True)
+    studies = []
+    for k, ((acq, st), img) in enumerate(zip(s["studies"], s["pix"])):
+        when = first + _dt.timedelta(days=s["days"][k], minutes=int(rng.integers(0, 11 * 60)))
+        uids = dict(study=_uid("series", seed, idx, k, "study"), series=_uid("series", seed, idx, k, "series"),
+                    sop=_uid("series", seed, idx, k, "sop"), acc="A2S%06d%02d" % ((seed % 1000) * 1000 + idx, k))
+        desc = "CHEST %s%s" % (acq["view"], " PORTABLE" if acq["portable"] else "")
+        write_dicom(d / ("%d.dcm" % k), img, acq, pat, when, uids, ["L", "F"], desc)
+        studies.append({"index": k, "study_uid": uids["study"], "date": when.date().isoformat(), "view": acq["view"]})
+    lesions = []
+    for j, (L, lab, zs) in enumerate(zip(s["lesions"], s["labels"], s["zones"])):
+        rec = {"lesion_id": "%s-L%d" % (sid, j), "finding": L["spec"]["kind"], "side": L["spec"]["side"],
+               "zone": next(z for z in zs if z is not None), "sizes_mm": lab, "kind": L["traj"]}
+        if L["vdt"] is not None:
+            rec["vdt_days"] = round(L["vdt"], 1)
+        lesions.append(rec)
+    return {"series_id": sid, "generator": GENERATOR, "seed": seed, "scenario": scenario,
+            "studies": studies, "lesions": lesions}
+
+
+def generate_series(out_dir: Path, *, seed: int, n_series: int) -> Path:
+    """Write n_series patients' histories and DIR/series.jsonl (deterministic per seed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "series.jsonl", "w") as fh:
+        for i, scenario in enumerate(_ser_scenarios(seed, n_series)):
+            fh.write(json.dumps(make_series(out, seed, i, scenario)) + "\n")
+            fh.flush()
+    return out
+
+
+def _diff_size_mm(diff: np.ndarray, spacing: float, kind: str, side: str) -> float:
+    """A lesion's size (mm) segmented from the difference to a lesion-free render of the same
+    study (MONOCHROME2 sense, standard display): nodule/mass/consolidation = longest extent of the
+    part above a share of the peak; effusion = its height next to the lateral chest wall;
+    pneumothorax = lateral rim depth (darkening after a 3 mm opening that drops the moved
+    vessels, twice the largest inscribed radius 20-50 % down the rim)."""
+    f = 2
+    h, w = diff.shape
+    dd = diff[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean((1, 3))
+    sp = spacing * f
+    if kind == "pneumothorax":
+        dd = ndimage.grey_opening(-dd, size=(max(3, round(3.0 / sp)),) * 2)
+    else:
+        dd = ndimage.gaussian_filter(dd, 0.75)
+    share = {"nodule": 0.2, "mass": 0.2, "consolidation": 0.4, "effusion": 0.1, "pneumothorax": 0.3}[kind]
+    lab, n = ndimage.label(dd > share * float(dd.max()))
+    if n == 0:
+        return 0.0
+    big = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    rr, cc = np.nonzero(big)
+    if kind in ("nodule", "mass", "consolidation"):
+        return max(float(np.ptp(rr * math.sin(a) + cc * math.cos(a))) + 1.0
+                   for a in np.linspace(0, np.pi, 36, endpoint=False)) * sp
+    if kind == "effusion":
+        edge = cc.min() if side == "right" else cc.max()
+        near = np.abs(cc - edge) <= 0.1 * (np.ptp(cc) + 1)
+        return float(np.ptp(rr[near]) + 1) * sp
+    top, bot = int(rr.min()), int(rr.max())
+    e = ndimage.distance_transform_edt(big)[int(top + 0.2 * (bot - top)): int(top + 0.5 * (bot - top)) + 1]
+    return float(2 * e.max() * sp)
+
+
+def series_size_check(seed: int, n_series: int) -> list[dict]:
+    """Every lesion of every study re-drawn without it: label vs size measured on the difference."""
+    rows = []
+    for i, scenario in enumerate(_ser_scenarios(seed, n_series)):
+        s = _ser_draw(seed, i, scenario)
+        for k, (acq, st) in enumerate(s["studies"]):
+            for j, L in enumerate(s["lesions"]):
+                if L["sizes"][k] is None:
+                    continue
+                img0, _ = _ser_render(s["body"], acq, st, _ser_study_lesions(s["lesions"], k, drop=j),
+                                      [seed, i, s["attempt"], k, 0x15E])
+                diff = s["pix"][k].astype(np.float32) - img0.astype(np.float32)
+                if acq["mono1"]:
+                    diff = -diff
+                got = _diff_size_mm(diff, acq["spacing"], L["spec"]["kind"], L["spec"]["side"])
+                rows.append({"series": i, "study": k, "finding": L["spec"]["kind"],
+                             "label": s["labels"][j][k], "measured": round(got, 1)})
+    return rows
+
+
+def size_check_summary(rows: list[dict]) -> dict:
+    """Per finding: n, median relative error, share within 10 % and within 20 % or 3 mm."""
+    res = {}
+    for kind in sorted({r["finding"] for r in rows}) + ["all"]:
+        sel = [r for r in rows if kind in ("all", r["finding"])]
+        rel = np.array([r["measured"] / r["label"] - 1 for r in sel])
+        near = np.array([abs(r["measured"] - r["label"]) <= max(0.2 * r["label"], 3.0) for r in sel])
+        res[kind] = {"n": len(sel), "median_rel_err": round(float(np.median(rel)), 3),
+                     "median_abs_rel_err": round(float(np.median(np.abs(rel))), 3),
+                     "within_10pct": round(float(np.mean(np.abs(rel) <= 0.1)), 3),
+                     "within_20pct_or_3mm": round(float(near.mean()), 3)}
+    return res
+
+
 def _parse_cases(s):
     if not s:
         return None
@@ -1906,8 +2301,23 @@ def main(argv=None):
     ap.add_argument("--n", type=int, required=True, help="number of pairs (at least; --cases may add more)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cases", default=None, help="e.g. mirrored=5,lateral=5,other_person=5")
+    ap.add_argument("--series", action="store_true",
+                    help="write --n patients' histories (3-5 studies each) and series.jsonl instead of pairs")
+    ap.add_argument("--check", action="store_true",
+                    help="with --series: measure every lesion on the difference to a lesion-free render, "
+                         "write DIR/size_check.json and print the agreement (no studies written)")
     a = ap.parse_args(argv)
     t0 = time.time()
+    if a.series and a.check:
+        rows = series_size_check(a.seed, a.n)
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "size_check.json").write_text(json.dumps(rows, indent=1))
+        print(json.dumps(size_check_summary(rows), indent=1))
+        return
+    if a.series:
+        p = generate_series(a.out, seed=a.seed, n_series=a.n)
+        print("wrote %d series to %s in %.1f s" % (a.n, p, time.time() - t0))
+        return
     p = generate(a.out, seed=a.seed, n_pairs=a.n, cases=_parse_cases(a.cases))
     n = sum(1 for _ in open(p / "labels.jsonl"))
     print("wrote %d pairs to %s in %.1f s" % (n, p, time.time() - t0))
