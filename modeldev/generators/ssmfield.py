@@ -58,15 +58,16 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -80,7 +81,7 @@ GENERATOR = "ssmfield"
 # --------------------------------------------------------------------------------------------
 # Tunables (each named once, with why)
 # --------------------------------------------------------------------------------------------
-WS = 0.6  # mm per working-grid pixel: fine enough for 1 mm vessels/pleural line, cheap to warp
+WS = 0.625  # mm per working-grid pixel: fine enough for 1 mm vessels/pleural line, cheap to warp
 X_RANGE = (-240.0, 240.0)  # patient-space extent (mm, +x = patient's left): whole thorax + margin
 Y_RANGE = (-250.0, 250.0)  # patient-space extent (mm, +y = feet): neck to upper abdomen
 MU_SOFT = 0.02  # /mm, soft tissue at ~60 keV effective: sets lung/mediastinum contrast (~2.3 log)
@@ -90,20 +91,23 @@ LUNG_MAX_AIR_MM = 140.0  # max antero-posterior air path through one lung
 LUNG_EDGE_ROUNDING_MM = 28.0  # distance over which lung thickness rises from its edge (rounded lung)
 TEXTURE_GAIN = 0.18  # relative modulation of lung tissue density by the power-law field
 TEXTURE_BETA = 3.0  # power-law exponent of the parenchymal field (1/f^beta: fractal-like)
-TPS_GRID_MM = 8.0  # TPS is evaluated on this grid then interpolated: the warp is smooth at 8 mm
+TPS_BLOCK = 12  # TPS evaluated every 12 working pixels (7.5 mm) then interpolated: the warp is smooth
 TPS_REGULARISATION = 1e-3  # keeps the TPS system well conditioned; landmarks still met to <0.1 mm
 COARSE_DETECTOR_MM = 0.5  # physics/processing grid; full resolution only for noise, grid, LUT
 SCATTER_SIGMA_MM = 45.0  # scatter kernel width: scatter is a broad haze
 GRID_SCATTER_FACTOR = 0.25  # a grid removes ~3/4 of scatter
 STRIPE_FREQ_PER_MM = (4.0, 7.0)  # anti-scatter grid line frequencies (40-70 lines/cm), aliased
 RIB_LEVELS = 10  # posterior ribs visible from apex to diaphragm
+RIB_GAIN = 0.45  # ribs are thin cortical shells: fainter than their outline suggests
+VESSEL_GAIN = 1.6  # vessels overlap in depth (both branches of a pair): markings must beat rib contrast
 RIB_DROP_MM = 78.0  # posterior-to-anterior drop of a rib at neutral breath (bucket-handle tilt)
 VESSEL_ATTRACTORS = 420  # space-colonisation attractors per lung: sets peripheral vessel density
 VESSEL_INFLUENCE_MM = 45.0  # attractor influence radius
 VESSEL_KILL_MM = 9.0  # attractor removal distance
 VESSEL_STEP_MM = 5.0  # growth step
-VESSEL_LEAF_RADIUS_MM = 0.55  # terminal vessel radius still visible at 0.6 mm sampling (faint)
+VESSEL_LEAF_RADIUS_MM = 0.7  # terminal vessel radius still visible at 0.6 mm sampling (faint)
 VESSEL_MAX_RADIUS_MM = 7.0  # hilar vessels
+PLEURAL_LINE_MM = 10.0  # tissue path of the visceral pleura seen tangentially: a thin bright line
 STABLE_TOLERANCE = 0.05  # stable findings change size by at most 5 % (brief allows 10 %)
 ZONE_MARGIN = 0.06  # lesion centres stay this fraction of lung height away from zone borders
 LARGE_EFFUSION_MARGIN = 0.12  # effusion heights stay 12 % away from the "large" threshold
@@ -255,13 +259,18 @@ def upsample_linear(img: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarr
         pos = (np.arange(n_out) + 0.5) / k - 0.5
         i0 = np.clip(np.floor(pos).astype(int), 0, n_in - 1)
         i1 = np.clip(i0 + 1, 0, n_in - 1)
-        w = np.clip(pos - i0, 0, 1).astype(np.float32)
+        w = np.clip(pos - np.floor(pos), 0, 1).astype(np.float32)
+        w[pos < 0] = 0.0
         return i0, i1, w
 
-    i0, i1, w = weights(shape[0], img.shape[0])
-    a = img[i0] * (1 - w)[:, None] + img[i1] * w[:, None]
+    img = img.astype(np.float32, copy=False)
     j0, j1, v = weights(shape[1], img.shape[1])
-    return a[:, j0] * (1 - v) + a[:, j1] * v
+    a = img[:, j0]
+    a += (img[:, j1] - a) * v  # columns first, on the small array
+    i0, i1, w = weights(shape[0], img.shape[0])
+    out = a[i0]
+    out += (a[i1] - out) * w[:, None]
+    return out
 
 
 def smooth(img: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -326,8 +335,8 @@ ANCHORS = np.array(
 )
 R_LUNG = LM_NAMES[0:14]
 L_LUNG = LM_NAMES[14:31]
-HEART_LMS = ("r_cardiophrenic", "r_heart", "r_atrium_top", "l_cardiophrenic", "l_lv", "l_lv_up",
-             "l_appendage")
+HEART_LMS = ("r_heart", "r_atrium_top", "l_lv", "l_lv_up", "l_appendage")  # not the
+# cardiophrenic angles: moving them against the domes folds the TPS
 UPPER_MEDIASTINUM = ("r_svc", "r_upper_med", "r_apex_med", "l_aortic_knob", "l_upper_med",
                      "l_upper_med2", "l_apex_med", "l_pulm_trunk")
 DIAPHRAGM = ("r_cp", "r_diaph_lat", "r_dome", "r_cardiophrenic", "l_cp", "l_diaph_lat", "l_dome",
@@ -431,19 +440,14 @@ def warp_models(lms: np.ndarray) -> tuple[tuple, tuple]:
 
 def backward_grid(model: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Canonical coordinates (mm) of every working-grid pixel, via a coarse TPS grid."""
-    gx = np.arange(X_RANGE[0], X_RANGE[1] + TPS_GRID_MM, TPS_GRID_MM)
-    gy = np.arange(Y_RANGE[0], Y_RANGE[1] + TPS_GRID_MM, TPS_GRID_MM)
+    step = TPS_BLOCK * WS
+    gx = X_RANGE[0] + (np.arange(-(-NX // TPS_BLOCK)) + 0.5) * step
+    gy = Y_RANGE[0] + (np.arange(-(-NY // TPS_BLOCK)) + 0.5) * step
     mx, my = np.meshgrid(gx, gy)
     can = tps_eval(model, np.stack([mx.ravel(), my.ravel()], 1))
-    cx = can[:, 0].reshape(mx.shape)
-    cy = can[:, 1].reshape(mx.shape)
-    fy = (_axis_y() - Y_RANGE[0]) / TPS_GRID_MM
-    fx = (_axis_x() - X_RANGE[0]) / TPS_GRID_MM
-    yy, xx = np.meshgrid(fy, fx, indexing="ij")
-    return (
-        ndi.map_coordinates(cx, [yy, xx], order=1, mode="nearest").astype(np.float32),
-        ndi.map_coordinates(cy, [yy, xx], order=1, mode="nearest").astype(np.float32),
-    )
+    cx = can[:, 0].reshape(mx.shape).astype(np.float32)
+    cy = can[:, 1].reshape(mx.shape).astype(np.float32)
+    return upsample_linear(cx, TPS_BLOCK, (NY, NX)), upsample_linear(cy, TPS_BLOCK, (NY, NX))
 
 
 def sample(layer: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
@@ -497,6 +501,7 @@ def canonical_template() -> dict[str, np.ndarray]:
         "air": air.astype(np.float32),
         "mask": mask.astype(np.float32),
         "heart": heart,
+        "edt": edt.astype(np.float32),
     }
 
 
@@ -752,13 +757,13 @@ def render_ptx(f: Finding, rim: float, lms: np.ndarray, fwd: tuple, ctx: dict, c
     m_r = sample(tpl["mask"], ccx, ccy) * keep_side
     for key, layer in (("tissue", tpl["air"]), ("vessels", pl["vessels"]), ("texture", pl["texture"])):
         val = sample(layer, ccx, ccy) * keep_side
-        if key == "tissue":
-            val = val * comp
+        if key == "tissue":  # denser collapsed lung, never outside the original lung space
+            val = np.minimum(val * comp, ctx["air"] * comp)
         ctx[key] = np.where(side_sel, val, ctx[key]).astype(np.float32)
     rim_zone = (ctx["mask"] > 0.5) & (m_r < 0.5) & side_sel
     near = ndi.binary_dilation(rim_zone, iterations=int(3 / WS))
     ridge = 4 * m_r * (1 - m_r) * near
-    ctx["extra"] += MU_SOFT * 4.0 * ridge
+    ctx["extra"] += MU_SOFT * PLEURAL_LINE_MM * ridge
     ctx["mask_lung_tissue"] = np.where(side_sel, m_r, ctx["mask_lung_tissue"])
     w = rim_zone.astype(np.float32)
     return float((gx * w).sum() / max(w.sum(), 1)), float((gy * w).sum() / max(w.sum(), 1))
@@ -787,13 +792,13 @@ def render_bones(lms: np.ndarray, view: View) -> np.ndarray:
             y0 = apex_y - 4 + i * gap
             a = lateral_contour_x(lms, side, y0 + drop / 2) + 7
             b = 0.7 * a
-            phi = np.linspace(math.asin(min(22 / a, 0.9)), math.pi - math.asin(0.42), 40)
+            phi = np.linspace(math.asin(min(30 / a, 0.9)), math.pi - math.asin(0.42), 40)
             X = sg * a * np.sin(phi)
             Z = -b * np.cos(phi)
             Y = y0 + drop * (1 - np.cos(phi)) / 2 + 6 * np.sin(phi) ** 2
             x = X * math.cos(th) + Z * math.sin(th)
             half = np.searchsorted(phi, math.pi / 2)
-            r_p = np.full(half + 1, 4.6 + 0.06 * i)
+            r_p = np.full(half + 1, 3.9 + 0.05 * i)
             post.append((np.stack([x[: half + 1], Y[: half + 1]], 1), r_p))
             ant.append((np.stack([x[half:], Y[half:]], 1), np.full(len(x) - half, 5.6)))
         t = np.linspace(0, 1, 30)
@@ -802,9 +807,9 @@ def render_bones(lms: np.ndarray, view: View) -> np.ndarray:
         Z = 55 - 45 * t
         Y = yc - 22 * t + 7 * np.sin(2 * np.pi * t)
         clav.append((np.stack([X * math.cos(th) + Z * math.sin(th), Y], 1), 6.5 - 1.5 * t))
-    bone = render_tubes(post, xs, ys, cortex=0.55)
-    bone += 0.5 * render_tubes(ant, xs, ys, cortex=0.4)
-    bone += 1.1 * render_tubes(clav, xs, ys, cortex=0.5)
+    bone = RIB_GAIN * render_tubes(post, xs, ys, cortex=0.55)
+    bone += 0.6 * RIB_GAIN * render_tubes(ant, xs, ys, cortex=0.4)
+    bone += 0.8 * render_tubes(clav, xs, ys, cortex=0.5)
     bone += render_spine(th) + render_scapulae(view, th)
     return bone
 
@@ -823,7 +828,7 @@ def render_spine(th: float) -> np.ndarray:
     for off in (-14.0, 14.0):
         e = ((gx - xs_ - off) / 4.5) ** 2 + ((phase - 8.0) / 6.0) ** 2
         ped += np.exp(-((np.sqrt(e) - 1) ** 2) / 0.08) * 4.0
-    out[sy, sx] = 0.3 * body * disc + ped
+    out[sy, sx] = 0.15 * body * disc + 0.5 * ped
     return out
 
 
@@ -845,7 +850,7 @@ def render_scapulae(view: View, th: float) -> np.ndarray:
     return out
 
 
-def render_breasts(patient: Patient, lms: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+def render_breasts(patient: Patient, lms: np.ndarray, gx: np.ndarray, gy: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Smooth soft-tissue density over the lower chest, sharp inferior border."""
     out = np.zeros_like(gx)
     if patient.breast <= 0:
@@ -856,7 +861,7 @@ def render_breasts(patient: Patient, lms: np.ndarray, gx: np.ndarray, gy: np.nda
         a, b = 95 * patient.breast, 78 * patient.breast
         r2 = ((gx - sg * 85) / a) ** 2 + ((gy - yc) / b) ** 2
         t = 48 * patient.breast * np.sqrt(np.clip(1 - r2, 0, 1))
-        out += t * sigmoid((gy - yc + 0.3 * b) / 15.0)
+        out += t * sigmoid((gy - yc + 0.3 * b) / 15.0) * np.clip(body / 40.0, 0, 1)
     return out
 
 
@@ -960,10 +965,10 @@ def render_frontal(patient: Patient, layers: dict, view: View, items: list[tuple
     solid = 1 - ctx["fill"]
     atten = MU_SOFT * (ctx["body"] - ctx["air"])
     atten += MU_SOFT * LUNG_TISSUE_FRACTION * ctx["tissue"] * (1 + TEXTURE_GAIN * ctx["texture"])
-    atten += MU_SOFT * (1 - LUNG_TISSUE_FRACTION) * ctx["vessels"] * solid
+    atten += MU_SOFT * (1 - LUNG_TISSUE_FRACTION) * VESSEL_GAIN * ctx["vessels"] * solid
     atten += lesions + ctx["extra"]
     atten += MU_BONE * render_bones(lms, view)
-    atten += MU_SOFT * render_breasts(patient, lms, ctx["gx"], ctx["gy"])
+    atten += MU_SOFT * render_breasts(patient, lms, ctx["gx"], ctx["gy"], ctx["body"])
     atten += render_devices(devices, fwd)
     sg = -1 if marker == "R" else 1
     stamp_marker(atten, marker, sg * 200 - (8 if sg > 0 else 0), -215.0)
@@ -1114,27 +1119,40 @@ def process_image(atten: np.ndarray, acq: Acquisition, rng: np.random.Generator)
     corr -= acq.eq_strength * (smooth(pm, acq.eq_sigma / sc) - float(pm.mean()))
     coarse_noise = sig * 0.45 * rng.standard_normal(pm.shape, dtype=np.float32) / math.sqrt(k)
     proc_c = pm + corr
-    lo, hi = np.percentile(proc_c[:: 2, :: 2], [0.5, 99.5])
+    lo, hi = np.percentile(proc_c[::2, ::2], [0.5, 99.5])
     full = upsample_linear(proc_c + coarse_noise, k, (acq.rows, acq.cols))
+    sig_full = np.repeat(np.repeat(sig * (0.9 * (1 + 0.5 * acq.usm_gain)), k, 0), k, 1)
     white = rng.standard_normal((acq.rows, acq.cols), dtype=np.float32)
-    full += upsample_linear(sig * (0.9 * (1 + 0.5 * acq.usm_gain)), k, (acq.rows, acq.cols)) * white
+    white *= sig_full[: acq.rows, : acq.cols]
+    full += white
     if acq.grid:
         pos = np.arange(acq.cols, dtype=np.float32) * acq.spacing
         full += (acq.grid_amp * np.cos(2 * np.pi * acq.grid_freq * pos + acq.grid_phase)).astype(np.float32)[None, :]
-    z = (full - lo) / max(hi - lo, 1e-3)
-    if acq.lut == "sigmoid":
-        g, c0 = acq.lut_gain, acq.lut_centre
-        s0, s1 = sigmoid(np.float32(-g * c0)), sigmoid(np.float32(g * (1 - c0)))
-        y = (sigmoid(g * (z - c0)) - s0) / (s1 - s0)
-    else:
-        y = np.clip(z, 0, 1) ** acq.lut_gain
     maxv = (1 << acq.bits) - 1
-    out = np.clip(y * maxv + 0.5, 0, maxv).astype(np.uint16)
+    table = lut_table(acq, maxv)
+    idx = (full - lo) * np.float32(LUT_STEPS / max(hi - lo, 1e-3)) + np.float32(LUT_STEPS // 4)
+    np.clip(idx, 0, len(table) - 1, out=idx)
+    out = table[idx.astype(np.int32)]
     if acq.text:
         burn_text(out, acq.text, acq, maxv)
     if acq.photometric == "MONOCHROME1":
         out = (maxv - out).astype(np.uint16)
     return out
+
+
+LUT_STEPS = 4096  # LUT resolution over the [lo, hi] range of processed log-exposure
+
+
+def lut_table(acq: Acquisition, maxv: int) -> np.ndarray:
+    """Display LUT (sigmoid or gamma) tabulated over z in [-0.25, 1.25] of the [lo, hi] range."""
+    z = (np.arange(LUT_STEPS * 3 // 2, dtype=np.float64) - LUT_STEPS // 4) / LUT_STEPS
+    if acq.lut == "sigmoid":
+        g, c0 = acq.lut_gain, acq.lut_centre
+        s0, s1 = sigmoid(np.float64(-g * c0)), sigmoid(np.float64(g * (1 - c0)))
+        y = (sigmoid(g * (z - c0)) - s0) / (s1 - s0)
+    else:
+        y = np.clip(z, 0, 1) ** acq.lut_gain
+    return np.clip(y * maxv + 0.5, 0, maxv).astype(np.uint16)
 
 
 def burn_text(img: np.ndarray, text: str, acq: Acquisition, maxv: int) -> None:
@@ -1248,16 +1266,29 @@ def add_dx_attributes(ds: Dataset, acq: Acquisition) -> None:
     ds.DetectorType = "SCINTILLATOR"
     ds.DetectorConfiguration = "AREA"
     ds.AcquisitionContextSequence = []
-    ds.ReferencedPerformedProcedureStepSequence = []
     ds.ViewCodeSequence = [_code("R-10214" if acq.view == "AP" else "R-10206", "SRT",
                                  "antero-posterior" if acq.view == "AP" else "postero-anterior")]
-    ds.PatientOrientationCodeSequence = []
+    ds.PositionerType = "NONE"
     ds.QualityControlImage = "NO"
 
 
 def write_dicom(path: Path, ds: Dataset) -> None:
+    """Write Part-10; deflated files are compressed here at zlib level 1 (pydicom uses 6: slow)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    if ds.file_meta.TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
+        ds.save_as(path, enforce_file_format=True)
+        return
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    comp = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = comp.compress(body.getvalue()) + comp.flush()
+    if len(data) % 2:
+        data += b"\x00"
+    head = DicomBytesIO()
+    head.is_little_endian, head.is_implicit_VR = True, False
+    write_file_meta_info(head, ds.file_meta, enforce_standard=True)
+    path.write_bytes(b"\x00" * 128 + b"DICM" + head.getvalue() + data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1270,7 +1301,7 @@ def make_patient(rng: np.random.Generator, seed: int) -> Patient:
         coeffs["width"] -= 0.6
         coeffs["height"] -= 0.4
     return Patient(seed=seed, sex=sex, age=int(rng.integers(25, 90)), coeffs=coeffs,
-                   jitter=np.vstack([rng.normal(0, 2.5, (len(LM_MEAN) - 2, 2)), np.zeros((2, 2))]),
+                   jitter=np.vstack([rng.normal(0, 1.5, (len(LM_MEAN) - 2, 2)), np.zeros((2, 2))]),
                    breast=float(rng.uniform(0.7, 1.25)) if sex == "F" else 0.0,
                    heart_extra=float(rng.uniform(-0.05, 0.12)))
 
@@ -1317,7 +1348,7 @@ def make_acquisition(rng: np.random.Generator, view: str) -> Acquisition:
         collimation=coll, text=text, marker=str(rng.choice(["R", "L"])),
         kvp=int(rng.integers(80, 96) if portable else rng.integers(110, 126)),
         window_jitter=float(rng.uniform(-0.05, 0.05)),
-    ) if True else None
+    )
 
 
 def finalize_lut(acq: Acquisition, rng: np.random.Generator) -> Acquisition:
@@ -1348,10 +1379,8 @@ def canonical_position(rng: np.random.Generator, kind: str, side: str, size: flo
     frac = (zone + 0.5) / 3 + rng.uniform(-1, 1) * (1 / 6 - ZONE_MARGIN)
     y = ext[0] + frac * (ext[1] - ext[0])
     row = int((y - Y_RANGE[0]) / WS)
-    inside = tpl["mask"][row] > 0.5
-    inside &= (_axis_x() < 0) if side == "right" else (_axis_x() >= 0)
-    edt = ndi.distance_transform_edt(inside[None, :])[0] * WS
-    need = min(size / 2 * 0.7, 30.0) + 4
+    edt = tpl["edt"][row] * ((_axis_x() < 0) if side == "right" else (_axis_x() >= 0))
+    need = min(size / 2 * 0.8, 32.0) + 6
     cand = np.nonzero(edt >= need)[0]
     if len(cand) == 0:
         cand = np.nonzero(edt >= edt.max() * 0.8)[0]
@@ -1542,10 +1571,17 @@ def image_meta(plan: PairPlan, role: int, seed: int, dates: tuple[dt.date, dt.da
         "study": generate_uid(entropy_srcs=tag + ["study"]),
         "series": generate_uid(entropy_srcs=tag + ["series"]),
         "date": dates[role].strftime("%Y%m%d"), "time": f"{9 + role * 3:02d}{(seed + role * 7) % 60:02d}00",
-        "accession": f"A{abs(hash(tuple(tag))) % 10**8:08d}" if False else f"A{seed % 1000:03d}{plan.pair_id[2:]}{role}",
+        "accession": f"A{seed % 1000:03d}{plan.pair_id[2:]}{role}",
         "name": f"SYNTH^SSM{pid[-6:]}", "patient_id": pid, "birth": birth.strftime("%Y%m%d"),
         "sex": patient.sex, "orientation": orient,
     }
+
+
+def probe_point(plan: PairPlan, rend: tuple[Rendered, Rendered], i: int) -> tuple[float, float]:
+    """Where to look for finding i in both images: the centre of its larger appearance."""
+    f = plan.findings[i]
+    big = 0 if (f.size_current is None or (f.size_prior or 0) > f.size_current) else 1
+    return rend[big].centres[i]
 
 
 def write_pair(out_dir: Path, seed: int, idx: int, case: str) -> tuple[dict, dict]:
@@ -1568,7 +1604,7 @@ def write_pair(out_dir: Path, seed: int, idx: int, case: str) -> tuple[dict, dic
             "role": name, "orientation": meta["orientation"], "photometric": acq.photometric,
             "mm_per_px": acq.spacing / acq.scale,
             "midline": patient_to_detector(acq, *rend[role].midline),
-            "findings": {str(i): patient_to_detector(acq, *c) for i, c in rend[role].centres.items()},
+            "findings": {str(i): patient_to_detector(acq, *probe_point(plan, rend, i)) for i in range(len(plan.findings))},
         })
     label = {"pair_id": plan.pair_id, "generator": GENERATOR, "seed": seed, "case": case,
              "prior": f"{plan.pair_id}/prior.dcm", "current": f"{plan.pair_id}/current.dcm",
@@ -1676,10 +1712,7 @@ def check_finding(pair_id: str, i: int, f: dict, g: dict, imgs: list) -> str | N
     contrasts = []
     for role in (0, 1):
         gi, (img, mirrored) = g["images"][role], imgs[role]
-        rc = gi["findings"].get(str(i))
-        if rc is None:
-            rc = g["images"][1 - role]["findings"][str(i)]  # absent here: look at the same place
-            rc = (rc[0] * img.shape[0] / imgs[1 - role][0].shape[0], rc[1] * img.shape[1] / imgs[1 - role][0].shape[1])
+        rc = gi["findings"][str(i)]
         col, mid = rc[1], gi["midline"][1]
         if mirrored:  # to standard display
             col, mid = img.shape[1] - 1 - col, img.shape[1] - 1 - mid
