@@ -1,15 +1,18 @@
 """The `priorwatch` command. Rooms add their own commands through the
-`priorwatch.commands` entry point group, so this core imports nothing of theirs."""
+`priorwatch.commands` entry point group, so this core imports nothing of theirs.
+
+The database and migration modules (SQLAlchemy, alembic) are imported by the commands that use
+them, not here: every command, `serve` included, loads this module first, and `serve` must check
+its ports (and exit naming a taken one) within seconds."""
 
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import entry_points
 
 import typer
 
-from priorwatch.db import init_db, session_scope
-from priorwatch.export import comparison_records, delivery_problems, failed_jobs, state_counts, waiting_jobs
 from priorwatch.log import configure_logging
 from priorwatch.settings import get_settings
 
@@ -21,6 +24,9 @@ app = typer.Typer(help="PriorWatch: longitudinal comparison beside a PACS.", no_
 @app.command()
 def results(as_json: bool = typer.Option(False, "--json", help="Print every comparison as JSON.")) -> None:
     """Print every comparison (current/prior UIDs, status, urgency, findings, draft)."""
+    from priorwatch.db import init_db, session_scope
+    from priorwatch.export import comparison_records
+
     init_db()
     with session_scope() as s:
         recs = comparison_records(s)
@@ -35,8 +41,11 @@ def results(as_json: bool = typer.Option(False, "--json", help="Print every comp
 @app.command()
 def status() -> None:
     """Show counts of studies and jobs by state, and why failed jobs failed."""
-    init_db()
     from priorwatch import quarantine
+    from priorwatch.db import init_db, session_scope
+    from priorwatch.export import delivery_problems, failed_jobs, state_counts, waiting_jobs
+
+    init_db()
 
     with session_scope() as s:
         counts = state_counts(s)
@@ -69,6 +78,7 @@ app.add_typer(quarantine_app, name="quarantine")
 def quarantine_resolve(item_id: int, user: str = typer.Option(..., "--by", help="Who dealt with it (audited).")) -> None:
     """Mark a quarantined instance dealt with (its file stays in the quarantine folder)."""
     from priorwatch import quarantine
+    from priorwatch.db import init_db, session_scope
 
     init_db()
     with session_scope() as s:
@@ -114,14 +124,17 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
-    from priorwatch.migrate import SchemaOutOfDate
-
     configure_logging()
     _load_plugins()
     try:
         app()
-    except SchemaOutOfDate as exc:  # serve, worker, dashboard… on an old schema: say what to run
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+    except Exception as exc:
+        # serve, worker, dashboard… on an old schema: say what to run. Only a command that opened
+        # the database can raise it, so priorwatch.migrate is loaded then (not imported up front).
+        migrate = sys.modules.get("priorwatch.migrate")
+        if migrate is not None and isinstance(exc, migrate.SchemaOutOfDate):
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(2) from None
+        raise
 if __name__ == "__main__":
     main()

@@ -24,14 +24,17 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from comparison.triton_server import LocalTriton
 from comparison.vlm.serving import vlm_env
-from dicom_node import StorageNode
-from priorwatch.db import init_db
+from priorwatch.ports import ListenPort, PortConflict, check, declared_ports
 from priorwatch.settings import Settings, as_env
 from workers.orphan_guard import set_pdeathsig
-from workers.sweeper import SweeperThread
+
+if TYPE_CHECKING:  # imported where they start: the port check runs before their ~1 s of imports
+    from dicom_node import StorageNode
+    from workers.sweeper import SweeperThread
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,7 @@ STABLE_RUN_S = 60.0  # a child that ran this long before dying restarts after th
 STOP_TIMEOUT_S = 30.0  # a worker's warm shutdown: let it finish the running job
 
 
-class PortInUse(RuntimeError):
-    """A port `serve` needs is taken (often by an orphan of an earlier run): the message says which."""
+PortInUse = PortConflict  # the name callers (serve, demo) catch
 
 
 def free_port() -> int:
@@ -50,33 +52,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_taken(host: str, port: int) -> bool:
-    """True when something listens on (host, port). SO_REUSEADDR as the servers use it, so a
-    socket in TIME_WAIT after a restart does not count."""
-    if port == 0:
-        return False
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
-
-
-def check_ports(ports: list[tuple[str, str, int]]) -> None:
-    """Raise PortInUse naming every (what, host, port) that is taken."""
-    taken = [(what, host, port) for what, host, port in ports if port_taken(host, port)]
-    if taken:
-        lines = [f"  {what}: {host}:{port}" for what, host, port in taken]
-        raise PortInUse(
-            "cannot start: port(s) already in use\n" + "\n".join(lines)
-            + "\nIs another PriorWatch (or a leftover tritonserver/worker) running? Stop it, or choose other "
-              "ports (PRIORWATCH_DICOM_PORT, PRIORWATCH_TRITON_GRPC_PORT, PRIORWATCH_TRITON_HTTP_PORT, "
-              "PRIORWATCH_TRITON_METRICS_PORT, PRIORWATCH_MONITORING_HL7_PORT)."
-        )
+def check_ports(ports: list[ListenPort]) -> None:
+    """Raise PortInUse naming every listener whose port is taken or wanted twice, one line each."""
+    check(ports)
 
 
 def worker_command(settings: Settings, name: str = "priorwatch", beat: bool = False) -> list[str]:
@@ -211,19 +189,32 @@ class Runtime:
     def log_dir(self) -> Path:
         return self.settings.data_dir / "logs"
 
-    def ports(self) -> list[tuple[str, str, int]]:
+    def ports(self) -> list[ListenPort]:
+        """Every port this runtime will listen on (checked before anything starts)."""
         s = self.settings
-        out: list[tuple[str, str, int]] = []
-        if self.want_node:
-            out.append(("DICOM", s.dicom_host, s.dicom_port))
+        out: list[ListenPort] = []
+        if self.want_node:  # TLS DICOM, when set, is on this same port
+            out.append(ListenPort("DICOM Storage SCP", "PRIORWATCH_DICOM_PORT", s.dicom_host, s.dicom_port))
         if s.triton_url is None:
-            out += [("Triton gRPC", "127.0.0.1", s.triton_grpc_port), ("Triton HTTP", "127.0.0.1", s.triton_http_port),
-                    ("Triton metrics", "127.0.0.1", s.triton_metrics_port)]
+            out += [ListenPort("local Triton gRPC", "PRIORWATCH_TRITON_GRPC_PORT", "127.0.0.1", s.triton_grpc_port),
+                    ListenPort("local Triton HTTP", "PRIORWATCH_TRITON_HTTP_PORT", "127.0.0.1", s.triton_http_port),
+                    ListenPort("local Triton metrics", "PRIORWATCH_TRITON_METRICS_PORT", "127.0.0.1",
+                               s.triton_metrics_port)]
+        if self.want_workers and s.worker_http_port is not None:
+            out.append(ListenPort("worker HTTP (health, metrics)", "PRIORWATCH_WORKER_HTTP_PORT", s.worker_http_host,
+                                  s.worker_http_port))
+        if self.want_services:
+            if s.node_http_port is not None:  # dicom_node.serve_store's service
+                out.append(ListenPort("node HTTP store", "PRIORWATCH_NODE_HTTP_PORT", s.node_http_host,
+                                      s.node_http_port))
+            out += declared_ports(s)  # other rooms' listeners (HL7/MLLP...)
         return out
 
     def start(self) -> "Runtime":
         s = self.settings
-        check_ports(self.ports())
+        check_ports(self.ports())  # before anything starts, and before the heavy imports below
+        from priorwatch.db import init_db
+
         s.ensure_dirs()
         self.log_dir.mkdir(exist_ok=True)
         init_db(s)
@@ -276,9 +267,13 @@ class Runtime:
             child.start()
             self.children.append(child)
         if self.want_workers or self.want_node:
+            from workers.sweeper import SweeperThread
+
             self.sweeper = SweeperThread(s)
             self.sweeper.start()
         if self.want_node:
+            from dicom_node import StorageNode
+
             self.node = StorageNode(s)
             self.node.start()
         if self.want_services:
