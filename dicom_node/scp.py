@@ -25,7 +25,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import receivers, spool
+from dicom_node import netfast, receivers, spool
 from dicom_node.completion import CompletionMonitor
 from dicom_node.guard import Guard, Identity, Limits
 from dicom_node.tls import server_context
@@ -90,6 +90,7 @@ class StorageNode:
         # elements it indexes, with its own checks (dicom_node.headers): no warnings, no PHI.
         pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
         pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
+        netfast.skip_unlogged_handlers()
         ae = AE(ae_title=self.settings.ae_title)
         # Large P-DATA means fewer, larger reads; a claim above this is aborted unread.
         ae.maximum_pdu_size = self.settings.dicom_max_pdu_bytes

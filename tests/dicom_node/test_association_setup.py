@@ -1,0 +1,117 @@
+"""What an association's set-up costs the node (issue 32, item 1): a sender proposes the same
+contexts every time (DCMTK storescu: ~130), so the node checks each of their UIDs once per
+process, not once per association; pynetdicom's standard logging handlers, which format every
+proposed context for a logger that drops them, are bound only when its logger would print them.
+Checks stay as they were: a bad UID is refused every time, a warning is logged every time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pydicom.uid
+from pynetdicom import _config as pn_config
+from pynetdicom import evt
+from pynetdicom._handlers import standard_pdu_recv_handler
+from pynetdicom.presentation import PresentationContext
+
+from dicom_node import StorageNode, netfast
+from tests.conftest import require_binary
+
+from .conftest import CT, StudyMaker, indexed_instances
+
+STORESCU = "/usr/bin/storescu"  # DCMTK's (the venv's bin has pynetdicom's own storescu)
+
+
+def _storescu(node: StorageNode, files: list[Path]) -> None:
+    require_binary(STORESCU)
+    p = subprocess.run([STORESCU, "-aet", "CR01", "-aec", node.settings.ae_title, "127.0.0.1", str(node.port),
+                        *map(str, files)], env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-500:]
+
+
+@pytest.fixture
+def uid_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every UID whose conformance pydicom checks (each stock `set_uid` and
+    `add_transfer_syntax` call checks it), recorded while the fixture is live."""
+    seen: list[str] = []
+    stock = pydicom.uid.UID.is_valid
+
+    def is_valid(self: pydicom.uid.UID) -> bool:
+        seen.append(str(self))
+        return bool(stock.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(pydicom.uid.UID, "is_valid", property(is_valid))
+    yield seen
+
+
+def test_a_repeated_association_request_checks_its_uids_once(node: StorageNode, maker: StudyMaker,
+                                                             uid_checks: list[str]) -> None:
+    netfast._uid_memo.clear()  # the node's own supported contexts went through it at start
+    netfast._quiet_syntaxes.clear()
+    uid_checks.clear()
+    _storescu(node, maker.study(2, CT))
+    first = len(uid_checks)
+    uid_checks.clear()
+    _storescu(node, maker.study(2, CT))
+    # storescu proposes ~130 contexts: over a hundred UID checks the first time, then only
+    # the few that DIMSE messages carry (each C-STORE's SOP class and instance UIDs).
+    assert first > 100
+    assert len(uid_checks) < 20, len(uid_checks)
+    assert len(indexed_instances(node.settings)) == 4
+
+
+def test_a_bad_uid_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            netfast._set_uid_memo(b"1." + b"2" * 70, "abstract_syntax")  # over 64 characters
+
+
+def test_a_transfer_syntax_warning_is_logged_every_time(caplog: pytest.LogCaptureFixture) -> None:
+    not_a_transfer_syntax = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage: a SOP class
+    with caplog.at_level(logging.WARNING, logger="pynetdicom"):
+        for _ in range(2):
+            cx = PresentationContext()
+            cx.add_transfer_syntax(not_a_transfer_syntax)
+            assert cx.transfer_syntax == [not_a_transfer_syntax]
+    assert sum("not a transfer syntax" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_repeated_transfer_syntax_is_listed_once() -> None:
+    cx = PresentationContext()
+    for ts in (pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian,
+               pydicom.uid.ExplicitVRLittleEndian):
+        cx.add_transfer_syntax(ts)
+    assert cx.transfer_syntax == [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian]
+
+
+@pytest.fixture
+def restore_log_handler_level() -> Iterator[None]:
+    level = pn_config.LOG_HANDLER_LEVEL
+    yield
+    pn_config.LOG_HANDLER_LEVEL = level
+
+
+def _pdu_recv_handlers(node: StorageNode) -> list[object]:
+    server = node._server
+    assert server is not None
+    return [h for h, _ in server._handlers.get(evt.EVT_PDU_RECV, [])]
+
+
+@pytest.mark.usefixtures("restore_log_handler_level")
+def test_standard_log_handlers_are_bound_only_where_pynetdicom_logs(settings: object) -> None:
+    logger = logging.getLogger("pynetdicom")
+    level = logger.level
+    try:
+        logger.setLevel(logging.WARNING)  # what priorwatch.log sets
+        with StorageNode(settings, monitor=False) as quiet:  # type: ignore[arg-type]
+            assert standard_pdu_recv_handler not in _pdu_recv_handlers(quiet)
+        logger.setLevel(logging.DEBUG)  # someone debugging negotiation gets pynetdicom's log back
+        with StorageNode(settings, monitor=False) as verbose:  # type: ignore[arg-type]
+            assert standard_pdu_recv_handler in _pdu_recv_handlers(verbose)
+    finally:
+        logger.setLevel(level)
