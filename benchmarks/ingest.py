@@ -10,7 +10,9 @@ MB/s and the ratios ours/storescp and ours/Orthanc.
 
 Each cell is the median of --repeat runs, each on a fresh receiver after a short warm-up send.
 "study" rows send 2-instance small studies, a new association per study (what a modality
-does), so they also weigh each receiver's association set-up.
+does), so they also weigh each receiver's association set-up. With the storescu sender each
+study is also a new storescu process (~20-25 ms CPU each, more than Orthanc's whole cost per
+study here): that sender's start is in every receiver's time and bounds the ratios.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from dicom_node import echo, send_files  # noqa: E402
 from priorwatch.settings import Settings, as_env  # noqa: E402
 
 HOST = "127.0.0.1"
+# DCMTK's, by path: with the venv first on PATH, `storescu` is pynetdicom's (other arguments).
+DCMTK_STORESCU = shutil.which("storescu", path="/usr/bin") or "/usr/bin/storescu"
+DCMTK_STORESCP = shutil.which("storescp", path="/usr/bin") or "/usr/bin/storescp"
 
 
 def free_port() -> int:
@@ -121,8 +126,7 @@ class StoreSCP(Receiver):
     def command(self) -> tuple[list[str], dict[str, str]]:
         out = self.work / "out"
         out.mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("storescp") or "storescp"
-        return [exe, "-aet", self.aet, "-od", str(out), "--max-pdu", "131072", str(self.port)], {**os.environ, "TCP_NODELAY": "1"}
+        return [DCMTK_STORESCP, "-aet", self.aet, "-od", str(out), "--max-pdu", "131072", str(self.port)], {**os.environ, "TCP_NODELAY": "1"}
 
 
 class Orthanc(Receiver):
@@ -142,9 +146,9 @@ class Orthanc(Receiver):
 
 
 def _storescu(paths: list[Path], port: int, aet: str, calling: str) -> list[int]:
-    """DCMTK's storescu as the sender: a C sender that is never the bottleneck."""
-    exe = shutil.which("storescu") or "storescu"
-    rc = subprocess.run([exe, "-aet", calling, "-aec", aet, HOST, str(port), *map(str, paths)],
+    """DCMTK's storescu as the sender: one process per call. Per instance it costs little; each
+    start costs ~20-25 ms of CPU (measured here, issue 32), which "study" rows pay per study."""
+    rc = subprocess.run([DCMTK_STORESCU, "-aet", calling, "-aec", aet, HOST, str(port), *map(str, paths)],
                         env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True).returncode
     return [0 if rc == 0 else -1] * len(paths)
 

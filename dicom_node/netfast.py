@@ -50,7 +50,6 @@ other minor version (stock behaviour, with a warning) rather than guess at its i
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
@@ -244,9 +243,12 @@ class SharedUIDContexts(list):  # type: ignore[type-arg]
     result and role fields change during negotiation) sharing the immutable UID strings."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        # A shallow copy by its instance dict: `copy.copy` (via __reduce_ex__) cost ~0.8 ms
+        # per association for the ~170 storage contexts.
         out = []
         for cx in self:
-            new = copy.copy(cx)
+            new = cx.__class__.__new__(cx.__class__)
+            new.__dict__.update(cx.__dict__)
             new._transfer_syntax = list(cx._transfer_syntax)
             out.append(new)
         return out
