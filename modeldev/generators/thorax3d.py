@@ -2169,6 +2169,44 @@ def _series_state(person, insp: float, lesions: list[dict], k: int, drop: int | 
     return {"insp": insp, "lesions": les, "devices": []}
 
 
+SERIES_CONS_REL = 0.15          # consolidation extent: where its projected path is >= 15 % of its maximum
+
+
+def _lobe_extent(l: dict) -> float:
+    """Longest in-plane extent (true mm) of a lobulated nodule/mass as _render_nodule draws it
+    (union of the main sphere and its lobes; spicules are thin and not part of the size)."""
+    R = 0.5 * l["size"]
+    if l["lobes"] == 1:
+        return 2 * R
+    rng = np.random.default_rng(l["seed"])
+    cen, rad = [np.zeros(2)], [R * 0.82]
+    for _ in range(l["lobes"]):
+        d = _unit(rng.normal(0, 1, 3))
+        d[1] *= 0.5
+        cen.append(np.array([d[0], d[2]]) * R * 0.42)
+        rad.append(R * rng.uniform(0.5, 0.62))
+    cen, rad = np.array(cen), np.array(rad)
+    best = 0.0
+    for ang in np.linspace(0, np.pi, 90, endpoint=False):
+        pr = cen @ np.array([math.cos(ang), math.sin(ang)])
+        best = max(best, float((pr + rad).max() - (pr - rad).min()))
+    return best
+
+
+def _series_label(person, state: dict, geom, l: dict) -> tuple[str, float]:
+    """(zone, size in detector mm) of a series lesion as drawn: nodule/mass longest diameter
+    (lobes included), consolidation extent at SERIES_CONS_REL of its path, effusion height at the
+    lateral wall, pneumothorax lateral rim depth (measure_lesion: the lung's retraction x magnification)."""
+    zone, size, _ = measure_lesion(person, state, geom, l)
+    t = l["type"]
+    if t in ("nodule", "mass"):
+        size *= _lobe_extent(l) / l["size"]
+    elif t == "consolidation":
+        P = l["_proj"]
+        size = _proj_extent(P, l["_proj_grid"], geom, thr=SERIES_CONS_REL * float(P.max()))[1]
+    return zone, float(size)
+
+
 def _series_check_labels(L: dict, labels: list, zones: list) -> None:
     """Raise _SeriesRetry unless the measured labels keep the planned zone, range and directions."""
     present = [z for z in zones if z is not None]
@@ -2222,7 +2260,7 @@ def _series_try(seed: int, idx: int, scenario: str, attempt: int) -> dict:
         img, g = render_image(person, st, a)
         pix.append(img)
         for l in st["lesions"]:
-            zone, size, _ = measure_lesion(person, st, g, l)
+            zone, size = _series_label(person, st, g, l)
             labels[l["_j"]][k] = round(size, 1)
             zones[l["_j"]][k] = zone
     for L, lab, zs in zip(lesions, labels, zones):
@@ -2231,16 +2269,107 @@ def _series_try(seed: int, idx: int, scenario: str, attempt: int) -> dict:
                 labels=labels, zones=zones)
 
 
-def make_series(out_dir: Path, seed: int, idx: int, scenario: str) -> dict:
-    """Write one patient's studies DIR/<series_id>/<k>.dcm (oldest first); return its series.jsonl record."""
+def _series_draw(seed: int, idx: int, scenario: str) -> dict:
+    """The first attempt of this series that keeps every rule (deterministic per seed and index)."""
     for attempt in range(SERIES_ATTEMPTS):
         try:
-            s = _series_try(seed, idx, scenario, attempt)
-            break
+            return _series_try(seed, idx, scenario, attempt) | {"attempt": attempt}
         except _SeriesRetry:
             continue
-    else:
-        raise RuntimeError(f"series {idx}: no valid draw in {SERIES_ATTEMPTS} attempts")
+    raise RuntimeError(f"series {idx}: no valid draw in {SERIES_ATTEMPTS} attempts")
+
+
+def _feret_mm(mask: np.ndarray, spacing: float) -> float:
+    """Longest extent of a pixel set (max over 36 directions), in mm."""
+    rr, cc = np.nonzero(mask)
+    best = 0.0
+    for ang in np.linspace(0, np.pi, 36, endpoint=False):
+        pr = rr * math.sin(ang) + cc * math.cos(ang)
+        best = max(best, float(pr.max() - pr.min()) + 1.0)
+    return best * spacing
+
+
+def measure_drawn(diff: np.ndarray, spacing: float, finding: str, side: str) -> float:
+    """Size (mm, detector) of a lesion segmented from the difference to a lesion-free render of
+    the same study (standard display, MONOCHROME2 sense): the part above a fraction of the peak,
+    largest component; nodule/mass/consolidation = longest extent, effusion = height at the
+    lateral chest wall, pneumothorax = lateral rim depth (_rim_mm)."""
+    d = ndimage.gaussian_filter(diff.astype(np.float32), 1.5)
+    if finding == "pneumothorax":
+        return _rim_mm(-d, spacing)
+    frac = {"nodule": 0.2, "mass": 0.2, "consolidation": SERIES_CONS_REL, "effusion": 0.1,
+            "pneumothorax": 0.3}[finding]
+    lab, n = ndimage.label(d > frac * float(d.max()))
+    if n == 0:
+        return 0.0
+    mask = lab == (1 + int(np.argmax(ndimage.sum_labels(np.ones_like(d), lab, range(1, n + 1)))))
+    if finding in ("nodule", "mass", "consolidation"):
+        return _feret_mm(mask, spacing)
+    rr, cc = np.nonzero(mask)
+    lateral = cc.min() if side == "right" else cc.max()     # standard display: right on the image's left
+    if finding == "effusion":
+        near = np.abs(cc - lateral) <= 0.1 * (cc.max() - cc.min() + 1)
+        return float(rr[near].max() - rr[near].min() + 1) * spacing
+    return _rim_mm(d, spacing)
+
+
+def _rim_mm(d: np.ndarray, spacing: float) -> float:
+    """Lateral rim depth of a pneumothorax on the darkening map d: a 3 mm grey opening removes the
+    vessels the retracted lung took with it; twice the largest inscribed radius of the rim in the
+    band 20-50 % down its height (below the apical cap, where the rim runs along the lateral wall)."""
+    f = 4
+    h, w = d.shape
+    d = d[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean((1, 3))
+    sp = spacing * f
+    d = ndimage.grey_opening(d, size=(max(3, round(3.0 / sp)),) * 2)
+    lab, n = ndimage.label(d > 0.3 * float(d.max()))
+    if n == 0:
+        return 0.0
+    mask = lab == (1 + int(np.argmax(ndimage.sum_labels(np.ones_like(d), lab, range(1, n + 1)))))
+    rr = np.nonzero(mask)[0]
+    top, bot = int(rr.min()), int(rr.max())
+    e = ndimage.distance_transform_edt(mask)[int(top + 0.2 * (bot - top)): int(top + 0.5 * (bot - top)) + 1]
+    return float(2 * e.max() * sp)
+
+
+def series_size_check(seed: int, n_series: int) -> list[dict]:
+    """Re-render every study with each lesion left out and measure the lesion on the difference;
+    one row per (series, study, lesion): label, measured, finding."""
+    rows = []
+    for i, scenario in enumerate(_series_scenarios(seed, n_series)):
+        s = _series_draw(seed, i, scenario)
+        person = s["person"]
+        for k, a in enumerate(s["acqs"]):
+            for j, L in enumerate(s["lesions"]):
+                if L["sizes"][k] is None:
+                    continue
+                st0 = _series_state(person, a["insp"], s["lesions"], k, drop=j)
+                img0, _ = render_image(person, st0, a)
+                diff = s["pix"][k].astype(np.float32) - img0.astype(np.float32)
+                if a["mono1"]:
+                    diff = -diff
+                got = measure_drawn(diff, a["spacing"], L["tmpl"]["type"], L["tmpl"]["side"])
+                rows.append({"series": i, "study": k, "finding": L["tmpl"]["type"],
+                             "label": s["labels"][j][k], "measured": round(got, 1)})
+    return rows
+
+def size_check_summary(rows: list[dict]) -> dict:
+    """Per finding: count, median |measured/label - 1|, share within 10 % and within 20 % or 3 mm."""
+    out = {}
+    for ft in sorted({r["finding"] for r in rows}) + ["all"]:
+        sel = [r for r in rows if ft in ("all", r["finding"])]
+        err = np.array([r["measured"] / r["label"] - 1 for r in sel])
+        ok = [abs(r["measured"] - r["label"]) <= max(0.2 * r["label"], 3.0) for r in sel]
+        out[ft] = {"n": len(sel), "median_abs_rel_err": round(float(np.median(np.abs(err))), 3),
+                   "median_rel_err": round(float(np.median(err)), 3),
+                   "within_10pct": round(float(np.mean(np.abs(err) <= 0.10)), 3),
+                   "within_20pct_or_3mm": round(float(np.mean(ok)), 3)}
+    return out
+
+
+def make_series(out_dir: Path, seed: int, idx: int, scenario: str) -> dict:
+    """Write one patient's studies DIR/<series_id>/<k>.dcm (oldest first); return its series.jsonl record."""
+    s = _series_draw(seed, idx, scenario)
     rng, person = s["rng"], s["person"]
     series_id = f"t3s-{idx:04d}"
     first = _dt.date(2014, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 3200)))
@@ -2304,7 +2433,16 @@ def main(argv=None):
                     help="e.g. mirrored=5,lateral=5 (rest of --n filled 60/20/20 change/stable/normal)")
     ap.add_argument("--series", action="store_true",
                     help="write --n patients' histories (3-5 studies each) and series.jsonl instead of pairs")
+    ap.add_argument("--check", action="store_true",
+                    help="with --series: measure each lesion on the difference to a lesion-free render "
+                         "and write DIR/size_check.json (label vs measured) instead of the studies")
     args = ap.parse_args(argv)
+    if args.series and args.check:
+        rows = series_size_check(args.seed, args.n)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "size_check.json").write_text(json.dumps(rows, indent=1))
+        print(json.dumps(size_check_summary(rows), indent=1))
+        return
     if args.series:
         print(generate_series(args.out, seed=args.seed, n_series=args.n))
         return
