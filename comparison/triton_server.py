@@ -9,7 +9,9 @@ libpython), and `PYTHONPATH` so the stub imports `comparison` and this venv's pa
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,10 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LocalTriton", "TritonStartError", "DEFAULT_MODEL_REPOSITORY", "tritonserver_paths"]
+__all__ = ["LocalTriton", "TritonStartError", "DEFAULT_MODEL_REPOSITORY", "remove_stale_folders", "tritonserver_paths"]
 
 DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent / "model_repository"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+FOLDER_PREFIX = "priorwatch-triton-"  # each start's private folder in the temp dir (backend symlinks, log)
+OWNER_FILE = "owner"  # in that folder: "<pid> <start time in clock ticks>" of the process that made it
+
+log = logging.getLogger(__name__)
 
 
 class TritonStartError(RuntimeError):
@@ -139,10 +145,12 @@ class LocalTriton:
     def start(self) -> "LocalTriton":
         if self.is_running():
             return self
+        remove_stale_folders()  # what a start killed with -9 left (its owner's cleanup never ran)
         if not (self.model_repository / self.models[0] / "config.pbtxt").is_file():
             raise TritonStartError(f"no model {self.models[0]!r} in {self.model_repository}")
         p = tritonserver_paths()
-        self._tmp = tempfile.TemporaryDirectory(prefix="priorwatch-triton-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=FOLDER_PREFIX)
+        _write_owner(Path(self._tmp.name))
         backend_dir = Path(self._tmp.name) / "backends"
         py = backend_dir / "python"
         py.mkdir(parents=True)
@@ -238,3 +246,61 @@ def _shm_regions() -> set[str]:
         return set()
 
 
+def _started_at(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot, /proc/PID/stat field 22); None when it is
+    gone. With the pid it names one process: a pid reused later has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _write_owner(folder: Path) -> None:
+    (folder / OWNER_FILE).write_text(f"{os.getpid()} {_started_at(os.getpid())}\n")
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """True/False from the folder's owner record; None when it has none (made by an older
+    version, or by a start that has not written it yet): such a folder is left alone."""
+    try:
+        pid_text, started = (folder / OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    return _started_at(pid) == started
+
+
+def _named_by_a_live_process(folder: Path) -> bool:
+    """Whether any process's command line names the folder (a tritonserver or backend stub whose
+    owner died without stopping it, e.g. a plain LocalTriton's server in its own session)."""
+    needle = str(folder).encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if needle in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def remove_stale_folders(tmp_root: Path | None = None) -> list[Path]:
+    """Remove this user's `priorwatch-triton-*` folders whose owner process is gone and that no
+    live process names; never one of a live process, nor one without an owner record."""
+    root = Path(tmp_root or tempfile.gettempdir())
+    removed = []
+    for folder in root.glob(FOLDER_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if _owner_alive(folder) is not False or _named_by_a_live_process(folder):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d Triton folder(s) left by stopped processes", len(removed))
+    return removed
