@@ -64,6 +64,7 @@ class Cluster:
     triton_instances: int = 1
     worker_concurrency: int = 1
     pacs: bool = False
+    webhook: tuple[str, str] | None = None  # (URL, secret) of the urgent notice's receiver
     netns: bool = False  # each worker also in a network namespace of its own (root): `bridges` below
     tritons: int = 1  # Triton servers; worker i uses server i % tritons
     sent: list[Sent] = field(default_factory=list)
@@ -120,12 +121,13 @@ class Cluster:
     def _pacs_settings(self, node_port: int) -> dict[str, object]:
         """With `pacs`: a real Orthanc answers for priors (C-GET) and takes the SRs; sweeps are
         frequent so signed SRs go out within seconds of a sign-off."""
+        hook = {"urgent_webhook_url": self.webhook[0], "urgent_webhook_secret": self.webhook[1]} if self.webhook else {}
         if not self.pacs:
-            return {}
+            return hook
         self.orthanc = Orthanc(self.root / "orthanc", modalities={"pw": ("PRIORWATCH", "127.0.0.1", node_port)}).start()
         return {"pacs_ae_title": self.orthanc.aet, "pacs_host": "127.0.0.1",
                 "pacs_port": self.orthanc.dicom_port, "pacs_retrieve": "c-get", "send_sr_to_pacs": True,
-                "sweep_interval_s": SWEEP_S}
+                "sweep_interval_s": SWEEP_S, **hook}
 
     def load_pacs(self, studies: list[list[Path]]) -> None:
         """Put studies (priors) in the PACS only: the node learns of them from the workers' queries."""
@@ -236,11 +238,14 @@ class Cluster:
 
     # -- traffic and results ----------------------------------------------------------------
     @staticmethod
-    def make_studies(out: Path, patients: int, scale: float = 0.25) -> list[list[Path]]:
-        """Studies in send order: each patient's prior, then its current (2 per patient)."""
+    def make_studies(out: Path, patients: int, scale: float = 0.25, urgent_every: int = 0) -> list[list[Path]]:
+        """Studies in send order: each patient's prior, then its current (2 per patient). With
+        `urgent_every` = k, every k-th patient's current has a new pneumothorax (an urgent notice)."""
         studies: list[list[Path]] = []
         for p in range(patients):
-            pair = synthetic.make_pair(out / f"p{p}", f"PWCL{p:05d}", seed=p, scale=scale)
+            urgent = urgent_every > 0 and p % urgent_every == 0
+            pair = synthetic.make_pair(out / f"p{p}", f"PWCL{p:05d}", seed=p, scale=scale,
+                                       **({"lesion": "pneumothorax", "side": "left"} if urgent else {}))
             studies += [list(pair.prior_paths), list(pair.current_paths)]
         return studies
 

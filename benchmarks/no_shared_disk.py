@@ -3,7 +3,7 @@ node's data dir hidden, its own data dir a tmpfs only it sees), on PostgreSQL wi
 RabbitMQ); a real Orthanc is the PACS. Each patient's prior is in the PACS only, its current is
 sent to the node. Every current must get exactly one result compared with its prior (retrieved
 by a worker, filed in the node's store, fetched from there), a preliminary SR in the PACS, an
-overlay that the dashboard shows, and, after a radiologist accepts it in the dashboard (real
+overlay that the dashboard shows, an urgent notice (signed, once) when the result is urgent, and, after a radiologist accepts it in the dashboard (real
 Chromium, "Accept as is"), a signed SR in the PACS sent by the sweep in a worker; no failed job,
 no "evidence instance missing", every prior instance served by the node's store, no file left
 in any worker's cache.
@@ -31,9 +31,12 @@ from priorwatch.artefacts import OVERLAY_IN_DATABASE
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Instance, Job, JobState, Study, WorklistItem
 from priorwatch.settings import as_env
+from tests.faults.harness import WebhookReceiver
 
 EVIDENCE_MISSING = "evidence instance missing"
 REVIEWER, PASSWORD = "rad1", "no-shared-disk-1"  # a radiologist made for the run, in the run's own schema
+GET_TRIES = 3  # a GET reset by the server (stale kept-alive connection, seen under load) is tried again
+URGENT_EVERY = 3  # every third patient's current has a new pneumothorax: urgent notices go out too
 SIGNED_SR_WAIT_S = 120.0  # a sign-off's SR goes out on worker 0's next beat sweep (every 5 s), then its C-STORE
 
 
@@ -62,6 +65,8 @@ class Outcome:
     prior_instances: int = 0
     prior_instances_served: int = 0
     leftovers: int = -1
+    urgent: int = 0  # results the engine flagged urgent
+    notices: int = 0  # of those, urgent notices the receiver got, signed, once each
     per_worker: dict[str, int] = field(default_factory=dict)
 
     def ok(self) -> bool:
@@ -70,7 +75,7 @@ class Outcome:
                 and self.overlays_in_db == n and self.preliminary_in_pacs == n and self.overlays_shown == n
                 and self.signed == n and self.signed_in_pacs == n and self.evidence_missing == 0
                 and self.prior_instances > 0 and self.prior_instances_served == self.prior_instances
-                and self.leftovers == 0)
+                and self.leftovers == 0 and self.notices == self.urgent)
 
 
 def in_pacs(c: Cluster, sop_uid: str | None) -> dict[str, str] | None:
@@ -130,6 +135,20 @@ def review_in_dashboard(url: str, items: dict[int, int]) -> dict[int, Review]:
     return out
 
 
+def _get(page, url: str, tries: int = GET_TRIES):  # type: ignore[no-untyped-def]
+    """GET with the page's cookies; a connection reset is tried again (a kept-alive connection the
+    server had just closed: any HTTP client retries an idempotent GET then), nothing else is."""
+    from playwright.sync_api import Error
+
+    for attempt in range(tries):
+        try:
+            return page.request.get(url)
+        except Error as exc:
+            if "ECONNRESET" not in str(exc) or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _review_one(page, url: str, item: int, comp_id: int) -> Review:  # type: ignore[no-untyped-def]
     """One item on the review page; a step that fails leaves its flag False (counted, not raised)."""
     from playwright.sync_api import Error, expect
@@ -142,8 +161,8 @@ def _review_one(page, url: str, item: int, comp_id: int) -> Review:  # type: ign
     expect(img).to_have_count(1)
     src = img.get_attribute("src") or ""
     try:
-        with_overlay = page.request.get(url + src)
-        plain = page.request.get(url + src.replace(f"&overlay={comp_id}", ""))
+        with_overlay = _get(page, url + src)
+        plain = _get(page, url + src.replace(f"&overlay={comp_id}", ""))
         r.overlay_png = with_overlay.status == 200 and with_overlay.headers.get("content-type") == "image/png"
         r.overlay_differs = r.overlay_png and plain.status == 200 and with_overlay.body() != plain.body()
     except Error as exc:
@@ -182,7 +201,17 @@ def evidence_missing(c: Cluster) -> int:
     return n
 
 
-def check(c: Cluster, currents: list[list[Path]], jobs: list[Job], dashboard_url: str) -> Outcome:
+def urgent_notices(c: Cluster, hook: WebhookReceiver) -> tuple[int, int]:
+    """(urgent results, those whose notice the receiver got exactly once with a good signature)."""
+    with session_scope(c.node_settings) as s:
+        urgent = {comp.id for comp in s.exec(select(Comparison).where(Comparison.urgent)).all()}  # type: ignore[arg-type]
+    wait_deliveries(c, "webhook", len(urgent), 60.0)
+    got = Counter(h.comparison_id for h in hook.hits if h.signature_ok)
+    return len(urgent), sum(got[i] == 1 for i in urgent)
+
+
+def check(c: Cluster, currents: list[list[Path]], jobs: list[Job], dashboard_url: str,
+          hook: WebhookReceiver) -> Outcome:
     """Everything the proof asks of one site, after its jobs have finished."""
     o = Outcome(studies=len(currents))
     results = c.results()
@@ -204,6 +233,7 @@ def check(c: Cluster, currents: list[list[Path]], jobs: list[Job], dashboard_url
     o.signed_in_pacs = sum(d.state == "sent" and (in_pacs(c, d.sop_instance_uid) or {}).get("VerificationFlag")
                            == "VERIFIED" for d in finals)
     o.evidence_missing = evidence_missing(c)
+    o.urgent, o.notices = urgent_notices(c, hook)
     o.leftovers = c.leftover_cache_files()
     o.per_worker = dict(c.jobs_per_worker())
     return o
@@ -214,8 +244,9 @@ def run(broker: str, patients: list[list[Path]], workers: int, root: Path, timeo
     from tests.dashboard.browser import dashboard_server
 
     priors, currents = patients[0::2], patients[1::2]
+    hook = WebhookReceiver()
     t0 = time.monotonic()
-    with Cluster(root, workers=workers, broker=broker, pacs=True) as c:
+    with Cluster(root, workers=workers, broker=broker, pacs=True, webhook=(hook.url, hook.secret)) as c:
         c.load_pacs(priors)
         c.send(currents)
         jobs = c.wait(len(currents), timeout_s)
@@ -223,15 +254,16 @@ def run(broker: str, patients: list[list[Path]], workers: int, root: Path, timeo
         add_reviewer(c)
         (root / "dashboard").mkdir()
         with dashboard_server(root / "dashboard", free_port(), dashboard_env(c)) as url:
-            o = check(c, currents, jobs, url)
+            o = check(c, currents, jobs, url, hook)
         isolated = c.isolated
+    hook.close()
     line = (f"{broker}: {o.studies} studies (priors in Orthanc), {workers} workers in own mount namespaces: {isolated}; "
             f"{o.results} results (max per study {o.max_per_study}), {o.with_prior} compared with their prior, "
             f"{len(o.failed_jobs)} failed jobs; priors in the node's store {o.prior_instances_served}/{o.prior_instances} "
             f"instances; overlays in the database {o.overlays_in_db}, shown by the dashboard {o.overlays_shown}; "
             f"preliminary SRs in the PACS {o.preliminary_in_pacs}; signed in the dashboard {o.signed}, signed SRs in "
             f"the PACS {o.signed_in_pacs}; '{EVIDENCE_MISSING}' {o.evidence_missing}; cache files left {o.leftovers}; "
-            f"jobs per worker {o.per_worker}; results in {t_results:.1f}s "
+            f"urgent notices {o.notices}/{o.urgent}; jobs per worker {o.per_worker}; results in {t_results:.1f}s "
             f"({o.studies / t_results * 3600:.0f} studies/h) -> {'OK' if o.ok() else 'FAIL'}")
     if o.failed_jobs:
         line += f"\n  failed: {Counter(o.failed_jobs).most_common(3)}"
@@ -248,7 +280,7 @@ def main() -> int:
     all_ok = True
     with tempfile.TemporaryDirectory(prefix="pw-noshare-") as tmp:
         t = time.monotonic()
-        patients = Cluster.make_studies(Path(tmp) / "input", a.studies)
+        patients = Cluster.make_studies(Path(tmp) / "input", a.studies, urgent_every=URGENT_EVERY)
         print(f"made {a.studies} patients (prior + current) in {time.monotonic() - t:.1f}s", flush=True)
         for broker in a.broker:
             ok, line = run(broker, patients, a.workers, Path(tmp) / broker, a.timeout)
