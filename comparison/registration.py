@@ -72,6 +72,8 @@ from comparison.contract import CompareContext, ComparisonOutput
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
+from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
+from comparison.typing_rules import describe, measured_large, opacity_type, reconcile
 from comparison.measure import measure_pair
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.10"  # 0.4.9 (issue 28 refusals: orientation, views, devices) with a doubtful identity a note, not a refusal
+ENGINE_VERSION = "0.4.12"  # 0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type (issue 28)
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -223,7 +225,8 @@ class RegistrationEngine:
         if not ctx.pixel_spacing_mm:
             notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
         self.last_features = []
-        tex_c, tex_p = _texture_map(cw, lungs.both), _texture_map(mapped, lungs.both)
+        self.last_signs: list[tuple[Side, Zone, int, RegionSigns]] = []  # per typed region, strongest first
+        tex_c, tex_p = texture_map(cw, lungs.both), texture_map(mapped, lungs.both)
         q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
         reader = (self._reader or _load_reader()) if self.use_reader else None
         if reader is None and self.use_reader:
@@ -296,7 +299,8 @@ class RegistrationEngine:
             reads = _toned_reads(reads, reader.read(toned, spacing))
         timings["read"] = time.perf_counter() - t2
         self.last_fluid = new_fluid_height(al, self._raw, sigma)
-        findings = _from_reads(reads, regions, al.lungs, q, al.cw.shape, cur_shape, by_rules, self.last_fluid)
+        findings = _from_reads(reads, regions, al.lungs, q, al.cw.shape, cur_shape, by_rules, self.last_fluid,
+                               signs=self.last_signs if T.SIGNS_CHECK_READER else None)
         self.last_reads = reads
         notes += [f"{f.change.value.capitalize()} {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
                   "from its base at the chest wall (large by the engine's measure)." for f in findings
@@ -493,10 +497,12 @@ class RegistrationEngine:
                      p_in=round(s.p_in, 1), strip_p=round(s.strip_p, 1),
                      strip_c=round(s.strip_c, 1), d_below=round(s.d_below, 1), o_below=round(s.o_below, 1))
         self.last_features.append(feats)
-        _texture_signs(s, at, tex_c, tex_p, feats)
-        finding, change, typed = _type_change(reg.sign, s)
+        _texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma, feats)
+        feats.update(margin=round(s.margin, 2), meniscus=round(s.meniscus, 3), cp_angle=bool(s.cp_angle),
+                     pleural_line=round(s.pleural_line, 1), bronchogram=round(s.bronchogram, 3))
+        finding, change, large, typed = _type_change(reg, s, at)
+        self.last_signs.append((at.side, at.zone, reg.sign, s))
         feats.update(finding=finding.value, change=change.value)
-        large = s.h >= T.LARGE_EFFUSION_FRACTION * at.lung_h
         urgent = (finding == FindingType.pneumothorax and change in APPEARING) or (
             finding == FindingType.effusion and change == Change.new and large)
         conf = _confidence(reg.z, self.z_threshold, at.area, quality)
@@ -528,252 +534,34 @@ def _quality_notes(template: bool, quality: float, fit_ok: bool, exposure_resid:
     return notes
 
 
-@dataclass
-class _Where:
-    """Where a changed region lies: its filled mask and pixels, its lung, and the ring of lung
-    around it that its contrast is measured against."""
-
-    m: np.ndarray
-    ys: np.ndarray
-    xs: np.ndarray
-    area: int
-    cy: float
-    side: Side
-    zone: Zone
-    side_mask: np.ndarray
-    top: int
-    lung_h: int
-    lung_w: int
-    ring: np.ndarray
+def _locate(reg: _Region, lungs: LungFields, roi: np.ndarray, shape: tuple[int, ...]) -> Place | None:
+    """The region's place (`comparison.signs.locate`); None when no ring of lung around it can be
+    measured. Fills the region's holes (`reg.mask` too): a growing lesion changes as a ring."""
+    reg.mask = ndi.binary_fill_holes(reg.mask)
+    return locate(reg.mask, lungs, roi)
 
 
-def _locate(reg: _Region, lungs: LungFields, roi: np.ndarray, shape: tuple[int, ...]) -> _Where | None:
-    """The region's place; None when no ring of lung around it can be measured. Fills the
-    region's holes (`reg.mask` too): a growing lesion changes as a ring."""
-    m = ndi.binary_fill_holes(reg.mask)  # a growing lesion changes as a ring: fill it
-    reg.mask = m
-    ys, xs = np.nonzero(m)
-    area = int(m.sum())
-    cy, cx = float(ys.mean()), float(xs.mean())
-    side = lungs.side_of(cx)
-    zone = lungs.zone_of(side, cy)
-    side_mask = lungs.mask(side)
-    top, bottom = lungs.extent(side)
-    lung_h = max(1, bottom - top)
-    side_cols = np.nonzero(side_mask.any(axis=0))[0]
-    lung_w = max(1, int(side_cols[-1] - side_cols[0] + 1)) if side_cols.size else shape[1] // 3
-    r = max(2, int(np.sqrt(area / np.pi)))
-    lung_roi = roi & side_mask if (roi & side_mask).any() else roi
-    ring = ndi.binary_dilation(m, iterations=max(3, r // 2 + 3)) & ~ndi.binary_dilation(m, iterations=2) & lung_roi
-    if ring.sum() < 8:
-        ring = ndi.binary_dilation(m, iterations=4) & ~m & roi
-    if ring.sum() < 4:
-        return None
-    return _Where(m=m, ys=ys, xs=xs, area=area, cy=cy, side=side, zone=zone, side_mask=side_mask, top=top,
-                  lung_h=lung_h, lung_w=lung_w, ring=ring)
+def _measure(reg: _Region, at: Place, cw: np.ndarray, mapped: np.ndarray, lungs: LungFields, sigma: float,
+             spacing_mm: float, sd: np.ndarray) -> RegionSigns:
+    """The region's physical signs on each image (`comparison.signs.measure`; `sd`: the smoothed
+    difference, signed so that the change is positive)."""
+    return measure(reg.sign, reg.z, at, cw, mapped, lungs, sigma, spacing_mm, sd)
 
 
-@dataclass
-class _Signs:
-    """A region's signs on each image (c_ current, p_ registered prior; contrasts in noise sd),
-    what the sign rules (`_type_change`) read."""
-
-    c_con: float
-    p_con: float
-    c_core: float
-    p_core: float
-    h: int
-    w: int
-    solidity: float
-    diam_mm: float
-    contact: float
-    basal: bool
-    dist_edge: np.ndarray
-    peripheral: bool
-    apical: bool
-    edge: bool
-    peaked: float
-    core_ratio: float
-    c_in: float
-    p_in: float
-    mirror: int
-    c_sym: float
-    p_sym: float
-    t_prior: float
-    strip_p: float
-    strip_c: float
-    d_below: float
-    o_below: float
-    fluid_both: bool
-    persists: bool
-    opacity: FindingType
-    # set by _texture_signs
-    markings_lost_now: bool = False
-    markings_lost_before: bool = False
-    t_c: float = 0.0
-    touches: bool = False
-    ptx_before: bool = False
-    ptx_still: bool = False
-    crescent: bool = False
-
-
-def _measure(reg: _Region, at: _Where, cw: np.ndarray, mapped: np.ndarray, lungs: LungFields, sigma: float,
-             spacing_mm: float, sd: np.ndarray) -> _Signs:
-    """Contrast, shape and place signs of the region (`sd`: the smoothed difference, signed so
-    that the change is positive)."""
-    m, ys, xs, area, ring, side_mask = at.m, at.ys, at.xs, at.area, at.ring, at.side_mask
-    # the region's core (inner half by distance to its edge)
-    dist_in = ndi.distance_transform_edt(m)
-    core_in = dist_in >= 0.5 * dist_in.max()
-    ring_c, ring_p = float(np.median(cw[ring])), float(np.median(mapped[ring]))
-    c_con = (float(cw[m].mean()) - ring_c) / sigma
-    p_con = (float(mapped[m].mean()) - ring_p) / sigma
-    c_core = (float(cw[core_in].mean()) - ring_c) / sigma
-    p_core = (float(mapped[core_in].mean()) - ring_p) / sigma
-    h = int(ys.max() - ys.min() + 1)
-    w = int(xs.max() - xs.min() + 1)
-    solidity = area / max(1.0, float(_hull_area(m)))
-    diam_mm = 2 * np.sqrt(area / np.pi) * spacing_mm
-    width_mm = max(h, w) * spacing_mm
-    # place: on the lung base (dependent fluid), at the apex, at the lateral edge
-    col_bottom = np.where(side_mask.any(axis=0), side_mask.shape[0] - 1 - np.argmax(side_mask[::-1], axis=0), -1)
-    reg_cols = np.nonzero(m.any(axis=0))[0]
-    reg_bottom = m.shape[0] - 1 - np.argmax(m[::-1][:, reg_cols], axis=0)
-    contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - T.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
-    basal = contact >= T.BASAL_CONTACT and w >= T.BASAL_MIN_WIDTH * at.lung_w and at.cy > at.top + 0.5 * at.lung_h
-    dist_edge = ndi.distance_transform_edt(side_mask)
-    d_med = float(np.median(dist_edge[m])) if side_mask[m].any() else 0.0
-    peripheral = d_med < T.PERIPHERAL_FRACTION * at.lung_w
-    apical = ys.min() <= at.top + T.APICAL_FRACTION * at.lung_h
-    # shape of the change itself: a dome (round lesion) or a plateau (airspace patch)
-    peaked = float(np.mean(sd[m]) / (np.percentile(sd[m], 95) + 1e-6))
-    hull = _hull_mask(m)
-    dh = ndi.distance_transform_edt(hull)
-    core = dh >= 0.6 * dh.max()
-    core_ratio = float(sd[core].mean() / (float(np.percentile(sd[m], 90)) + 1e-6))
-    # the lung medial to the region (deeper in the lung than it): what a lucency or opacity is
-    # judged against; the lateral part of the ring may be an existing pneumothorax or chest wall
-    inner = ring & (dist_edge >= d_med)
-    if inner.sum() < 6:
-        inner = ring
-    in_c, in_p = float(np.median(cw[inner])), float(np.median(mapped[inner]))
-    c_in = (float(np.median(cw[m])) - in_c) / sigma
-    p_in = (float(np.median(mapped[m])) - in_p) / sigma
-    # the same place on the other lung (mirrored about the midline), on the same image: what this
-    # patient's lung looks like there, so anatomy (ribs, the denser periphery) cancels
-    mir = _mirror(m, lungs.midline) & lungs.mask(Side.left if at.side == Side.right else Side.right)
-    if mir.sum() >= max(6, 0.3 * area):
-        c_ref, p_ref = float(np.median(cw[mir])), float(np.median(mapped[mir]))
-    else:
-        c_ref, p_ref = in_c, in_p
-    c_sym = (float(np.median(cw[m])) - c_ref) / sigma
-    p_sym = (float(np.median(mapped[m])) - p_ref) / sigma
-    delta = abs(c_sym - p_sym) + 1e-6
-    # which image departs from the patient's normal lung there: the prior (t ~ 1) or the current (t ~ 0)
-    t_prior = (-p_sym if reg.sign > 0 else p_sym) / delta
-    # worsened vs new for a lucency: is the strip between it and the chest wall lucent on the prior too?
-    outer = (ndi.binary_dilation(m, iterations=T.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
-             & ndi.binary_dilation(side_mask, iterations=2))
-    strip_p = (in_p - float(np.median(mapped[outer]))) / sigma if outer.sum() >= 6 else 0.0
-    strip_c = (in_c - float(np.median(cw[outer]))) / sigma if outer.sum() >= 6 else 0.0
-    d_below, o_below = _below_band(reg, m, reg_cols, cw, mapped, sd, sigma)
-    fluid_both = d_below < 0.6 * reg.z and o_below > 10.0
-    persists = core_ratio < 0.55 or (core_ratio < 0.8 and peaked < T.PLATEAU_PEAKED)
-    opacity = _opacity_type(basal, solidity, h, w, diam_mm, width_mm, peaked, core_ratio, area)
-    return _Signs(c_con=c_con, p_con=p_con, c_core=c_core, p_core=p_core, h=h, w=w, solidity=solidity,
-                  diam_mm=diam_mm, contact=contact, basal=basal, dist_edge=dist_edge, peripheral=peripheral,
-                  apical=apical, edge=peripheral or apical, peaked=peaked, core_ratio=core_ratio, c_in=c_in,
-                  p_in=p_in, mirror=int(mir.sum()), c_sym=c_sym, p_sym=p_sym, t_prior=t_prior, strip_p=strip_p,
-                  strip_c=strip_c, d_below=d_below, o_below=o_below, fluid_both=fluid_both, persists=persists,
-                  opacity=opacity)
-
-
-def _below_band(reg: _Region, m: np.ndarray, reg_cols: np.ndarray, cw: np.ndarray, mapped: np.ndarray,
-                sd: np.ndarray, sigma: float) -> tuple[float, float]:
-    """Effusion evidence below the band: (change there, opacity there on the image with less of
-    the change), in noise sd; fluid on both images (level moved) or only on one."""
-    below = np.zeros_like(m)
-    for c_ in reg_cols:
-        rb = int(m.shape[0] - 1 - np.argmax(m[::-1, c_]))
-        below[rb + 3 : rb + 12, c_] = True
-    less = mapped if reg.sign > 0 else cw  # the image with less of the change
-    o_below = float((less[below].mean() - less[m].mean()) / sigma) if below.any() else 0.0
-    d_below = float(sd[below].mean() / sigma) if below.any() else 0.0
-    return d_below, o_below
-
-
-def _texture_signs(s: _Signs, at: _Where, tex_c: np.ndarray, tex_p: np.ndarray, feats: dict[str, object]) -> None:
-    """Lung markings and pleural signs into `s` (and `feats`): lost where air has replaced lung
-    (a pneumothorax seen as texture loss; ribs may stay, so one sign among others, never required)."""
-    m, side_mask = at.m, at.side_mask
-    t_c, t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
-    s.t_c = t_c
-    s.markings_lost_now = t_c < T.MARKINGS_LOST and t_p > t_c + T.MARKINGS_DROP
-    s.markings_lost_before = t_p < T.MARKINGS_LOST and t_c > t_p + T.MARKINGS_DROP
-    feats.update(tex_c=round(t_c, 2), tex_p=round(t_p, 2))
-    s.touches = float(s.dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
-    # featureless (no lung markings) band right next to the region on each image: the rest of a
-    # pneumothorax that was there before (worsened) or is still there (improved)
-    near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
-    fl_p = float(np.mean(tex_p[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-    fl_c = float(np.mean(tex_c[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-    s.ptx_before = s.strip_p >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_p >= T.FEATURELESS_NEAR
-    s.ptx_still = s.strip_c >= T.PLEURAL_STRIP_LUCENT_SIGMA or fl_c >= T.FEATURELESS_NEAR
-    aspect = max(s.h, s.w) / max(1, min(s.h, s.w))
-    # a pneumothorax's change is a band along the pleura (a crescent), never a round blob
-    s.crescent = not (s.solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT)
-    feats.update(crescent=bool(s.crescent), touch=bool(s.touches), fl_p=round(fl_p, 2), fl_c=round(fl_c, 2),
+def _texture_signs(s: RegionSigns, at: Place, tex_c: np.ndarray, tex_p: np.ndarray, cw: np.ndarray, mapped: np.ndarray,
+                   sigma: float, feats: dict[str, object]) -> None:
+    """Lung markings and pleural signs into `s` (`comparison.signs.texture_signs`) and `feats`."""
+    texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma)
+    feats.update(tex_c=round(s.t_c, 2), tex_p=round(s.t_p, 2), vessels_c=round(s.vessels_c, 1),
+                 vessels_p=round(s.vessels_p, 1))
+    feats.update(crescent=bool(s.crescent), touch=bool(s.touches), fl_p=round(s.fl_p, 2), fl_c=round(s.fl_c, 2),
                  c_sym=round(s.c_sym, 1), p_sym=round(s.p_sym, 1), t_prior=round(s.t_prior, 2), mirror=s.mirror)
 
 
-def _type_change(sign: int, s: _Signs) -> tuple[FindingType, Change, bool]:
-    """The sign rules: (finding, change, typed) for a region denser (`sign` > 0) or more lucent
-    now; typed False where the signs could not type it (its confidence is capped)."""
-    finding: FindingType
-    change: Change
-    typed = True
-    edge, crescent, touches, opacity = s.edge, s.crescent, s.touches, s.opacity
-    if sign > 0:  # denser now
-        lucent_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym <= -T.LUCENT_NOW_SIGMA
-        if (s.markings_lost_before and (s.p_core < 0 or (edge and crescent and s.p_sym <= -T.LUCENT_NOW_SIGMA))) or (
-                lucent_before and edge and not s.basal and crescent and (touches or s.ptx_still)):
-            # air at the edge on the prior, lung (markings) back now: a pneumothorax that shrank
-            finding = FindingType.pneumothorax
-            change = Change.improved if s.ptx_still else Change.resolved
-        elif opacity == FindingType.effusion:
-            finding = opacity
-            change = Change.worsened if s.fluid_both else Change.new
-        else:
-            finding = opacity
-            before = s.p_core >= T.OPACITY_BEFORE_SIGMA and s.p_core > T.WORSENED_PRIOR_SHARE * s.c_core
-            change = Change.worsened if (before or s.persists) else Change.new
-    else:  # more lucent now
-        opacity_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym >= T.OPACITY_BEFORE_SIGMA
-        lucent_now = s.t_prior < T.PRIOR_ABNORMAL_SHARE and s.c_sym <= -T.LUCENT_NOW_SIGMA
-        if s.markings_lost_now and (edge or s.t_c < T.MARKINGS_LOST - 0.1):
-            finding = FindingType.pneumothorax
-            change = Change.worsened if s.ptx_before else Change.new
-        elif opacity == FindingType.effusion and (opacity_before or s.fluid_both):
-            # dependent: a basal lucency on an upright film is fluid going, never air
-            finding = opacity
-            change = Change.improved if s.fluid_both else Change.resolved
-        elif edge and crescent and (touches or s.ptx_before) and (lucent_now or not opacity_before):
-            # new air against the chest wall at the apex or lateral edge, where there was no
-            # opacity: a pneumothorax (never read as an opacity improving)
-            finding = FindingType.pneumothorax
-            change = Change.worsened if s.ptx_before and not touches else Change.new
-            typed = lucent_now
-        elif opacity_before or s.persists or not edge or not crescent:
-            if not (opacity_before or s.persists) and not lucent_now:
-                finding, change, typed = FindingType.other, Change.improved, False
-            else:
-                # an opacity that was there and is less now: typed by the prior's shape
-                finding = opacity
-                change = Change.improved if (s.persists or s.c_core > 0.45 * s.p_core) else Change.resolved
-        else:
-            # a lucency at the edge that the signs cannot type: errs towards a pneumothorax
-            finding, change, typed = FindingType.pneumothorax, Change.new, False
-    return finding, change, typed
+def _type_change(reg: _Region, s: RegionSigns, at: Place) -> tuple[FindingType, Change, bool, bool]:
+    """The sign rules (`comparison.typing_rules.describe`): (finding, change, large, typed); typed
+    False where the signs could not type the region (its confidence is capped)."""
+    return describe(reg.sign, s, reg.z, at.area, at.lung_h)
 
 
 # Helpers -------------------------------------------------------------------------------
@@ -799,7 +587,8 @@ def _load_reader():
 def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality: float,
                 work_shape: tuple[int, int], cur_shape: tuple[int, int],
                 by_rules: list[FindingResult] | None = None,
-                fluid_height: dict[str, float] | None = None) -> list[FindingResult]:
+                fluid_height: dict[str, float] | None = None,
+                signs: list[tuple[Side, Zone, int, RegionSigns]] | None = None) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
     of that lung and zone (else the zone of the lung itself) as its evidence box. A new effusion
     is urgent when the reader says so or when `fluid_height` (`comparison.fluid`, share of the
@@ -824,6 +613,8 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             same = _rules_here(by_rules, side, zone, change, ROUND)
             if same:
                 finding = same[0].finding
+        if signs:  # the measured signs of the changed regions in this lung and zone check the reader's words
+            finding, change = reconcile(finding, change, zone, [(g, x) for sd_, zn, g, x in signs if sd_ == side and zn == zone])
         urgent = (finding == FindingType.pneumothorax and change in APPEARING) or rd.p_urgent >= T.READER_URGENT_P
         urgent = urgent or _measured_large(finding, change, side, fluid_height)
         top, bottom = lungs.extent(side)
@@ -862,13 +653,9 @@ ROUND = (FindingType.nodule, FindingType.mass)
 
 
 def _measured_large(finding: FindingType, change: Change, side: Side, fluid_height: dict[str, float] | None) -> bool:
-    """An effusion the reader calls new or worse whose new fluid, measured up from the prior's base
-    (`comparison.fluid`), is large: urgent. Worsened counts too because the reader's new / worsened
-    split of an effusion is close to a coin toss (train-5132, a new 116 mm effusion: "new" at 0.52;
-    on 34 new large train-split effusions 6 were read "worsened" and 3 of those went unflagged), and a
-    large new effusion read "worsened" must not lose its flag (errs towards urgent)."""
-    return (finding == FindingType.effusion and change in APPEARING
-            and (fluid_height or {}).get(side.value, 0.0) >= T.NEW_LARGE_FLUID_HEIGHT)
+    """An effusion called new or worse whose new fluid on its side (`comparison.fluid`) is large:
+    urgent (`comparison.typing_rules.measured_large` says why worsened counts too)."""
+    return measured_large(finding, change, (fluid_height or {}).get(side.value, 0.0))
 
 
 def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, change: Change,
@@ -980,16 +767,6 @@ def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
     return float((x * y).sum() / (np.sqrt((x * x).sum() * (y * y).sum()) + 1e-9))
 
 
-def _mirror(m: np.ndarray, midline: float) -> np.ndarray:
-    """`m` reflected about the column `midline` (the other lung's matching place)."""
-    ys, xs = np.nonzero(m)
-    xm = np.round(2 * midline - xs).astype(int)
-    ok = (xm >= 0) & (xm < m.shape[1])
-    out = np.zeros_like(m)
-    out[ys[ok], xm[ok]] = True
-    return out
-
-
 def _not_frontal(cur: str | None, prior: str | None) -> str | None:
     """Why this frontal engine does not compare the pair, or None: a lateral or oblique view on either
     side (`LATERAL_VIEWS`, `OBLIQUE_VIEWS`). Unknown views are assumed frontal; AP against PA is compared
@@ -1094,42 +871,15 @@ def _device_finding(devices: np.ndarray, lungs: LungFields, cur_shape: tuple[int
                          confidence=T.DEVICE_CONFIDENCE, evidence=Evidence(side=side, box=box))
 
 
-def _hull_area(m: np.ndarray) -> float:
-    from scipy.spatial import ConvexHull, QhullError
-
-    pts = np.argwhere(m)
-    if len(pts) < 3:
-        return float(len(pts))
-    try:
-        return float(ConvexHull(pts.astype(float)).volume) + 0.5 * len(pts) ** 0.5 * 2
-    except QhullError:
-        return float(len(pts))
-
-
 def _hull_mask(m: np.ndarray) -> np.ndarray:
     from comparison._anatomy import fill_convex_hull
 
     return fill_convex_hull(m)
 
 
-def _opacity_type(basal: bool, solidity: float, h: int, w: int, diam_mm: float, width_mm: float,
-                  peaked: float, core_ratio: float, area: int) -> FindingType:
-    """Effusion (dependent, on the lung base), nodule / mass (round, convex, a dome of density) or
-    consolidation (patchy: irregular outline, or a flat-topped patch without a dome)."""
-    if basal:
-        return FindingType.effusion
-    aspect = max(h, w) / max(1, min(h, w))
-    if (core_ratio >= 0.8 and peaked >= T.PLATEAU_PEAKED - 0.01) or (peaked >= T.PLATEAU_PEAKED + 0.01 and area >= 200):
-        return FindingType.consolidation  # a plateau of density, not a dome: airspace opacity
-    if solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT and width_mm <= T.LARGE_PATCH_MM:
-        return FindingType.nodule if diam_mm <= T.MASS_DIAMETER_MM else FindingType.mass
-    return FindingType.consolidation
-
-
-def _texture_map(img: np.ndarray, lungs: np.ndarray) -> np.ndarray:
-    """Local high-frequency energy (lung markings), 1.0 = the lungs' median."""
-    e = ndi.gaussian_filter(np.abs(img - ndi.gaussian_filter(img, 2.0)), 2.0)
-    return e / (float(np.median(e[lungs])) + 1e-6) if lungs.any() else e / (float(np.median(e)) + 1e-6)
+def _opacity_type(s: RegionSigns, area: int) -> FindingType:
+    """Which opacity a region's shape and place say (`comparison.typing_rules.opacity_type`)."""
+    return opacity_type(s, area)
 
 
 def _combine(cur: LungFields, prior: LungFields) -> LungFields:

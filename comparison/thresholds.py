@@ -221,6 +221,19 @@ NEW_LARGE_FLUID_HEIGHT = 0.12  # a reader-typed new effusion measured at least t
 #                                pairs urgent 60 -> 61 of 63, false urgent unchanged (10); on six held-out grids urgent 61/61 either
 #                                way, false urgent 3 -> 8 of 563, the old generator's 0.00 -> 0.02 (one worsened effusion)
 
+# --- physical signs measured per region (comparison.signs; typed by comparison.typing_rules) ----------
+MARGIN_EDGE_PX = 2.0  # margin sharpness = the change's gradient across its outline times this, over its core level:
+#                       a step blurred over ~2 px (the working grid's ~1.5 mm/px, the smoothing of the difference)
+#                       reads ~1; an ill-defined airspace edge fading over a centimetre reads well under 0.5
+MENISCUS_END_SHARE = 0.25  # the outer and inner quarter of a region's columns give its lateral and medial top
+#                            (a meniscus climbs the chest wall over the lateral quarter or so)
+CP_ANGLE_REACH_PX = 4  # a region within this many working-grid px (~6 mm) of the lung's lowest lateral corner
+#                        covers (blunts) the costophrenic angle
+PLEURAL_LINE_PX = 2  # width of the band just medial to a lucency read for the visceral pleural line (~3 mm: the
+#                      line itself is under 1 mm, blurred to ~2 px on the working grid), and of the lung band beyond it
+BRONCHOGRAM_PX = 2  # black top-hat radius for air bronchi inside an opacity (~3 mm, a segmental bronchus)
+BRONCHOGRAM_SIGMA = 2.0  # a bronchus pixel is this many noise sd darker than the opacity around it
+
 # --- sizes at a place (comparison.measure, issue 29): following a finding through the history -----
 MEASURE_MARGIN = 0.5  # the surroundings read around a box: half its longest side each way (enough lung
 #                       around a nodule or a pneumothorax for a stable median, little enough to stay local)
@@ -238,3 +251,20 @@ MEASURE_NEW_SHARE = 0.7  # on a registered pair, a change holding this share of 
 #                          lower it: a new synthetic nodule under a rib held 0.8-1.0, one at half its size 0.6)
 MEASURE_EXTENT_MARGIN = 0.25  # a finding found inside an engine's (lung-third) box is measured in its own extent
 #                               grown by this share of its size each way: room for its edge, little anatomy
+VESSEL_SCALE_PX = 1.5  # vessel markings are the image minus its blur at this scale (px of the working grid, ~2 mm):
+#                        lung vessels are 1-5 mm across
+VESSEL_EDGE_PX = 3  # and are read only this far inside the region and the lung's edge: the step from lung to chest
+#                     wall or to a lucency is far larger than a vessel (the old texture map read a 15 px lucent rim
+#                     drawn without vessels at 1.17 of the lung's median, its edges' energy)
+MENISCUS_RISE = 0.03  # a basal region whose top stands this share of the lung height higher at the chest wall than
+#                       medially has a meniscus (a 2.5 % tilt is within a lobe's edge; fluid climbs ~5-15 %)
+MARGIN_ILL_DEFINED = 0.3  # margin sharpness under this: ill-defined (the table's drawn airspace patch 0.19, discs 0.54)
+BRONCHOGRAM_SHARE = 0.05  # a share of a dense region this large in thin lucent branches: air bronchograms
+SIGNS_CHECK_READER = True  # the measured signs of the changed regions check the learned reader's words per lung and
+#                            zone (`typing_rules.reconcile`); each check has its own switch below
+SIGNS_CHECK_DIRECTION = False  # "improved / resolved opacity" where every lucent region there is new air without a prior
+#                                opacity -> new pneumothorax. Off: on thorax3d validation (seed 1001, 70 pairs) it turned one
+#                                correct "nodule resolved" (g-0053) into a second "pneumothorax new" and fixed nothing (detected
+#                                20 -> 19 of 51); the sign rules keep the rule for the regions they type (`typing_rules._lucent`)
+SIGNS_CHECK_EFFUSION = True  # a lower-zone opacity with fluid signs (basal, meniscus or blunted angle) is effusion
+SIGNS_CHECK_AIRSPACE = True  # a new or growing nodule / mass with an ill-defined margin or air bronchi is consolidation

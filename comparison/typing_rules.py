@@ -1,0 +1,167 @@
+"""From a region's measured signs to (finding, change, large): the engine's sign rules (pure).
+
+Why its own module: issue 28 item 6 (measurement and typing separate, each with table tests)
+and the failure census of engine 0.4.10 (a new lucency read as an opacity improving, effusion
+read as consolidation, consolidation as nodule). The measurements are `comparison.signs`; this
+module only decides, from those numbers, what a radiologist would call the change:
+
+- direction: an opacity improved or resolved only where the prior showed an opacity there; a
+  region darker now where the prior showed none is a lucency (air), never "improved";
+- pneumothorax: new peripheral or apical lucency against the chest wall without lung markings
+  (vessels), a pleural line where one is seen;
+- effusion: dependent and basal, on the lung base, a meniscus or a blunted costophrenic angle;
+  large by its measured height;
+- nodule / mass / consolidation: margin, shape (round vs irregular, air bronchograms) and size
+  in mm (the 30 mm nodule / mass cut).
+
+Named `typing_rules` rather than `typing` so it never shadows the standard library's module.
+Every threshold is in `comparison.thresholds`.
+"""
+
+from __future__ import annotations
+
+from comparison import thresholds as T
+from comparison.signs import RegionSigns
+from priorwatch.vocabulary import APPEARING, Change, FindingType
+
+__all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_change", "measured_large", "describe",
+           "reconcile"]
+
+
+def opacity_type(s: RegionSigns, area: int) -> FindingType:
+    """Effusion (dependent, on the lung base), nodule / mass (round, convex, a dome of density) or
+    consolidation (patchy: irregular outline, or a flat-topped patch without a dome)."""
+    if s.basal:
+        return FindingType.effusion
+    aspect = max(s.h, s.w) / max(1, min(s.h, s.w))
+    if (s.core_ratio >= 0.8 and s.peaked >= T.PLATEAU_PEAKED - 0.01) or (s.peaked >= T.PLATEAU_PEAKED + 0.01 and area >= 200):
+        return FindingType.consolidation  # a plateau of density, not a dome: airspace opacity
+    if s.solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT and s.width_mm <= T.LARGE_PATCH_MM:
+        return FindingType.nodule if s.diam_mm <= T.MASS_DIAMETER_MM else FindingType.mass
+    return FindingType.consolidation
+
+
+def persists(s: RegionSigns) -> bool:
+    """The change is a rim or a low plateau around something that stays: a lesion that grew or shrank."""
+    return s.core_ratio < 0.55 or (s.core_ratio < 0.8 and s.peaked < T.PLATEAU_PEAKED)
+
+
+def fluid_both(s: RegionSigns, z: float) -> bool:
+    """Fluid below the band on both images (the level moved): the effusion was there before."""
+    return s.d_below < 0.6 * z and s.o_below > 10.0
+
+
+def effusion_large(s: RegionSigns, lung_h: int) -> bool:
+    """A dependent opacity is large when its measured height passes `LARGE_EFFUSION_FRACTION` of the lung's."""
+    return s.h >= T.LARGE_EFFUSION_FRACTION * lung_h
+
+
+def _denser(s: RegionSigns, z: float, opacity: FindingType) -> tuple[FindingType, Change, bool]:
+    """A region denser now: a pneumothorax shrinking (air at the edge on the prior, lung back now),
+    else an opacity new or worse."""
+    lucent_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym <= -T.LUCENT_NOW_SIGMA
+    if (s.markings_lost_before and (s.p_core < 0 or (s.edge and s.crescent and s.p_sym <= -T.LUCENT_NOW_SIGMA))) or (
+            lucent_before and s.edge and not s.basal and s.crescent and (s.touches or s.ptx_still)):
+        return FindingType.pneumothorax, (Change.improved if s.ptx_still else Change.resolved), True
+    if opacity == FindingType.effusion:
+        return opacity, (Change.worsened if fluid_both(s, z) else Change.new), True
+    before = s.p_core >= T.OPACITY_BEFORE_SIGMA and s.p_core > T.WORSENED_PRIOR_SHARE * s.c_core
+    return opacity, (Change.worsened if (before or persists(s)) else Change.new), True
+
+
+def _lucent(s: RegionSigns, z: float, opacity: FindingType) -> tuple[FindingType, Change, bool]:
+    """A region more lucent now: a resolving opacity only where the prior showed one; air against
+    the chest wall where it did not."""
+    opacity_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym >= T.OPACITY_BEFORE_SIGMA
+    lucent_now = s.t_prior < T.PRIOR_ABNORMAL_SHARE and s.c_sym <= -T.LUCENT_NOW_SIGMA
+    stays = persists(s)
+    if s.markings_lost_now and (s.edge or s.t_c < T.MARKINGS_LOST - 0.1):
+        return FindingType.pneumothorax, (Change.worsened if s.ptx_before else Change.new), True
+    if opacity == FindingType.effusion and (opacity_before or fluid_both(s, z)):
+        # dependent: a basal lucency on an upright film is fluid going, never air
+        return opacity, (Change.improved if fluid_both(s, z) else Change.resolved), True
+    if s.edge and s.crescent and (s.touches or s.ptx_before) and (lucent_now or not opacity_before):
+        # new air against the chest wall at the apex or lateral edge, where there was no
+        # opacity: a pneumothorax (never read as an opacity improving)
+        return FindingType.pneumothorax, (Change.worsened if s.ptx_before and not s.touches else Change.new), lucent_now
+    if opacity_before or stays or not s.edge or not s.crescent:
+        if not (opacity_before or stays) and not lucent_now:
+            # darker now where the prior showed no opacity: a lucency the signs cannot type, never "improved"
+            return FindingType.other, Change.new, False
+        # an opacity that was there and is less now: typed by the prior's shape
+        return opacity, (Change.improved if (stays or s.c_core > 0.45 * s.p_core) else Change.resolved), True
+    # a lucency at the edge that the signs cannot type: errs towards a pneumothorax
+    return FindingType.pneumothorax, Change.new, False
+
+
+def type_change(sign: int, s: RegionSigns, z: float, area: int) -> tuple[FindingType, Change, bool]:
+    """The sign rules: (finding, change, typed) for a region denser (`sign` > 0) or more lucent
+    now, of mean change `z` sigma and `area` px; typed False where the signs could not type it
+    (its confidence is capped)."""
+    opacity = opacity_type(s, area)
+    return _denser(s, z, opacity) if sign > 0 else _lucent(s, z, opacity)
+
+
+def describe(sign: int, s: RegionSigns, z: float, area: int, lung_h: int) -> tuple[FindingType, Change, bool, bool]:
+    """(finding, change, large, typed): `type_change` and, for an effusion, whether it is large."""
+    finding, change, typed = type_change(sign, s, z, area)
+    return finding, change, finding == FindingType.effusion and effusion_large(s, lung_h), typed
+
+
+def measured_large(finding: FindingType, change: Change, fluid_height: float) -> bool:
+    """An effusion called new or worse whose new fluid, measured up from the prior's base
+    (`comparison.fluid`, share of the lung's height), reaches `NEW_LARGE_FLUID_HEIGHT`: large,
+    so urgent. Worsened counts too because the reader's new / worsened split of an effusion is
+    close to a coin toss (train-5132, a new 116 mm effusion: "new" at 0.52; on 34 new large
+    train-split effusions 6 were read "worsened" and 3 of those went unflagged), and a large new
+    effusion read "worsened" must not lose its flag (errs towards urgent)."""
+    return finding == FindingType.effusion and change in APPEARING and fluid_height >= T.NEW_LARGE_FLUID_HEIGHT
+
+
+OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
+ROUND = (FindingType.nodule, FindingType.mass)
+
+
+def _air_where_no_opacity(sign: int, s: RegionSigns) -> bool:
+    """A region darker now at the chest wall or apex, darker than the patient's lung elsewhere, where
+    the prior showed no opacity: new air, never an opacity going away."""
+    no_prior_opacity = s.p_core < T.OPACITY_BEFORE_SIGMA and s.p_sym < T.OPACITY_BEFORE_SIGMA
+    return sign < 0 and no_prior_opacity and s.edge and s.touches and s.c_sym <= -T.LUCENT_NOW_SIGMA
+
+
+def _fluid_signs(s: RegionSigns) -> bool:
+    """Dependent and basal, with a meniscus or a blunted costophrenic angle: pleural fluid."""
+    return s.basal and (s.cp_angle or s.meniscus >= T.MENISCUS_RISE)
+
+
+def _airspace_signs(s: RegionSigns) -> bool:
+    """Ill-defined margin or air bronchi inside: airspace opacity, not a nodule or mass."""
+    return s.margin < T.MARGIN_ILL_DEFINED or s.bronchogram >= T.BRONCHOGRAM_SHARE
+
+
+def reconcile(finding: FindingType, change: Change, zone: object,
+              here: list[tuple[int, RegionSigns]]) -> tuple[FindingType, Change]:
+    """Another reader's (finding, change) for a lung and zone, checked against the measured signs of
+    the strongest changed region there of the same polarity (`here`: (sign, signs), strongest first):
+
+    1. direction: "improved" or "resolved" opacity where every region more lucent now is new air at
+       the chest wall or apex and the prior showed no opacity there -> a new pneumothorax (the
+       issue's own example);
+    2. an opacity typed in the lower zone whose region is basal with a meniscus or a blunted
+       costophrenic angle -> effusion;
+    3. a nodule or mass whose region is ill-defined or holds air bronchi -> consolidation.
+    Anything else is left as read. Each step is switched by `thresholds.SIGNS_CHECK_*`."""
+    worse = change in APPEARING
+    same = [s for g, s in here if (g > 0) == worse]
+    if T.SIGNS_CHECK_DIRECTION and not worse and finding in OPACITIES + (FindingType.effusion,):
+        lucent = [s for g, s in here if g < 0]  # every lucent region there new air: nothing there was an opacity
+        if lucent and all(_air_where_no_opacity(-1, x) for x in lucent):
+            return FindingType.pneumothorax, Change.new
+    if not same:
+        return finding, change
+    s = same[0]
+    if T.SIGNS_CHECK_EFFUSION and finding in OPACITIES and getattr(zone, "value", zone) == "lower" and _fluid_signs(s):
+        return FindingType.effusion, change
+    if T.SIGNS_CHECK_AIRSPACE and finding in ROUND and worse and _airspace_signs(s):
+        return FindingType.consolidation, change
+    return finding, change
