@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 
 from comparison import thresholds as T
 from comparison.contract import MeasureRequest
-from priorwatch.vocabulary import ComparisonResult, FindingType, Measured
+from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, FindingType, Measured
 
 __all__ = ["measure_at", "measure_pair", "MEASURED_KINDS"]
 
@@ -133,37 +133,55 @@ def measure_pair(current: np.ndarray, prior: np.ndarray, valid: np.ndarray, cur_
     `result` gets its size on the current; `result.measured` gets both sizes at each finding's box
     and at each requested one (the prior's None where the registered prior has no data)."""
     scale = max(current.shape) / max(cur_shape)
-    wanted = [(f.finding, f.evidence.box) for f in result.findings if f.evidence is not None and f.evidence.box]
-    wanted += [(r.finding, r.box) for r in requests]
+    # (type, box, the sign of the change to find inside the box: a finding's own, lung-third box; 0: a place asked
+    # about, already the finding's own extent)
+    wanted: list[tuple[FindingType, Box, int]] = [
+        (f.finding, f.evidence.box, _sign(f.finding, f.change))
+        for f in result.findings if f.evidence is not None and f.evidence.box]
+    wanted += [(r.finding, r.box, 0) for r in requests]
     diff = ndi.gaussian_filter(current - prior, 1.0)  # the anatomy both share cancels: what grew or shrank
     measured: list[Measured] = []
-    for finding, box in wanted:
+    for finding, box, sign in wanted:
         b = tuple(int(round(v * scale)) for v in box)
-        tight = _changed_extent(diff, b)  # type: ignore[arg-type]
+        tight = _changed_extent(sign * diff, b) if sign else None  # type: ignore[arg-type]
         at = b if tight is None else tight
         r0, c0, r1, c1 = at
         inside = valid[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)]
         covered = inside.size > 0 and float(inside.mean()) >= T.MEASURE_VALID_COVER
         cur_mm, prior_mm = (pair_sizes(current, prior, diff, at, spacing_mm, finding) if covered  # type: ignore[arg-type]
                             else (measure_at(current, at, spacing_mm, finding), None))  # type: ignore[arg-type]
+        same = covered and cur_mm is not None and cur_mm == prior_mm and not _changed(diff, at, spacing_mm, finding)  # type: ignore[arg-type]
         back = None if tight is None else tuple(int(round(v / scale)) for v in tight)
-        measured.append(Measured(finding=finding, box=box, at=back, current_mm=cur_mm, prior_mm=prior_mm))  # type: ignore[arg-type]
+        measured.append(Measured(finding=finding, box=box, at=back, current_mm=cur_mm, prior_mm=prior_mm,  # type: ignore[arg-type]
+                                 same=same))
     sizes = {(m.finding, m.box): m.current_mm for m in measured}
     findings = [f.model_copy(update={"size_mm": sizes.get((f.finding, f.evidence.box))})
                 if f.evidence is not None and f.evidence.box else f for f in result.findings]
     return result.model_copy(update={"findings": findings, "measured": measured})
 
 
+def _sign(finding: FindingType, change: Change) -> int:
+    """Which way the difference (current - prior) runs where this finding changed: denser now for an
+    opacity that appeared or grew, more lucent for a pneumothorax that did; the other way when it went."""
+    lucent = MEASURED_KINDS.get(FindingType(finding)) == "rim"
+    sign = 1 if change in APPEARING else -1 if change in DISAPPEARING else 0
+    return -sign if lucent else sign
+
+
 def _changed_extent(diff: np.ndarray, box: Box) -> Box | None:
-    """The extent of the largest change inside `box` (an engine's evidence box may be a whole lung
-    third): its bounding box with a margin, or None when nothing inside changed (a place asked
-    about where the two images agree)."""
+    """The extent of the strongest change inside `box` (an engine's evidence box may be a whole lung
+    third; `diff` signed so that the finding's change is positive): the bounding box, with a margin,
+    of the region holding the most change, or None when nothing inside changed that way."""
     win = _window(diff, box)
     if win is None:
         return None
     patch, inner, ref, thr = win
-    comp = _component(np.abs(patch - ref) > thr, inner, 1.0)
-    if comp is None or not (comp & inner).any():
+    labels, n = ndi.label((patch - ref > thr) & inner)
+    if n == 0:
+        return None
+    mass = ndi.sum(patch - ref, labels, index=np.arange(1, n + 1))
+    comp = labels == int(np.argmax(mass)) + 1
+    if comp.sum() < np.pi * (T.MEASURE_MIN_SIZE_MM / 2.0) ** 2:  # in px: a pixel is at least 1 mm here
         return None
     rows, cols = np.nonzero(comp & inner)
     r_in, c_in = np.nonzero(inner)  # window -> image: the box's (clipped) corner is the inner mask's
@@ -172,6 +190,11 @@ def _changed_extent(diff: np.ndarray, box: Box) -> Box | None:
     h, w = diff.shape
     return (max(int(rows.min()) + dr - m, 0), max(int(cols.min()) + dc - m, 0),
             min(int(rows.max()) + dr + 1 + m, h), min(int(cols.max()) + dc + 1 + m, w))
+
+
+def _changed(diff: np.ndarray, box: Box, spacing_mm: float, finding: FindingType) -> bool:
+    """Whether the registered pair differs at the place, either way."""
+    return bool(measure_at(diff, box, spacing_mm, finding) or measure_at(-diff, box, spacing_mm, finding))
 
 
 def pair_sizes(current: np.ndarray, prior: np.ndarray, diff: np.ndarray, box: Box, spacing_mm: float,

@@ -139,6 +139,10 @@ class Comparison(SQLModel, table=True):
     overlay_path: str | None = None
     prior_report: str | None = Field(default=None, sa_column=Column(Text))  # the prior's SR report text
     result_json: str = Field(default="{}", sa_column=Column(Text))
+    # issue 29: the StudyInstanceUIDs of the history compared (JSON list) and every prior chosen, with its role,
+    # reason, and whether it could be fetched (JSON list of vocabulary.PriorUsed); None on results from before
+    priors_json: str | None = Field(default=None, sa_column=Column(Text))
+    prior_choices_json: str | None = Field(default=None, sa_column=Column(Text))
     engine_started_at: NaiveDatetime | None = None  # priors in hand, the engine was called
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
@@ -156,6 +160,12 @@ class Finding(SQLModel, table=True):
     evidence_json: str | None = Field(default=None, sa_column=Column(Text))
     # The engine's own confidence when an accepted recalibration changed `confidence` (issue 30); None: not recalibrated.
     raw_confidence: float | None = None
+    # issue 29: size on the current, first seen, the trajectory in words, the history (JSON list of
+    # vocabulary.Observation, oldest first, the current last); None when only one prior was compared before 0018
+    size_mm: float | None = None
+    first_seen: date | None = None
+    trajectory: str | None = Field(default=None, sa_column=Column(Text))
+    history_json: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class WorklistItem(SQLModel, table=True):

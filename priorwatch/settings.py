@@ -85,12 +85,18 @@ class Settings(BaseSettings):
     # pacs_retry_max_s) for this long since the job's first attempt; only then "no prior".
     pacs_wait_window_s: float = 24 * 3600.0
     pacs_retry_max_s: float = 300.0
-    prior_baseline: bool = False  # also fetch the oldest comparable study as a baseline
+    prior_baseline: bool = False  # the baseline may be anywhere in lookback_days, not only within history_horizon_days
     send_sr_to_pacs: bool = False
     urgent_webhook_url: str | None = None
 
     # Workers
     lookback_days: int = 3650
+    # The relevant history (issue 29): the most recent comparable prior (within lookback_days), the oldest
+    # comparable study within history_horizon_days as the baseline (2 years: a solid nodule stable that long
+    # needs no more follow-up), and at most history_max_between studies between them, spread evenly in time
+    # (enough to see a trend; each costs one more comparison). 0 between and a horizon of 0: one prior only.
+    history_horizon_days: int = Field(default=730, ge=0)
+    history_max_between: int = Field(default=3, ge=0)
     worker_concurrency: int = 1
     task_max_retries: int = 5
     task_retry_backoff_s: float = 2.0

@@ -237,6 +237,8 @@ def _current_size(track: FindingResult, results: list[ComparisonResult | None],
 def _scaled(m: Measured | None, now: float | None) -> float | None:
     """A prior's size read on its pair, in the scale of the current's size chosen for the history
     (each pair measures the current anew, with its own anatomy under the finding)."""
+    if m is not None and m.same and now is not None:
+        return now  # unchanged there: the prior shows what the current shows
     if m is None or m.prior_mm is None:
         return None
     if now and m.current_mm and m.prior_mm:

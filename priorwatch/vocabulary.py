@@ -143,6 +143,8 @@ class Measured(BaseModel):
     #                                             there), where the other priors are measured; None: `box` itself
     current_mm: float | None = Field(default=None, ge=0.0)
     prior_mm: float | None = Field(default=None, ge=0.0)
+    same: bool = False  # nothing changed at the place between the two: the prior shows what the current shows,
+    #                     whatever the sizes read on each alone (a faint lesion under a rib may read 0 on both)
 
 
 class FindingResult(BaseModel):

@@ -31,7 +31,8 @@ from priorwatch.models import Instance, Study, StudyRole, utcnow
 from priorwatch.settings import Settings
 from workers.errors import PermanentError, TransientError, WaitingForPacs
 from workers.node_fetch import read_header
-from workers.priors import comparable, patient_identity, select_comparable
+from priorwatch.vocabulary import PriorUsed
+from workers.priors import Picked, comparable, patient_identity, pick_history, select_comparable, when
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class FetchOutcome(BaseModel):
     already_held: list[str] = []
     rejected: list[str] = []  # fetched, but their headers showed them not comparable / not this patient
     reason: str | None = None  # why no prior came from the PACS (none found, not comparable, unreachable)
+    not_fetched: list[PriorUsed] = []  # studies of the history that could not be had, each with why (issue 29)
 
 
 def _when(hit: StudyHit) -> datetime | None:
@@ -65,6 +67,34 @@ def choose_hits(current: Study, hits: list[StudyHit], lookback_days: int, baseli
     if not window:
         return [], reason
     return ([window[-1], window[0]] if baseline and len(window) > 1 else [window[-1]]), None
+
+
+def history_hits(current: Study, window: list[StudyHit], got: StudyHit, settings: Settings) -> list[Picked[StudyHit]]:
+    """The relevant history in the PACS's answers (the local policy, `pick_history`): `got` is the most
+    recent usable prior, `window` the comparable candidates oldest first. With `prior_baseline` (older
+    configurations) the baseline may lie anywhere in the look-back, not only within the horizon."""
+    upto = window[: window.index(got) + 1]
+    horizon = max(settings.history_horizon_days, settings.lookback_days if settings.prior_baseline else 0)
+    return pick_history(upto, lambda h: _when(h) or datetime.min, when(current), horizon, settings.history_max_between)
+
+
+def _fetch_history(current: Study, window: list[StudyHit], got: StudyHit, pacs: PacsConfig, settings: Settings,
+                   sink: Sink, out: FetchOutcome) -> None:
+    """Retrieve the rest of the history (baseline, studies between); one that cannot be retrieved or
+    turns out not to be usable is listed in `out.not_fetched` with why, and the others still come."""
+    for p in history_hits(current, window, got, settings):
+        if p.item is got:
+            continue
+        problem = None
+        try:
+            if _first_usable([p.item], current, pacs, settings, sink, out) is None:
+                problem = "set aside after retrieval: its headers show another patient or a study not comparable"
+        except (PermanentError, TransientError, PacsUnavailable) as exc:  # the most recent came: this one's trouble
+            problem = str(exc)
+        if problem:
+            log.warning("history study %s not fetched: %s", phi_safe(p.item.study_uid), problem)
+            out.not_fetched.append(PriorUsed(study_uid=p.item.study_uid, date=p.when.date(), role=p.role,
+                                             reason=p.reason, fetched=False, problem=problem))
 
 
 def _held(settings: Settings, hit: StudyHit) -> bool:
@@ -143,7 +173,7 @@ def _outage(exc: Exception, settings: Settings, waiting_since: datetime | None, 
 
 def fetch_priors(current: Study, pacs: PacsConfig, settings: Settings, sink: Sink, query: str = "dimse", *,
                  waiting_since: datetime | None = None, attempt: int = 1) -> FetchOutcome:
-    """Pull the prior (and, with `prior_baseline`, the baseline) into our store.
+    """Pull the prior and the rest of its relevant history (`history_hits`) into our store.
 
     `waiting_since`: when the job began (its wait window for an unreachable PACS starts there, and
     the back-off grows with the time waited, up to `pacs_retry_max_s`); `attempt` is informative."""
@@ -162,8 +192,8 @@ def fetch_priors(current: Study, pacs: PacsConfig, settings: Settings, sink: Sin
         if got is None and window:
             out.reason = (f"no usable prior in the PACS: {len(out.rejected)} candidate(s) fetched were not comparable "
                           "or not this patient")
-        if got is not None and settings.prior_baseline and len(window) > 1 and window[0] is not got:
-            _first_usable([window[0]], current, pacs, settings, sink, out)
+        if got is not None:
+            _fetch_history(current, window, got, pacs, settings, sink, out)
         return out
     except PacsUnavailable as exc:
         raise _outage(exc, settings, waiting_since, attempt) from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from comparison.contract import CompareContext, EngineError, EngineUnavailable
+from comparison.history import HistoryImage, compare_history
 from comparison.preprocess import load_image
 from comparison.triton_client import TritonComparator
 from comparison.vlm.client import VlmComparator, VlmTritonClient
@@ -42,14 +43,15 @@ from priorwatch.models import (
 from priorwatch.recalibration import active as active_recalibration
 from priorwatch.recalibration import apply_to_result as apply_recalibration
 from priorwatch.settings import Settings
-from priorwatch.vocabulary import ComparisonResult
+from priorwatch.trajectory import StudyRef
+from priorwatch.vocabulary import ComparisonResult, FindingResult, PriorRole, PriorUsed
 from dicom_node.report_text import report_text
 from workers.deliver import add_outbox_rows, pacs_config
 from workers.errors import PermanentError, TransientError, WaitingForPacs
 from workers.fetch import fetch_priors
 from workers.metrics import TRITON_LATENCY
 from workers.node_fetch import InstanceFiles, prior_sink
-from workers.priors import PriorChoice, choose_prior
+from workers.priors import PriorChoice, choose_history, when
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +96,14 @@ def make_comparator(settings: Settings) -> TritonComparator | VlmComparator:
 
 
 def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool,
-                     waiting_since: datetime | None = None, attempt: int = 1) -> str | None:
-    """Pull comparable priors from the PACS into our store; returns why none came, if so.
+                     waiting_since: datetime | None = None, attempt: int = 1) -> tuple[str | None, list[PriorUsed]]:
+    """Pull the relevant history from the PACS into our store; returns why no prior came, if so, and
+    the studies of the history that could not be fetched (each with why).
     An unreachable PACS is waited for (WaitingForPacs, even on a final attempt) until its wait
     window since `waiting_since` has passed; only then does the job go on without a prior."""
     pacs = pacs_config(settings)
     if pacs is None:
-        return None
+        return None, []
     sink = prior_sink(settings, pacs.ae_title)  # the node's store, so every worker can fetch what we retrieve
     try:
         outcome = fetch_priors(study, pacs, settings, sink, query=settings.pacs_query,
@@ -108,12 +111,12 @@ def _fetch_from_pacs(study: Study, settings: Settings, final_attempt: bool,
     except WaitingForPacs as exc:
         if not exc.window_passed:
             raise
-        return str(exc)
+        return str(exc), []
     except TransientError as exc:
         if not final_attempt:
             raise
-        return f"PACS unreachable: {exc}"
-    return outcome.reason
+        return f"PACS unreachable: {exc}", []
+    return outcome.reason, outcome.not_fetched
 
 
 def _prior_report(session: Session, prior_id: int, files: InstanceFiles) -> str | None:
@@ -122,6 +125,49 @@ def _prior_report(session: Session, prior_id: int, files: InstanceFiles) -> str 
         Instance.study_id == prior_id, Instance.sop_class_uid.startswith(SR_CLASS_PREFIX)  # type: ignore[attr-defined]
     )).all()
     return report_text([files.path(i, p) for i, p in srs]) if srs else None
+
+
+def _history(s: Session, study: Study, settings: Settings, files: InstanceFiles,
+             not_fetched: list[PriorUsed]) -> tuple[PriorChoice, list[tuple[PriorUsed, int | None, str | None]]]:
+    """The relevant history in our store (`choose_history`) plus what the PACS could not give, oldest
+    first: (each prior as the result lists it, its study id, its image's path), and the choice of the
+    most recent prior the draft is written against."""
+    picks, reason = choose_history(s, study, settings)
+    pacs_said = {u.study_uid: u.problem for u in not_fetched}  # filed before a retrieval that failed: why
+    rows: list[tuple[PriorUsed, int | None, str | None]] = []
+    for p in picks:
+        inst = frontal_instance(s, p.item.id) if p.item.id is not None else None
+        problem = None if inst else (pacs_said.get(p.item.study_uid) or "the study holds no image")
+        rows.append((PriorUsed(study_uid=p.item.study_uid, date=p.when.date(), role=p.role, reason=p.reason,
+                               fetched=inst is not None, problem=problem),
+                     p.item.id, files.path(inst.id, inst.path) if inst else None))
+    held = {u.study_uid for u, _, _ in rows}
+    rows += [(u, None, None) for u in not_fetched if u.study_uid not in held]
+    rows.sort(key=lambda r: (r[0].date is None, r[0].date or date.min, r[0].role == PriorRole.most_recent))
+    recent = next((r for r in rows if r[0].role == PriorRole.most_recent), None)
+    if recent is None or recent[2] is None:
+        why = reason if recent is None else "the comparable prior holds no image"
+        return PriorChoice(prior_id=None, reason=why), rows
+    interval = (when(study) - datetime.combine(recent[0].date, datetime.min.time())).days if recent[0].date else None
+    return PriorChoice(prior_id=recent[1], interval_days=interval), rows
+
+
+def _load_priors(history: list[tuple[PriorUsed, int | None, str | None]], settings: Settings) -> list[HistoryImage]:
+    """Each prior's pixels; the most recent must load (as before), another that cannot is kept with
+    no pixels and its problem (not assessable in every finding's history, named in the result)."""
+    out: list[HistoryImage] = []
+    for used, _, path in history:
+        img = None
+        if path is not None:
+            try:
+                img = load_image(Path(path), size=settings.image_size)
+            except Exception as exc:
+                if used.role == PriorRole.most_recent:
+                    raise
+                used.fetched, used.problem = False, f"could not read its image: {type(exc).__name__}"
+        out.append(HistoryImage(used.study_uid, used.date, img.pixels if img else None,
+                                img.comparison_view if img else None, img.orientation_known if img else None))
+    return out
 
 
 def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmComparator | None = None,
@@ -136,7 +182,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         assert study is not None
         study_id, version = study.id, job.study_version
         waiting_since, attempt = job.created_at, max(job.attempts, 1)
-    pacs_reason = _fetch_from_pacs(study, settings, final_attempt, waiting_since, attempt)
+    pacs_reason, not_fetched = _fetch_from_pacs(study, settings, final_attempt, waiting_since, attempt)
     files = InstanceFiles(settings, job_id)  # the node's spool, or this worker's copies of it
 
     with session_scope(settings) as s:
@@ -145,22 +191,18 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         current = frontal_instance(s, study_id, version)
         if current is None:
             raise PermanentError("the study holds no image to compare")
-        choice = choose_prior(s, study, settings.lookback_days)
-        prior_inst = frontal_instance(s, choice.prior_id) if choice.prior_id else None
-        if choice.prior_id and prior_inst is None:
-            choice.reason, choice.prior_id = "the comparable prior holds no image", None
+        choice, history = _history(s, study, settings, files, not_fetched)
         if choice.prior_id is None and pacs_reason:
             choice.reason = pacs_reason
         prior_report = _prior_report(s, choice.prior_id, files) if choice.prior_id else None
         ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=prior_report)
         cur_path = files.path(current.id, current.path)
-        prior_path = files.path(prior_inst.id, prior_inst.path) if prior_inst else None
-        cur_instance_id = current.id
+        cur_instance_id, cur_ref = current.id, StudyRef(study_uid=study.study_uid, date=when(study).date())
 
     engine_started_at = utcnow()  # priors in hand: comparison starts (image decoding included)
     try:
         cur_img = load_image(Path(cur_path), size=settings.image_size)
-        prior_img = load_image(Path(prior_path), size=settings.image_size) if prior_path else None
+        priors = _load_priors(history, settings)
     except FileNotFoundError as exc:
         raise PermanentError(f"image file missing from the spool: {Path(exc.filename or '').name}") from exc
     except Exception as exc:  # unreadable pixel data is not going to improve on retry
@@ -168,16 +210,15 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
     finally:
         files.cleanup()  # decoded pixels are in memory; fetched copies go
     # sizes in mm from the prepared image's spacing; a lateral or oblique is not compared (by ViewPosition, or the
-    # orientation when that is all there is); pixels are in the standard display where PatientOrientation said how
-    ctx = ctx.model_copy(update=dict(
-        pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.comparison_view,
-        prior_view=prior_img.comparison_view if prior_img else None,
-        orientation_known=cur_img.orientation_known and (prior_img is None or prior_img.orientation_known)))
+    # orientation when that is all there is); pixels are in the standard display where PatientOrientation said how.
+    # compare_history sets each prior's own view, orientation and interval.
+    ctx = ctx.model_copy(update=dict(pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.comparison_view,
+                                     orientation_known=cur_img.orientation_known))
 
     comparator = comparator or make_comparator(settings)
     try:
         with TRITON_LATENCY.time():
-            out = comparator.compare(cur_img.pixels, prior_img.pixels if prior_img else None, ctx)
+            out = compare_history(comparator, cur_img.pixels, cur_ref, priors, ctx, [u for u, _, _ in history])
     except EngineUnavailable as exc:
         raise TransientError(f"comparison engine unavailable: {exc}") from exc
     except EngineError as exc:
@@ -232,6 +273,8 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
             structured=result.structured,
             fallback=result.fallback,
             result_json=result.model_dump_json(),
+            priors_json=json.dumps(result.priors),
+            prior_choices_json=json.dumps([c.model_dump(mode="json") for c in result.prior_choices]),
             engine_started_at=engine_started_at,
         )
         fit_strings(comp)  # engine-made strings (versions, model names) fit their columns on any database
@@ -240,21 +283,7 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
         assert comp.id is not None
         if heatmap is not None:
             comp.overlay_path = _save_heatmap(s, comp.id, heatmap)
-        for f, raw in zip(result.findings, raws):
-            s.add(
-                Finding(
-                    comparison_id=comp.id,
-                    finding=f.finding,
-                    side=f.side,
-                    zone=f.zone,
-                    change=f.change,
-                    urgent=f.urgent,
-                    confidence=f.confidence,
-                    raw_confidence=raw,
-                    guard=f.guard,
-                    evidence_json=f.evidence.model_dump_json() if f.evidence else None,
-                )
-            )
+        s.add_all([_finding_row(comp.id, f, raw) for f, raw in zip(result.findings, raws)])
         # Drift monitoring watches these; they come from pixels already decoded here.
         s.add(ImageStatistics(study_id=study_id, instance_id=cur_instance_id, **image_statistics(pixels)))
         s.add(
@@ -279,6 +308,17 @@ def _store_result(settings: Settings, job_id: int, study_id: int, version: int, 
             job_id, phi_safe(study.study_uid), version, comp.status, comp.urgent, len(result.findings),
         )
         return comp.id
+
+
+def _finding_row(comparison_id: int, f: FindingResult, raw: float | None) -> Finding:
+    """A finding's row: what the worklist, monitoring and the export read without parsing the result."""
+    return Finding(
+        comparison_id=comparison_id, finding=f.finding, side=f.side, zone=f.zone, change=f.change, urgent=f.urgent,
+        confidence=f.confidence, raw_confidence=raw, guard=f.guard,
+        evidence_json=f.evidence.model_dump_json() if f.evidence else None,
+        size_mm=f.size_mm, first_seen=f.first_seen, trajectory=f.trajectory,
+        history_json=json.dumps([o.model_dump(mode="json") for o in f.history]) if f.history else None,
+    )
 
 
 def _save_heatmap(s: Session, comparison_id: int, heatmap: np.ndarray) -> str:
