@@ -311,14 +311,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 # name, x (patient left +), y (feet +), depth z (anterior +) in mm
 LANDMARKS: list[tuple[str, float, float, float]] = [
     ("r_apex", -70, -140, -10), ("r_apex_lat", -108, -118, -10), ("r_upper_lat", -132, -75, 0),
-    ("r_mid_lat", -143, -5, 0), ("r_low_lat", -147, 75, 0), ("r_cp", -142, 140, -20),
-    ("r_diaph_lat", -118, 112, 0), ("r_dome", -78, 93, 0), ("r_cardiophrenic", -40, 104, 30),
-    ("r_heart", -50, 60, 40), ("r_atrium_top", -42, 18, 30), ("r_svc", -30, -40, 20),
+    ("r_mid_lat", -143, -5, 0), ("r_low_lat", -147, 75, 0), ("r_cp", -140, 130, -20),
+    ("r_diaph_lat", -120, 110, 0), ("r_dome", -78, 93, 0), ("r_cardiophrenic", -40, 104, 30),
+    ("r_heart", -46, 60, 40), ("r_atrium_top", -42, 18, 30), ("r_svc", -30, -40, 20),
     ("r_upper_med", -24, -100, 10), ("r_apex_med", -40, -130, 0),
     ("l_apex", 68, -134, -10), ("l_apex_lat", 106, -114, -10), ("l_upper_lat", 130, -70, 0),
-    ("l_mid_lat", 142, 0, 0), ("l_low_lat", 147, 85, 0), ("l_cp", 142, 152, -20),
-    ("l_diaph_lat", 124, 127, 0), ("l_dome", 108, 116, 0), ("l_cardiophrenic", 97, 112, 40),
-    ("l_lv", 100, 82, 45), ("l_lv_up", 88, 45, 40), ("l_appendage", 64, 14, 30),
+    ("l_mid_lat", 142, 0, 0), ("l_low_lat", 147, 85, 0), ("l_cp", 140, 142, -20),
+    ("l_diaph_lat", 122, 123, 0), ("l_dome", 104, 115, 0), ("l_cardiophrenic", 88, 114, 40),
+    ("l_lv", 90, 84, 45), ("l_lv_up", 80, 45, 40), ("l_appendage", 64, 14, 30),
     ("l_pulm_trunk", 56, -14, 20), ("l_aortic_knob", 52, -44, 0), ("l_upper_med", 30, -82, 0),
     ("l_upper_med2", 27, -112, 0), ("l_apex_med", 40, -128, 0),
     ("neck_r", -55, -205, 0), ("neck_l", 55, -205, 0), ("shoulder_r", -185, -160, -20),
@@ -607,6 +607,7 @@ class Rendered:
     lung_extent: dict[str, tuple[float, float]]
     centres: dict[int, tuple[float, float]]
     midline: tuple[float, float]
+    probes: dict[int, tuple[float, float]] | None = None
 
 
 def lung_extent(lms: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -766,6 +767,11 @@ def render_ptx(f: Finding, rim: float, lms: np.ndarray, fwd: tuple, ctx: dict, c
     ctx["extra"] += MU_SOFT * PLEURAL_LINE_MM * ridge
     ctx["mask_lung_tissue"] = np.where(side_sel, m_r, ctx["mask_lung_tissue"])
     w = rim_zone.astype(np.float32)
+    pre = "r_" if f.side == "right" else "l_"
+    below_clavicle = gy > (lms[LM[pre + "apex"], 1] + ctx["hilum_y"][f.side]) / 2 + 10
+    deep = ndi.distance_transform_edt(rim_zone & below_clavicle)  # lateral rim: where to look for it
+    r, c = np.unravel_index(int(np.argmax(deep)), deep.shape)
+    ctx["probes"][id(f)] = (float(gx[r, c]), float(gy[r, c]))
     return float((gx * w).sum() / max(w.sum(), 1)), float((gy * w).sum() / max(w.sum(), 1))
 
 
@@ -936,8 +942,9 @@ def image_context(patient: Patient, layers: dict, view: View) -> tuple[dict, np.
         "vessels": sample(layers["vessels"], cxg, cyg),
         "texture": sample(layers["texture"], cxg, cyg),
         "side_right": cxg < 0, "fill": np.zeros((NY, NX), np.float32),
-        "extra": np.zeros((NY, NX), np.float32),
+        "extra": np.zeros((NY, NX), np.float32), "probes": {},
         "fissure_y": float(tps_eval(fwd, np.array([[-100.0, R_FISSURE_Y]]))[0, 1]),
+        "hilum_y": {side: float(tps_eval(fwd, h[None, :])[0, 1]) for side, h in HILA.items()},
     }
     ctx["tissue"] = ctx["air"].copy()
     ctx["mask_lung_tissue"] = ctx["mask"].copy()
@@ -973,29 +980,31 @@ def render_frontal(patient: Patient, layers: dict, view: View, items: list[tuple
     sg = -1 if marker == "R" else 1
     stamp_marker(atten, marker, sg * 200 - (8 if sg > 0 else 0), -215.0)
     mid = tuple(tps_eval(fwd, np.array([[0.0, -35.0]]))[0])
-    return Rendered(np.clip(atten, 0, None).astype(np.float32), lung_extent(lms), centres, mid)
+    probes = {idx: ctx["probes"].get(id(f), centres[idx]) for idx, f, _ in items}
+    return Rendered(np.clip(atten, 0, None).astype(np.float32), lung_extent(lms), centres, mid, probes)
 
 
 def render_lateral(patient: Patient, view: View, marker: str) -> Rendered:
     """Lateral chest (anterior towards image left): spine posterior, heart anterior, lungs overlap."""
-    gx, gy = np.meshgrid(_axis_x(), _axis_y())
-    hd = 105 * (1 + 0.05 * patient.coeffs["width"])
-    hw = 172 * (1 + 0.06 * patient.coeffs["width"])
-    apex = -140 * (1 + 0.05 * patient.coeffs["height"])
-    depth = 2 * hw * np.sqrt(np.clip(1 - (gx / hd) ** 2, 0, 1)) * (gy > -215)
-    dia_y = 100 + view.insp_mm + 25 * (gx / hd) + 6 * (gx / hd) ** 2 * 10
-    lung_x = np.clip(1 - ((gx - 5) / (hd * 0.86)) ** 2, 0, 1)
-    lung = (gy > apex + 30 * ((gx - 10) / hd) ** 2) & (gy < dia_y)
-    lung_m = ndi.gaussian_filter(lung.astype(np.float32) * np.sqrt(lung_x), 2.0 / WS)
-    heart = ((gx + 35) / 60) ** 2 + ((gy - 55) / 62) ** 2
-    lung_m *= np.clip(heart, 0.35, 1)
-    air = 2 * LUNG_MAX_AIR_MM * 0.8 * lung_m
-    atten = MU_SOFT * (depth - air * (1 - LUNG_TISSUE_FRACTION))
-    spine_x = hd * 0.72
+    xs, ys = _axis_x(), _axis_y()
+    gx, gy = np.meshgrid(xs, ys)
+    hd = 105 * (1 + 0.05 * patient.coeffs["width"])  # half antero-posterior depth
+    hw = 165 * (1 + 0.06 * patient.coeffs["width"])  # half width: the path length through the body
+    top = -140 * (1 + 0.05 * patient.coeffs["height"])
+    dia = 100 + view.insp_mm
+    outline = np.array([[-0.05 * hd, top], [0.45 * hd, top + 15], [0.62 * hd, top + 80], [0.66 * hd, dia + 20],
+                        [0.6 * hd, dia + 45], [0.2 * hd, dia + 5], [-0.3 * hd, dia - 10], [-0.78 * hd, dia - 25],
+                        [-0.85 * hd, 20], [-0.8 * hd, top + 70], [-0.45 * hd, top + 20]])
+    lung = fill_polygon(catmull_rom_closed(outline), xs, ys).astype(np.float32)
+    lung = ndi.gaussian_filter(lung, 1.5 / WS)
+    heart = np.sqrt(np.clip(1 - ((gx + 0.32 * hd) / 62) ** 2 - ((gy - dia + 45) / 58) ** 2, 0, 1))
+    air = 2 * LUNG_MAX_AIR_MM * 0.85 * lung * (1 - 0.6 * heart)
+    body = 2 * hw * np.sqrt(np.clip(1 - (gx / hd) ** 2, 0, 1)) * sigmoid((gy + 205) / 3)
+    atten = MU_SOFT * (body - air * (1 - LUNG_TISSUE_FRACTION))
     phase = np.mod(gy + 250, 26.0)
-    verteb = (np.abs(gx - spine_x) < 17) * (1 - 0.6 * np.exp(-((phase - 13) ** 2) / 6))
-    atten += MU_BONE * 25 * ndi.gaussian_filter(verteb.astype(np.float32), 0.8 / WS)
-    sternum = np.exp(-((gx + hd * 0.93 - 0.02 * (gy + 100)) ** 2) / 30) * (gy > -120) * (gy < 60)
+    verteb = (np.abs(gx - hd * 0.78) < 16) * (1 - 0.6 * np.exp(-((phase - 13) ** 2) / 6))
+    atten += MU_BONE * 22 * ndi.gaussian_filter(verteb.astype(np.float32), 0.8 / WS)
+    sternum = np.exp(-((gx + hd * 0.92 - 0.05 * (gy + 100)) ** 2) / 30) * (gy > -125) * (gy < 60)
     atten += MU_BONE * 8 * sternum
     stamp_marker(atten, marker, -200.0, -215.0)
     return Rendered(np.clip(atten, 0, None).astype(np.float32), {}, {}, (0.0, -35.0))
@@ -1581,7 +1590,7 @@ def probe_point(plan: PairPlan, rend: tuple[Rendered, Rendered], i: int) -> tupl
     """Where to look for finding i in both images: the centre of its larger appearance."""
     f = plan.findings[i]
     big = 0 if (f.size_current is None or (f.size_prior or 0) > f.size_current) else 1
-    return rend[big].centres[i]
+    return (rend[big].probes or rend[big].centres)[i]
 
 
 def write_pair(out_dir: Path, seed: int, idx: int, case: str) -> tuple[dict, dict]:
@@ -1668,16 +1677,17 @@ def write_png(path: Path, img: np.ndarray) -> None:
 
 
 def local_contrast(img: np.ndarray, rc: tuple[float, float], radius_px: float) -> float:
-    """Mean brightness in a disc minus the mean in a ring around it."""
-    r, c = rc
-    h = int(radius_px * 2.2) + 2
-    r0, c0 = max(int(r) - h, 0), max(int(c) - h, 0)
-    sub = img[r0 : int(r) + h, c0 : int(c) + h]
+    """Mean percentile rank of the pixels in a disc, ranked within a box three radii around it:
+    a monotone LUT, window, exposure or equalisation change between the images cancels out."""
+    h = int(radius_px * 3)
+    near = img[max(int(rc[0]) - h, 0) : int(rc[0]) + h, max(int(rc[1]) - h, 0) : int(rc[1]) + h]
+    step = max(near.shape[1] // 300, 1)
+    ranked = np.sort(near[::step, ::step].ravel())
+    r0, c0 = max(int(rc[0] - radius_px), 0), max(int(rc[1] - radius_px), 0)
+    sub = img[r0 : int(rc[0] + radius_px) + 1, c0 : int(rc[1] + radius_px) + 1]
     yy, xx = np.mgrid[r0 : r0 + sub.shape[0], c0 : c0 + sub.shape[1]]
-    d = np.hypot(yy - r, xx - c)
-    inner = sub[d < radius_px]
-    ring = sub[(d > radius_px * 1.5) & (d < radius_px * 2.2)]
-    return float(inner.mean() - ring.mean()) if inner.size and ring.size else 0.0
+    inside = sub[np.hypot(yy - rc[0], xx - rc[1]) <= radius_px]
+    return float(np.searchsorted(ranked, inside).mean() / ranked.size) if inside.size else float("nan")
 
 
 def verify(out_dir: Path, png_dir: Path | None = None) -> list[str]:
@@ -1721,15 +1731,15 @@ def check_finding(pair_id: str, i: int, f: dict, g: dict, imgs: list) -> str | N
             return f"{pair_id} #{i} {f['finding']}: labelled {f['side']}, rendered {side} in {gi['role']}"
         size = max(s for s in sizes if s is not None)
         rad = max(min(size, 60.0) / 2 / gi["mm_per_px"], 6.0)
-        if f["finding"] == "pneumothorax":
-            rad = max(min(size, 20.0) / 2 / gi["mm_per_px"], 6.0)
+        if f["finding"] == "pneumothorax":  # probe sits in the deepest part of the larger rim
+            rad = max(size * 0.3 / gi["mm_per_px"], 6.0)
         contrasts.append(local_contrast(img, rc, rad))
     sign = -1 if f["finding"] == "pneumothorax" else 1
     delta = sign * (contrasts[1] - contrasts[0])
     want = {"new": 1, "worsened": 1, "improved": -1, "resolved": -1, "stable": 0}[f["change"]]
     if want != 0 and delta * want <= 0:
         return (f"{pair_id} #{i} {f['finding']} {f['change']}: contrast prior {contrasts[0]:+.3f} "
-                f"current {contrasts[1]:+.3f} has the wrong direction")
+                f"current {contrasts[1]:.3f} has the wrong direction")
     return None
 
 
