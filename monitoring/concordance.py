@@ -8,7 +8,9 @@ Per study, finding type by finding type:
 - AI false positive: the AI states a finding the final report does not;
 - AI miss: the final report states a finding the AI did not;
 - change disagreement: both state it, with different change;
-- urgency disagreement: the AI's urgent flag differs from the final one.
+- urgency disagreement: the AI's urgent flag differs from the final one;
+- a corrected history (issue 29): both give the finding's state on each study of its history and
+  they differ: counted as a significant change disagreement (the trajectory was wrong).
 
 Significant discordance (a revision) is an urgency disagreement, a false positive or miss of a
 clinically significant finding type, or a change disagreement across the progression /
@@ -19,6 +21,7 @@ another side) is minor. Wording never enters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +51,9 @@ class Claim:
     change: str = "unknown"
     side: str | None = None
     uncertain: bool = False
+    # issue 29: the finding's state on each study of its history, oldest first (present / absent /
+    # not_assessable); None: not stated. A reviewer who corrects it revises the trajectory.
+    history: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,21 @@ def _change_relation(ai: set[str], final: set[str]) -> str:
     return "minor" if ga & gf else "significant"
 
 
+def _history_corrected(ai: list[Claim], final: list[Claim]) -> bool:
+    """Both state the finding's history and no AI history is among the final ones (issue 29)."""
+    a = {c.history for c in ai if c.history is not None}
+    f = {c.history for c in final if c.history is not None}
+    return bool(a and f and not a & f)
+
+
+def history_states(raw: object) -> tuple[str, ...] | None:
+    """A finding's history (JSON text or a list of `Observation` dicts or state words) as its states."""
+    items = json.loads(raw) if isinstance(raw, str) and raw else raw
+    if not isinstance(items, list) or not items:
+        return None
+    return tuple(str(o.get("state") if isinstance(o, dict) else o) for o in items)
+
+
 def compare_study(ai: Iterable[Claim], final: Iterable[Claim], ai_urgent: bool, final_urgent: bool) -> StudyConcordance:
     """Concordance of one study's AI findings with its final findings."""
     ai_by: dict[str, list[Claim]] = {}
@@ -88,6 +109,8 @@ def compare_study(ai: Iterable[Claim], final: Iterable[Claim], ai_urgent: bool, 
         a, b = ai_by.get(f), fin_by.get(f)
         if a and b:
             rel = _change_relation({c.change for c in a}, {c.change for c in b})
+            if rel == "agree" and _history_corrected(a, b):
+                rel = "significant"  # a corrected history is a corrected trajectory: "new" vs "recurrent"
             if rel == "agree":
                 agree += 1
                 sides_a = {c.side for c in a if c.side}

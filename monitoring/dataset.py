@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
-from monitoring.concordance import Claim, compare_study
+from monitoring.concordance import Claim, compare_study, history_states
 from monitoring.labeler import label_report
 from monitoring.metrics import age_band
 from monitoring.settings import MonitoringSettings
@@ -181,7 +181,7 @@ def _window_tables(engine: Engine, base: pd.DataFrame, as_of: datetime) -> _Wind
     """, a=lo_s, b=hi_s)
     fnd = _read(engine, """
         SELECT comparison_id, finding, side, change, confidence, COALESCE(raw_confidence, confidence) AS raw_confidence,
-               guard FROM finding
+               guard, history_json FROM finding
         WHERE comparison_id BETWEEN :a AND :b
     """, a=lo_c, b=hi_c)
     rev = _read(engine, """
@@ -212,9 +212,9 @@ def _ai_findings(fnd: pd.DataFrame, cids: list[int]) -> _AiFindings:
     if fnd.empty:
         return _AiFindings(ai_claims, ai_conf, None)
     fnd = fnd[fnd["comparison_id"].isin(set(cids))]
-    for cid, f, side, ch, cf, raw in fnd[["comparison_id", "finding", "side", "change", "confidence",
-                                          "raw_confidence"]].itertuples(index=False, name=None):
-        ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False))
+    for cid, f, side, ch, cf, raw, hist in fnd[["comparison_id", "finding", "side", "change", "confidence",
+                                                "raw_confidence", "history_json"]].itertuples(index=False, name=None):
+        ai_claims.setdefault(int(cid), []).append(Claim(f, ch, side, False, history_states(hist)))
         ai_conf.setdefault(int(cid), []).append((str(f), float(cf), float(raw)))
     fnd = fnd.assign(unsupported=(fnd["guard"] == "unsupported").astype(float))
     fnd = fnd.sort_values(["comparison_id", "confidence"], ascending=[True, False])
@@ -234,7 +234,8 @@ def final_reading(action: object, final_labels_json: object, signed_report_id: o
         return ai, bool(ai_urgent)
     if action == "edited" and isinstance(final_labels_json, str):
         labs = json.loads(final_labels_json or "[]")
-        return ([Claim(d["finding"], d.get("change") or "unknown", d.get("side"), False) for d in labs],
+        return ([Claim(d["finding"], d.get("change") or "unknown", d.get("side"), False, history_states(d.get("history")))
+                 for d in labs],
                 any(bool(d.get("urgent")) for d in labs))
     if signed_report_id == signed_report_id and signed_report_id is not None:  # not NaN: a signed report
         return report_labels[int(signed_report_id)]  # type: ignore[call-overload]

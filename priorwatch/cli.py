@@ -36,6 +36,9 @@ def results(as_json: bool = typer.Option(False, "--json", help="Print every comp
     for r in recs:
         flag = "URGENT " if r["urgent"] else ""
         typer.echo(f"{flag}{r['accession_number'] or r['current_study_uid']} [{r['status']}] {r['draft_text']}")
+        for c in r["prior_choices"]:  # issue 29: which priors, why, and any that could not be fetched
+            got = "fetched" if c["fetched"] else f"NOT FETCHED: {c['problem']}"
+            typer.echo(f"    prior {c['date'] or '?'} {c['role']}: {c['reason']} ({got})")
 
 
 @app.command()

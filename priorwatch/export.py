@@ -42,23 +42,33 @@ def comparison_records(session: Session, comparison_id: int | None = None) -> li
                 "model_version": c.model_version,
                 "structured": c.structured,
                 "fallback": c.fallback,
-                "findings": [
-                    {
-                        "finding": f.finding,
-                        "side": f.side,
-                        "zone": f.zone,
-                        "change": f.change,
-                        "urgent": f.urgent,
-                        "confidence": round(f.confidence, 3),
-                        "guard": f.guard,
-                        "evidence": json.loads(f.evidence_json) if f.evidence_json else None,
-                    }
-                    for f in findings
-                ],
+                # issue 29: the history compared (StudyInstanceUIDs, oldest first) and every prior chosen, with its
+                # role, reason, and whether it could be fetched (why not); [] on results from before
+                "priors": json.loads(c.priors_json) if c.priors_json else [],
+                "prior_choices": json.loads(c.prior_choices_json) if c.prior_choices_json else [],
+                "findings": [_finding_record(f) for f in findings],
                 "created_at": c.created_at.isoformat(),
             }
         )
     return out
+
+
+def _finding_record(f: Finding) -> dict[str, Any]:
+    """One finding in the vocabulary, with its size and trajectory (issue 29: None/[] before)."""
+    return {
+        "finding": f.finding,
+        "side": f.side,
+        "zone": f.zone,
+        "change": f.change,
+        "urgent": f.urgent,
+        "confidence": round(f.confidence, 3),
+        "guard": f.guard,
+        "evidence": json.loads(f.evidence_json) if f.evidence_json else None,
+        "size_mm": f.size_mm,
+        "first_seen": f.first_seen.isoformat() if f.first_seen else None,
+        "trajectory": f.trajectory,
+        "history": json.loads(f.history_json) if f.history_json else [],
+    }
 
 
 def state_counts(session: Session) -> dict[str, int]:

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from dicom_node import Ingest, send_files
 from priorwatch.db import session_scope
+from priorwatch.export import comparison_records
 from priorwatch.models import Comparison, Finding, Job, JobState
 from priorwatch.settings import Settings
 from tests.conftest import free_port, require_binary
@@ -88,6 +89,12 @@ def _check(settings: Settings, comp: Comparison, series: list[SeriesStudy], unfe
         assert (states[1] == "not_assessable") is (unfetched == 1)
         assert states[2] != "not_assessable"
         assert f.first_seen is not None and f.trajectory and f.size_mm and f.size_mm > 5
+        # the export (`priorwatch results --json`, the webhook and the SR read it) carries the same
+        [rec] = comparison_records(s, comp.id)
+    assert rec["priors"] == json.loads(comp.priors_json or "[]") and rec["prior_choices"] == choices
+    [fr] = [x for x in rec["findings"] if x["finding"] == f.finding]
+    assert fr["history"] == history and fr["trajectory"] == f.trajectory and fr["size_mm"] == f.size_mm
+    assert fr["first_seen"] == f.first_seen.isoformat()
 
 
 @pytest.mark.triton
