@@ -2223,7 +2223,8 @@ def _diff_size_mm(diff: np.ndarray, spacing: float, kind: str, side: str) -> flo
     study (MONOCHROME2 sense, standard display): nodule/mass/consolidation = longest extent of the
     part above a share of the peak; effusion = its height next to the lateral chest wall;
     pneumothorax = lateral rim depth (darkening after a 3 mm opening that drops the moved
-    vessels, twice the largest inscribed radius 20-50 % down the rim)."""
+    vessels, twice the largest inscribed radius 20-50 % down the rim); the shares of the peak
+    are per finding (the effusion's top: half of each wall column's own peak)."""
     f = 2
     h, w = diff.shape
     dd = diff[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean((1, 3))
@@ -2232,7 +2233,7 @@ def _diff_size_mm(diff: np.ndarray, spacing: float, kind: str, side: str) -> flo
         dd = ndimage.grey_opening(-dd, size=(max(3, round(3.0 / sp)),) * 2)
     else:
         dd = ndimage.gaussian_filter(dd, 0.75)
-    share = {"nodule": 0.2, "mass": 0.2, "consolidation": 0.4, "effusion": 0.1, "pneumothorax": 0.3}[kind]
+    share = {"nodule": 0.2, "mass": 0.2, "consolidation": 0.4, "effusion": 0.1, "pneumothorax": 0.1}[kind]
     lab, n = ndimage.label(dd > share * float(dd.max()))
     if n == 0:
         return 0.0
@@ -2241,10 +2242,15 @@ def _diff_size_mm(diff: np.ndarray, spacing: float, kind: str, side: str) -> flo
     if kind in ("nodule", "mass", "consolidation"):
         return max(float(np.ptp(rr * math.sin(a) + cc * math.cos(a))) + 1.0
                    for a in np.linspace(0, np.pi, 36, endpoint=False)) * sp
-    if kind == "effusion":
+    if kind == "effusion":       # per column next to the wall: rows at >= half that column's peak
         edge = cc.min() if side == "right" else cc.max()
-        near = np.abs(cc - edge) <= 0.1 * (np.ptp(cc) + 1)
-        return float(np.ptp(rr[near]) + 1) * sp
+        cols = np.unique(cc[np.abs(cc - edge) <= 0.1 * (np.ptp(cc) + 1)])
+        heights = []
+        for c in cols:
+            col = dd[:, c] * big[:, c]
+            rows = np.flatnonzero(col >= 0.5 * col.max())
+            heights.append(float(np.ptp(rows) + 1) if rows.size else 0.0)
+        return max(heights) * sp
     top, bot = int(rr.min()), int(rr.max())
     e = ndimage.distance_transform_edt(big)[int(top + 0.2 * (bot - top)): int(top + 0.5 * (bot - top)) + 1]
     return float(2 * e.max() * sp)

@@ -133,6 +133,59 @@ coarse voxels (2.5 mm across, 7 mm along the ray) soften organ edges slightly; g
 can alias when the image is strided without low-pass filtering (a real effect too); pixel
 spacing is drawn from 0.115-0.200 mm (0.100 mm would need > 3000 px for a whole chest);
 laterals are always LL; small consolidations can look like ill-defined round blobs.
+
+Series mode (issue 29)
+----------------------
+Written from ``/work/briefs/series.md`` by the series helper, who read none of
+``comparison/``, ``workers/``, ``benchmarks/`` nor ``modeldev/evaluate.py``, and who shares no
+code with atlas2d's series mode: everything below reuses this module's own ``Person``, lesion
+templates, ``make_acq``, ``render_image``, ``measure_lesion`` and ``write_dicom``.
+
+``python -m modeldev.generators.thorax3d --series --seed S --n N --out DIR`` (or
+``generate_series(out_dir, seed=S, n_series=N)``) writes N patients' histories:
+``DIR/<series_id>/<k>.dcm`` for k = 0..m-1, oldest first, m = 3-5 studies whose dates spread
+over 1-4 years with irregular (gamma) intervals of >= 30 days (a pneumothorax is re-imaged
+1-12 days later); the same PatientID / name / birth date / sex, a new StudyInstanceUID and
+SOPInstanceUID per study; the same body (habitus, heart, ribs, vessels) with a new acquisition
+per study (detector CR/DR, spacing, processing, grid, inspiration, roll, scale, shift; 15 % of
+follow-ups AP portable, half of the quick pneumothorax follow-ups).  ``DIR/series.jsonl`` has one
+object per series::
+
+  {"series_id": "t3s-0003", "generator": "thorax3d", "seed": 1, "scenario": "growing_nodule",
+   "studies": [{"index": 0, "study_uid": "...", "date": "2014-01-15", "view": "PA"}, ...],
+   "lesions": [{"lesion_id": "t3s-0003-L0", "finding": "nodule", "side": "right",
+                "zone": "lower", "sizes_mm": [10.9, 17.8, 25.2], "kind": "growing",
+                "vdt_days": 271.7}]}
+
+``sizes_mm`` has one entry per study, ``null`` exactly where the lesion is absent (not drawn).
+Sizes are image millimetres at the detector (what PixelSpacing measures): true size x the
+geometric magnification at the lesion x the acquisition scale, so an unchanged lesion's labels
+differ between studies by magnification alone (<= 15 %, checked).  Per finding: nodule/mass =
+longest in-plane diameter of the drawn sphere or lobulated union (spicules excluded);
+consolidation = longest projected extent of the part whose consolidated path is >= 15 % of its
+maximum; effusion = height of the fluid from the lateral costophrenic angle to the top of the
+meniscus at the lateral chest wall; pneumothorax = lateral rim depth (chest wall to the visceral
+pleural line, the lung's retraction) in the upper third, where it is widest along the lateral
+wall (the apical cap is not measured).
+
+``kind``: ``stable`` = present on every study at one true size; ``growing`` / ``shrinking`` =
+present on every study, each interval a true-size factor of 1.3-1.7 (a growing nodule instead
+follows d(t) = d0 * 2 ** (t / (3 VDT)) with its volume doubling time ``vdt_days`` in 60-400 and
+every interval still >= 1.3); ``appearing`` = absent on the first study or studies, then present
+(constant or growing; a pneumothorax grows across its two or three consecutive studies);
+``resolving`` = present, shrinking by >= 1.3 per interval, then absent to the end; ``recurrent``
+= present, absent on one or more studies, present again.  Every labelled step keeps a factor
+>= 1.15 in the labels themselves, zones stay the same across studies, and a draw that misses a
+rule is redrawn (attempt number in the seed).  Field ``scenario`` names the series' main
+lesion.  Mix per run: >= 30 % ``stable_nodule`` series (a stable nodule, the series spanning
+>= 760 days), >= 15 % ``recurrent`` (nodule, consolidation, effusion or pneumothorax), the rest
+growing nodules, resolving consolidations, growing effusions, pneumothoraces, no lesion,
+shrinking masses and appearing nodules; half of the series with a lesion carry a second one.
+A pleural collection owns its hemithorax.
+
+``--series --check`` re-renders every study with each lesion left out, segments the lesion on
+the difference of the stored pixels (``measure_drawn``) and prints the agreement with the labels
+(``DIR/size_check.json`` holds every row); see the size-check figures in the commit history.
 """
 from __future__ import annotations
 
