@@ -107,6 +107,54 @@ is filled with the default 60/20/20 change/stable/normal mix.
 
 Measured cost on the shared 2-core machine: about 1.3 s of CPU per pair (both images,
 rendering, processing and writing; RLE adds ~0.3 s per image).
+
+Series mode (issue 29)
+----------------------
+Written from ``/work/briefs/series.md`` by the series helper, who read none of ``comparison/``,
+``workers/``, ``benchmarks/`` nor ``modeldev/evaluate.py``.  It shares no code with thorax3d's
+series mode: it reuses this module's own ``make_body``, lesion specs (``_shape_spec``,
+``_apart``), ``render_frontal``/``acquire`` (through ``_image``), ``make_acq``, ``_state`` and
+``write_dicom``.
+
+``python -m modeldev.generators.atlas2d --series --seed S --n N --out DIR`` (or
+``generate_series(out_dir, seed=S, n_series=N)``) writes ``DIR/<series_id>/<k>.dcm``, k = 0..m-1
+oldest first, m = 3-5 studies of one patient (same PatientID, name, birth date, sex; a new
+Study and SOP Instance UID per study), dates spread over 1-4 years with irregular gaps of
+>= 30 days (a pneumothorax being followed: 1-12 days); the same body with a new acquisition
+per study (manufacturer/detector, spacing, processing, grid, scale, shift, rotation,
+inspiration, roll; 15 % of follow-ups AP portable, half of the quick pneumothorax ones); and
+``DIR/series.jsonl``, one object per series::
+
+  {"series_id": "a2s-0006", "generator": "atlas2d", "seed": 1, "scenario": "growing_nodule",
+   "studies": [{"index": 0, "study_uid": "...", "date": "2020-10-25", "view": "PA"}, ...],
+   "lesions": [{"lesion_id": "a2s-0006-L0", "finding": "nodule", "side": "left", "zone": "upper",
+                "sizes_mm": [10.1, 14.4, 21.3], "kind": "growing", "vdt_days": 378.7}]}
+
+``sizes_mm``: one entry per study, ``null`` exactly where the lesion is not drawn.  Sizes are
+what was drawn, in image millimetres at the detector (patient-plane size x the acquisition
+magnification, as PixelSpacing measures it; AP portable magnifies the heart, not the lesions
+here): nodule/mass = longest diameter of the drawn outline (lobulation and aspect included,
+spicules not); consolidation = longest extent of the drawn opacity (occupancy > 0.4);
+effusion = height of the meniscus (its half-occupancy contour) at the lateral chest wall
+above the costophrenic angle; pneumothorax = rim depth (chest wall to the visceral pleural
+line), which is constant along the upper lateral wall and the apex and tapers below.
+
+``kind``: ``stable`` (every study, one size), ``growing`` / ``shrinking`` (every study, each
+interval a factor 1.3-1.7; a growing nodule follows d0 * 2 ** (t / (3 VDT)) with ``vdt_days``
+60-400, each interval still >= 1.3), ``appearing`` (absent first, then present, constant or
+growing; a pneumothorax grows across two or three consecutive studies), ``resolving``
+(present and shrinking, then absent to the end), ``recurrent`` (present, absent, present
+again).  Drawn labels are checked: one zone across studies, sizes within the brief's ranges,
+every change of size >= a factor 1.15 in the labels and unchanged lesions within 15 %;
+a draw that breaks a rule is redrawn.  Mix per run: >= 30 % ``stable_nodule`` series (span
+>= 760 days), >= 15 % ``recurrent`` (nodule, consolidation, effusion or pneumothorax), then
+growing nodules, resolving consolidations, growing effusions, pneumothoraces, no lesion,
+shrinking masses, appearing nodules; half the series with a lesion get a second one; a pleural
+collection owns its hemithorax.
+
+``--series --check`` re-draws every study with each lesion left out, segments the lesion on
+the difference of the stored pixels (``_diff_size_mm``), writes ``DIR/size_check.json`` and
+prints the agreement with the labels.
 """
 from __future__ import annotations
 
