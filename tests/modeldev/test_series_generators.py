@@ -76,9 +76,9 @@ def test_quota_series_hold_a_two_year_stable_nodule_and_a_recurrent_lesion(writt
     assert len(recurrent) >= 1
     for l in recurrent:
         s = l["sizes_mm"]
-        first_gap = s.index(None)
-        assert first_gap > 0
-        assert any(v is not None for v in s[first_gap:])
+        assert s[0] is not None
+        assert None in s
+        assert any(v is not None for v in s[s.index(None):])
 
 
 def _drop_renders(name: str, idx: int, scenario: str) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
