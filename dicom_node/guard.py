@@ -21,7 +21,11 @@ as the AE titles mapped to its certificate's subject CN ("calling AE title not r
 certificate issued to CR01 cannot store as PACS. Rejections log AE titles and the certificate's
 CN (device names, never patient data).
 
-Limits are per receiving process (each has its own associations).
+Node-wide (issue 32): processes that share the node's listening socket (`dicom_node.receivers`)
+share the association limits through `NodeSlots` (`dicom_node.assoc_slots`: flock-held slot
+files, freed by the kernel when a receiver dies, kill -9 included), attached with `share()`; a
+node with one receiving process counts its own associations. The caps on connections still
+negotiating stay per process: they only choose which stalled connection a process drops.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
+
+from pynetdicom import evt
+
+from dicom_node.assoc_slots import NodeSlots
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +63,8 @@ REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # permanent, service user, called AE titl
 
 @dataclass(frozen=True)
 class Limits:
-    max_associations: int = 32  # established at once, per receiving process
-    max_per_peer: int = 16  # established at once from one peer address
+    max_associations: int = 32  # established at once, node-wide (all receiving processes)
+    max_per_peer: int = 16  # established at once from one peer address, node-wide
     max_pending: int = 64  # connected, association not yet negotiated
     max_pending_per_peer: int = 16
     pdu_timeout_s: float = 30.0  # a PDU must arrive whole within this of its first byte
@@ -81,8 +89,14 @@ class Guard:
         self.identity = identity
         self._lock = threading.Lock()
         self._pending: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
+        self._slots: NodeSlots | None = None
+        self._held: dict[int, weakref.ref[Any]] = {}  # node-wide slot -> the association holding it
         self.evicted = 0
         self.rejected = 0
+
+    def share(self, slots: NodeSlots) -> None:
+        """Count associations node-wide in `slots` (every receiving process of the node)."""
+        self._slots = slots
 
     def attach(self, ae: Any) -> None:
         ae._pw_guard = self
@@ -127,6 +141,8 @@ class Guard:
             if reject:
                 self.rejected += 1
                 return reject
+        if self._slots is not None:
+            return self._take_slot(assoc, self._slots)
         peer = _peer(assoc)
         established = [a for a in assoc.ae.active_associations
                        if a is not assoc and a.is_acceptor and a.is_established]
@@ -139,6 +155,45 @@ class Guard:
             log.warning("association refused: %d associations open from one peer", self.limits.max_per_peer)
             return REJECT_LOCAL_LIMIT
         return None
+
+    # -- node-wide slots -------------------------------------------------------------------
+    def _take_slot(self, assoc: Any, slots: NodeSlots) -> tuple[int, int, int] | None:
+        """A node-wide slot for `assoc`, given back when it ends; a reject when the node is full."""
+        self._give_back_ended()
+        got = slots.acquire(_peer(assoc), self.limits.max_associations, self.limits.max_per_peer)
+        if isinstance(got, str):
+            self.rejected += 1
+            if got == "peer":
+                log.warning("association refused: %d associations open from one peer across the node",
+                            self.limits.max_per_peer)
+            else:
+                log.warning("association refused: %d associations open across the node", self.limits.max_associations)
+            return REJECT_LOCAL_LIMIT
+        with self._lock:
+            self._held[got] = weakref.ref(assoc)
+
+        def give_back(_event: Any = None) -> None:
+            with self._lock:
+                ref = self._held.get(got)
+                if ref is None or ref() is not assoc:
+                    return  # given back already (and perhaps taken again by another association)
+                del self._held[got]
+            slots.release(got)
+
+        for event in (evt.EVT_RELEASED, evt.EVT_ABORTED, evt.EVT_REJECTED, evt.EVT_CONN_CLOSE):
+            assoc.bind(event, give_back)
+        return None
+
+    def _give_back_ended(self) -> None:
+        """Slots whose association is gone or whose thread ended without an event we saw."""
+        with self._lock:
+            ended = [slot for slot, ref in self._held.items()
+                     if (a := ref()) is None or (a.ident is not None and not a.is_alive())]
+            for slot in ended:
+                del self._held[slot]
+        if self._slots is not None:
+            for slot in ended:
+                self._slots.release(slot)
 
     def _check_identity(self, assoc: Any, rq: Any, ident: Identity) -> tuple[int, int, int] | None:
         called = _title(rq.called_ae_title)

@@ -28,6 +28,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from priorwatch.settings import Settings, as_env
 
+from dicom_node import assoc_slots
+from dicom_node.guard import guard_of
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +62,7 @@ class LoadBoard:
         finally:
             os.close(fd)
         self._counts = memoryview(self._map).cast("q")
+        self.path = path
         self.slot = slot
         self._counts[slot] = 0
 
@@ -76,6 +80,9 @@ class SharedListenerServer(ThreadedAssociationServer):
     Every process sharing the socket is woken by a new connection; with a `LoadBoard`, one that
     holds more open associations than another lets the less busy one take it, for at most
     `DEFER_S` (then it accepts anyway: a stuck peer must not stall a sender).
+
+    With a `LoadBoard` (the node's data dir) the AE's guard counts its association limits
+    node-wide, in `dicom_node.assoc_slots` beside the board: every process on the socket shares them.
     """
 
     DEFER_S = 0.02
@@ -87,6 +94,11 @@ class SharedListenerServer(ThreadedAssociationServer):
         self._pending = 0  # accepted, association not made yet
         self._live_lock = threading.Lock()
         self._deferring_since = 0.0
+        guard = guard_of(args[0]) if args else None
+        self._slots: assoc_slots.NodeSlots | None = None
+        if board is not None and guard is not None:
+            self._slots = assoc_slots.NodeSlots(board.path.parent / assoc_slots.FOLDER, guard.limits.max_associations)
+            guard.share(self._slots)
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
@@ -97,6 +109,11 @@ class SharedListenerServer(ThreadedAssociationServer):
 
     def server_activate(self) -> None:
         pass  # already listening
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._slots is not None:
+            self._slots.close()  # its slot files' locks go with it
 
     def track(self, assoc: Any) -> None:
         """Count `assoc` (from EVT_CONN_OPEN) until its thread ends."""

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {"CR": 60.0, "DX": 60.0, "CT": 120.0, "MR": 180.0, "default": 90.0}
     )
     monitor_interval_s: float = 0.25
-    # Starvation limits (dicom_node.guard): per receiving process; connections still negotiating
-    # do not count against the association limits and cannot hold them.
+    # Starvation limits (dicom_node.guard): the association limits are node-wide (every receiving
+    # process shares them, dicom_node.assoc_slots); connections still negotiating do not count
+    # against them and cannot hold them.
     dicom_max_pdu_bytes: int = 16 << 20  # our maximum receive PDU; longer claims are aborted at once
     dicom_pdu_timeout_s: float = 30.0  # a PDU must arrive whole within this of its first byte
     dicom_artim_timeout_s: float = 10.0  # a connection must send its association request within this
