@@ -14,8 +14,10 @@ series a generator writes can be read exactly as the worker reads them. Imports 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -69,44 +71,72 @@ def _order(usable: list[HistoryImage]) -> list[HistoryImage]:
     return [usable[0], usable[-1], *reversed(usable[1:-1])]
 
 
+Place = tuple[str, str | None, str | None]
+Box = tuple[int, int, int, int]
+
+
 def compare_history(comparator: Comparator, current: np.ndarray, current_ref: StudyRef, priors: list[HistoryImage],
-                    ctx: CompareContext, choices: list[PriorUsed] | None = None) -> ComparisonOutput:
+                    ctx: CompareContext, choices: list[PriorUsed] | None = None, parallel: int = 1) -> ComparisonOutput:
     """`priors` oldest first (those without pixels are not assessable in every history); `ctx` is the
     current's context (its spacing, view, orientation); returns the most recent comparison's output
-    with the assembled findings, `priors`, `prior_choices` and the history in the draft."""
+    with the assembled findings, `priors`, `prior_choices` and the history in the draft. `parallel` > 1:
+    after the first comparison the others run that many at a time (a thread-safe comparator only, such as
+    the Triton client; Triton then needs as many model instances to gain from it)."""
     usable = [p for p in priors if p.pixels is not None]
     if not usable:
         out = comparator.compare(current, None, ctx)
         out.result = out.result.model_copy(update={"prior_choices": list(choices or [])})
         return out
-    recent = usable[-1]
-    where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]] = {}  # place -> box measured at
-    results: dict[str, ComparisonResult] = {}
+    order = _order(usable)
+    where: dict[Place, Box] = {}  # place -> the box it is measured at (where a comparison found its own extent)
+    asked: dict[str, set[Place]] = {p.study_uid: set() for p in usable}  # places measured on each prior
     outputs: dict[str, ComparisonOutput] = {}
-    late: dict[str, dict[tuple[str, str | None, str | None], tuple[int, int, int, int]]] = {}
-    for p in _order(usable):
-        requests = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b) for k, b in where.items()]
-        outputs[p.study_uid] = o = comparator.compare(current, p.pixels, _ctx(ctx, current_ref.date, p, requests))
-        results[p.study_uid] = r = o.result
-        for f in (r.findings if r.not_compared is None else []):
-            key, box = place(f), _own(r, f)
-            if box is None or key in where:
-                continue
-            where[key] = box
-            for done in results:  # the priors compared before this place was known: measured there later
-                if done != p.study_uid and results[done].not_compared is None:
-                    late.setdefault(done, {})[key] = box
-    for uid, asked in late.items():
-        p = next(q for q in usable if q.study_uid == uid)
-        reqs = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b) for k, b in asked.items()]
-        extra = comparator.compare(current, p.pixels, _ctx(ctx, current_ref.date, p, reqs)).result
-        results[uid] = results[uid].model_copy(update={"measured": results[uid].measured + extra.measured})
+
+    def run(p: HistoryImage, places: dict[Place, Box]) -> ComparisonOutput:
+        reqs = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b) for k, b in places.items()]
+        asked[p.study_uid] |= set(places)
+        return comparator.compare(current, p.pixels, _ctx(ctx, current_ref.date, p, reqs))
+
+    outputs[order[0].study_uid] = run(order[0], {})
+    _learn(outputs[order[0].study_uid].result, where, asked[order[0].study_uid])
+    known = dict(where)
+    for p, o in zip(order[1:], _map(lambda q: run(q, known), order[1:], parallel)):
+        outputs[p.study_uid] = o
+        _learn(o.result, where, asked[p.study_uid])
+    results = {uid: o.result for uid, o in outputs.items()}
+    late = [(p, {k: b for k, b in where.items() if k not in asked[p.study_uid]}) for p in usable
+            if results[p.study_uid].not_compared is None]
+    late = [(p, places) for p, places in late if places]
+    for (p, _), o in zip(late, _map(lambda item: run(*item), late, parallel)):  # places found after it was compared
+        r = results[p.study_uid]
+        results[p.study_uid] = r.model_copy(update={"measured": r.measured + o.result.measured})
+    recent = usable[-1]
     out = outputs[recent.study_uid]
     refs = [StudyRef(study_uid=p.study_uid, date=p.date) for p in priors]
     findings = assemble(current_ref, refs, results, recent.study_uid, where) if where else list(out.result.findings)
-    compared = [p.study_uid for p in usable]
-    out.result = _with_history(out.result, findings, compared, choices or [])
+    out.result = _with_history(out.result, findings, [p.study_uid for p in usable], choices or [])
     return out
+
+
+def _learn(r: ComparisonResult, where: dict[Place, Box], own: set[Place]) -> None:
+    """The places of a comparison's findings, each at its own extent (the first comparison to see a place names it)."""
+    for f in (r.findings if r.not_compared is None else []):
+        key, box = place(f), _own(r, f)
+        if box is not None:
+            own.add(key)  # measured there by this comparison itself
+            where.setdefault(key, box)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _map(fn: Callable[[T], R], items: Sequence[T], parallel: int) -> list[R]:
+    """`fn` over `items` in order, `parallel` at a time (1: one after the other, in this thread)."""
+    if parallel <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(fn, items))
 
 
 def _with_history(result: ComparisonResult, findings: list[FindingResult], compared: list[str],

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # (enough to see a trend; each costs one more comparison). 0 between and a horizon of 0: one prior only.
     history_horizon_days: int = Field(default=730, ge=0)
     history_max_between: int = Field(default=3, ge=0)
+    # Comparisons of the history run this many at a time after the first (the local Triton serves two
+    # instances of the registration model): the history then costs about two comparisons, not one per prior.
+    history_parallel: int = Field(default=2, ge=1)
     worker_concurrency: int = 1
     task_max_retries: int = 5
     task_retry_backoff_s: float = 2.0

@@ -218,7 +218,8 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
     comparator = comparator or make_comparator(settings)
     try:
         with TRITON_LATENCY.time():
-            out = compare_history(comparator, cur_img.pixels, cur_ref, priors, ctx, [u for u, _, _ in history])
+            out = compare_history(comparator, cur_img.pixels, cur_ref, priors, ctx, [u for u, _, _ in history],
+                                  parallel=settings.history_parallel)
     except EngineUnavailable as exc:
         raise TransientError(f"comparison engine unavailable: {exc}") from exc
     except EngineError as exc:
