@@ -215,11 +215,12 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
     ctx = ctx.model_copy(update=dict(pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.comparison_view,
                                      orientation_known=cur_img.orientation_known))
 
+    threadsafe = comparator is None  # ours, over gRPC; one passed in (an in-process engine in tests) is called serially
     comparator = comparator or make_comparator(settings)
     try:
         with TRITON_LATENCY.time():
             out = compare_history(comparator, cur_img.pixels, cur_ref, priors, ctx, [u for u, _, _ in history],
-                                  parallel=settings.history_parallel)
+                                  parallel=settings.history_parallel if threadsafe else 1)
     except EngineUnavailable as exc:
         raise TransientError(f"comparison engine unavailable: {exc}") from exc
     except EngineError as exc:
