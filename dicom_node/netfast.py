@@ -28,6 +28,8 @@ What changes, and only that:
   (`skip_unlogged_handlers`): a DCMTK storescu request proposes ~130 contexts, converted,
   validated and formatted into discarded log text on every association (issue 32: node CPU per
   2-instance study 25.5 -> 16.2 ms, same run, loaded machine; Orthanc 7.8);
+- presentation context items and their syntax sub-items are encoded and decoded field by
+  field (`_ITEM_CODECS`), not through pynetdicom's generic per-item codec lists;
 - a C-STORE request's command set is read directly into its primitive
   (`store_request_primitive`), not through a pydicom Dataset (~15 % of the node's CPU per
   stored instance);
@@ -132,6 +134,9 @@ def apply() -> bool:
         _association.Association._run_reactor = _assoc_run_reactor  # type: ignore[method-assign]
         _dimse.DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
         _dimse.DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
+        for cls, name in ((_pn_pdu_items.PresentationContextItemRQ, "rq"), (_pn_pdu_items.PresentationContextItemAC, "ac"),
+                          (_pn_pdu_items.AbstractSyntaxSubItem, "abstract"), (_pn_pdu_items.TransferSyntaxSubItem, "transfer")):
+            cls.encode, cls.decode = _ITEM_CODECS[name]  # type: ignore[method-assign]
         _pn_config.VALIDATORS["UI"] = functools.lru_cache(maxsize=4096)(_pn_config.VALIDATORS["UI"])
         # Association negotiation only: DIMSE messages carry a new SOP Instance UID each.
         for module in (_pn_pdu_items, _pn_pdu_primitives, _pn_presentation):
@@ -270,6 +275,58 @@ _stock_server_init = AssociationServer.__init__
 def _server_init(self: AssociationServer, *args: Any, **kwargs: Any) -> None:
     _stock_server_init(self, *args, **kwargs)
     self.contexts = SharedUIDContexts(self.contexts)
+
+
+# -- presentation context items -----------------------------------------------------------------
+# pynetdicom encodes and decodes every PDU item through a generic loop over a list of field
+# codecs that each item builds anew per call; an association request from DCMTK storescu holds
+# ~130 presentation contexts (~530 items with their sub-items), and so does our answer. These
+# four item kinds are coded here field by field with the same helpers, byte for byte the same.
+_ITEM_HEAD = struct.Struct(">BBH")  # item type, reserved, item length
+_CONTEXT_HEAD = struct.Struct(">BBHBBBB")  # ... context id, reserved, result/reason (AC) or reserved, reserved
+
+
+def _context_rq_encode(self: Any) -> bytes:
+    return _CONTEXT_HEAD.pack(self.item_type, 0, self.item_length, self.presentation_context_id, 0, 0, 0) + \
+        self._wrap_encode_items(self.abstract_transfer_syntax_sub_items)
+
+
+def _context_rq_decode(self: Any, bytestream: bytes) -> None:
+    self.presentation_context_id = self._wrap_unpack(bytestream[4:5], _pn_pdu_items.UNPACK_UCHAR)
+    self.abstract_transfer_syntax_sub_items = self._wrap_generate_items(bytestream[8:])
+
+
+def _context_ac_encode(self: Any) -> bytes:
+    return _CONTEXT_HEAD.pack(self.item_type, 0, self.item_length, self.presentation_context_id, 0,
+                              self.result_reason, 0) + self._wrap_encode_items(self.transfer_syntax_sub_item)
+
+
+def _context_ac_decode(self: Any, bytestream: bytes) -> None:
+    self.presentation_context_id = self._wrap_unpack(bytestream[4:5], _pn_pdu_items.UNPACK_UCHAR)
+    self.result_reason = self._wrap_unpack(bytestream[6:7], _pn_pdu_items.UNPACK_UCHAR)
+    self.transfer_syntax_sub_item = self._wrap_generate_items(bytestream[8:])
+
+
+def _abstract_encode(self: Any) -> bytes:
+    return _ITEM_HEAD.pack(self.item_type, 0, self.item_length) + self._wrap_encode_str(self.abstract_syntax_name)
+
+
+def _abstract_decode(self: Any, bytestream: bytes) -> None:
+    self.abstract_syntax_name = self._wrap_uid_bytes(bytestream[4:])
+
+
+def _transfer_encode(self: Any) -> bytes:
+    return _ITEM_HEAD.pack(self.item_type, 0, self.item_length) + self._wrap_encode_str(self.transfer_syntax_name)
+
+
+def _transfer_decode(self: Any, bytestream: bytes) -> None:
+    self.transfer_syntax_name = self._wrap_uid_bytes(bytestream[4:])
+
+
+_ITEM_CODECS = {
+    "rq": (_context_rq_encode, _context_rq_decode), "ac": (_context_ac_encode, _context_ac_decode),
+    "abstract": (_abstract_encode, _abstract_decode), "transfer": (_transfer_encode, _transfer_decode),
+}
 
 
 # -- DUL reactor -------------------------------------------------------------------------------

@@ -115,3 +115,43 @@ def test_standard_log_handlers_are_bound_only_where_pynetdicom_logs(settings: ob
             assert standard_pdu_recv_handler in _pdu_recv_handlers(verbose)
     finally:
         logger.setLevel(level)
+
+
+def _contexts() -> list[PresentationContext]:
+    from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
+
+    out = []
+    for i, storage in enumerate(AllStoragePresentationContexts[:40]):
+        cx = PresentationContext()
+        cx.context_id = 2 * i + 1
+        cx.abstract_syntax = storage.abstract_syntax
+        for ts in ALL_TRANSFER_SYNTAXES[: 1 + i % 5]:  # one to five syntaxes, odd and even lengths
+            cx.add_transfer_syntax(ts)
+        out.append(cx)
+    return out
+
+
+def _items(item: object) -> list[tuple[type, object]]:
+    subs = getattr(item, "abstract_transfer_syntax_sub_items", None) or getattr(item, "transfer_syntax_sub_item")
+    return [(type(s), getattr(s, "abstract_syntax_name", None) or s.transfer_syntax_name) for s in subs]
+
+
+@pytest.mark.parametrize("result", [None, 0, 3, 4])  # requested; accepted; rejected (two reasons)
+def test_presentation_context_items_code_as_pynetdicom_codes_them(result: int | None) -> None:
+    from pynetdicom.pdu_items import PDUItem, PresentationContextItemAC, PresentationContextItemRQ
+
+    kind = PresentationContextItemRQ if result is None else PresentationContextItemAC
+    for cx in _contexts():
+        if result is not None:
+            cx.result = result
+            cx.transfer_syntax = [cx.transfer_syntax[-1]]
+        item = kind()
+        item.from_primitive(cx)
+        theirs = PDUItem.encode(item)  # pynetdicom's generic field-codec loop
+        assert item.encode() == theirs
+        read_theirs, read_ours = kind(), kind()
+        PDUItem.decode(read_theirs, theirs)
+        read_ours.decode(theirs)
+        assert read_ours.presentation_context_id == read_theirs.presentation_context_id == cx.context_id
+        assert getattr(read_ours, "result_reason", None) == getattr(read_theirs, "result_reason", None)
+        assert _items(read_ours) == _items(read_theirs)
