@@ -134,9 +134,8 @@ def apply() -> bool:
         _association.Association._run_reactor = _assoc_run_reactor  # type: ignore[method-assign]
         _dimse.DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
         _dimse.DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
-        for cls, name in ((_pn_pdu_items.PresentationContextItemRQ, "rq"), (_pn_pdu_items.PresentationContextItemAC, "ac"),
-                          (_pn_pdu_items.AbstractSyntaxSubItem, "abstract"), (_pn_pdu_items.TransferSyntaxSubItem, "transfer")):
-            cls.encode, cls.decode = _ITEM_CODECS[name]  # type: ignore[method-assign]
+        for cls, (encode, decode) in _ITEM_CODECS.items():
+            cls.encode, cls.decode = encode, decode  # type: ignore[method-assign]
         _pn_config.VALIDATORS["UI"] = functools.lru_cache(maxsize=4096)(_pn_config.VALIDATORS["UI"])
         # Association negotiation only: DIMSE messages carry a new SOP Instance UID each.
         for module in (_pn_pdu_items, _pn_pdu_primitives, _pn_presentation):
@@ -169,9 +168,10 @@ def _set_uid_memo(value: Any, name: str, allow_empty: bool = True, allow_none: b
                   validate: bool = True) -> Any:
     """pynetdicom's `set_uid`, remembering its answer per input string: decoding an association
     request converts, validates (two regular expressions) and checks conformance of each of its
-    ~400 UIDs, the same ones every time (`UID_MEMO_MAX` bounds the memo). The same UID object is returned for the same string
-    (a `str` subclass, not changed by pynetdicom). Errors, empty-value refusals and UIDs that
-    carry a private transfer-syntax encoding go through the stock function every time."""
+    ~400 UIDs, the same ones every time (`UID_MEMO_MAX` bounds the memo). The same UID object
+    is returned for the same string (a `str` subclass, not changed by pynetdicom). Errors,
+    empty-value refusals and UIDs that carry a private transfer-syntax encoding go through the
+    stock function every time."""
     if not (type(value) is bytes or type(value) is str or (
             isinstance(value, str) and not hasattr(value, "_PRIVATE_TS_ENCODING"))):
         return _stock_set_uid(value, name, allow_empty, allow_none, validate)
@@ -323,9 +323,11 @@ def _transfer_decode(self: Any, bytestream: bytes) -> None:
     self.transfer_syntax_name = self._wrap_uid_bytes(bytestream[4:])
 
 
-_ITEM_CODECS = {
-    "rq": (_context_rq_encode, _context_rq_decode), "ac": (_context_ac_encode, _context_ac_decode),
-    "abstract": (_abstract_encode, _abstract_decode), "transfer": (_transfer_encode, _transfer_decode),
+_ITEM_CODECS: dict[type, tuple[Any, Any]] = {
+    _pn_pdu_items.PresentationContextItemRQ: (_context_rq_encode, _context_rq_decode),
+    _pn_pdu_items.PresentationContextItemAC: (_context_ac_encode, _context_ac_decode),
+    _pn_pdu_items.AbstractSyntaxSubItem: (_abstract_encode, _abstract_decode),
+    _pn_pdu_items.TransferSyntaxSubItem: (_transfer_encode, _transfer_decode),
 }
 
 
