@@ -843,7 +843,7 @@ def render_bones(lms: np.ndarray, view: View) -> np.ndarray:
             Y = y0 + drop * (1 - np.cos(phi)) / 2 + 6 * np.sin(phi) ** 2
             x = X * math.cos(th) + Z * math.sin(th)
             half = np.searchsorted(phi, math.pi / 2)
-            r_p = np.full(half + 1, 3.9 + 0.05 * i)
+            r_p = (3.9 + 0.05 * i) * (0.55 + 0.45 * np.clip(np.arange(half + 1) / 6.0, 0, 1))  # rib neck
             post.append((np.stack([x[: half + 1], Y[: half + 1]], 1), r_p))
             ant.append((np.stack([x[half:], Y[half:]], 1), np.full(len(x) - half, 5.6)))
         t = np.linspace(0, 1, 30)
@@ -853,7 +853,7 @@ def render_bones(lms: np.ndarray, view: View) -> np.ndarray:
         Y = yc - 22 * t + 7 * np.sin(2 * np.pi * t)
         clav.append((np.stack([X * math.cos(th) + Z * math.sin(th), Y], 1), 6.5 - 1.5 * t))
     bone = RIB_GAIN * render_tubes(post, xs, ys, cortex=0.55)
-    bone += 0.6 * RIB_GAIN * render_tubes(ant, xs, ys, cortex=0.4)
+    bone += 0.35 * RIB_GAIN * render_tubes(ant, xs, ys, cortex=0.4)  # anterior: thin, cartilage
     bone += 0.8 * render_tubes(clav, xs, ys, cortex=0.5)
     bone += render_spine(th) + render_scapulae(view, th)
     return bone
@@ -873,7 +873,7 @@ def render_spine(th: float) -> np.ndarray:
     for off in (-14.0, 14.0):
         e = ((gx - xs_ - off) / 4.5) ** 2 + ((phase - 8.0) / 6.0) ** 2
         ped += np.exp(-((np.sqrt(e) - 1) ** 2) / 0.08) * 4.0
-    out[sy, sx] = 0.15 * body * disc + 0.5 * ped
+    out[sy, sx] = 0.15 * body * disc + 0.3 * ped
     return out
 
 
