@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def test_a_folder_a_live_process_still_names_is_kept(tmp_path: Path, owners: lis
     user = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", f"--backend-directory={folder}/backends"],
                             text=True)
     owners.append(user)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while str(folder).encode() not in Path(f"/proc/{user.pid}/cmdline").read_bytes():  # until it has exec'd
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
     assert remove_stale_folders(tmp_path) == []
     assert folder.is_dir()
@@ -102,6 +107,19 @@ def test_a_reused_pid_does_not_keep_a_stale_folder(tmp_path: Path) -> None:
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=tmp_path))
     (folder / OWNER_FILE).write_text(f"{os.getpid()} 1\n")  # this live pid, a start time it never had
     assert remove_stale_folders(tmp_path) == [folder]
+
+
+def _session_members(session: int) -> list[int]:
+    """Live (not zombie) processes of a session."""
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if os.getsid(int(entry)) == session and state != "Z":
+                out.append(int(entry))
+        except OSError:
+            continue
+    return out
 
 
 def _shm_regions_of(session: int) -> set[str]:
@@ -142,6 +160,10 @@ def test_the_next_start_removes_what_a_killed_start_left(tmp_path: Path, owners:
     regions = _shm_regions_of(server)
     _kill9(proc)
     os.killpg(server, signal.SIGKILL)  # its session: the server and its backend stub
+    deadline = time.monotonic() + 30
+    while _session_members(server) and time.monotonic() < deadline:  # SIGKILL is not instantaneous
+        time.sleep(0.05)
+    assert _session_members(server) == []
     for name in regions:  # a server we crashed: its shared memory is ours to clean
         Path("/dev/shm", name).unlink(missing_ok=True)
     assert left.is_dir()
