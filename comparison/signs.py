@@ -255,6 +255,14 @@ def below_band(sign: int, m: np.ndarray, reg_cols: np.ndarray, cur: np.ndarray, 
     return d_below, o_below
 
 
+def _box(m: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The region's bounding box grown by `pad` px, clipped to the grid: the per-region signs are
+    computed on this crop, not the whole grid (several regions per pair)."""
+    ys, xs = np.nonzero(m)
+    return (slice(max(0, int(ys.min()) - pad), int(ys.max()) + pad + 1),
+            slice(max(0, int(xs.min()) - pad), int(xs.max()) + pad + 1))
+
+
 def margin_sharpness(m: np.ndarray, sd: np.ndarray) -> float:
     """How sharp the region's margin is: the change's gradient across its outline, times
     `MARGIN_EDGE_PX`, over the change's core level. ~1 or more for a well-defined edge (a
@@ -262,6 +270,8 @@ def margin_sharpness(m: np.ndarray, sd: np.ndarray) -> float:
     fading into lung). 0 for a region too small to have a core."""
     if m.sum() < 9:
         return 0.0
+    box = _box(m, 2)
+    m, sd = m[box], sd[box]
     edge = m & ~ndi.binary_erosion(m)
     edge = ndi.binary_dilation(edge) if edge.sum() < 4 else edge
     gy, gx = np.gradient(sd.astype(np.float64))
@@ -295,10 +305,8 @@ def covers_cp_angle(m: np.ndarray, side_mask: np.ndarray, side: Side) -> bool:
         return False
     lateral = -xs if side == Side.right else xs  # patient's right lung's chest wall is the image's left
     i = int(np.argmax(ys + lateral))  # the corner furthest down and out
-    near = np.zeros_like(m)
-    near[ys[i], xs[i]] = True
-    near = ndi.binary_dilation(near, iterations=T.CP_ANGLE_REACH_PX)
-    return bool((near & m).any())
+    my, mx = np.nonzero(m)
+    return bool(np.any(np.abs(my - ys[i]) + np.abs(mx - xs[i]) <= T.CP_ANGLE_REACH_PX))  # within reach (city block)
 
 
 def pleural_line(m: np.ndarray, img: np.ndarray, dist_edge: np.ndarray, sigma: float) -> float:
@@ -307,8 +315,11 @@ def pleural_line(m: np.ndarray, img: np.ndarray, dist_edge: np.ndarray, sigma: f
     in (the median of the next bands), in sigma. A pneumothorax's edge is that line; an opacity resolving has
     none. 0 when the bands cannot be drawn."""
     px = T.PLEURAL_LINE_PX
+    if not m.any():
+        return 0.0
     d_med = float(np.median(dist_edge[m])) if (dist_edge[m] > 0).any() else 0.0
-    deeper = dist_edge > d_med
+    box = _box(m, 3 * px + 1)  # the bands' reach
+    m, img, deeper = m[box], img[box], dist_edge[box] > d_med
     band1 = ndi.binary_dilation(m, iterations=px) & ~m & deeper
     band2 = ndi.binary_dilation(m, iterations=3 * px) & ~ndi.binary_dilation(m, iterations=2 * px) & deeper
     if band1.sum() < 4 or band2.sum() < 4:
@@ -321,6 +332,8 @@ def air_bronchogram(m: np.ndarray, sd: np.ndarray, sigma: float) -> float:
     of `BRONCHOGRAM_PX` past `BRONCHOGRAM_SIGMA` in the change `sd`): air bronchi inside airspace
     opacity. Read on the change, not on one image, so that the vessels both images share cancel.
     A nodule or a mass is solid; fluid holds no air."""
+    box = _box(m, 2 * T.BRONCHOGRAM_PX + 1) if m.any() else (slice(None), slice(None))
+    m, sd = m[box], sd[box]
     inner = ndi.binary_erosion(m, iterations=2)
     if inner.sum() < 9:
         return 0.0
@@ -338,11 +351,15 @@ def vessel_markings(m: np.ndarray, img: np.ndarray, side_mask: np.ndarray, sigma
     out because the step from lung to chest wall or to a lucency is far larger than a vessel and
     would read as texture. Air in the pleural space holds no vessels; lung does. 0 when too few
     pixels are left."""
-    inside = ndi.binary_erosion(m, iterations=T.VESSEL_EDGE_PX)
-    inside &= ndi.binary_erosion(side_mask, iterations=T.VESSEL_EDGE_PX)
+    if not m.any():
+        return 0.0
+    box = _box(m, T.VESSEL_EDGE_PX + int(4 * T.VESSEL_SCALE_PX) + 1)  # the erosion's and the blur's reach
+    inside = ndi.binary_erosion(m[box], iterations=T.VESSEL_EDGE_PX)
+    inside &= ndi.binary_erosion(side_mask[box], iterations=T.VESSEL_EDGE_PX)
     if inside.sum() < 9:
         return 0.0
-    fine = img.astype(np.float64) - ndi.gaussian_filter(img.astype(np.float64), T.VESSEL_SCALE_PX)
+    crop = img[box].astype(np.float64)
+    fine = crop - ndi.gaussian_filter(crop, T.VESSEL_SCALE_PX)
     return float(robust_sd(fine[inside]) / max(sigma, 1e-6))
 
 

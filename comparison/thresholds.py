@@ -260,6 +260,9 @@ MENISCUS_RISE = 0.03  # a basal region whose top stands this share of the lung h
 #                       medially has a meniscus (a 2.5 % tilt is within a lobe's edge; fluid climbs ~5-15 %)
 MARGIN_ILL_DEFINED = 0.3  # margin sharpness under this: ill-defined (the table's drawn airspace patch 0.19, discs 0.54)
 BRONCHOGRAM_SHARE = 0.05  # a share of a dense region this large in thin lucent branches: air bronchograms
+AIRSPACE_MIN_DIAM_MM = 20.0  # margin and bronchograms are read only on a region this large (~13 px across on the working
+#                              grid): a smaller one is all edge. Without it, cxrpairs heldout9-058's worsened 9 mm nodule
+#                              (27 px, margin 0.17) was retyped consolidation (type 44 -> 43 of 50)
 SIGNS_CHECK_READER = True  # the measured signs of the changed regions check the learned reader's words per lung and
 #                            zone (`typing_rules.reconcile`); each check has its own switch below
 SIGNS_CHECK_DIRECTION = False  # "improved / resolved opacity" where every lucent region there is new air without a prior
@@ -268,3 +271,8 @@ SIGNS_CHECK_DIRECTION = False  # "improved / resolved opacity" where every lucen
 #                                20 -> 19 of 51); the sign rules keep the rule for the regions they type (`typing_rules._lucent`)
 SIGNS_CHECK_EFFUSION = True  # a lower-zone opacity with fluid signs (basal, meniscus or blunted angle) is effusion
 SIGNS_CHECK_AIRSPACE = True  # a new or growing nodule / mass with an ill-defined margin or air bronchi is consolidation
+#                              Both on, validation seed 1001 (thorax3d, atlas2d, slabs 70 pairs each, cxrpairs heldout9 first
+#                              60), on the same alignments: every strict figure identical with and without them (after
+#                              AIRSPACE_MIN_DIAM_MM). They fired on 3 pairs: 2 toward the labelled type (thorax3d g-0033 stable
+#                              effusions were "consolidation", atlas2d a2d-0054 consolidation was "mass"), 1 on a normal pair
+#                              (slabs g-0005: nodule -> effusion). Kept: the types follow the signs the issue names; no figure moved

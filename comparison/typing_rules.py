@@ -135,7 +135,10 @@ def _fluid_signs(s: RegionSigns) -> bool:
 
 
 def _airspace_signs(s: RegionSigns) -> bool:
-    """Ill-defined margin or air bronchi inside: airspace opacity, not a nodule or mass."""
+    """Ill-defined margin or air bronchi inside: airspace opacity, not a nodule or mass. Read only on a
+    region of at least `AIRSPACE_MIN_DIAM_MM`: a smaller one is all edge on the working grid."""
+    if s.diam_mm < T.AIRSPACE_MIN_DIAM_MM:
+        return False
     return s.margin < T.MARGIN_ILL_DEFINED or s.bronchogram >= T.BRONCHOGRAM_SHARE
 
 

@@ -9,6 +9,8 @@ place, not by shape.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from comparison import thresholds as T
@@ -62,6 +64,14 @@ RECONCILE = [
 @pytest.mark.parametrize("chest,sign,read,zone,want", RECONCILE, ids=[f"{r[0]}:{r[2][0].value}" for r in RECONCILE])
 def test_reader_words_checked_against_signs(measured, chest: str, sign: int, read, zone: Zone, want) -> None:
     assert reconcile(read[0], read[1], zone, [(sign, measured[chest][0])]) == want
+
+
+def test_a_small_region_is_not_retyped_by_its_margin(measured) -> None:
+    """Under AIRSPACE_MIN_DIAM_MM a region is all edge: its margin says nothing (cxrpairs heldout9-058)."""
+    patch = measured["fuzzy patch"][0]
+    small = replace(patch, diam_mm=T.AIRSPACE_MIN_DIAM_MM - 5.0)
+    assert reconcile(F.nodule, Change.worsened, Zone.upper, [(1, small)]) == (F.nodule, Change.worsened)
+    assert reconcile(F.nodule, Change.worsened, Zone.upper, [(1, patch)]) == (F.consolidation, Change.worsened)
 
 
 def test_improved_opacity_where_new_air_is_a_new_pneumothorax_when_the_check_is_on(measured, monkeypatch) -> None:
