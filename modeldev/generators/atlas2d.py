@@ -154,7 +154,11 @@ collection owns its hemithorax.
 
 ``--series --check`` re-draws every study with each lesion left out, segments the lesion on
 the difference of the stored pixels (``_diff_size_mm``), writes ``DIR/size_check.json`` and
-prints the agreement with the labels.
+prints the agreement with the labels.  Seed 11, 20 series, 68 lesion-studies (loaded 2-core
+machine): 95.6 % within 20 % or 3 mm, 88.2 % within 10 %; nodules 43/43 within 10 % (median
+-3.5 %), masses 3/3, consolidations 7/7, pneumothoraces 5/5 within 20 %; effusions 7/10
+(median -13.8 %: the meniscus fades at the wall, so half of a wall column's peak sits below the
+drawn top).  About 0.4 s CPU per study (seed 5, 20 series, 78 studies: 29 s).
 """
 from __future__ import annotations
 

@@ -185,7 +185,11 @@ A pleural collection owns its hemithorax.
 
 ``--series --check`` re-renders every study with each lesion left out, segments the lesion on
 the difference of the stored pixels (``measure_drawn``) and prints the agreement with the labels
-(``DIR/size_check.json`` holds every row); see the size-check figures in the commit history.
+(``DIR/size_check.json`` holds every row).  Seed 11, 20 series, 84 lesion-studies (2-core machine,
+loaded): 97.6 % within 20 % or 3 mm of the label, 96.4 % within 10 %; nodules 60/60 within 10 %
+(median -2.7 %: the 20 %-of-peak edge), effusions 7/7, masses 3/3, consolidations 9/9 within
+20 %; pneumothoraces 3/5 (the moved vessels and the apical cap confound the rim on the
+difference, worst on AP).  About 0.5 s CPU per study (seed 5, 20 series, 68 studies: 33 s).
 """
 from __future__ import annotations
 
@@ -2222,6 +2226,8 @@ def _series_state(person, insp: float, lesions: list[dict], k: int, drop: int | 
     return {"insp": insp, "lesions": les, "devices": []}
 
 
+SERIES_LABEL_RANGE = {"nodule": (6.0, 30.0), "mass": (31.0, 80.0), "consolidation": (30.0, 120.0),
+                      "effusion": (14.0, 150.0), "pneumothorax": (4.8, 40.0)}   # the brief's ranges, in labels
 SERIES_CONS_REL = 0.15          # consolidation extent: where its projected path is >= 15 % of its maximum
 
 
@@ -2266,11 +2272,9 @@ def _series_check_labels(L: dict, labels: list, zones: list) -> None:
     if len(set(present)) > 1:
         raise _SeriesRetry("zone changed")
     ft = L["tmpl"]["type"]
-    for v in labels:
-        if v is None:
-            continue
-        if (ft == "nodule" and not 6.0 <= v <= 30.0) or (ft == "mass" and v <= 31.0):
-            raise _SeriesRetry("size out of range")
+    lo, hi = SERIES_LABEL_RANGE[ft]
+    if any(v is not None and not lo <= v <= hi for v in labels):
+        raise _SeriesRetry("size out of range")
     t = L["sizes"]
     run: list[float] = []
     for k in range(len(t)):
