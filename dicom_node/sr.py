@@ -15,6 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
+from dicom_node.sr_measurements import imaging_measurements
+
 DISCLAIMER = (
     "PRELIMINARY AI DRAFT - NOT A FINAL REPORT. Generated automatically for radiologist review; "
     "it has not been verified by a physician."
@@ -97,6 +99,9 @@ def build_result_sr(
         items.append(_text(_COMPARISON, f"No prior available: {record.get('no_prior_reason') or 'none found'}."))
     items.append(_findings([finding_sentence(f) for f in record.get("findings", [])],
                            "No finding reported by the engine."))
+    measurements = imaging_measurements(record)  # issue 29: each finding's sizes over its history
+    if measurements is not None:
+        items.append(measurements)
     items.append(_text(_NARRATIVE, record.get("draft_text") or ""))
     items.append(_text(_ALGORITHM, f"{record.get('engine')} / {record.get('model')}"))
     items.append(_text(_ALGORITHM_VERSION, f"{record.get('engine_version')} / {record.get('model_version')}"))
