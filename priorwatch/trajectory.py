@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from priorwatch.vocabulary import (
+    CHANGED,
     Change,
     ComparisonResult,
     FindingResult,
@@ -218,6 +219,8 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
         hist.append(_observation(current, now))
         s = summarise(t.finding, hist)
         change = t.change if t in tracks else _change_from(hist, priors, most_recent)
+        if s.stable_months is not None and change in CHANGED:  # the comparison saw a change the sizes did not
+            s.stable_months, s.trajectory = None, f"present since {_d(next(o for o in hist if o.state == 'present'))}"
         urgent = t.urgent or is_urgent(t.finding, change, growing_steps=s.growing_steps)
         out.append(t.model_copy(update=dict(
             size_mm=now, history=hist, first_seen=s.first_seen, stable_months=s.stable_months,
@@ -276,7 +279,7 @@ def history_sentence(choices: Sequence[PriorUsed]) -> str | None:
         parts.append(f"baseline {name(base)}")
     mid = [c for c in choices if c.role == "intermediate" and c.fetched]
     if mid:
-        parts.append(f"{len(mid)} study(ies) in between")
+        parts.append(f"{len(mid)} {'study' if len(mid) == 1 else 'studies'} between")
     missing = [c for c in choices if not c.fetched]
     text = "; ".join(parts) + "."
     if missing:

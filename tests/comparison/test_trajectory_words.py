@@ -173,3 +173,17 @@ def test_history_sentence_names_prior_baseline_and_what_was_not_fetched() -> Non
     ]
     assert history_sentence(choices) == ("Compared with the study of 2026-10-02 (most recent prior); baseline the "
                                          "study of 2024-03-04. Not available: the study of 2025-01-12 (C-GET refused).")
+
+
+def test_sizes_never_call_stable_what_the_comparison_saw_change() -> None:
+    cur = StudyRef(study_uid="cur", date=DATES[4])
+    priors = [StudyRef(study_uid="p0", date=DATES[0]), StudyRef(study_uid="p1", date=DATES[3])]
+    box = (50, 60, 70, 80)
+    results = {  # the engine: worsened against p1; the sizes read the same on both
+        "p1": _result([_f("nodule", "worsened", box)],
+                      [Measured(finding="nodule", box=box, current_mm=13.0, prior_mm=13.0)]),  # type: ignore[arg-type]
+        "p0": _result([], [Measured(finding="nodule", box=box, current_mm=13.0, prior_mm=0.0)]),  # type: ignore[arg-type]
+    }
+    [f] = assemble(cur, priors, results, most_recent="p1")
+    assert f.stable_months is None
+    assert f.trajectory == "present since 2026-10-02"
