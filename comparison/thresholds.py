@@ -268,7 +268,10 @@ SIGNS_CHECK_READER = True  # the measured signs of the changed regions check the
 SIGNS_CHECK_DIRECTION = False  # "improved / resolved opacity" where every lucent region there is new air without a prior
 #                                opacity -> new pneumothorax. Off: on thorax3d validation (seed 1001, 70 pairs) it turned one
 #                                correct "nodule resolved" (g-0053) into a second "pneumothorax new" and fixed nothing (detected
-#                                20 -> 19 of 51); the sign rules keep the rule for the regions they type (`typing_rules._lucent`)
+#                                20 -> 19 of 51); the sign rules keep the rule for the regions they type (`typing_rules._lucent`).
+#                                All four validation sets with it on (same alignments): thorax3d as above; slabs false urgent
+#                                7 -> 9 of 56 (a normal and a rotated pair: an "improved" lower/middle opacity became an urgent
+#                                pneumothorax), type 19 -> 18 of 50; atlas2d and cxrpairs (first 60) unchanged. Nothing gained
 SIGNS_CHECK_EFFUSION = True  # a lower-zone opacity with fluid signs (basal, meniscus or blunted angle) is effusion
 SIGNS_CHECK_AIRSPACE = True  # a new or growing nodule / mass with an ill-defined margin or air bronchi is consolidation
 #                              Both on, validation seed 1001 (thorax3d, atlas2d, slabs 70 pairs each, cxrpairs heldout9 first
