@@ -43,6 +43,7 @@ from workers.runtime import free_port, worker_command
 from tests.peers import Orthanc
 
 PG_ADMIN = "host=127.0.0.1 dbname=test user=postgres"
+BRIDGE_WAIT_S = 60  # seconds a worker's namespace waits for its forwarded ports before giving up
 SWEEP_S = 0.5  # with a PACS: serve's sweeper interval; worker 0's beat sweeps every 10x this (5 s)
 BROKERS = {"redis": "redis://127.0.0.1:6379/7", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
 SENDER_AE = "CR01"
@@ -163,10 +164,13 @@ class Cluster:
     def _inside_bridges(self) -> str:
         """Shell run inside a new network namespace before the worker: loopback up, and on it each
         service's port forwarded to its bridge socket (the worker's settings name 127.0.0.1)."""
+        ports = self._services()
         fwd = " ".join(f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr "
-                       f"UNIX-CONNECT:{self.root / 'bridges' / (name + '.sock')} &"
-                       for name, port in self._services().items())
-        return f"ip link set lo up || exit 1; {fwd} sleep 0.5; "
+                       f"UNIX-CONNECT:{self.root / 'bridges' / (name + '.sock')} &" for name, port in ports.items())
+        # the worker starts once every forwarded port answers (a fixed pause was too short under load)
+        wait = " ".join(f"until (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.1; "
+                        f"[ $SECONDS -gt {BRIDGE_WAIT_S} ] && exit 1; done;" for port in ports.values())
+        return f"ip link set lo up || exit 1; {fwd} {wait} "
 
     def bridge_cpu_s(self) -> float:
         return sum(_tree_cpu(p.pid) for p in self._bridges)
@@ -185,7 +189,7 @@ class Cluster:
         cmd = worker_command(ws, name=f"w{i}", beat=self.pacs and i == 0)  # worker 0's beat sweeps the outbox
         if self.isolated:  # the node's data dir, seen from this worker: an empty, unreadable tmpfs;
             # its own data dir: a tmpfs only it sees (what it writes there never reaches a reader)
-            cmd = ["unshare", "--mount", "--propagation", "private", *(["--net"] if self.netns else []), "sh", "-c",
+            cmd = ["unshare", "--mount", "--propagation", "private", *(["--net"] if self.netns else []), "bash", "-c",
                    'mount -t tmpfs -o size=1m,mode=000 none "$0" && mount -t tmpfs -o size=512m,mode=700 none "$1" '
                    f'&& shift || exit 1; {self._inside_bridges() if self.netns else ""}exec "$@"',
                    str(self.node_settings.data_dir), str(d), *cmd]
