@@ -29,6 +29,7 @@ PERCENTILE_WINDOWS: dict[str, tuple[float, float]] = {
     "bone": (60.0, 99.9),  # only the densest structures
 }
 DISPLAY_MAX = 1024  # long side, pixels
+THUMB_MAX = 128  # long side of a history-strip thumbnail: a date's view recognisable, ~10 kB of PNG
 
 
 class ImageUnavailable(Exception):
@@ -241,8 +242,13 @@ def render(img: LoadedImage, preset: str | None, center: float | None, width: fl
     return overlay_heatmap(gray, overlay_path) if overlay_path else gray
 
 
+def thumbnail(gray: np.ndarray, max_side: int = THUMB_MAX) -> np.ndarray:
+    """A rendered (uint8) image shrunk for the history strip, from the display-size copy already cached."""
+    return np.clip(_downsample(gray.astype(np.float32), max_side), 0, 255).astype(np.uint8)
+
+
 def image_url(instance_id: int, *, preset: str = "default", center: float | None = None, width: float | None = None,
-              full: bool = False, overlay: int | None = None) -> str:
+              full: bool = False, overlay: int | None = None, thumb: bool = False) -> str:
     """The page's URL for one rendered image (relative: same origin, the cookie goes along)."""
     from urllib.parse import quote
 
@@ -253,4 +259,6 @@ def image_url(instance_id: int, *, preset: str = "default", center: float | None
         parts.append("full=1")
     if overlay is not None:
         parts.append(f"overlay={overlay}")
+    if thumb:
+        parts.append("thumb=1")
     return f"/pw/img/{instance_id}?{'&'.join(parts)}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import commands, images, queries, signoff
+from dashboard import commands, history_view, images, queries, signoff
 from dashboard.ui import PAGE_WORKLIST, flash, go, open_item, plural, show_flash, sid, static
 from priorwatch.models import Instance, Study
 from priorwatch.vocabulary import Change, FindingType, Side, Zone
@@ -35,6 +35,8 @@ SHORTCUTS = {
     "take_over": "Alt+T",
 }
 AUTOSAVE_DEBOUNCE_MS = 800  # typing pauses this long before the draft is saved
+VIEWER_HEIGHT = 560  # the two panes and their toolbar
+STRIP_HEIGHT = 122  # the history strip's tiles above them (thumbnail, date/view, role, L/R buttons)
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,9 +217,31 @@ def viewer_section(detail: queries.StudyDetail, priors: list[tuple[Study, Instan
     pr_cap = f"Prior · {pr_study.study_date or ''} {pr_inst.view_position if pr_inst else ''}" if pr_study else "No prior study"
     started = st.session_state.get("review_started", {}).get(detail.item.id)
     started_ms = int(started.replace(tzinfo=timezone.utc).timestamp() * 1000) if started else None
-    st.iframe(viewer_html(cur_url, pr_url, cur_cap, pr_cap, markers["cur"], markers["pr"], started_ms), height=560)
+    strip = _strip(detail, priors, cur_url, lambda i: images.image_url(i.id, preset=wl_preset, center=center,  # type: ignore[arg-type]
+                                                                       width=width, full=full))
+    sel = (len(strip) - 1, next((k for k, s in enumerate(strip) if s.study_id == prior_pick), -1))
+    st.iframe(viewer_html(cur_url, pr_url, cur_cap, pr_cap, markers["cur"], markers["pr"], started_ms, strip, sel),
+              height=VIEWER_HEIGHT + (STRIP_HEIGHT if strip else 0))
     st.caption("Viewer: wheel or +/− zooms both images, drag pans both, double-click or Reset fits. "
-               "Window/level is applied on the server to the full-depth pixel data.")
+               + ("History strip: L or R under a study shows it in that pane, at the same zoom, pan and window. "
+                  if strip else "")
+               + "Window/level is applied on the server to the full-depth pixel data.")
+
+
+def _strip(detail: queries.StudyDetail, priors: list[tuple[Study, Instance]], cur_url: str | None,
+           url: Any) -> list[history_view.StripStudy]:
+    """The history strip's studies (oldest first, the current last); none when there is no earlier study."""
+    if not priors:
+        return []
+
+    def markers(inst: Instance) -> tuple[str, str]:
+        try:
+            return images.load_cached(inst.path).markers
+        except images.ImageUnavailable:
+            return ("", "")
+
+    return history_view.strip_studies(detail.study, detail.current_instance, priors, detail.comparison,
+                                      lambda inst, is_cur: cur_url if is_cur and cur_url else url(inst), markers)
 
 
 def _prior_picker(col: Any, detail: queries.StudyDetail, priors: list[tuple[Study, Instance]],
@@ -254,8 +278,10 @@ def _manual_window(cur: Instance | None) -> tuple[float | None, float | None]:
 
 
 def viewer_html(cur_url: str | None, pr_url: str | None, cur_cap: str, pr_cap: str,
-                cur_markers: tuple[str, str], pr_markers: tuple[str, str], started_ms: int | None = None) -> str:
-    """Two panes with zoom and pan kept in step (`static/viewer.html`, images from the session route)."""
+                cur_markers: tuple[str, str], pr_markers: tuple[str, str], started_ms: int | None = None,
+                strip: list[history_view.StripStudy] | None = None, sel: tuple[int, int] = (-1, -1)) -> str:
+    """Two panes with zoom and pan kept in step (`static/viewer.html`, images from the session route),
+    under the history strip (`strip`, with the tiles now in the left and right pane: `sel`)."""
     def pane(idx: int, url: str | None, cap: str, mk: tuple[str, str]) -> str:
         img = (f'<img id="im{idx}" src="{html.escape(url)}" draggable="false" alt="{html.escape(cap)}">' if url
                else '<div class="none">No image</div>')
@@ -265,7 +291,10 @@ def viewer_html(cur_url: str | None, pr_url: str | None, cur_cap: str, pr_cap: s
     return (static("viewer.html")
             .replace("__PANES__", pane(0, cur_url, cur_cap, cur_markers) + pane(1, pr_url, pr_cap, pr_markers), 1)
             .replace("__ZOOM_KEY__", json.dumps("pw_view_zoom:" + (cur_url or "").split("?")[0]), 1)
-            .replace("__STARTED_MS__", json.dumps(started_ms), 1))
+            .replace("__STARTED_MS__", json.dumps(started_ms), 1)
+            .replace("__STRIP__", history_view.strip_html(strip) if strip else "", 1)
+            .replace("__STRIP_DATA__", history_view.strip_json(strip or []), 1)
+            .replace("__STRIP_SEL__", json.dumps(list(sel)), 1))
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,6 +315,10 @@ def findings_section(detail: queries.StudyDetail) -> None:
                     "Urgent": "URGENT" if f.urgent else "",
                     "Confidence": round(f.confidence, 2),
                     "Evidence check": GUARD_MARKS.get(f.guard, f.guard or ""),
+                    "Sizes over time": history_view.sizes_text(f),
+                    "Trend": history_view.sizes_series(f),
+                    "Trajectory": f.trajectory or "",
+                    "First seen": str(f.first_seen or ""),
                 }
                 for f in detail.findings
             ],
@@ -293,8 +326,11 @@ def findings_section(detail: queries.StudyDetail) -> None:
             width="stretch",
             column_config={
                 "Confidence": st.column_config.ProgressColumn("Confidence", min_value=0.0, max_value=1.0, format="%.2f"),
+                "Trend": st.column_config.LineChartColumn("Trend", y_min=0, width="small",
+                                                          help="Size (mm) on each study, oldest first; 0 = not seen"),
             },
         )
+        _sizes_chart(detail)
         unsupported = [f for f in detail.findings if f.guard == "unsupported"]
         if unsupported:
             st.warning(
@@ -308,6 +344,21 @@ def findings_section(detail: queries.StudyDetail) -> None:
             st.text(detail.prior_report)
         else:
             st.caption("No prior report on file.")
+
+
+def _sizes_chart(detail: queries.StudyDetail) -> None:
+    """Each measured finding's size against the study date (the history's trajectory)."""
+    rows = history_view.chart_rows(detail.findings, queries.finding_label)
+    if not rows:
+        return
+    import altair as alt
+
+    chart = (alt.Chart(alt.Data(values=rows)).mark_line(point=True)
+             .encode(x=alt.X("date:T", title="study date"), y=alt.Y("size (mm):Q", title="size (mm)"),
+                     color=alt.Color("finding:N", title=None), tooltip=["finding:N", "date:T", "size (mm):Q"])
+             .properties(height=180))
+    st.altair_chart(chart, width="stretch")
+    st.caption("Sizes over time: 0 mm = looked for and not seen; n/a = not assessable on that study.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,6 +383,9 @@ def _draft_box(item_id: int, detail: queries.StudyDetail, keys: dict[str, Any], 
     """The draft text area, restored from the user's autosave; None when read-only."""
     comp = detail.comparison
     st.subheader("Draft report")
+    line = history_view.history_line(comp)
+    if line:
+        st.caption(line)
     if keys["draft"] not in st.session_state and not read_only:
         saved = commands.load_draft(username, item_id)
         st.session_state[keys["draft"]] = saved[0] if saved is not None else comp.draft_text

@@ -5,7 +5,8 @@
 - ``/pw/auth/establish?grant=...``: redeems a one-time login grant into the HttpOnly session
   cookie (``Set-Cookie``) and redirects to the app; ``/pw/auth/logout`` clears it.
 - ``/pw/img/{instance_id}``: one image, windowed on the server from its full-depth pixel data
-  (``preset`` or ``c``/``w``; ``full=1`` for full resolution; ``overlay=<comparison id>``),
+  (``preset`` or ``c``/``w``; ``full=1`` for full resolution; ``overlay=<comparison id>``;
+  ``thumb=1`` for the review page's history-strip thumbnail),
   only for a live session of a reading role: 401 without one, 403 for other roles. Never
   cached by the browser or a proxy.
 - ``/pw/api/draft/{item_id}`` (POST): the review page's autosave of the text being typed.
@@ -153,6 +154,8 @@ def image(request: Request) -> Response:
     try:
         img = images.load_cached(inst.path, max_side=100_000 if full else images.DISPLAY_MAX)
         arr = images.render(img, preset, _float(q.get("c")), _float(q.get("w")), overlay)
+        if q.get("thumb") == "1":  # the history strip's thumbnail: same session check, same window
+            arr = images.thumbnail(arr)
     except images.ImageUnavailable as exc:
         return PlainTextResponse(str(exc), status_code=404, headers=NO_STORE)
     return Response(images.to_png(arr, compress_level=1), media_type="image/png",
