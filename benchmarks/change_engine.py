@@ -178,7 +178,7 @@ def prepared_pair(pair: "Pair", size: int = PREPARE_SIZE) -> tuple:
     prepared (`PreparedImage`), so pixel spacing, MONOCHROME1 and VOI LUT take the real path."""
     import pydicom
 
-    from comparison.preprocess import prepare_dataset
+    from comparison import prepare_dataset
 
     return tuple(prepare_dataset(pydicom.dcmread(io.BytesIO(_roundtrip(ds))), size=size)
                  for ds in (pair.current, pair.prior))
@@ -189,7 +189,7 @@ def run_pair(pair: "Pair", engine, prepare_size: int = PREPARE_SIZE) -> PairScor
     import pydicom
 
     from comparison import CompareContext
-    from comparison.preprocess import prepare_dataset
+    from comparison import prepare_dataset
 
     labels = [lb.as_dict() for lb in pair.labels]
     raw = {role: _roundtrip(ds) for role, ds in (("prior", pair.prior), ("current", pair.current))}

@@ -70,27 +70,19 @@ WORKER_REACHABLE = WORKER_FACING | {
 }
 # Public modules of the engine beside the names in comparison.__all__ and comparison.vlm.__all__
 # (DESIGN.md and comparison's docstring); the rest of each package is private to it.
-PUBLIC_SUBMODULES = {"comparison.contract", "comparison.synthetic"}
+# The last four are public for model development and evaluation (comparison's docstring; issue 28):
+# thresholds (every tunable, set by tuning runs), calibration (the Platt fit), benchmark (the engine's
+# own generator's table, `priorwatch benchmark`) and mscxrt (the MS-CXR-T label scorer).
+PUBLIC_SUBMODULES = {"comparison.contract", "comparison.synthetic", "comparison.thresholds", "comparison.calibration",
+                     "comparison.benchmark", "comparison.mscxrt"}
 
 # (importing module, imported module) pairs allowed for now, each with why (any name from that
 # module): a new import of another internal module fails.
 EXCEPTIONS: dict[tuple[str, str], str] = {
     # `priorwatch demo` (a CLI command, not the worker process) makes its synthetic studies.
     ("workers.demo", "comparison.synthetic"): "demo data; comparison.synthetic is public, but not worker-facing",
-    # Benchmarks that tune or replay the engine's internals (issue 31: move to modeldev or the public API).
-    ("benchmarks.longitudinal", "comparison.benchmark"): "the engine's own benchmark, re-exported",
-    ("benchmarks.reader_tune", "comparison._anatomy"): "replays LungFields",
-    ("benchmarks.reader_tune", "comparison.registration"): "Aligned, registration constants",
-    ("benchmarks.reader_tune", "comparison.reader"): "Reader, WEIGHTS",
-    ("benchmarks.reader_tune", "comparison.thresholds"): "tunes the thresholds",
-    ("benchmarks.reader_tune", "comparison.calibration"): "refits the calibration",
+    # A benchmark that starts the VLM's Triton itself (issue 31: move to the public API).
     ("benchmarks.triton_overhead", "comparison.vlm.serving"): "MODEL_REPOSITORY, pytriton_root, server_env",
-    ("benchmarks.reader_train", "comparison.reader"): "trains the reader's network",
-    ("benchmarks.reader_train", "comparison.registration"): "_match_tone",
-    ("benchmarks.reader_data", "comparison.benchmark"): "seeds and cases",
-    ("benchmarks.change_engine", "comparison.preprocess"): "prepare_dataset",
-    ("benchmarks.change_engine", "comparison.mscxrt"): "the MS-CXR-T scorer",
-    ("benchmarks.change_engine", "comparison.benchmark"): "the engine's own benchmark",
 }
 
 

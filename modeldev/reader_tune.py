@@ -1,18 +1,21 @@
 """Pick the reader's two cut-offs on the dev grid (never held-out), from saved aligned pairs.
 
-Runs the shipped reader (or `--weights`) on the dev pairs saved by `benchmarks.reader_data
+Runs the shipped reader (or `--weights`) on the dev pairs saved by `modeldev.reader_data
 --split dev` and scores the engine's findings (the production `_from_reads`) with the
 harness's own `score_pair`, for a grid of `READER_CHANGE_P` x `READER_URGENT_P`:
 
-    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/dev
+    .venv/bin/python -m modeldev.reader_tune --dev artifacts/reader/dev
 
 `--full` replays the whole engine after registration (`RegistrationEngine.analyse`: change regions,
 sign rules, reader, fluid height) on the saved pairs at the shipped settings and lists each pair it
 gets wrong with what the reader and the sign rules said: the engine's table for that grid in ~0.3 s a
 pair instead of ~3 s (decode and registration are saved), e.g. on dev saved at the benchmark's 2000 px:
 
-    .venv/bin/python -m benchmarks.reader_data --split dev --size 2000 --out artifacts/reader/dev2k --count 104
-    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/dev2k --full
+    .venv/bin/python -m modeldev.reader_data --split dev --size 2000 --out artifacts/reader/dev2k --count 104
+    .venv/bin/python -m modeldev.reader_tune --dev artifacts/reader/dev2k --full
+
+Imports only the engine's public names (`replay_aligned`, `findings_from_reads`, `Reader`,
+`comparison.thresholds` and `comparison.calibration`); it moved here from `benchmarks/` in issue 28.
 """
 
 from __future__ import annotations
@@ -25,20 +28,17 @@ import numpy as np
 
 
 def _aligned(path: Path):
-    """A pair saved by `benchmarks.reader_data`: its labels, the `Aligned` the engine saw, the working spacing."""
-    from comparison._anatomy import LungFields
-    from comparison.registration import Aligned
+    """A pair saved by `modeldev.reader_data`: its labels, the `Aligned` the engine saw, the working spacing."""
+    from comparison import replay_aligned
 
     z = np.load(path)
-    lungs = LungFields(right=z["right"], left=z["left"], midline=float(z["midline"]), template=False)
-    cw = z["cw"].astype(np.float32)
-    al = Aligned(cw, z["mapped"].astype(np.float32), np.ones_like(z["roi"]), lungs, lungs, z["roi"],
-                 float(z["quality"]), 0.0, True, 0.0)
+    al = replay_aligned(z["cw"].astype(np.float32), z["mapped"].astype(np.float32), z["right"], z["left"], z["roi"],
+                        float(z["midline"]), float(z["quality"]))
     return json.loads(str(z["labels"])), al, float(z["spacing"])
 
 
-def _reads(weights: Path, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
-    from comparison.reader import Reader
+def _reads(weights: Path | None, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
+    from comparison import Reader
 
     reader = Reader(weights)
     out = []
@@ -58,13 +58,12 @@ def _scored(labels: list[dict], findings: list) -> tuple:
                      called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"]), s
 
 
-def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
+def full(dev_dir: Path, weights: Path | None, verbose: bool) -> dict:
     """The whole engine after registration (`RegistrationEngine.analyse`: regions, sign rules, reader,
     fluid height) on each saved pair, at the shipped settings with these reader weights, scored by
     the harness."""
     from benchmarks.change_engine import summarise
-    from comparison.reader import Reader
-    from comparison.registration import CompareContext, RegistrationEngine
+    from comparison import CompareContext, Reader, RegistrationEngine
 
     eng = RegistrationEngine(reader=Reader(weights))
     scores = []
@@ -83,13 +82,13 @@ def full(dev_dir: Path, weights: Path, verbose: bool) -> dict:
 
 def score(rows, change_p: float, urgent_p: float, keep: list | None = None) -> dict:
     from benchmarks.change_engine import summarise
-    from comparison import registration
+    from comparison import findings_from_reads
     from comparison import thresholds as T
 
     T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
     scores = []
     for labels, reads, lungs, quality, shape in rows:
-        ps, s = _scored(labels, registration._from_reads(reads, [], lungs, quality, shape, shape))
+        ps, s = _scored(labels, findings_from_reads(reads, lungs, quality, shape))
         scores.append(ps)
         if keep is not None:
             keep.append(s["calib"])
@@ -121,11 +120,9 @@ def _value(v) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from comparison.reader import WEIGHTS
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dev", type=Path, required=True)
-    ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--weights", type=Path, help="reader weights (default: the shipped ones)")
     ap.add_argument("--fit", nargs=2, type=float, metavar=("CHANGE_P", "URGENT_P"),
                     help="fit the reader's Platt map at these cut-offs (two-fold check inside dev)")
     ap.add_argument("--tta", choices=("on", "off"), default="on", help="READER_SWAP_TTA for this run")

@@ -1,4 +1,4 @@
-"""`benchmarks.reader_tune --full` decides on saved aligned pairs instead of running the engine:
+"""`modeldev.reader_tune --full` decides on saved aligned pairs instead of running the engine:
 that is only honest if replaying a saved pair (`reader_data._save` -> `reader_tune._aligned` ->
 `RegistrationEngine.analyse`) says what `compare` says on the same images."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, prepared_pair
 from benchmarks.cxrpairs import grid, make_pair
-from benchmarks.reader_data import _save
-from benchmarks.reader_tune import _aligned
+from modeldev.reader_data import _save
+from modeldev.reader_tune import _aligned
 from comparison import CompareContext, RegistrationEngine
 
 

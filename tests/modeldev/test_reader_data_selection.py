@@ -1,10 +1,10 @@
-"""The fine-tune data selection of `benchmarks.reader_data` (train split only): `--small-effusions`
+"""The fine-tune data selection of `modeldev.reader_data` (train split only): `--small-effusions`
 keeps exactly the changed effusions whose fluid is at most SMALL_EFFUSION_MM on the image that has it."""
 
 from __future__ import annotations
 
 from benchmarks.cxrpairs import make_pair
-from benchmarks.reader_data import SMALL_EFFUSION_MM, small_effusion, train_specs
+from modeldev.reader_data import SMALL_EFFUSION_MM, small_effusion, train_specs
 
 
 def test_small_effusions_are_selected_by_the_labelled_fluid_height() -> None:

@@ -1,4 +1,4 @@
-"""`benchmarks.reader_train --tone`: the reader is trained on what the engine's deciding reading shows it,
+"""`modeldev.reader_train --tone`: the reader is trained on what the engine's deciding reading shows it,
 the prior after `registration._match_tone` (engine 0.4.8), not only the quadratic-matched prior."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 
 from benchmarks.change_engine import FULL_SIZE_LONG_SIDE, prepared_pair
 from benchmarks.cxrpairs import grid, make_pair
-from benchmarks.reader_data import _save
-from benchmarks.reader_train import samples
+from modeldev.reader_data import _save
+from modeldev.reader_train import samples
 from comparison import RegistrationEngine
 from comparison.reader import lung_inputs
 from comparison.registration import _match_tone

@@ -1,28 +1,31 @@
 """Train the change engine's hemithorax reader on the cxrpairs "train" split; pick its cut-offs on dev.
 
 Never reads the held-out grid: held-out is scored once, by `benchmarks/change_engine.py`,
-after the weights and cut-offs are fixed.
+after the weights and cut-offs are fixed. Imports only the engine's public names: the reader's
+input is `comparison.lung_inputs`, the very function production's `Reader` calls, and the
+deciding reading's prior is `comparison.match_tone` (issue 28: training replays what `analyse` sees).
+(Until issue 28 this lived in `benchmarks/`; the commands below were run as `benchmarks.reader_*`.)
 
-    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --count 3700   # ~60 CPU min
-    .venv/bin/python -m benchmarks.reader_data --split dev --out artifacts/reader/dev --count 104
-    .venv/bin/python -m benchmarks.reader_data --split own --out artifacts/reader/own --count 600
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own --dev artifacts/reader/dev \
+    .venv/bin/python -m modeldev.reader_data --out artifacts/reader/train --count 3700   # ~60 CPU min
+    .venv/bin/python -m modeldev.reader_data --split dev --out artifacts/reader/dev --count 104
+    .venv/bin/python -m modeldev.reader_data --split own --out artifacts/reader/own --count 600
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/train artifacts/reader/own --dev artifacts/reader/dev \
         --out artifacts/reader/C.pt                                  # reader C: 14 epochs, seed 7
-    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --count 500
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own \
+    .venv/bin/python -m modeldev.reader_data --background real --out artifacts/reader/real_train --count 500
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/train artifacts/reader/own \
         artifacts/reader/real_train --limit 1500 --init artifacts/reader/C.pt --max-lr 1e-3 --epochs 4 \
         --dev artifacts/reader/dev --out comparison/reader_weights.pt   # reader D, the shipped weights
-    .venv/bin/python -m benchmarks.reader_data --background real --namespace realdev --out artifacts/reader/realdev --count 120
-    .venv/bin/python -m benchmarks.reader_tune --dev artifacts/reader/realdev   # C vs D was chosen on this and dev
+    .venv/bin/python -m modeldev.reader_data --background real --namespace realdev --out artifacts/reader/realdev --count 120
+    .venv/bin/python -m modeldev.reader_tune --dev artifacts/reader/realdev   # C vs D was chosen on this and dev
 
 Engine 0.4.1 crops each lung by `reader.hemithorax_boxes` (rows from the image's profile, not the
 threshold masks alone), so D was fine-tuned again on the new crops, with 1000 real-background pairs
 (train seeds 0..999 of the real namespace) and the first 1970 of the synthetic train split:
 
-    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --start 500 --count 500
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
+    .venv/bin/python -m modeldev.reader_data --background real --out artifacts/reader/real_train --start 500 --count 500
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
         --init D.pt --max-lr 1.5e-3 --epochs 6 --dev artifacts/reader/dev --out F1.pt     # profile boxes, first form
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
         --init F1.pt --max-lr 1.5e-3 --epochs 5 --seed 9 --out comparison/reader_weights.pt  # F3: boxes with the mask checks
 
 Stop 15 tried fine-tuning F3 for what it misses (small changed effusions; pairs generated at the
@@ -35,12 +38,12 @@ fine-tune called 62 % of realdev's stable pairs changed.
 Stop 16 tried a two-member ensemble, F3 + M2 (F3 trained five more epochs with another seed on a fresh
 build of part of its data), and shipped none of it (F3 alone is still `reader_weights.pt`):
 
-    .venv/bin/python -m benchmarks.reader_data --out artifacts/reader/train --count 914
-    .venv/bin/python -m benchmarks.reader_data --split own --out artifacts/reader/own --count 600
-    .venv/bin/python -m benchmarks.reader_data --background real --out artifacts/reader/real_train --count 827
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
+    .venv/bin/python -m modeldev.reader_data --out artifacts/reader/train --count 914
+    .venv/bin/python -m modeldev.reader_data --split own --out artifacts/reader/own --count 600
+    .venv/bin/python -m modeldev.reader_data --background real --out artifacts/reader/real_train --count 827
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/train artifacts/reader/own artifacts/reader/real_train \
         --init comparison/reader_weights.pt --max-lr 1.5e-3 --epochs 5 --seed 21 --out M2.pt   # ~9 min on 2 cores
-    .venv/bin/python -m benchmarks.reader_train --combine comparison/reader_weights.pt M2.pt --out E2.pt
+    .venv/bin/python -m modeldev.reader_train --combine comparison/reader_weights.pt M2.pt --out E2.pt
 
 A rule fixed beforehand chose it over F3 on 601 replayed decision pairs (`reader_tune --full`: +2
 detected, +3 sides, -2 quiet pairs called changed of 323 / 323 / 278). The gain did not hold on the
@@ -52,13 +55,13 @@ Stop 19 shipped two members fine-tuned from F3 on priors after `registration._ma
 every crop shows the prior as engine 0.4.7's deciding reading sees it), seeds 23 and 31, on a fresh build
 of train pairs (synthetic 4000-4899, real 1000-1449, own 600-849; 1600 pairs):
 
-    .venv/bin/python -m benchmarks.reader_data --start 4000 --count 900 --out artifacts/reader/syn
-    .venv/bin/python -m benchmarks.reader_data --background real --start 1000 --count 450 --out artifacts/reader/real
-    .venv/bin/python -m benchmarks.reader_data --split own --start 600 --count 250 --out artifacts/reader/own
-    .venv/bin/python -m benchmarks.reader_train --train artifacts/reader/syn artifacts/reader/real artifacts/reader/own \
+    .venv/bin/python -m modeldev.reader_data --start 4000 --count 900 --out artifacts/reader/syn
+    .venv/bin/python -m modeldev.reader_data --background real --start 1000 --count 450 --out artifacts/reader/real
+    .venv/bin/python -m modeldev.reader_data --split own --start 600 --count 250 --out artifacts/reader/own
+    .venv/bin/python -m modeldev.reader_train --train artifacts/reader/syn artifacts/reader/real artifacts/reader/own \
         --init F3.pt --max-lr 1.5e-3 --epochs 5 --seed 23 --tone 1.0 --out T10.pt     # ~5 min on 2 cores
     (the same with --seed 31 --out T10b.pt)
-    .venv/bin/python -m benchmarks.reader_train --combine T10.pt T10b.pt --out comparison/reader_weights.pt
+    .venv/bin/python -m modeldev.reader_train --combine T10.pt T10b.pt --out comparison/reader_weights.pt
 
 Chosen with the change cut 0.35 and urgent cut 0.30 over F3 alone (0.4.7), one tone member (seed 23, cuts
 0.25-0.50), members trained at `--tone 0.5`, F3 + one tone member and F3 + both, by stop 17's rule on 601
@@ -84,7 +87,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cxrpairs import LARGE_EFFUSION_FRACTION, NODULE_MASS_CUT_MM, is_urgent
-from comparison.reader import CHANGES, FINDINGS, ZONES, build_net, lung_inputs
+from comparison import build_net, lung_inputs, match_tone, reader_classes
+
+FINDINGS, CHANGES, ZONES = (reader_classes()[k] for k in ("finding", "change", "zone"))  # the reader's heads, in order
 
 JITTER = 0.04  # crop margins move by up to this share of the lung's size (segmentation varies)
 VARIANTS = 3  # crops per lung: as acquired, jittered and read backwards in time, jittered
@@ -129,15 +134,13 @@ def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: fl
 
 def samples(paths: list[Path], variants: int, rng: np.random.Generator | None, tone: float = 0.0) -> dict[str, np.ndarray]:
     """Inputs and targets for every lung of every pair (`variants` jittered crops each). `tone`: the share
-    of variants that show the prior after `registration._match_tone`, as the engine's deciding reading does."""
-    from comparison.registration import _match_tone
-
+    of variants that show the prior after `comparison.match_tone`, as the engine's deciding reading does."""
     xs, hs, ys = [], [], []
     for p in paths:
         d = _load(p)
         labels = json.loads(str(d["labels"]))
         cw, plain = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
-        toned = _match_tone(cw, plain, d["roi"]) if tone > 0 else plain
+        toned = match_tone(cw, plain, d["roi"]) if tone > 0 else plain
         for v in range(variants):
             mapped = toned if rng is not None and rng.random() < tone else plain
             jitter = None
