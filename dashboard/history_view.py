@@ -16,7 +16,7 @@ from typing import Any
 
 from priorwatch.models import Comparison, Finding, Instance, Study
 
-ROLE_LABELS = {"most_recent": "compared prior", "baseline": "baseline", "intermediate": "intermediate"}
+ROLE_LABELS = {"most_recent": "compared prior", "baseline": "baseline", "intermediate": "intermediate study"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,9 @@ def strip_json(studies: Sequence[StripStudy]) -> str:
 def history_line(comp: Comparison) -> str | None:
     """The sentence that names what the draft compares with: the prior, the baseline, the others,
     and any prior that could not be fetched (never dropped silently)."""
-    choices = prior_choices(comp)
+    order = list(ROLE_LABELS)  # the compared prior first, then the baseline, then the others
+    choices = sorted(prior_choices(comp), key=lambda c: (order.index(c["role"]) if c["role"] in order else 9,
+                                                        c.get("date") or ""))
     if not choices:
         return None
     parts = []
@@ -94,7 +96,8 @@ def history_line(comp: Comparison) -> str | None:
         if not c.get("fetched", True):
             what += f" (not fetched: {c.get('problem') or 'no reason given'})"
         parts.append(what)
-    return "This draft compares the current study with " + ", ".join(parts) + "."
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"This draft compares the current study with {listed}."
 
 
 def _history(f: Finding) -> list[dict[str, Any]]:

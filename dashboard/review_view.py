@@ -317,7 +317,6 @@ def findings_section(detail: queries.StudyDetail) -> None:
                     "Evidence check": GUARD_MARKS.get(f.guard, f.guard or ""),
                     "Sizes over time": history_view.sizes_text(f),
                     "Trend": history_view.sizes_series(f),
-                    "Trajectory": f.trajectory or "",
                     "First seen": str(f.first_seen or ""),
                 }
                 for f in detail.findings
@@ -355,9 +354,13 @@ def _sizes_chart(detail: queries.StudyDetail) -> None:
 
     chart = (alt.Chart(alt.Data(values=rows)).mark_line(point=True)
              .encode(x=alt.X("date:T", title="study date"), y=alt.Y("size (mm):Q", title="size (mm)"),
-                     color=alt.Color("finding:N", title=None), tooltip=["finding:N", "date:T", "size (mm):Q"])
+                     color=alt.Color("finding:N", title=None, scale=alt.Scale(scheme="category10")),
+                     tooltip=["finding:N", "date:T", "size (mm):Q"])
              .properties(height=180))
     st.altair_chart(chart, width="stretch")
+    for f in detail.findings:
+        if f.trajectory:
+            st.markdown(f"**{queries.finding_label(f)}:** {f.trajectory}")
     st.caption("Sizes over time: 0 mm = looked for and not seen; n/a = not assessable on that study.")
 
 

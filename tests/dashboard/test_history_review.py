@@ -25,7 +25,7 @@ def test_findings_table_shows_sizes_over_time_and_trend(history: HistorySeed) ->
     assert df["Finding"].tolist() == ["nodule", "effusion"]
     assert df["Sizes over time"].tolist() == ["0 → 8 → 11 → 15 mm", "20 → 22 → n/a → 21 mm"]
     assert [list(x) for x in df["Trend"]] == [[0.0, 8.0, 11.0, 15.0], [20.0, 22.0, 21.0]]
-    assert df["Trajectory"].tolist()[0] == "increasing since 2025-06-01: 8 → 11 → 15 mm"
+    assert "**nodule (left middle):** increasing since 2025-06-01: 8 → 11 → 15 mm" in texts(at)
     assert df["First seen"].tolist() == ["2025-06-01", "2025-01-12"]
     charts = at.get("vega_lite_chart")
     assert len(charts) == 1  # the sizes-over-time chart
@@ -52,8 +52,8 @@ def test_chart_rows_put_each_size_at_its_study_date(history: HistorySeed) -> Non
 
 def test_draft_names_the_compared_prior_and_the_baseline(history: HistorySeed) -> None:
     at = open_review(app_as("alice"), history.item_id)
-    assert ("This draft compares the current study with the baseline of 2025-01-12, the intermediate of "
-            "2025-06-01, the compared prior of 2025-10-02.") in texts(at)
+    assert ("This draft compares the current study with the compared prior of 2025-10-02, the baseline of "
+            "2025-01-12 and the intermediate study of 2025-06-01.") in texts(at)
 
 
 def test_viewer_strip_holds_every_study_current_left_compared_prior_right(history: HistorySeed) -> None:
