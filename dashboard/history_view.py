@@ -1,4 +1,4 @@
-"""The patient's history on the review page (issue 29): the study strip above the viewer, each
+"""The patient's history on the review page (issue 29): the study strip under the viewer's panes, each
 finding's sizes over time, and the line naming the prior and the baseline the draft compares with.
 
 Pure functions of what `commands.open_study` returned (no database here); the review page draws

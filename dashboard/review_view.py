@@ -36,7 +36,7 @@ SHORTCUTS = {
 }
 AUTOSAVE_DEBOUNCE_MS = 800  # typing pauses this long before the draft is saved
 VIEWER_HEIGHT = 560  # the two panes and their toolbar
-STRIP_HEIGHT = 122  # the history strip's tiles above them (thumbnail, date/view, role, L/R buttons)
+STRIP_HEIGHT = 122  # the history strip's tiles below them (thumbnail, date/view, role, L/R buttons)
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def _transforms(frame) -> list[str]:  # type: ignore[no-untyped-def]
 def _shots(page, shots: Path) -> None:  # type: ignore[no-untyped-def]
     for width in (1366, 1920):
         page.set_viewport_size({"width": width, "height": 2200})  # Streamlit scrolls inside: tall shows all
+        page.evaluate("document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / f"history_review_{width}.png"))
 
