@@ -62,7 +62,7 @@ class Cluster:
     root: Path
     workers: int = 3
     broker: str = "redis"
-    triton_instances: int = 1
+    triton_instances: int | None = None  # model instances per Triton; None: as the shipped config says
     worker_concurrency: int = 1
     pacs: bool = False
     webhook: tuple[str, str] | None = None  # (URL, secret) of the urgent notice's receiver
@@ -83,8 +83,15 @@ class Cluster:
         self.orthanc: Orthanc | None = None
 
     # -- start / stop ------------------------------------------------------------------------
+    @staticmethod
+    def shipped_instances() -> int:
+        """The registration model's instance count in the shipped Triton config."""
+        cfg = (DEFAULT_MODEL_REPOSITORY / "registration" / "config.pbtxt").read_text()
+        m = re.search(r"count: (\d+)", cfg)
+        return int(m.group(1)) if m else 1
+
     def _model_repository(self) -> Path:
-        if self.triton_instances == 1:
+        if self.triton_instances in (None, self.shipped_instances()):
             return DEFAULT_MODEL_REPOSITORY
         self._repo_tmp = tempfile.TemporaryDirectory(prefix="pw-models-")
         repo = Path(self._repo_tmp.name) / "models"

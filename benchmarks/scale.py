@@ -8,8 +8,9 @@ each to 1 worker (the peer measured in the same run).
 Run as root, each worker is in a network namespace (and a mount namespace) of its own, as on
 another machine: it has only its own loopback and reaches PostgreSQL, Redis, the Tritons and
 the node's store through one Unix-socket bridge per service (socat at both ends; their CPU is
-counted). Worker i uses Triton i % 2. Each worker process runs one job at a time; Triton serves
-the registration model with `--triton-instances` model instances (the shipped config has 1).
+counted). Worker i uses Triton i % 2. Each worker process runs one job at a time; each Triton
+serves the registration model with `--triton-instances` model instances (default: the shipped
+config's count).
 
 The CPU bound printed beside each row: this machine's cores divided by the CPU seconds one study
 cost in that run (Triton + workers + node and sender + bridges, from /proc), times 3600: the
@@ -39,7 +40,8 @@ def main() -> int:
     ap.add_argument("--studies", type=int, default=60, help="even: a prior and a current per patient")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--broker", default="redis", choices=["redis", "rabbitmq"])
-    ap.add_argument("--triton-instances", type=int, default=1)
+    ap.add_argument("--triton-instances", type=int, default=None,
+                    help="registration model instances per Triton (default: the shipped config's count)")
     ap.add_argument("--tritons", type=int, default=2, help="Triton servers; worker i uses server i %% tritons")
     ap.add_argument("--no-netns", action="store_true", help="workers share the host's network namespace")
     ap.add_argument("--timeout", type=float, default=1800.0)
@@ -49,7 +51,8 @@ def main() -> int:
         studies = Cluster.make_studies(Path(tmp) / "input", a.studies // 2)
         n = len(studies)
         netns = not a.no_netns and os.geteuid() == 0
-        print(f"{n} studies, broker {a.broker}, {a.tritons} Triton servers x {a.triton_instances} model instance(s), "
+        per_triton = a.triton_instances or Cluster.shipped_instances()
+        print(f"{n} studies, broker {a.broker}, {a.tritons} Triton servers x {per_triton} model instance(s), "
               f"workers in own network namespaces: {netns}, {os.cpu_count()} cores, "
               f"load average before {os.getloadavg()[0]:.1f}", flush=True)
         for k in a.workers:
