@@ -14,9 +14,14 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
 1. both are resampled to a working grid (`thresholds.WORK_SIZE` on the long side);
 2. lung fields are segmented on each (`comparison._anatomy`);
 3. the prior is registered onto the current with SimpleITK: a multi-resolution similarity
-   stage, then an affine stage (Mattes mutual information); then inspiration: one vertical
-   displacement growing from the apices to the bases, the same for every column (so it cannot
-   mimic a one-sided effusion), chosen by correlation over the lungs;
+   stage, then an affine stage (Mattes mutual information), started from a coarse rotation x
+   scale x shift search (`comparison.coarse_pose`; a pair that still registers under
+   `REG_QUALITY_FAIL` is tried again from the centred start, and the better kept); then a
+   coarse, bounded B-spline (`comparison.nonrigid`) for inspiration, roll and posture, fitted on
+   the lungs with lesions and one-sided border changes (effusion, pneumothorax) left out; where
+   it is not fitted, inspiration is one vertical displacement growing from the apices to the
+   bases, the same for every column (so it cannot mimic a one-sided effusion), chosen by
+   correlation over the lungs;
 4. the prior's intensities are mapped onto the current's by a robust quadratic fit (exposure,
    gamma, detector LUT); how badly that fit does is the exposure-mismatch guard;
 5. registration quality (correlation after matching) below `REG_QUALITY_FAIL`: not compared;
@@ -68,13 +73,15 @@ from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields, robust_sd, segment_lungs
 from comparison.calibration import calibrate
+from comparison.coarse_pose import Pose, search_pose
+from comparison.nonrigid import fit_bspline, max_displacement
 from comparison.contract import CompareContext, ComparisonOutput
 from comparison import thresholds as T
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
+from comparison.measure import measure_pair
 from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
 from comparison.typing_rules import describe, measured_large, opacity_type, reconcile
-from comparison.measure import measure_pair
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 if TYPE_CHECKING:
@@ -83,7 +90,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.12"  # 0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type (issue 28)
+ENGINE_VERSION = "0.4.13"  # 0.4.12 (0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type) and registration that survives other sources: pose search, fallback, B-spline (issue 28)
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -102,6 +109,9 @@ class Aligned:
     metric: float  # mutual information of the affine stage
     fit_ok: bool
     exposure_resid: float
+    affine_mapped: np.ndarray | None = None  # the prior after the affine stage only (before the B-spline), matched:
+    #                                         what the identity check reads, as a B-spline bends another person's
+    #                                         anatomy towards the current's
 
 
 @dataclass
@@ -323,16 +333,42 @@ class RegistrationEngine:
         lungs_p = segment_lungs(pw)
         timings["segment"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        tx, metric = self._register(cw, pw)
+        starts: list[Pose | None] = [search_pose(cw, pw), None] if T.POSE_SEARCH else [None]
+        best: Aligned | None = None
+        for start in starts:  # the fallback chain: the searched pose, then the centred start
+            al = self._align_from(cw, pw, lungs_c, lungs_p, start)
+            if best is None or al.quality > best.quality:
+                best = al
+            if best.quality >= T.REG_QUALITY_FAIL:  # registered: the fallback is for pairs that would be refused
+                break
+        timings["register"] = time.perf_counter() - t1
+        assert best is not None
+        return best
+
+    def _align_from(self, cw: np.ndarray, pw: np.ndarray, lungs_c: LungFields, lungs_p: LungFields,
+                    start: Pose | None) -> "Aligned":
+        """One registration of the prior onto the current from `start`, intensity-matched and
+        inspiration-corrected, with its quality (correlation after matching over the lungs)."""
+        tx, metric = self._register(cw, pw, start)
         warped, valid, lungs_pw = self._warp(cw, pw, lungs_p, tx)
         fit_mask = valid & ndi.binary_dilation(lungs_c.both, iterations=8)
         mapped, fit_ok, exposure_resid = _match_intensity(cw, warped, fit_mask)
-        warped, valid, lungs_pw, mapped = self._inspiration(cw, warped, valid, lungs_pw, mapped, lungs_c)
-        timings["register"] = time.perf_counter() - t1
+        affine_mapped: np.ndarray | None = mapped
+        bent = (fit_bspline(cw, mapped, lungs_c.both, valid, lungs_c.midline, self.seed, self.threads)
+                if T.BSPLINE else None)
+        if bent is not None and max_displacement(bent, lungs_c.both) <= T.BSPLINE_MAX_PX:
+            # the prior is resampled once, through the affine and the B-spline together (no double blur)
+            warped, valid, lungs_pw = self._warp(cw, pw, lungs_p, sitk.CompositeTransform([tx, bent]))
+            fit_mask = valid & ndi.binary_dilation(lungs_c.both, iterations=8)
+            mapped, fit_ok, exposure_resid = _match_intensity(cw, warped, fit_mask)
+        else:
+            affine_mapped = None  # no B-spline: the identity check reads `mapped` itself
+            warped, valid, lungs_pw, mapped = self._inspiration(cw, warped, valid, lungs_pw, mapped, lungs_c)
         lungs = _combine(lungs_c, lungs_pw)
         roi = lungs.both & ndi.binary_erosion(valid, iterations=3)
         quality = _ncc(cw, mapped, roi)
-        return Aligned(cw, mapped, valid, lungs, lungs_c, roi, quality, metric, fit_ok, exposure_resid)
+        return Aligned(cw, mapped, valid, lungs, lungs_c, roi, quality, metric, fit_ok, exposure_resid,
+                       affine_mapped=affine_mapped)
 
     # Steps ----------------------------------------------------------------------------
 
@@ -390,11 +426,17 @@ class RegistrationEngine:
                             midline=lungs_pw.midline, template=lungs_pw.template)
         return shifted(warped, best_k), valid2, lungs2, shifted(mapped, best_k)
 
-    def _register(self, fixed_a: np.ndarray, moving_a: np.ndarray) -> tuple[sitk.Transform, float]:
+    def _register(self, fixed_a: np.ndarray, moving_a: np.ndarray,
+                  start: Pose | None = None) -> tuple[sitk.Transform, float]:
+        """Similarity then affine (Mattes MI) from `start` (`comparison.coarse_pose`), else from the
+        images' centres unrotated."""
         fixed = sitk.GetImageFromArray(fixed_a)
         moving = sitk.GetImageFromArray(moving_a)
-        init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Similarity2DTransform(),
-                                                 sitk.CenteredTransformInitializerFilter.GEOMETRY)
+        if start is None:
+            init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Similarity2DTransform(),
+                                                     sitk.CenteredTransformInitializerFilter.GEOMETRY)
+        else:
+            init = sitk.Similarity2DTransform(start.scale, start.angle_rad, start.translation, start.center)
 
         def method(shrink: list[int], sigmas: list[float], iters: int) -> sitk.ImageRegistrationMethod:
             r = sitk.ImageRegistrationMethod()
@@ -814,8 +856,9 @@ def same_person_score(al: "Aligned") -> float:
     are left out: a lesion or a pneumothorax hides the anatomy there. One person's ribs and vessels
     line up after registration elsewhere; another person's do not line up anywhere. 1.0 when too few
     tiles are left to judge."""
-    a, b, roi = _bandpass(al.cw), _bandpass(al.mapped), al.roi
-    coarse = ndi.gaussian_filter(al.cw - al.mapped, T.TONE_CHANGE_SMOOTH_PX)
+    prior = al.affine_mapped if al.affine_mapped is not None else al.mapped  # not the B-spline's bent anatomy
+    a, b, roi = _bandpass(al.cw), _bandpass(prior), al.roi
+    coarse = ndi.gaussian_filter(al.cw - prior, T.TONE_CHANGE_SMOOTH_PX)
     if roi.sum() < 10:
         return 1.0
     centre, spread = float(np.median(coarse[roi])), robust_sd(coarse[roi]) + 1e-6

@@ -13,6 +13,35 @@ from __future__ import annotations
 WORK_SIZE = 256  # long side of the working grid: ~1.5 mm/pixel on a 43 cm film, enough for a 5 mm nodule
 REG_QUALITY_FAIL = 0.45  # correlation after matching below this: the images do not line up; nothing is compared
 REG_QUALITY_WARN = 0.8  # below this a note says registration is limited and confidence is lowered
+# Coarse pose search (comparison.coarse_pose), issue 28: mutual information from a centred, unrotated start fell into
+# wrong optima on rotated, magnified and shifted priors of independent generators ("could not be registered")
+POSE_SEARCH = True  # search the start pose (rotation x scale grid) before the MI stages; the centred start is the
+#                     fallback when the searched one registers worse (False: the centred start only, engine <= 0.4.10)
+POSE_SIZE = 64  # long side (px) of the coarse images the pose is searched on: lungs, heart and diaphragm, no ribs
+POSE_ANGLES_DEG = tuple(float(a) for a in range(-14, 15, 2))  # in-plane rotations tried: real films are within a few
+#                                                               degrees, a rotated study 8-12 (the safety case); the
+#                                                               MI stage refines the last degree
+POSE_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)  # magnifications tried: source-image distance 1000 vs 1800 mm (AP vs PA)
+#                                            and +-5 % acquisition scale
+POSE_MAX_SHIFT = 0.2  # largest shift searched, share of the long side (collimation and positioning move the chest)
+POSE_BORDER = 0.1  # border share left out of the pose score: collimation edges, burned-in text and side markers
+# Non-rigid stage (comparison.nonrigid), issue 28: inspiration (+-12 mm at the diaphragm, less at the apex, ribs with
+# it), roll and posture are not affine; the one-parameter quadratic diaphragm model left stable pairs "changed"
+BSPLINE = True  # fit it (False: affine and the quadratic inspiration model only, engine <= 0.4.10)
+BSPLINE_MESH = (4, 4)  # B-spline mesh cells over the working grid: control points ~64 px (~10 cm) apart bend a lung
+#                        as a whole and cannot wrap round a 1-3 cm nodule
+BSPLINE_ITERATIONS = 20  # L-BFGS-B iterations per level: most of the gain of 40 at ~0.1 s per pair
+BSPLINE_SAMPLING = 0.25  # share of the metric mask sampled (random, seeded)
+BSPLINE_SHRINK = (2,)  # pyramid levels (shrink factors; smoothing sigma the same in px): a ~10 cm mesh needs no
+#                        full-resolution level (40 iterations on two levels: +0.01 correlation at 15x the time)
+BSPLINE_LUNG_DILATE_PX = 6  # the lungs dilated this far (~9 mm) so the diaphragm and chest wall carry the fit
+BSPLINE_CHANGE_Z = 3.0  # inside the lungs, a smoothed difference past this many robust sd is a change: out of the fit
+BSPLINE_MIRROR_PX = 8  # a border change counts as motion where the other lung changed within this (~12 mm) of its
+#                        mirror place: the domes move together, an effusion or a pneumothorax is one-sided
+BSPLINE_MIN_PIXELS = 2000  # fewer metric pixels than this (a failed segmentation): no non-rigid stage
+BSPLINE_BOUND_PX = 10.0  # each control point moves at most this far (~15 mm) each way: +-12 mm of inspiration at
+#                          the domes, less elsewhere; unbounded, L-BFGS-B moved a stable pair's basal corners 28 px
+BSPLINE_MAX_PX = 20.0  # a field moving anything further than this (~3 cm) explains too much: the pair stays affine
 TONE_READ = True  # the reader also reads the pair after a monotone tone map (`registration._match_tone`) and that
 #                   reading decides change and type; urgency takes the higher of both readings; the fluid measure and
 #                   the sign rules keep the quadratic-matched prior (see `registration._toned_reads`). Held-out at
