@@ -32,6 +32,13 @@ class Pose:
     center: tuple[float, float]
     translation: tuple[float, float]
     score: float  # normalised correlation of the coarse images at this pose
+    unrotated_score: float  # the best score at angle 0 and scale 1 (shift searched): the centred start's pose
+
+    @property
+    def needed(self) -> bool:
+        """Whether the searched pose beats the unrotated, unscaled one by `POSE_MARGIN`: else the MI stages
+        start centred as before (a well-aligned pair registers as it did, to the pixel)."""
+        return self.score > self.unrotated_score + T.POSE_MARGIN
 
 
 def _prep(a: np.ndarray, f: float) -> np.ndarray:
@@ -93,6 +100,7 @@ def search_pose(fixed: np.ndarray, moving: np.ndarray) -> Pose:
     limit = int(T.POSE_MAX_SHIFT * max(fix.shape))
     center = np.array([(fix.shape[1] - 1) / 2, (fix.shape[0] - 1) / 2])  # (x, y) on the coarse fixed grid
     best: tuple[float, float, float, tuple[int, int]] | None = None
+    unrotated = -1.0
     for deg in T.POSE_ANGLES_DEG:
         for scale in T.POSE_SCALES:
             res, valid = _resample(mov, fix.shape, np.deg2rad(deg), scale, center)
@@ -100,6 +108,8 @@ def search_pose(fixed: np.ndarray, moving: np.ndarray) -> Pose:
             shifted = ndi.shift(res, (-dr, -dc), order=0)
             ok = ndi.shift(valid.astype(np.uint8), (-dr, -dc), order=0).astype(bool) & central
             score = _ncc(fix, shifted, ok)
+            if deg == 0.0 and scale == 1.0:
+                unrotated = score
             if best is None or score > best[0]:
                 best = (score, deg, scale, (dr, dc))
     assert best is not None
@@ -110,4 +120,4 @@ def search_pose(fixed: np.ndarray, moving: np.ndarray) -> Pose:
     t_work = scale * rot @ (np.array([dc, dr], float) / f)
     c_work = center / f
     return Pose(angle_rad=float(ang), scale=float(scale), center=(float(c_work[0]), float(c_work[1])),
-                translation=(float(t_work[0]), float(t_work[1])), score=float(score))
+                translation=(float(t_work[0]), float(t_work[1])), score=float(score), unrotated_score=float(unrotated))

@@ -14,9 +14,10 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
 1. both are resampled to a working grid (`thresholds.WORK_SIZE` on the long side);
 2. lung fields are segmented on each (`comparison._anatomy`);
 3. the prior is registered onto the current with SimpleITK: a multi-resolution similarity
-   stage, then an affine stage (Mattes mutual information), started from a coarse rotation x
-   scale x shift search (`comparison.coarse_pose`; a pair that still registers under
-   `REG_QUALITY_FAIL` is tried again from the centred start, and the better kept); then a
+   stage, then an affine stage (Mattes mutual information), started centred, or from the pose
+   a coarse rotation x scale x shift search finds where it is clearly better
+   (`comparison.coarse_pose`, `POSE_MARGIN`); a pair still under `REG_QUALITY_FAIL` is tried
+   again from the other start, and the better kept; then a
    coarse, bounded B-spline (`comparison.nonrigid`) for inspiration, roll and posture, fitted on
    the lungs with lesions and one-sided border changes (effusion, pneumothorax) left out; where
    it is not fitted, inspiration is one vertical displacement growing from the apices to the
@@ -333,9 +334,10 @@ class RegistrationEngine:
         lungs_p = segment_lungs(pw)
         timings["segment"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        starts: list[Pose | None] = [search_pose(cw, pw), None] if T.POSE_SEARCH else [None]
+        pose = search_pose(cw, pw) if T.POSE_SEARCH else None
+        starts: list[Pose | None] = [None] if pose is None else [pose, None] if pose.needed else [None, pose]
         best: Aligned | None = None
-        for start in starts:  # the fallback chain: the searched pose, then the centred start
+        for start in starts:  # the fallback chain: the likelier start, then the other
             al = self._align_from(cw, pw, lungs_c, lungs_p, start)
             if best is None or al.quality > best.quality:
                 best = al

@@ -30,6 +30,10 @@ POSE_ANGLES_DEG = tuple(float(a) for a in range(-14, 15, 2))  # in-plane rotatio
 POSE_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)  # magnifications tried: source-image distance 1000 vs 1800 mm (AP vs PA)
 #                                            and +-5 % acquisition scale
 POSE_MAX_SHIFT = 0.2  # largest shift searched, share of the long side (collimation and positioning move the chest)
+POSE_MARGIN = 0.01  # the searched pose is the start only when its coarse correlation beats the unrotated, unscaled
+#                     one's by this; else the centred start as in 0.4.12 (the searched one is the fallback). Always
+#                     starting from the searched pose moved a pair registered exactly before by a fraction of a pixel:
+#                     test_signs' new nodule (a blob added to the same image) was read "worsened"
 POSE_BORDER = 0.1  # border share left out of the pose score: collimation edges, burned-in text and side markers
 # Non-rigid stage (comparison.nonrigid), issue 28: inspiration (+-12 mm at the diaphragm, less at the apex, ribs with
 # it), roll and posture are not affine; the one-parameter quadratic diaphragm model left stable pairs "changed"
