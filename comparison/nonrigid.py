@@ -8,7 +8,9 @@ quarter of the chest apart, so the field bends over the whole lung and cannot fo
 nodule or a patch of consolidation) to the already affine-registered, intensity-matched prior,
 over the lung fields only, with the places that changed left out of the metric (the smoothed
 difference past `BSPLINE_CHANGE_Z` robust sd: a new lesion must not drive the field that
-would then register it away). The displacement is capped (`BSPLINE_MAX_PX`): beyond it the
+would then register it away; a one-sided change at the lungs' border, an effusion's meniscus or a
+pneumothorax's edge, is left out too). Each control point moves at most `BSPLINE_BOUND_PX`, and a
+field moving more than `BSPLINE_MAX_PX` inside the lungs is not used: beyond it the
 pair is left affine.
 """
 
@@ -56,7 +58,8 @@ def _mirror(a: np.ndarray, midline: float) -> np.ndarray:
 def fit_bspline(cw: np.ndarray, mapped: np.ndarray, lungs: np.ndarray, valid: np.ndarray, midline: float,
                 seed: int = 1234, threads: int = 1) -> sitk.Transform | None:
     """The B-spline transform (fixed = current, moving = registered prior; working-grid pixels), or
-    None when the lungs give too little to fit or the field would move more than `BSPLINE_MAX_PX`."""
+    None when the lungs give too little to fit. The caller leaves the pair affine where the field moves
+    more than `BSPLINE_MAX_PX` inside the lungs (`max_displacement`)."""
     mask = _metric_mask(cw, mapped, lungs, valid, midline)
     if mask.sum() < T.BSPLINE_MIN_PIXELS:
         return None
