@@ -21,8 +21,8 @@ for the figure of record):
 - every rate carries a 95 % Wilson interval.
 
 The **figure of record** is the worst generator held out from everything the engine was built
-or tuned on (`TRAINED_ON`): today the reader was trained and tuned on `cxrpairs` only, so both
-independent generators are held out by construction.
+or tuned on (`TRAINED_ON`): the reader was trained on `cxrpairs`, and engine choices were made on
+the `thorax3d`, `atlas2d` and `slabs` validation sets, so `ssmfield` is the held-out generator.
 
     .venv/bin/python -m modeldev.generators.thorax3d --seed 1 --n 40 --out /tmp/t3d
     .venv/bin/python -m modeldev.evaluate /tmp/t3d:thorax3d /tmp/a2d:atlas2d [--json out.json]
@@ -45,8 +45,11 @@ DEVICE = "support_device"
 QUIET_CASES = frozenset({"stable", "normal", "devices_only"})
 NOT_COMPARED_PREFIX = "Not compared"
 # Generators whose pairs informed the engine (training, tuning or any choice). A set from any
-# other generator is held out; the figure of record is the worst held-out one.
-TRAINED_ON = frozenset({"cxrpairs"})
+# other generator is held out; the figure of record is the worst held-out one. cxrpairs trained
+# the reader; thorax3d, atlas2d and slabs chose engines 0.4.10-0.4.13 through their seed-1001
+# validation sets, so a fresh seed of theirs is no longer held out; ssmfield (written blind,
+# never run before the record) is.
+TRAINED_ON = frozenset({"cxrpairs", "thorax3d", "atlas2d", "slabs"})
 Z95 = 1.959964  # two-sided 95 % normal quantile for the Wilson interval
 # The bars on the held-out generator of record (rate, ">=" or "<=").
 BARS: dict[str, tuple[float, str]] = {
