@@ -26,7 +26,11 @@ def _engine_for(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL lets the node write while workers and the dashboard read.
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not NORMAL: the node answers C-STORE Success after the index commit, so that
+            # commit must survive a power loss (NORMAL in WAL mode survives a crash of the process
+            # but may roll back the last commits when the machine loses power, leaving an
+            # acknowledged instance unindexed). Measured here: +0.6 ms per commit.
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
