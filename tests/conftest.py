@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,14 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("PRIORWATCH_ARTIFACTS", REPO / "artifacts"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@pytest.fixture
+def child_processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts (append them); any still running at its end are killed and reaped."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

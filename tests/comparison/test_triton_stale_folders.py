@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +38,8 @@ time.sleep(300)
 
 
 @pytest.fixture
-def owners() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+def owners(child_processes: list[subprocess.Popen[str]]) -> list[subprocess.Popen[str]]:
+    return child_processes
 
 
 def _folder_of_a_child(root: Path, owners: list[subprocess.Popen[str]], *extra: str) -> tuple[Path, subprocess.Popen[str]]:

@@ -127,13 +127,8 @@ HOLDER = textwrap.dedent("""
 
 
 @pytest.fixture
-def holders() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+def holders(child_processes: list[subprocess.Popen[str]]) -> list[subprocess.Popen[str]]:
+    return child_processes
 
 
 def _holder(folder: Path, size: int, peers: list[str], holders: list[subprocess.Popen[str]]) -> list[str]:
