@@ -215,6 +215,8 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
     for t in tracks + extra:
         seen = {p.study_uid: _size_on(results.get(p.study_uid), t, where) for p in priors}
         now = _current_size(t, [base, *results.values()], where)
+        if t in tracks and t.change == Change.resolved:  # the comparison says it is gone: a size there is
+            now = 0.0  # the prior's lesion seen in the difference, not one on the current
         hist = [_observation(p, _scaled(seen[p.study_uid], now)) for p in priors]
         hist.append(_observation(current, now))
         s = summarise(t.finding, hist)

@@ -187,3 +187,17 @@ def test_sizes_never_call_stable_what_the_comparison_saw_change() -> None:
     [f] = assemble(cur, priors, results, most_recent="p1")
     assert f.stable_months is None
     assert f.trajectory == "present since 2026-10-02"
+
+
+def test_a_finding_the_comparison_calls_resolved_is_absent_now_whatever_the_difference_measured() -> None:
+    cur = StudyRef(study_uid="cur", date=DATES[4])
+    priors = [StudyRef(study_uid="p0", date=DATES[2]), StudyRef(study_uid="p1", date=DATES[3])]
+    box = (50, 60, 70, 80)
+    results = {  # the difference region measures 40 mm on the current: the prior's consolidation, gone now
+        "p1": _result([_f("consolidation", "resolved", box)],
+                      [Measured(finding="consolidation", box=box, current_mm=40.0, prior_mm=38.0)]),  # type: ignore[arg-type]
+        "p0": _result([], [Measured(finding="consolidation", box=box, current_mm=40.0, prior_mm=35.0)]),  # type: ignore[arg-type]
+    }
+    [f] = assemble(cur, priors, results, most_recent="p1")
+    assert [o.state for o in f.history] == ["present", "present", "absent"]
+    assert (f.size_mm, f.trajectory) == (0.0, "resolved: seen 2026, absent since 2026-12-07")
