@@ -69,7 +69,7 @@ def test_a_prior_one_worker_retrieved_is_filed_in_the_node_and_fetched_by_anothe
         assert len(rows) == len(pair.prior_paths)
         assert {st.role for _, st in rows} == {"prior"} and {st.calling_ae for _, st in rows} == {"PACS"}
         assert all(Path(i.path).resolve().is_relative_to(node.spool_dir.resolve()) for i, _ in rows)
-        assert not (w1.data_dir / "spool").exists() or not any((w1.data_dir / "spool").rglob("*.dcm"))
+        assert list((w1.data_dir / "spool").rglob("*.dcm")) == []  # (a folder that is not there has none)
         with InstanceFiles(w2, job_id=1) as files:  # worker 2, without worker 1's disk or the node's
             got = Path(files.path(rows[0][0].id, "/not/on/this/disk.dcm")).read_bytes()
         assert got == Path(rows[0][0].path).read_bytes()
@@ -170,7 +170,7 @@ def test_overlay_is_a_database_row_the_dashboard_draws(tmp_path: Path) -> None:
         assert comp is not None
         comp.overlay_path = _save_heatmap(s, comp_id, heat)
         s.add(comp)
-    assert not settings.results_dir.exists() or list(settings.results_dir.iterdir()) == []  # no file anywhere
+    assert list(settings.results_dir.rglob("*")) == []  # no file anywhere (nor a folder that is not there)
     with session_scope(settings) as s:
         comp = s.get(Comparison, comp_id)
         assert comp is not None and comp.overlay_path == OVERLAY_IN_DATABASE
