@@ -217,7 +217,8 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
         now = _current_size(t, [base, *results.values()], where)
         if t in tracks and t.change == Change.resolved:  # the comparison says it is gone: a size there is
             now = 0.0  # the prior's lesion seen in the difference, not one on the current
-        hist = [_observation(p, _scaled(seen[p.study_uid], now)) for p in priors]
+        hist = [_observation(p, 0.0 if p.study_uid == most_recent and t in tracks and t.change == Change.new
+                             else _scaled(seen[p.study_uid], now)) for p in priors]  # new: absent on that prior
         hist.append(_observation(current, now))
         s = summarise(t.finding, hist)
         change = t.change if t in tracks else _change_from(hist, priors, most_recent)

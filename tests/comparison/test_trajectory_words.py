@@ -201,3 +201,14 @@ def test_a_finding_the_comparison_calls_resolved_is_absent_now_whatever_the_diff
     [f] = assemble(cur, priors, results, most_recent="p1")
     assert [o.state for o in f.history] == ["present", "present", "absent"]
     assert (f.size_mm, f.trajectory) == (0.0, "resolved: seen 2026, absent since 2026-12-07")
+
+
+def test_a_finding_the_comparison_calls_new_is_absent_on_the_most_recent_prior() -> None:
+    cur = StudyRef(study_uid="cur", date=DATES[4])
+    priors = [StudyRef(study_uid="p1", date=DATES[3])]
+    box = (50, 60, 70, 80)  # the difference measured 32 mm "on the prior": the anatomy under the new lesion
+    results = {"p1": _result([_f("pneumothorax", "new", box)],
+                             [Measured(finding="pneumothorax", box=box, current_mm=48.0, prior_mm=32.0)])}  # type: ignore[arg-type]
+    [f] = assemble(cur, priors, results, most_recent="p1")
+    assert [o.state for o in f.history] == ["absent", "present"]
+    assert f.trajectory == "new since 2026-10-02 (absent then)"
