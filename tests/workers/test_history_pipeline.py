@@ -65,24 +65,24 @@ def _run_current(settings: Settings, current: SeriesStudy, timeout: float = 240)
 
 def _check(settings: Settings, comp: Comparison, series: list[SeriesStudy], unfetched: int | None) -> None:
     result = json.loads(comp.result_json)
-    choices = json.loads(comp.prior_choices_json or "[]")
+    choices = json.loads(comp.prior_choices_json)
     assert [c["study_uid"] for c in choices] == [s.study_uid for s in series[:-1]]
     assert [c["role"] for c in choices] == ["baseline", "intermediate", "most_recent"]
     assert all(c["reason"] for c in choices)
     fetched = [c["fetched"] for c in choices]
     assert fetched == [i != unfetched for i in range(3)]
-    if unfetched is not None:
-        assert choices[unfetched]["problem"], "a prior that could not be fetched is named with why"
-        assert "Not available: the study of" in comp.draft_text
-    assert json.loads(comp.priors_json or "[]") == [s.study_uid for i, s in enumerate(series[:-1]) if i != unfetched]
-    assert result["priors"] == json.loads(comp.priors_json or "[]")
+    # a prior that could not be fetched is named with why, in its choice and in the draft; none else is
+    assert [bool(c["problem"]) for c in choices] == [i == unfetched for i in range(3)]
+    assert ("Not available: the study of" in comp.draft_text) is (unfetched is not None)
+    assert json.loads(comp.priors_json) == [s.study_uid for i, s in enumerate(series[:-1]) if i != unfetched]
+    assert result["priors"] == json.loads(comp.priors_json)
     assert f"Compared with the study of {DATES[2].isoformat()} (most recent prior)" in comp.draft_text
     with session_scope(settings) as s:
         rows = s.exec(select(Finding).where(Finding.comparison_id == comp.id)).all()
         opac = [f for f in rows if f.finding in ("nodule", "mass", "consolidation")]
         assert len(opac) == 1, [(f.finding, f.side, f.zone) for f in rows]
         f = opac[0]
-        history = json.loads(f.history_json or "[]")
+        history = json.loads(f.history_json)
         assert [h["study_uid"] for h in history] == [s.study_uid for s in series]
         states = [h["state"] for h in history]
         assert states[0] == "absent" and states[-1] == "present"  # the sizes' accuracy: the lead's blind evaluation
@@ -91,7 +91,7 @@ def _check(settings: Settings, comp: Comparison, series: list[SeriesStudy], unfe
         assert f.first_seen is not None and f.trajectory and f.size_mm and f.size_mm > 5
         # the export (`priorwatch results --json`, the webhook and the SR read it) carries the same
         [rec] = comparison_records(s, comp.id)
-    assert rec["priors"] == json.loads(comp.priors_json or "[]") and rec["prior_choices"] == choices
+    assert (rec["priors"], rec["prior_choices"]) == (json.loads(comp.priors_json), choices)
     [fr] = [x for x in rec["findings"] if x["finding"] == f.finding]
     assert fr["history"] == history and fr["trajectory"] == f.trajectory and fr["size_mm"] == f.size_mm
     assert fr["first_seen"] == f.first_seen.isoformat()
