@@ -15,6 +15,7 @@ from here too, so both sides share one definition; new result fields belong here
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -45,6 +46,13 @@ class CompareContext(BaseModel):
     # (`comparison.preprocess`); False: absent or unusable on one (a note, lower confidence);
     # None: the caller did not say (arrays from elsewhere): nothing is assumed
     orientation_known: bool | None = None
+
+    def with_current(self, image: Any) -> CompareContext:
+        """This context with what the prepared current image tells (`comparison.PreparedImage`, or
+        anything with `spacing_mm`, `comparison_view`, `orientation_known`): its pixel spacing, its
+        view, whether its orientation was read. The worker and modeldev build it the same way."""
+        return self.model_copy(update=dict(pixel_spacing_mm=image.spacing_mm, current_view=image.comparison_view,
+                                           orientation_known=image.orientation_known))
     # issue 29: places to measure on both images (answered in ComparisonResult.measured); the engine also
     # measures each of its own findings there. Empty: only the findings' own places.
     measure_at: list[MeasureRequest] = Field(default_factory=list)

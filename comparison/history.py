@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -47,6 +47,13 @@ class HistoryImage:
     pixels: np.ndarray | None
     view: str | None = None  # its comparison view (ViewPosition), as CompareContext.prior_view
     orientation_known: bool | None = None
+
+    @classmethod
+    def of(cls, study_uid: str, date: dt.date | None, image: Any | None) -> HistoryImage:
+        """From a prepared image (`comparison.PreparedImage`), or None when it could not be had."""
+        if image is None:
+            return cls(study_uid, date, None)
+        return cls(study_uid, date, image.pixels, image.comparison_view, image.orientation_known)
 
 
 def _ctx(base: CompareContext, cur_date: dt.date | None, p: HistoryImage, requests: list[MeasureRequest]) -> CompareContext:

@@ -145,13 +145,8 @@ def run_set(folder: Path, engine: Any, size: int, limit: int | None = None) -> l
         imgs = [load_image(folder / rec["series_id"] / f"{st['index']}.dcm", size=size) for st in studies]
         dates = [dt.date.fromisoformat(st["date"]) for st in studies]
         cur = imgs[-1]
-        priors = [HistoryImage(study_uid=st["study_uid"], date=d, pixels=im.pixels,
-                               view=getattr(im, "comparison_view", None),
-                               orientation_known=getattr(im, "orientation_known", None))
-                  for st, d, im in zip(studies[:-1], dates[:-1], imgs[:-1])]
-        ctx = CompareContext(interval_days=(dates[-1] - dates[-2]).days, pixel_spacing_mm=cur.spacing_mm,
-                             current_view=getattr(cur, "comparison_view", None),
-                             prior_view=priors[-1].view, orientation_known=getattr(cur, "orientation_known", None))
+        priors = [HistoryImage.of(st["study_uid"], d, im) for st, d, im in zip(studies[:-1], dates[:-1], imgs[:-1])]
+        ctx = CompareContext(interval_days=(dates[-1] - dates[-2]).days).with_current(cur)  # as the worker builds it
         try:
             res = compare_history(engine, cur.pixels, StudyRef(study_uid=studies[-1]["study_uid"], date=dates[-1]),
                                   priors, ctx).result

@@ -165,8 +165,7 @@ def _load_priors(history: list[tuple[PriorUsed, int | None, str | None]], settin
                 if used.role == PriorRole.most_recent:
                     raise
                 used.fetched, used.problem = False, f"could not read its image: {type(exc).__name__}"
-        out.append(HistoryImage(used.study_uid, used.date, img.pixels if img else None,
-                                img.comparison_view if img else None, img.orientation_known if img else None))
+        out.append(HistoryImage.of(used.study_uid, used.date, img))
     return out
 
 
@@ -212,8 +211,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
     # sizes in mm from the prepared image's spacing; a lateral or oblique is not compared (by ViewPosition, or the
     # orientation when that is all there is); pixels are in the standard display where PatientOrientation said how.
     # compare_history sets each prior's own view, orientation and interval.
-    ctx = ctx.model_copy(update=dict(pixel_spacing_mm=cur_img.spacing_mm, current_view=cur_img.comparison_view,
-                                     orientation_known=cur_img.orientation_known))
+    ctx = ctx.with_current(cur_img)
 
     threadsafe = comparator is None  # ours, over gRPC; one passed in (an in-process engine in tests) is called serially
     comparator = comparator or make_comparator(settings)
