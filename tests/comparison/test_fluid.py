@@ -81,7 +81,7 @@ def _new_effusion_pair(index: int, urgent: bool):
     benchmark's 2000 px, checked to carry that urgency label, through the real engine: (side, result)."""
     from benchmarks.change_engine import prepared_pair
     from benchmarks.cxrpairs import make_pair
-    from benchmarks.reader_data import train_specs
+    from modeldev.reader_data import train_specs
 
     spec = train_specs(index, 1)[0]
     assert (spec.finding, spec.change) == ("effusion", "new")

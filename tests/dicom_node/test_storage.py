@@ -165,7 +165,8 @@ def test_missing_identifier_gets_its_own_status(
     node: StorageNode, settings: Settings, maker: StudyMaker, keyword: str, empty: bool, expected: int
 ) -> None:
     [bad] = maker.study(1, CT, **{keyword: "" if empty else None})
-    assert keyword not in dcmread(bad, stop_before_pixels=True) or empty
+    header = dcmread(bad, stop_before_pixels=True)
+    assert header.get(keyword, "absent") == ("" if empty else "absent")
     [(status, comment)] = send_files_detailed([bad], HOST, node.port, settings.ae_title)
     assert status == expected
     assert keyword in comment
