@@ -78,12 +78,14 @@ def reader_classes() -> dict[str, tuple[str, ...]]:
     return {"finding": FINDINGS, "change": CHANGES, "zone": ZONES}
 
 
-def match_tone(cur: "np.ndarray", mapped: "np.ndarray", roi: "np.ndarray") -> "np.ndarray":
+def match_tone(cur: "np.ndarray", mapped: "np.ndarray", roi: "np.ndarray", params: Any = None) -> "np.ndarray":
     """The prior after the engine's second, monotone tone map, as `analyse`'s deciding reading shows it
-    to the reader (`thresholds.TONE_READ`): training on it trains on what production reads."""
+    to the reader (`thresholds.TONE_READ`): training on it trains on what production reads. `params`:
+    the engine's `EngineParams` (None: the shipped `DEFAULT_PARAMS`)."""
     from comparison.registration import _match_tone
+    from comparison.thresholds import DEFAULT_PARAMS
 
-    return _match_tone(cur, mapped, roi)
+    return _match_tone(cur, mapped, roi, params=params or DEFAULT_PARAMS)
 
 
 def replay_aligned(cw: "np.ndarray", mapped: "np.ndarray", right: "np.ndarray", left: "np.ndarray",
@@ -101,13 +103,15 @@ def replay_aligned(cw: "np.ndarray", mapped: "np.ndarray", right: "np.ndarray", 
     return Aligned(cw, mapped, np.ones_like(roi), lungs, lungs, roi, float(quality), 0.0, True, 0.0)
 
 
-def findings_from_reads(reads: list, lungs: Any, quality: float, shape: tuple[int, int]) -> list:
+def findings_from_reads(reads: list, lungs: Any, quality: float, shape: tuple[int, int], params: Any = None) -> list:
     """The engine's findings from the reader's readings alone (no change regions, no sign rules) on a
     working grid of `shape` with these lung fields (`Aligned.lungs`) and registration quality, at the
-    cut-offs now in `comparison.thresholds`: what tuning `READER_CHANGE_P` / `READER_URGENT_P` moves."""
+    cut-offs of `params` (an `EngineParams`; None: the shipped `DEFAULT_PARAMS`): tuning
+    `READER_CHANGE_P` / `READER_URGENT_P` passes `dataclasses.replace(DEFAULT_PARAMS, ...)`."""
     from comparison.registration import _from_reads
+    from comparison.thresholds import DEFAULT_PARAMS
 
-    return _from_reads(reads, [], lungs, quality, shape, shape)
+    return _from_reads(reads, [], lungs, quality, shape, shape, params=params or DEFAULT_PARAMS)
 
 __all__ = [
     "CompareContext",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,13 @@ class Pose:
     translation: tuple[float, float]
     score: float  # normalised correlation of the coarse images at this pose
     unrotated_score: float  # the best score at angle 0 and scale 1 (shift searched): the centred start's pose
+    margin: float  # `POSE_MARGIN` of the parameters it was searched with
 
     @property
     def needed(self) -> bool:
         """Whether the searched pose beats the unrotated, unscaled one by `POSE_MARGIN`: else the MI stages
         start centred as before (a well-aligned pair registers as it did, to the pixel)."""
-        return self.score > self.unrotated_score + T.POSE_MARGIN
+        return self.score > self.unrotated_score + self.margin
 
 
 def _prep(a: np.ndarray, f: float) -> np.ndarray:
@@ -48,11 +49,11 @@ def _prep(a: np.ndarray, f: float) -> np.ndarray:
     return small - float(small.mean())
 
 
-def _central(shape: tuple[int, int]) -> np.ndarray:
+def _central(shape: tuple[int, int], border: float) -> np.ndarray:
     """The field the pose is scored on: the image less a border (collimation, burned-in text, markers)."""
     h, w = shape
     m = np.zeros(shape, bool)
-    bh, bw = int(h * T.POSE_BORDER), int(w * T.POSE_BORDER)
+    bh, bw = int(h * border), int(w * border)
     m[bh:h - bh, bw:w - bw] = True
     return m
 
@@ -91,18 +92,18 @@ def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
     return float((x * y).sum() / (np.sqrt((x * x).sum() * (y * y).sum()) + 1e-9))
 
 
-def search_pose(fixed: np.ndarray, moving: np.ndarray) -> Pose:
+def search_pose(fixed: np.ndarray, moving: np.ndarray, params: EngineParams = DEFAULT_PARAMS) -> Pose:
     """The best start for registering `moving` onto `fixed` (both on the working grid)."""
-    f = T.POSE_SIZE / max(fixed.shape)  # one factor for both: the working grid has one pixel size
+    f = params.POSE_SIZE / max(fixed.shape)  # one factor for both: the working grid has one pixel size
     fix, mov = _prep(fixed, f), _prep(moving, f)
-    central = _central(fix.shape)
+    central = _central(fix.shape, params.POSE_BORDER)
     fix_c = np.where(central, fix, 0.0)
-    limit = int(T.POSE_MAX_SHIFT * max(fix.shape))
+    limit = int(params.POSE_MAX_SHIFT * max(fix.shape))
     center = np.array([(fix.shape[1] - 1) / 2, (fix.shape[0] - 1) / 2])  # (x, y) on the coarse fixed grid
     best: tuple[float, float, float, tuple[int, int]] | None = None
     unrotated = -1.0
-    for deg in T.POSE_ANGLES_DEG:
-        for scale in T.POSE_SCALES:
+    for deg in params.POSE_ANGLES_DEG:
+        for scale in params.POSE_SCALES:
             res, valid = _resample(mov, fix.shape, np.deg2rad(deg), scale, center)
             dr, dc = _best_shift(fix_c, res, limit)
             shifted = ndi.shift(res, (-dr, -dc), order=0)
@@ -120,4 +121,5 @@ def search_pose(fixed: np.ndarray, moving: np.ndarray) -> Pose:
     t_work = scale * rot @ (np.array([dc, dr], float) / f)
     c_work = center / f
     return Pose(angle_rad=float(ang), scale=float(scale), center=(float(c_work[0]), float(c_work[1])),
-                translation=(float(t_work[0]), float(t_work[1])), score=float(score), unrotated_score=float(unrotated))
+                translation=(float(t_work[0]), float(t_work[1])), score=float(score), unrotated_score=float(unrotated),
+                margin=params.POSE_MARGIN)

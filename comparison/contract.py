@@ -69,6 +69,9 @@ class ComparisonOutput:
     result: ComparisonResult
     heatmap: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # what the engine saw on the way (the registration engine: each region's signs, the sign rules' findings,
+    # the reader's readings, the new fluid height): for model development, never sent by Triton
+    trace: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineError(Exception):

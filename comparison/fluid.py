@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison.reader import hemithorax_boxes
 
 if TYPE_CHECKING:
@@ -37,32 +37,32 @@ if TYPE_CHECKING:
 __all__ = ["new_fluid_height"]
 
 
-def new_fluid_height(al: "Aligned", raw: np.ndarray, sigma: float) -> dict[str, float]:
+def new_fluid_height(al: "Aligned", raw: np.ndarray, sigma: float, params: EngineParams = DEFAULT_PARAMS) -> dict[str, float]:
     """Height of new dependent density rising from each lung's base, as a share of that lung's
     height ({"right": ..., "left": ...}; 0 where none starts at the base).
 
     `raw` is the registered difference (current - prior, smoothed) on the working grid and
     `sigma` its noise sd inside the lungs (what the engine's change detection uses)."""
-    dense = raw > T.FLUID_Z * sigma
+    dense = raw > params.FLUID_Z * sigma
     boxes = hemithorax_boxes(al.mapped, al.lungs.right, al.lungs.left)
     h = raw.shape[0]
     out: dict[str, float] = {}
     for side, (top, bot, c0, c1) in boxes.items():
         lung_h = max(bot - top, 1.0)
-        band = T.FLUID_LATERAL_BAND * (c1 - c0)
+        band = params.FLUID_LATERAL_BAND * (c1 - c0)
         a, b = (c0, c0 + band) if side == "right" else (c1 - band, c1)  # patient's right = image left
         cols = slice(max(0, int(round(a))), int(round(b)) + 1)
         cover = dense[:, cols].mean(axis=1) if cols.stop > cols.start else np.zeros(h)
-        low = min(h - 1, int(bot + T.FLUID_BASE_BELOW * lung_h))
-        high = int(bot - T.FLUID_BASE_REACH * lung_h)
-        start = next((r for r in range(low, high, -1) if cover[r] >= T.FLUID_ROW_COVER), None)
+        low = min(h - 1, int(bot + params.FLUID_BASE_BELOW * lung_h))
+        high = int(bot - params.FLUID_BASE_REACH * lung_h)
+        start = next((r for r in range(low, high, -1) if cover[r] >= params.FLUID_ROW_COVER), None)
         if start is None:
             out[side] = 0.0
             continue
         r, gap, fluid_top = start, 0, start
-        while r > top and gap <= T.FLUID_GAP_ROWS:
+        while r > top and gap <= params.FLUID_GAP_ROWS:
             r -= 1
-            if cover[r] >= T.FLUID_ROW_COVER:
+            if cover[r] >= params.FLUID_ROW_COVER:
                 fluid_top, gap = r, 0
             else:
                 gap += 1

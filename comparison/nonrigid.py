@@ -20,28 +20,28 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison._anatomy import robust_sd
 
 
 def _metric_mask(cw: np.ndarray, mapped: np.ndarray, lungs: np.ndarray, valid: np.ndarray,
-                 midline: float) -> np.ndarray:
+                 midline: float, *, params: EngineParams) -> np.ndarray:
     """Lung fields (dilated to their borders: the diaphragm and the chest wall carry the motion) where
     the prior has data, less what changed: a lesion is not motion. A change at the lungs' border is
     motion only where the other lung changed at its mirror place too (inspiration lowers both domes);
     a one-sided border change is an effusion's meniscus or a pneumothorax's edge and stays out."""
-    m = ndi.binary_dilation(lungs, iterations=T.BSPLINE_LUNG_DILATE_PX) & ndi.binary_erosion(valid, iterations=3)
+    m = ndi.binary_dilation(lungs, iterations=params.BSPLINE_LUNG_DILATE_PX) & ndi.binary_erosion(valid, iterations=3)
     if m.sum() < 200:
         return m
-    d = ndi.gaussian_filter(cw - mapped, T.TONE_CHANGE_SMOOTH_PX)
+    d = ndi.gaussian_filter(cw - mapped, params.TONE_CHANGE_SMOOTH_PX)
     v = d[m]
     sd = robust_sd(v) + 1e-6
-    up, down = d - np.median(v) > T.BSPLINE_CHANGE_Z * sd, np.median(v) - d > T.BSPLINE_CHANGE_Z * sd
-    inner = ndi.binary_erosion(lungs, iterations=T.BSPLINE_LUNG_DILATE_PX)
+    up, down = d - np.median(v) > params.BSPLINE_CHANGE_Z * sd, np.median(v) - d > params.BSPLINE_CHANGE_Z * sd
+    inner = ndi.binary_erosion(lungs, iterations=params.BSPLINE_LUNG_DILATE_PX)
     lesion = (up | down) & inner
     for changed in (up, down):
         border = changed & ~inner
-        mirrored = ndi.binary_dilation(_mirror(border, midline), iterations=T.BSPLINE_MIRROR_PX)
+        mirrored = ndi.binary_dilation(_mirror(border, midline), iterations=params.BSPLINE_MIRROR_PX)
         lesion |= border & ~mirrored
     return m & ~lesion
 
@@ -56,30 +56,30 @@ def _mirror(a: np.ndarray, midline: float) -> np.ndarray:
 
 
 def fit_bspline(cw: np.ndarray, mapped: np.ndarray, lungs: np.ndarray, valid: np.ndarray, midline: float,
-                seed: int = 1234, threads: int = 1) -> sitk.Transform | None:
+                seed: int = 1234, threads: int = 1, params: EngineParams = DEFAULT_PARAMS) -> sitk.Transform | None:
     """The B-spline transform (fixed = current, moving = registered prior; working-grid pixels), or
     None when the lungs give too little to fit. The caller leaves the pair affine where the field moves
     more than `BSPLINE_MAX_PX` inside the lungs (`max_displacement`)."""
-    mask = _metric_mask(cw, mapped, lungs, valid, midline)
-    if mask.sum() < T.BSPLINE_MIN_PIXELS:
+    mask = _metric_mask(cw, mapped, lungs, valid, midline, params=params)
+    if mask.sum() < params.BSPLINE_MIN_PIXELS:
         return None
     fixed = sitk.GetImageFromArray(cw.astype(np.float32))
     moving = sitk.GetImageFromArray(mapped.astype(np.float32))
-    tx = sitk.BSplineTransformInitializer(fixed, list(T.BSPLINE_MESH), order=3)
+    tx = sitk.BSplineTransformInitializer(fixed, list(params.BSPLINE_MESH), order=3)
     r = sitk.ImageRegistrationMethod()
     r.SetMetricAsMeanSquares()
     r.SetMetricFixedMask(sitk.GetImageFromArray(mask.astype(np.uint8)))
     r.SetMetricSamplingStrategy(r.RANDOM)
-    r.SetMetricSamplingPercentage(T.BSPLINE_SAMPLING, seed)
+    r.SetMetricSamplingPercentage(params.BSPLINE_SAMPLING, seed)
     r.SetInterpolator(sitk.sitkLinear)
     # every control point's displacement is bounded (the field is a convex combination of them, so it is
     # bounded too): the regularisation that keeps the field from wandering where the lungs say little
-    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-6, numberOfIterations=T.BSPLINE_ITERATIONS,
-                           maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2 * T.BSPLINE_ITERATIONS,
-                           costFunctionConvergenceFactor=1e7, lowerBound=-T.BSPLINE_BOUND_PX,
-                           upperBound=T.BSPLINE_BOUND_PX, trace=False)
-    r.SetShrinkFactorsPerLevel(list(T.BSPLINE_SHRINK))
-    r.SetSmoothingSigmasPerLevel([float(f) for f in T.BSPLINE_SHRINK])
+    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-6, numberOfIterations=params.BSPLINE_ITERATIONS,
+                           maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2 * params.BSPLINE_ITERATIONS,
+                           costFunctionConvergenceFactor=1e7, lowerBound=-params.BSPLINE_BOUND_PX,
+                           upperBound=params.BSPLINE_BOUND_PX, trace=False)
+    r.SetShrinkFactorsPerLevel(list(params.BSPLINE_SHRINK))
+    r.SetSmoothingSigmasPerLevel([float(f) for f in params.BSPLINE_SHRINK])
     r.SetInitialTransform(tx, inPlace=True)
     r.SetNumberOfThreads(threads)
     r.Execute(fixed, moving)

@@ -65,7 +65,7 @@ Every threshold lives in `comparison.thresholds` with the reason for its value.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,7 +77,7 @@ from comparison.calibration import calibrate
 from comparison.coarse_pose import Pose, search_pose
 from comparison.nonrigid import fit_bspline, max_displacement
 from comparison.contract import CompareContext, ComparisonOutput
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, LATERAL_VIEWS, OBLIQUE_VIEWS, EngineParams
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
 from comparison.measure import measure_pair
@@ -113,6 +113,22 @@ class Aligned:
     affine_mapped: np.ndarray | None = None  # the prior after the affine stage only (before the B-spline), matched:
     #                                         what the identity check reads, as a B-spline bends another person's
     #                                         anatomy towards the current's
+
+
+@dataclass
+class _Trace:
+    """What one `analyse` call saw, kept for that call only (never on the engine, so calls cannot leak
+    into each other) and returned as `ComparisonOutput.trace` for modeldev and benchmarks."""
+
+    raw: np.ndarray  # the smoothed registered difference (current - prior) on the working grid
+    features: list[dict[str, object]] = field(default_factory=list)  # each typed region's signs (calibration)
+    signs: list[tuple[Side, Zone, int, RegionSigns]] = field(default_factory=list)  # per typed region, strongest first
+    rules: list[FindingResult] = field(default_factory=list)  # the sign rules' findings
+    reads: list = field(default_factory=list)  # the reader's readings per lung (`comparison.reader.LungRead`)
+    fluid: dict[str, float] = field(default_factory=dict)  # new fluid height per lung (`comparison.fluid`)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"features": self.features, "rules": self.rules, "reads": self.reads, "fluid": self.fluid}
 
 
 @dataclass
@@ -162,10 +178,11 @@ class RegistrationEngine:
     ENGINE_NAME = ENGINE_NAME
     ENGINE_VERSION = ENGINE_VERSION
 
-    def __init__(self, work_size: int = T.WORK_SIZE, threads: int = 1, seed: int = 1234, max_findings: int = 6,
-                 z_threshold: float = T.Z_THRESHOLD, calibrated: bool = True, use_reader: bool = True,
-                 reader: Reader | None = None) -> None:
-        self.work_size = work_size
+    def __init__(self, threads: int = 1, seed: int = 1234, max_findings: int = 6, calibrated: bool = True,
+                 use_reader: bool = True, reader: Reader | None = None, params: EngineParams = DEFAULT_PARAMS) -> None:
+        # every tunable, one frozen value (`comparison.thresholds`): passed down to each pure function, never
+        # read from a module at call time, so engines with other parameters (tuning, tests) never interfere
+        self.params = params
         self.threads = threads
         # SimpleITK's pyramid filters and metric run on the process-wide thread pool whatever the
         # registration method is given: with 2+ threads the seeded random MI sampling summed in another
@@ -175,13 +192,9 @@ class RegistrationEngine:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         self.seed = seed
         self.max_findings = max_findings
-        self.z_threshold = z_threshold
         self.calibrated = calibrated  # False: the sign rules' raw scores (what `comparison.calibration` is fitted on);
         #                               the reader's confidence is not remapped (a Platt fit on dev did not help)
-        self.last_features: list[dict[str, object]] = []
-        self.last_fluid: dict[str, float] = {}  # new fluid height per lung of the last compare (comparison.fluid)
         self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
-        self.last_reads: list = []
         self._reader = reader  # other weights for this engine only (benchmarks.reader_tune); None: the shipped reader
         if use_reader and reader is None:
             _load_reader()  # at start (torch and the weights), not on the first study
@@ -227,43 +240,41 @@ class RegistrationEngine:
         if refused is not None:
             return refused
         spacing = ctx.pixel_spacing_mm * (max(cur_shape) / max(cw.shape)) if ctx.pixel_spacing_mm else 400.0 / max(cw.shape)
-        devices = new_devices(al, spacing)
+        devices = new_devices(al, spacing, params=self.params)
         if devices.any():  # a tube or line is a device, never disease: the change detection and the reader do not see it
             al = replace(al, cw=np.where(devices, al.mapped, al.cw).astype(np.float32))
             cw = al.cw
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
-        self._raw = ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0)
+        trace = _Trace(raw=ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0))
         if not ctx.pixel_spacing_mm:
             notes.append("pixel spacing unknown: sizes assume a 40 cm field of view")
-        self.last_features = []
-        self.last_signs: list[tuple[Side, Zone, int, RegionSigns]] = []  # per typed region, strongest first
         tex_c, tex_p = texture_map(cw, lungs.both), texture_map(mapped, lungs.both)
-        q = quality if exposure_resid <= T.EXPOSURE_RESIDUAL_FAIL else min(quality, T.REG_QUALITY_WARN - 0.1)
+        q = quality if exposure_resid <= self.params.EXPOSURE_RESIDUAL_FAIL else min(quality, self.params.REG_QUALITY_WARN - 0.1)
         reader = (self._reader or _load_reader()) if self.use_reader else None
         if reader is None and self.use_reader:
             notes.append(f"The learned reader is unavailable ({_READER_ERROR}); the sign rules typed the changes.")
         described: list[tuple[FindingResult, np.ndarray]] = []
         for reg in regions:
-            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur_shape)
+            f = self._describe(reg, cw, mapped, tex_c, tex_p, lungs, roi, sigma, spacing, q, cur_shape, trace)
             if f is not None:
                 described.append((f, reg.mask))
-        described = _patchy(described, spacing)
+        described = _patchy(described, spacing, params=self.params)
         by_rules = _merge(_absorb_pneumothorax(described))[: self.max_findings]
-        self.last_rules = by_rules
+        trace.rules = by_rules
         if reader is not None:
-            findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes)
+            findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes, trace)
         else:
             findings = by_rules
-        findings, caution = _cautious(findings, ctx)
+        findings, caution = _cautious(findings, ctx, params=self.params)
         notes += caution
         if identity_doubt:
-            findings = [f.model_copy(update={"confidence": float(max(0.05, f.confidence * T.IDENTITY_DOUBT_CONFIDENCE))})
+            findings = [f.model_copy(update={"confidence": float(max(0.05, f.confidence * self.params.IDENTITY_DOUBT_CONFIDENCE))})
                         for f in findings]
         if devices.any():
-            findings.append(_device_finding(devices, lungs, cur_shape))
+            findings.append(_device_finding(devices, lungs, cur_shape, params=self.params))
             notes.append("A new tube or line (thin, very dense) was found on the current: reported as a support "
                          "device, left out of the disease comparison.")
-        notes += _quality_notes(lungs_c.template, quality, fit_ok, exposure_resid)
+        notes += _quality_notes(lungs_c.template, quality, fit_ok, exposure_resid, params=self.params)
         heat = _heatmap(d_signed, roi, sigma, cur_shape)
         result = ComparisonResult(
             engine=ENGINE_NAME, engine_version=ENGINE_VERSION,
@@ -274,7 +285,7 @@ class RegistrationEngine:
                 f"registration: MI {metric:.3f}, correlation after matching {quality:.3f}, noise sd {sigma:.4f}, "
                 f"exposure residual {exposure_resid:.2f}"],
         )
-        return ComparisonOutput(result=result, heatmap=heat, timings=timings)
+        return ComparisonOutput(result=result, heatmap=heat, timings=timings, trace=trace.as_dict())
 
     def _refusal(self, al: "Aligned", notes: list[str]) -> tuple[ComparisonOutput | None, bool]:
         """(the not-compared answer when the pair cannot be registered, else None; whether the
@@ -282,42 +293,43 @@ class RegistrationEngine:
         refusal: on independent generators the anatomy match refused one person's pairs far more
         often than it caught another person's (`SAME_PERSON_REFUSES`)."""
         quality, metric = al.quality, al.metric
-        if quality < T.REG_QUALITY_FAIL:
+        if quality < self.params.REG_QUALITY_FAIL:
             return self._not_compared(f"the images could not be registered (correlation {quality:.2f}): "
                                       "not compared; compare them by eye", metric=metric), False
-        identity = same_person_score(al)
-        if identity >= T.SAME_PERSON_MIN:
+        identity = same_person_score(al, params=self.params)
+        if identity >= self.params.SAME_PERSON_MIN:
             return None, False
-        if T.SAME_PERSON_REFUSES and quality >= T.REG_QUALITY_WARN:
+        if self.params.SAME_PERSON_REFUSES and quality >= self.params.REG_QUALITY_WARN:
             return self._not_compared(
                 f"the prior does not appear to be the same patient (its anatomy matches the current's at "
-                f"{identity:.2f} after registration; one person's pairs match at {T.SAME_PERSON_MIN:.2f} or more): "
+                f"{identity:.2f} after registration; one person's pairs match at {self.params.SAME_PERSON_MIN:.2f} or more): "
                 "check which patient the prior belongs to", metric=metric), True
         notes.append(f"The fine anatomy of the two images does not line up (match {identity:.2f}, one person's pairs "
-                     f"usually {T.SAME_PERSON_MIN:.2f} or more): the registration is limited, or the prior is not this "
+                     f"usually {self.params.SAME_PERSON_MIN:.2f} or more): the registration is limited, or the prior is not this "
                      "patient's; check that it is. Confidence lowered.")
         return None, True
 
     def _read(self, reader: Reader, al: "Aligned", spacing: float, regions: list[_Region], q: float,
               cur_shape: tuple[int, ...], by_rules: list[FindingResult], sigma: float,
-              timings: dict[str, float], notes: list[str]) -> list[FindingResult]:
+              timings: dict[str, float], notes: list[str], trace: "_Trace") -> list[FindingResult]:
         """The learned reader types the changes (the sign rules' urgent findings kept beside it);
         notes on measured large effusions and on urgent findings only the rules saw go to `notes`."""
         t2 = time.perf_counter()
-        reads = reader.read(al, spacing)
-        if T.TONE_READ:
-            toned = replace(al, mapped=_match_tone(al.cw, al.mapped, al.roi))
-            reads = _toned_reads(reads, reader.read(toned, spacing))
+        tta = self.params.READER_SWAP_TTA
+        reads = reader.read(al, spacing, swap_tta=tta)
+        if self.params.TONE_READ:
+            toned = replace(al, mapped=_match_tone(al.cw, al.mapped, al.roi, params=self.params))
+            reads = _toned_reads(reads, reader.read(toned, spacing, swap_tta=tta))
         timings["read"] = time.perf_counter() - t2
-        self.last_fluid = new_fluid_height(al, self._raw, sigma)
-        findings = _from_reads(reads, regions, al.lungs, q, al.cw.shape, cur_shape, by_rules, self.last_fluid,
-                               signs=self.last_signs if T.SIGNS_CHECK_READER else None)
-        self.last_reads = reads
-        notes += [f"{f.change.value.capitalize()} {f.side.value} effusion: new fluid rises {self.last_fluid[f.side.value]:.0%} of the lung's height "
+        fluid = trace.fluid = new_fluid_height(al, trace.raw, sigma, params=self.params)
+        findings = _from_reads(reads, regions, al.lungs, q, al.cw.shape, cur_shape, by_rules, fluid,
+                               signs=trace.signs if self.params.SIGNS_CHECK_READER else None, params=self.params)
+        trace.reads = reads
+        notes += [f"{f.change.value.capitalize()} {f.side.value} effusion: new fluid rises {fluid[f.side.value]:.0%} of the lung's height "
                   "from its base at the chest wall (large by the engine's measure)." for f in findings
-                  if f.side is not None and _measured_large(f.finding, f.change, f.side, self.last_fluid)]
-        if T.RULES_URGENT_ZONES:
-            findings, kept = _urgent_from_either(findings, by_rules)
+                  if f.side is not None and _measured_large(f.finding, f.change, f.side, fluid, params=self.params)]
+        if self.params.RULES_URGENT_ZONES:
+            findings, kept = _urgent_from_either(findings, by_rules, params=self.params)
             if kept:
                 notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
         return findings[: self.max_findings]
@@ -328,20 +340,20 @@ class RegistrationEngine:
         learned reader is trained on exactly what it sees in production."""
         timings = timings if timings is not None else {}
         t0 = time.perf_counter()
-        cw = _to_work(cur, self.work_size)
-        pw = _to_work(pri, self.work_size)
+        cw = _to_work(cur, self.params.WORK_SIZE)
+        pw = _to_work(pri, self.params.WORK_SIZE)
         lungs_c = segment_lungs(cw)
         lungs_p = segment_lungs(pw)
         timings["segment"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        pose = search_pose(cw, pw) if T.POSE_SEARCH else None
+        pose = search_pose(cw, pw, params=self.params) if self.params.POSE_SEARCH else None
         starts: list[Pose | None] = [None] if pose is None else [pose, None] if pose.needed else [None, pose]
         best: Aligned | None = None
         for start in starts:  # the fallback chain: the likelier start, then the other
             al = self._align_from(cw, pw, lungs_c, lungs_p, start)
             if best is None or al.quality > best.quality:
                 best = al
-            if best.quality >= T.REG_QUALITY_FAIL:  # registered: the fallback is for pairs that would be refused
+            if best.quality >= self.params.REG_QUALITY_FAIL:  # registered: the fallback is for pairs that would be refused
                 break
         timings["register"] = time.perf_counter() - t1
         assert best is not None
@@ -356,9 +368,9 @@ class RegistrationEngine:
         fit_mask = valid & ndi.binary_dilation(lungs_c.both, iterations=8)
         mapped, fit_ok, exposure_resid = _match_intensity(cw, warped, fit_mask)
         affine_mapped: np.ndarray | None = mapped
-        bent = (fit_bspline(cw, mapped, lungs_c.both, valid, lungs_c.midline, self.seed, self.threads)
-                if T.BSPLINE else None)
-        if bent is not None and max_displacement(bent, lungs_c.both) <= T.BSPLINE_MAX_PX:
+        bent = (fit_bspline(cw, mapped, lungs_c.both, valid, lungs_c.midline, self.seed, self.threads, params=self.params)
+                if self.params.BSPLINE else None)
+        if bent is not None and max_displacement(bent, lungs_c.both) <= self.params.BSPLINE_MAX_PX:
             # the prior is resampled once, through the affine and the B-spline together (no double blur)
             warped, valid, lungs_pw = self._warp(cw, pw, lungs_p, sitk.CompositeTransform([tx, bent]))
             fit_mask = valid & ndi.binary_dilation(lungs_c.both, iterations=8)
@@ -414,7 +426,7 @@ class RegistrationEngine:
             return ndi.map_coordinates(a, coords, order=order, mode="nearest")
 
         best_k, best = 0.0, _ncc(cw, mapped, mask)
-        for k in T.INSPIRATION_STEPS:
+        for k in self.params.INSPIRATION_STEPS:
             if k == 0.0:
                 continue
             score = _ncc(cw, shifted(mapped, k), mask)
@@ -493,12 +505,12 @@ class RegistrationEngine:
         if vals.size < 50:
             return [], np.zeros_like(cw), 1.0
         sigma = robust_sd(vals) + 1e-4
-        sigma = max(sigma, T.SIGMA_FLOOR)
+        sigma = max(sigma, self.params.SIGMA_FLOOR)
         d_signed = d_pos - d_neg
         regions: list[_Region] = []
-        min_area = max(T.MIN_AREA_PX, int(T.MIN_AREA_FRACTION * cw.size))
+        min_area = max(self.params.MIN_AREA_PX, int(self.params.MIN_AREA_FRACTION * cw.size))
         for sign, d in ((1, d_pos), (-1, d_neg)):
-            m = (d > self.z_threshold * sigma * 0.5) & roi
+            m = (d > self.params.Z_THRESHOLD * sigma * 0.5) & roi
             m = ndi.binary_opening(m, structure=np.ones((3, 3), bool))
             m = ndi.binary_closing(m, structure=np.ones((5, 5), bool)) & roi  # patches of one change
             lab, n = ndi.label(m)
@@ -509,7 +521,8 @@ class RegistrationEngine:
             means = ndi.mean(d, lab, idx)
             for i, a, mu in zip(idx, areas, means):
                 z = float(mu / sigma)
-                z_need = self.z_threshold if a < T.LARGE_AREA_FRACTION * cw.size else min(self.z_threshold, T.Z_THRESHOLD_LARGE)
+                z_need = (self.params.Z_THRESHOLD if a < self.params.LARGE_AREA_FRACTION * cw.size
+                          else min(self.params.Z_THRESHOLD, self.params.Z_THRESHOLD_LARGE))
                 if a < min_area or z < z_need:
                     continue
                 regions.append(_Region(sign=sign, mask=lab == i, z=z, area=int(a)))
@@ -518,7 +531,8 @@ class RegistrationEngine:
 
     def _describe(self, reg: _Region, cw: np.ndarray, mapped: np.ndarray, tex_c: np.ndarray, tex_p: np.ndarray,
                   lungs: LungFields, roi: np.ndarray,
-                  sigma: float, spacing_mm: float, quality: float, cur_shape: tuple[int, int]) -> FindingResult | None:
+                  sigma: float, spacing_mm: float, quality: float, cur_shape: tuple[int, int],
+                  trace: "_Trace") -> FindingResult | None:
         """Type one changed region from radiological signs on each image, not from the difference alone.
 
         Density and lucency are different signs: for the region and the lung around it we measure
@@ -532,7 +546,7 @@ class RegistrationEngine:
         at = _locate(reg, lungs, roi, cw.shape)
         if at is None:
             return None
-        s = _measure(reg, at, cw, mapped, lungs, sigma, spacing_mm, self._raw * reg.sign)
+        s = _measure(reg, at, cw, mapped, lungs, sigma, spacing_mm, trace.raw * reg.sign, params=self.params)
         feats = dict(sign=reg.sign, z=round(reg.z, 1), area=at.area, c_con=round(s.c_con, 1), p_con=round(s.p_con, 1),
                      c_core=round(s.c_core, 1), p_core=round(s.p_core, 1), sol=round(s.solidity, 2), h=s.h, w=s.w,
                      lung_w=at.lung_w, lung_h=at.lung_h, contact=round(s.contact, 2), periph=bool(s.peripheral),
@@ -540,18 +554,18 @@ class RegistrationEngine:
                      core_ratio=round(s.core_ratio, 2), peaked=round(s.peaked, 2), c_in=round(s.c_in, 1),
                      p_in=round(s.p_in, 1), strip_p=round(s.strip_p, 1),
                      strip_c=round(s.strip_c, 1), d_below=round(s.d_below, 1), o_below=round(s.o_below, 1))
-        self.last_features.append(feats)
-        _texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma, feats)
+        trace.features.append(feats)
+        _texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma, feats, params=self.params)
         feats.update(margin=round(s.margin, 2), meniscus=round(s.meniscus, 3), cp_angle=bool(s.cp_angle),
                      pleural_line=round(s.pleural_line, 1), bronchogram=round(s.bronchogram, 3))
-        finding, change, large, typed = _type_change(reg, s, at)
-        self.last_signs.append((at.side, at.zone, reg.sign, s))
+        finding, change, large, typed = _type_change(reg, s, at, params=self.params)
+        trace.signs.append((at.side, at.zone, reg.sign, s))
         feats.update(finding=finding.value, change=change.value)
         urgent = (finding == FindingType.pneumothorax and change in APPEARING) or (
             finding == FindingType.effusion and change == Change.new and large)
-        conf = _confidence(reg.z, self.z_threshold, at.area, quality)
+        conf = _confidence(reg.z, self.params.Z_THRESHOLD, at.area, quality)
         if not typed:
-            conf = min(conf, T.UNTYPED_CONFIDENCE_CAP)
+            conf = min(conf, self.params.UNTYPED_CONFIDENCE_CAP)
         feats["raw_confidence"] = round(conf, 4)
         if self.calibrated:
             conf = float(calibrate(conf))
@@ -566,14 +580,14 @@ class RegistrationEngine:
 
 # Describing one changed region (RegistrationEngine._describe's steps) -------------------
 
-def _quality_notes(template: bool, quality: float, fit_ok: bool, exposure_resid: float) -> list[str]:
+def _quality_notes(template: bool, quality: float, fit_ok: bool, exposure_resid: float, *, params: EngineParams) -> list[str]:
     """The notes on what limits a comparison: a template lung field, a weak registration, exposures too far apart."""
     notes = []
     if template:
         notes.append("Lung fields could not be segmented on the current image; a template was used.")
-    if quality < T.REG_QUALITY_WARN or not fit_ok:
+    if quality < params.REG_QUALITY_WARN or not fit_ok:
         notes.append(f"Registration quality is limited (correlation {quality:.2f}); interpret with caution.")
-    if exposure_resid > T.EXPOSURE_RESIDUAL_FAIL:
+    if exposure_resid > params.EXPOSURE_RESIDUAL_FAIL:
         notes.append("The two exposures differ too much to map one onto the other; confidence lowered.")
     return notes
 
@@ -586,26 +600,26 @@ def _locate(reg: _Region, lungs: LungFields, roi: np.ndarray, shape: tuple[int, 
 
 
 def _measure(reg: _Region, at: Place, cw: np.ndarray, mapped: np.ndarray, lungs: LungFields, sigma: float,
-             spacing_mm: float, sd: np.ndarray) -> RegionSigns:
+             spacing_mm: float, sd: np.ndarray, *, params: EngineParams) -> RegionSigns:
     """The region's physical signs on each image (`comparison.signs.measure`; `sd`: the smoothed
     difference, signed so that the change is positive)."""
-    return measure(reg.sign, reg.z, at, cw, mapped, lungs, sigma, spacing_mm, sd)
+    return measure(reg.sign, reg.z, at, cw, mapped, lungs, sigma, spacing_mm, sd, params=params)
 
 
 def _texture_signs(s: RegionSigns, at: Place, tex_c: np.ndarray, tex_p: np.ndarray, cw: np.ndarray, mapped: np.ndarray,
-                   sigma: float, feats: dict[str, object]) -> None:
+                   sigma: float, feats: dict[str, object], *, params: EngineParams) -> None:
     """Lung markings and pleural signs into `s` (`comparison.signs.texture_signs`) and `feats`."""
-    texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma)
+    texture_signs(s, at, tex_c, tex_p, cw, mapped, sigma, params=params)
     feats.update(tex_c=round(s.t_c, 2), tex_p=round(s.t_p, 2), vessels_c=round(s.vessels_c, 1),
                  vessels_p=round(s.vessels_p, 1))
     feats.update(crescent=bool(s.crescent), touch=bool(s.touches), fl_p=round(s.fl_p, 2), fl_c=round(s.fl_c, 2),
                  c_sym=round(s.c_sym, 1), p_sym=round(s.p_sym, 1), t_prior=round(s.t_prior, 2), mirror=s.mirror)
 
 
-def _type_change(reg: _Region, s: RegionSigns, at: Place) -> tuple[FindingType, Change, bool, bool]:
+def _type_change(reg: _Region, s: RegionSigns, at: Place, *, params: EngineParams) -> tuple[FindingType, Change, bool, bool]:
     """The sign rules (`comparison.typing_rules.describe`): (finding, change, large, typed); typed
     False where the signs could not type the region (its confidence is capped)."""
-    return describe(reg.sign, s, reg.z, at.area, at.lung_h)
+    return describe(reg.sign, s, reg.z, at.area, at.lung_h, params=params)
 
 
 # Helpers -------------------------------------------------------------------------------
@@ -632,7 +646,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
                 work_shape: tuple[int, int], cur_shape: tuple[int, int],
                 by_rules: list[FindingResult] | None = None,
                 fluid_height: dict[str, float] | None = None,
-                signs: list[tuple[Side, Zone, int, RegionSigns]] | None = None) -> list[FindingResult]:
+                signs: list[tuple[Side, Zone, int, RegionSigns]] | None = None, params: EngineParams = DEFAULT_PARAMS) -> list[FindingResult]:
     """One finding per lung the reader calls changed, grounded on the strongest changed region
     of that lung and zone (else the zone of the lung itself) as its evidence box. A new effusion
     is urgent when the reader says so or when `fluid_height` (`comparison.fluid`, share of the
@@ -640,12 +654,12 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
     out: list[FindingResult] = []
     sy, sx = cur_shape[0] / work_shape[0], cur_shape[1] / work_shape[1]
     for rd in reads:
-        if rd.p_change < T.READER_CHANGE_P:
+        if rd.p_change < params.READER_CHANGE_P:
             continue
         side, zone = Side(rd.side), Zone(rd.zone)
         finding, change = FindingType(rd.finding), Change(rd.change)
         adopted = False
-        if rd.p_finding < T.READER_TYPE_SURE and finding in OPACITIES:
+        if rd.p_finding < params.READER_TYPE_SURE and finding in OPACITIES:
             # unsure which opacity: the rules' measured shape and size in mm (round and <= 30 mm a
             # nodule, beyond a mass; patchy consolidation) for the same change in the same place
             same = _rules_here(by_rules, side, zone, change, OPACITIES)
@@ -658,9 +672,10 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             if same:
                 finding = same[0].finding
         if signs:  # the measured signs of the changed regions in this lung and zone check the reader's words
-            finding, change = reconcile(finding, change, zone, [(g, x) for sd_, zn, g, x in signs if sd_ == side and zn == zone])
-        urgent = (finding == FindingType.pneumothorax and change in APPEARING) or rd.p_urgent >= T.READER_URGENT_P
-        urgent = urgent or _measured_large(finding, change, side, fluid_height)
+            finding, change = reconcile(finding, change, zone, [(g, x) for sd_, zn, g, x in signs if sd_ == side and zn == zone],
+                                        params=params)
+        urgent = (finding == FindingType.pneumothorax and change in APPEARING) or rd.p_urgent >= params.READER_URGENT_P
+        urgent = urgent or _measured_large(finding, change, side, fluid_height, params=params)
         top, bottom = lungs.extent(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
         z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3
@@ -680,8 +695,8 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             box = (int(z0 * sy), int(c0 * sx), int(z1 * sy), int(c1 * sx))
             effect = None
         conf = rd.p_change * rd.p_finding * float(np.clip((quality - 0.5) / 0.45, 0.5, 1.0))
-        if rd.p_finding < T.READER_TYPE_P and not adopted:  # changed, but nobody can say what: `other`, said unsure
-            finding, conf = FindingType.other, min(conf, T.UNTYPED_CONFIDENCE_CAP)
+        if rd.p_finding < params.READER_TYPE_P and not adopted:  # changed, but nobody can say what: `other`, said unsure
+            finding, conf = FindingType.other, min(conf, params.UNTYPED_CONFIDENCE_CAP)
         out.append(FindingResult(
             finding=finding, side=side, zone=zone, change=change, urgent=bool(urgent),
             confidence=float(np.clip(conf, 0.05, 0.99)),
@@ -696,10 +711,11 @@ OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
 
 
-def _measured_large(finding: FindingType, change: Change, side: Side, fluid_height: dict[str, float] | None) -> bool:
+def _measured_large(finding: FindingType, change: Change, side: Side, fluid_height: dict[str, float] | None, *,
+                    params: EngineParams) -> bool:
     """An effusion called new or worse whose new fluid on its side (`comparison.fluid`) is large:
     urgent (`comparison.typing_rules.measured_large` says why worsened counts too)."""
-    return measured_large(finding, change, (fluid_height or {}).get(side.value, 0.0))
+    return measured_large(finding, change, (fluid_height or {}).get(side.value, 0.0), params=params)
 
 
 def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, change: Change,
@@ -710,7 +726,7 @@ def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, ch
             and (f.change in APPEARING) == worse]
 
 
-def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult]) -> tuple[list[FindingResult], int]:
+def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult], params: EngineParams = DEFAULT_PARAMS) -> tuple[list[FindingResult], int]:
     """Two readers for the urgent flag at the apex: an urgent pneumothorax of the sign rules in
     a zone of `RULES_URGENT_ZONES` (the apex, where air collects on an erect film: a lucency
     there errs towards urgent) on a side where the reader flagged nothing urgent is kept (first).
@@ -719,7 +735,7 @@ def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingRe
     Returns the findings and how many of the rules' were kept."""
     flagged = {f.side for f in by_reader if f.urgent}
     extra = [f for f in by_rules if f.urgent and f.side not in flagged
-             and f.finding == FindingType.pneumothorax and f.zone is not None and f.zone.value in T.RULES_URGENT_ZONES]
+             and f.finding == FindingType.pneumothorax and f.zone is not None and f.zone.value in params.RULES_URGENT_ZONES]
     return extra + by_reader, len(extra)
 
 
@@ -761,7 +777,7 @@ def _toned_reads(plain: list, toned: list) -> list:
     return [replace(t, p_urgent=max(t.p_urgent, p.p_urgent)) for p, t in zip(plain, toned)]
 
 
-def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndarray:
+def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray, params: EngineParams = DEFAULT_PARAMS) -> np.ndarray:
     """A second, monotone intensity map fitted inside the lungs only: the current's median at each
     of `TONE_BINS` quantile bins of the (already quadratic-matched) prior, made non-decreasing and
     interpolated (extended linearly past the ends). Two detectors' tone curves (gamma against a
@@ -772,22 +788,22 @@ def _match_tone(cur: np.ndarray, mapped: np.ndarray, roi: np.ndarray) -> np.ndar
     fit: a large new effusion fills the bins of the prior's basal intensities, and a map fitted
     through it paints the effusion onto the prior. Returns `mapped` unchanged when too few lung
     pixels are left to fit it."""
-    coarse = ndi.gaussian_filter(cur - mapped, T.TONE_CHANGE_SMOOTH_PX)[roi]
-    if coarse.size < T.TONE_MIN_PIXELS:
+    coarse = ndi.gaussian_filter(cur - mapped, params.TONE_CHANGE_SMOOTH_PX)[roi]
+    if coarse.size < params.TONE_MIN_PIXELS:
         return mapped
     mad = robust_sd(coarse) + 1e-6
     fit = np.zeros_like(roi)
-    fit[roi] = np.abs(coarse - np.median(coarse)) <= T.TONE_CHANGE_Z * mad  # what changed is not fitted
+    fit[roi] = np.abs(coarse - np.median(coarse)) <= params.TONE_CHANGE_Z * mad  # what changed is not fitted
     x = mapped[fit].astype(np.float64)
     y = cur[fit].astype(np.float64)
-    if x.size < T.TONE_MIN_PIXELS:
+    if x.size < params.TONE_MIN_PIXELS:
         return mapped
-    edges = np.quantile(x, np.linspace(0.0, 1.0, T.TONE_BINS + 1))
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, T.TONE_BINS - 1)
+    edges = np.quantile(x, np.linspace(0.0, 1.0, params.TONE_BINS + 1))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, params.TONE_BINS - 1)
     xc, yc = [], []
-    for b in range(T.TONE_BINS):
+    for b in range(params.TONE_BINS):
         sel = idx == b
-        if sel.sum() >= T.TONE_MIN_BIN:
+        if sel.sum() >= params.TONE_MIN_BIN:
             xc.append(float(np.median(x[sel])))
             yc.append(float(np.median(y[sel])))
     if len(xc) < 4:
@@ -817,14 +833,14 @@ def _not_frontal(cur: str | None, prior: str | None) -> str | None:
     (`_cautious` notes it)."""
     c, p = ((v or "").strip().upper() for v in (cur, prior))
     for role, view in (("current", c), ("prior", p)):
-        if view in T.LATERAL_VIEWS or view in T.OBLIQUE_VIEWS:
-            kind = "lateral" if view in T.LATERAL_VIEWS else "oblique"
+        if view in LATERAL_VIEWS or view in OBLIQUE_VIEWS:
+            kind = "lateral" if view in LATERAL_VIEWS else "oblique"
             return (f"the {role} is a {kind} view (current {c or 'unknown'}, prior {p or 'unknown'}); this engine "
                     "compares frontal chest radiographs only")
     return None
 
 
-def _cautious(findings: list[FindingResult], ctx: CompareContext) -> tuple[list[FindingResult], list[str]]:
+def _cautious(findings: list[FindingResult], ctx: CompareContext, *, params: EngineParams) -> tuple[list[FindingResult], list[str]]:
     """Findings with confidence lowered, and notes saying why, where the pair is comparable but less so:
     AP against PA (magnification, scapulae: `AP_PA_CONFIDENCE`), a PatientOrientation that did not say
     which side is which (`ORIENTATION_UNKNOWN_CONFIDENCE`). Urgent flags are kept."""
@@ -832,12 +848,12 @@ def _cautious(findings: list[FindingResult], ctx: CompareContext) -> tuple[list[
     factor = 1.0
     c, p = ((v or "").strip().upper() for v in (ctx.current_view, ctx.prior_view))
     if {c, p} == {"AP", "PA"}:
-        factor *= T.AP_PA_CONFIDENCE
+        factor *= params.AP_PA_CONFIDENCE
         notes.append(f"The current is {c} and the prior {p}: an AP film magnifies the heart and mediastinum and "
                      "projects the scapulae over the lungs, so a difference in heart size or at the lung edges may "
                      "not be interval change; confidence lowered.")
     if ctx.orientation_known is False:
-        factor *= T.ORIENTATION_UNKNOWN_CONFIDENCE
+        factor *= params.ORIENTATION_UNKNOWN_CONFIDENCE
         notes.append("The image orientation (PatientOrientation) is absent or unusable on at least one image: "
                      "sides assume the standard display (patient's right on the image's left); confirm the side; "
                      "confidence lowered.")
@@ -846,11 +862,11 @@ def _cautious(findings: list[FindingResult], ctx: CompareContext) -> tuple[list[
     return list(findings), notes
 
 
-def _bandpass(a: np.ndarray) -> np.ndarray:
-    return ndi.gaussian_filter(a, T.SAME_PERSON_BAND[0]) - ndi.gaussian_filter(a, T.SAME_PERSON_BAND[1])
+def _bandpass(a: np.ndarray, *, params: EngineParams) -> np.ndarray:
+    return ndi.gaussian_filter(a, params.SAME_PERSON_BAND[0]) - ndi.gaussian_filter(a, params.SAME_PERSON_BAND[1])
 
 
-def same_person_score(al: "Aligned") -> float:
+def same_person_score(al: "Aligned", params: EngineParams = DEFAULT_PARAMS) -> float:
     """How well the fine anatomy (ribs, vessels, lung markings) of the registered prior matches the
     current's: the median, over tiles of the lungs (`SAME_PERSON_TILE` px of the working grid), of the
     correlation of the band-passed images (`SAME_PERSON_BAND`). Tiles where the pair changed (the
@@ -859,30 +875,30 @@ def same_person_score(al: "Aligned") -> float:
     line up after registration elsewhere; another person's do not line up anywhere. 1.0 when too few
     tiles are left to judge."""
     prior = al.affine_mapped if al.affine_mapped is not None else al.mapped  # not the B-spline's bent anatomy
-    a, b, roi = _bandpass(al.cw), _bandpass(prior), al.roi
-    coarse = ndi.gaussian_filter(al.cw - prior, T.TONE_CHANGE_SMOOTH_PX)
+    a, b, roi = _bandpass(al.cw, params=params), _bandpass(prior, params=params), al.roi
+    coarse = ndi.gaussian_filter(al.cw - prior, params.TONE_CHANGE_SMOOTH_PX)
     if roi.sum() < 10:
         return 1.0
     centre, spread = float(np.median(coarse[roi])), robust_sd(coarse[roi]) + 1e-6
-    t = T.SAME_PERSON_TILE
+    t = params.SAME_PERSON_TILE
     h, w = roi.shape
     scores = []
     for y in range(0, h - t + 1, t // 2):
         for x in range(0, w - t + 1, t // 2):
             m = roi[y:y + t, x:x + t]
-            if m.mean() < 0.6 or np.abs(coarse[y:y + t, x:x + t][m] - centre).mean() > T.SAME_PERSON_CHANGE_Z * spread:
+            if m.mean() < 0.6 or np.abs(coarse[y:y + t, x:x + t][m] - centre).mean() > params.SAME_PERSON_CHANGE_Z * spread:
                 continue
             scores.append(_ncc(a[y:y + t, x:x + t], b[y:y + t, x:x + t], m))
-    return float(np.median(scores)) if len(scores) >= T.SAME_PERSON_MIN_TILES else 1.0
+    return float(np.median(scores)) if len(scores) >= params.SAME_PERSON_MIN_TILES else 1.0
 
 
-def new_devices(al: "Aligned", spacing_mm: float) -> np.ndarray:
+def new_devices(al: "Aligned", spacing_mm: float, params: EngineParams = DEFAULT_PARAMS) -> np.ndarray:
     """Pixels of thin, very dense lines new on the current (tubes, lines, leads), dilated: what is
     brighter than anything within `DEVICE_TOPHAT_MM` around it (a white top-hat) on the current and
     not on the registered prior by `DEVICE_EDGE_Z` robust sd, in components at least
     `DEVICE_MIN_LENGTH_MM` long, on average no wider than `DEVICE_MAX_WIDTH_MM`, whose median
     reaches `DEVICE_Z` (far denser than a lesion's rim or a pleural line)."""
-    r = max(1, int(round(T.DEVICE_TOPHAT_MM / 2 / max(spacing_mm, 1e-3))))
+    r = max(1, int(round(params.DEVICE_TOPHAT_MM / 2 / max(spacing_mm, 1e-3))))
     yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
     fp = (yy * yy + xx * xx) <= r * r
     th_c = al.cw - ndi.grey_opening(al.cw, footprint=fp)
@@ -891,21 +907,21 @@ def new_devices(al: "Aligned", spacing_mm: float) -> np.ndarray:
     body = ndi.binary_erosion(al.valid, iterations=3)
     if body.sum() < 100:
         return np.zeros_like(al.valid)
-    z = d / max(robust_sd(d[body]), T.SIGMA_FLOOR)
-    m = ndi.binary_closing((z > T.DEVICE_EDGE_Z) & body, structure=np.ones((3, 3), bool))
+    z = d / max(robust_sd(d[body]), params.SIGMA_FLOOR)
+    m = ndi.binary_closing((z > params.DEVICE_EDGE_Z) & body, structure=np.ones((3, 3), bool))
     lab, n = ndi.label(m)
     keep = np.zeros_like(m)
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         comp = lab[sl] == i
         length_mm = float(np.hypot(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) * spacing_mm
         width_mm = float(comp.sum()) * spacing_mm * spacing_mm / max(length_mm, 1e-3)
-        if (length_mm >= T.DEVICE_MIN_LENGTH_MM and width_mm <= T.DEVICE_MAX_WIDTH_MM
-                and float(np.median(z[sl][comp])) >= T.DEVICE_Z):
+        if (length_mm >= params.DEVICE_MIN_LENGTH_MM and width_mm <= params.DEVICE_MAX_WIDTH_MM
+                and float(np.median(z[sl][comp])) >= params.DEVICE_Z):
             keep[sl] |= comp
     return ndi.binary_dilation(keep, iterations=2) & al.valid if keep.any() else keep
 
 
-def _device_finding(devices: np.ndarray, lungs: LungFields, cur_shape: tuple[int, ...]) -> FindingResult:
+def _device_finding(devices: np.ndarray, lungs: LungFields, cur_shape: tuple[int, ...], *, params: EngineParams) -> FindingResult:
     """A new support device, placed by the side holding most of it; never urgent (a malposition is
     the radiologist's call)."""
     ys, xs = np.nonzero(devices)
@@ -913,7 +929,7 @@ def _device_finding(devices: np.ndarray, lungs: LungFields, cur_shape: tuple[int
     sy, sx = cur_shape[0] / devices.shape[0], cur_shape[1] / devices.shape[1]
     box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
     return FindingResult(finding=FindingType.support_device, side=side, change=Change.new, urgent=False,
-                         confidence=T.DEVICE_CONFIDENCE, evidence=Evidence(side=side, box=box))
+                         confidence=params.DEVICE_CONFIDENCE, evidence=Evidence(side=side, box=box))
 
 
 def _hull_mask(m: np.ndarray) -> np.ndarray:
@@ -922,9 +938,9 @@ def _hull_mask(m: np.ndarray) -> np.ndarray:
     return fill_convex_hull(m)
 
 
-def _opacity_type(s: RegionSigns, area: int) -> FindingType:
+def _opacity_type(s: RegionSigns, area: int, *, params: EngineParams) -> FindingType:
     """Which opacity a region's shape and place say (`comparison.typing_rules.opacity_type`)."""
-    return opacity_type(s, area)
+    return opacity_type(s, area, params=params)
 
 
 def _combine(cur: LungFields, prior: LungFields) -> LungFields:
@@ -940,12 +956,12 @@ def _combine(cur: LungFields, prior: LungFields) -> LungFields:
     return LungFields(right=out[Side.right], left=out[Side.left], midline=cur.midline, template=cur.template and prior.template)
 
 
-def _patchy(items: list[tuple[FindingResult, np.ndarray]], spacing_mm: float) -> list[tuple[FindingResult, np.ndarray]]:
+def _patchy(items: list[tuple[FindingResult, np.ndarray]], spacing_mm: float, params: EngineParams = DEFAULT_PARAMS) -> list[tuple[FindingResult, np.ndarray]]:
     """Islands of one patchy opacity: two or more nodule / mass / consolidation changes of one sign
     close together on one side are one consolidation (several round lesions do not appear or go
     together): each island is typed consolidation and `_merge` keeps the strongest per zone."""
     kinds = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
-    gap = T.PATCHY_GAP_MM / max(spacing_mm, 1e-3)  # in working pixels
+    gap = params.PATCHY_GAP_MM / max(spacing_mm, 1e-3)  # in working pixels
     out = list(items)
     for side in (Side.right, Side.left):
         for sign in (1, -1):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison._anatomy import LungFields, fill_convex_hull, robust_sd
 from priorwatch.vocabulary import Side, Zone
 
@@ -169,20 +169,20 @@ def _contrasts(at: Place, cur: np.ndarray, prior: np.ndarray, sigma: float) -> t
             (float(cur[core_in].mean()) - ring_c) / sigma, (float(prior[core_in].mean()) - ring_p) / sigma)
 
 
-def _place_signs(at: Place) -> tuple[float, bool, np.ndarray, float, bool, bool, np.ndarray]:
+def _place_signs(at: Place, *, params: EngineParams) -> tuple[float, bool, np.ndarray, float, bool, bool, np.ndarray]:
     """(contact, basal, dist_edge, d_med, peripheral, apical, region columns): on the lung base
     (dependent fluid), at the apex, at the lateral edge."""
     m, side_mask = at.m, at.side_mask
     col_bottom = np.where(side_mask.any(axis=0), side_mask.shape[0] - 1 - np.argmax(side_mask[::-1], axis=0), -1)
     reg_cols = np.nonzero(m.any(axis=0))[0]
     reg_bottom = m.shape[0] - 1 - np.argmax(m[::-1][:, reg_cols], axis=0)
-    contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - T.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
+    contact = float(np.mean(reg_bottom >= col_bottom[reg_cols] - params.BASAL_TOUCH_PX)) if reg_cols.size else 0.0
     w = int(at.xs.max() - at.xs.min() + 1)
-    basal = contact >= T.BASAL_CONTACT and w >= T.BASAL_MIN_WIDTH * at.lung_w and at.cy > at.top + 0.5 * at.lung_h
+    basal = contact >= params.BASAL_CONTACT and w >= params.BASAL_MIN_WIDTH * at.lung_w and at.cy > at.top + 0.5 * at.lung_h
     dist_edge = ndi.distance_transform_edt(side_mask)
     d_med = float(np.median(dist_edge[m])) if side_mask[m].any() else 0.0
-    peripheral = d_med < T.PERIPHERAL_FRACTION * at.lung_w
-    apical = bool(at.ys.min() <= at.top + T.APICAL_FRACTION * at.lung_h)
+    peripheral = d_med < params.PERIPHERAL_FRACTION * at.lung_w
+    apical = bool(at.ys.min() <= at.top + params.APICAL_FRACTION * at.lung_h)
     return contact, basal, dist_edge, d_med, peripheral, apical, reg_cols
 
 
@@ -196,13 +196,13 @@ def _change_shape(m: np.ndarray, sd: np.ndarray) -> tuple[float, float]:
 
 
 def measure(sign: int, z: float, at: Place, cur: np.ndarray, prior: np.ndarray, lungs: LungFields, sigma: float,
-            spacing_mm: float, sd: np.ndarray) -> RegionSigns:
+            spacing_mm: float, sd: np.ndarray, params: EngineParams = DEFAULT_PARAMS) -> RegionSigns:
     """Contrast, shape and place signs of a region denser (`sign` > 0) or more lucent now, of mean
     change `z` sigma."""
     m, ys, xs, area, ring = at.m, at.ys, at.xs, at.area, at.ring
     c_con, p_con, c_core, p_core = _contrasts(at, cur, prior, sigma)
     h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
-    contact, basal, dist_edge, d_med, peripheral, apical, reg_cols = _place_signs(at)
+    contact, basal, dist_edge, d_med, peripheral, apical, reg_cols = _place_signs(at, params=params)
     peaked, core_ratio = _change_shape(m, sd)
     # the lung medial to the region (deeper in the lung than it): what a lucency or opacity is
     # judged against; the lateral part of the ring may be an existing pneumothorax or chest wall
@@ -222,7 +222,7 @@ def measure(sign: int, z: float, at: Place, cur: np.ndarray, prior: np.ndarray, 
     delta = abs(c_sym - p_sym) + 1e-6
     t_prior = (-p_sym if sign > 0 else p_sym) / delta  # which image departs from the patient's normal lung there
     # worsened vs new for a lucency: is the strip between it and the chest wall lucent on the prior too?
-    outer = (ndi.binary_dilation(m, iterations=T.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
+    outer = (ndi.binary_dilation(m, iterations=params.EDGE_STRIP_PX) & ~m & (dist_edge < max(1.0, d_med))
              & ndi.binary_dilation(at.side_mask, iterations=2))
     strip_p = (in_p - float(np.median(prior[outer]))) / sigma if outer.sum() >= 6 else 0.0
     strip_c = (in_c - float(np.median(cur[outer]))) / sigma if outer.sum() >= 6 else 0.0
@@ -235,10 +235,10 @@ def measure(sign: int, z: float, at: Place, cur: np.ndarray, prior: np.ndarray, 
         edge=peripheral or apical, peaked=peaked, core_ratio=core_ratio,
         c_in=(float(np.median(cur[m])) - in_c) / sigma, p_in=(float(np.median(prior[m])) - in_p) / sigma,
         mirror=int(mir.sum()), c_sym=c_sym, p_sym=p_sym, t_prior=t_prior, strip_p=strip_p, strip_c=strip_c,
-        d_below=d_below, o_below=o_below, margin=margin_sharpness(m, sd),
-        meniscus=meniscus_rise(m, at.side, at.lung_h), cp_angle=covers_cp_angle(m, at.side_mask, at.side),
-        pleural_line=pleural_line(m, lucent_img, dist_edge, sigma),
-        bronchogram=air_bronchogram(m, sd, sigma))
+        d_below=d_below, o_below=o_below, margin=margin_sharpness(m, sd, params=params),
+        meniscus=meniscus_rise(m, at.side, at.lung_h, params=params), cp_angle=covers_cp_angle(m, at.side_mask, at.side, params=params),
+        pleural_line=pleural_line(m, lucent_img, dist_edge, sigma, params=params),
+        bronchogram=air_bronchogram(m, sd, sigma, params=params))
 
 
 def below_band(sign: int, m: np.ndarray, reg_cols: np.ndarray, cur: np.ndarray, prior: np.ndarray,
@@ -263,7 +263,7 @@ def _box(m: np.ndarray, pad: int) -> tuple[slice, slice]:
             slice(max(0, int(xs.min()) - pad), int(xs.max()) + pad + 1))
 
 
-def margin_sharpness(m: np.ndarray, sd: np.ndarray) -> float:
+def margin_sharpness(m: np.ndarray, sd: np.ndarray, params: EngineParams = DEFAULT_PARAMS) -> float:
     """How sharp the region's margin is: the change's gradient across its outline, times
     `MARGIN_EDGE_PX`, over the change's core level. ~1 or more for a well-defined edge (a
     nodule, a mass, a pleural line), well under for an ill-defined one (airspace opacity
@@ -279,10 +279,10 @@ def margin_sharpness(m: np.ndarray, sd: np.ndarray) -> float:
     dist_in = ndi.distance_transform_edt(m)
     core = dist_in >= max(1.0, 0.5 * dist_in.max())
     level = float(np.median(sd[core])) if core.any() else float(np.median(sd[m]))
-    return float(grad * T.MARGIN_EDGE_PX / max(level, 1e-6))
+    return float(grad * params.MARGIN_EDGE_PX / max(level, 1e-6))
 
 
-def meniscus_rise(m: np.ndarray, side: Side, lung_h: int) -> float:
+def meniscus_rise(m: np.ndarray, side: Side, lung_h: int, params: EngineParams = DEFAULT_PARAMS) -> float:
     """How much higher the region's upper border stands at its lateral end than at its medial
     end, as a share of the lung's height: fluid climbs the chest wall (a meniscus), so a
     dependent opacity whose top rises laterally is pleural. Tops are the medians over the outer
@@ -291,13 +291,13 @@ def meniscus_rise(m: np.ndarray, side: Side, lung_h: int) -> float:
     if cols.size < 4:
         return 0.0
     tops = np.argmax(m[:, cols], axis=0).astype(float)
-    k = max(1, int(round(T.MENISCUS_END_SHARE * cols.size)))
+    k = max(1, int(round(params.MENISCUS_END_SHARE * cols.size)))
     left_end, right_end = float(np.median(tops[:k])), float(np.median(tops[-k:]))
     lateral, medial = (left_end, right_end) if side == Side.right else (right_end, left_end)
     return float((medial - lateral) / max(1, lung_h))
 
 
-def covers_cp_angle(m: np.ndarray, side_mask: np.ndarray, side: Side) -> bool:
+def covers_cp_angle(m: np.ndarray, side_mask: np.ndarray, side: Side, params: EngineParams = DEFAULT_PARAMS) -> bool:
     """Whether the region reaches the lung's lateral costophrenic angle (its lowest, most lateral
     corner): fluid fills and blunts that angle first on an erect film."""
     ys, xs = np.nonzero(side_mask)
@@ -306,15 +306,15 @@ def covers_cp_angle(m: np.ndarray, side_mask: np.ndarray, side: Side) -> bool:
     lateral = -xs if side == Side.right else xs  # patient's right lung's chest wall is the image's left
     i = int(np.argmax(ys + lateral))  # the corner furthest down and out
     my, mx = np.nonzero(m)
-    return bool(np.any(np.abs(my - ys[i]) + np.abs(mx - xs[i]) <= T.CP_ANGLE_REACH_PX))  # within reach (city block)
+    return bool(np.any(np.abs(my - ys[i]) + np.abs(mx - xs[i]) <= params.CP_ANGLE_REACH_PX))  # within reach (city block)
 
 
-def pleural_line(m: np.ndarray, img: np.ndarray, dist_edge: np.ndarray, sigma: float) -> float:
+def pleural_line(m: np.ndarray, img: np.ndarray, dist_edge: np.ndarray, sigma: float, params: EngineParams = DEFAULT_PARAMS) -> float:
     """A visible visceral pleural line: the thin band (`PLEURAL_LINE_PX`) just medial to a lucent
     region, on the image that holds the lucency, denser (its upper quartile) than the lung further
     in (the median of the next bands), in sigma. A pneumothorax's edge is that line; an opacity resolving has
     none. 0 when the bands cannot be drawn."""
-    px = T.PLEURAL_LINE_PX
+    px = params.PLEURAL_LINE_PX
     if not m.any():
         return 0.0
     d_med = float(np.median(dist_edge[m])) if (dist_edge[m] > 0).any() else 0.0
@@ -327,24 +327,24 @@ def pleural_line(m: np.ndarray, img: np.ndarray, dist_edge: np.ndarray, sigma: f
     return float((np.percentile(img[band1], 75) - np.median(img[band2])) / sigma)  # the line fills part of the band
 
 
-def air_bronchogram(m: np.ndarray, sd: np.ndarray, sigma: float) -> float:
+def air_bronchogram(m: np.ndarray, sd: np.ndarray, sigma: float, params: EngineParams = DEFAULT_PARAMS) -> float:
     """Share of a changed region's pixels that are thin lucent branches inside it (a black top-hat
     of `BRONCHOGRAM_PX` past `BRONCHOGRAM_SIGMA` in the change `sd`): air bronchi inside airspace
     opacity. Read on the change, not on one image, so that the vessels both images share cancel.
     A nodule or a mass is solid; fluid holds no air."""
-    box = _box(m, 2 * T.BRONCHOGRAM_PX + 1) if m.any() else (slice(None), slice(None))
+    box = _box(m, 2 * params.BRONCHOGRAM_PX + 1) if m.any() else (slice(None), slice(None))
     m, sd = m[box], sd[box]
     inner = ndi.binary_erosion(m, iterations=2)
     if inner.sum() < 9:
         return 0.0
-    r = T.BRONCHOGRAM_PX
+    r = params.BRONCHOGRAM_PX
     yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
     fp = (yy * yy + xx * xx) <= r * r
     black = ndi.grey_closing(sd, footprint=fp) - sd
-    return float(np.mean(black[inner] > T.BRONCHOGRAM_SIGMA * sigma))
+    return float(np.mean(black[inner] > params.BRONCHOGRAM_SIGMA * sigma))
 
 
-def vessel_markings(m: np.ndarray, img: np.ndarray, side_mask: np.ndarray, sigma: float) -> float:
+def vessel_markings(m: np.ndarray, img: np.ndarray, side_mask: np.ndarray, sigma: float, params: EngineParams = DEFAULT_PARAMS) -> float:
     """Lung markings (vessels) inside a region on one image: the robust spread of its fine detail
     (the image minus its blur at `VESSEL_SCALE_PX`) over the region's pixels at least
     `VESSEL_EDGE_PX` inside both its own outline and the lung's edge, in noise sd. Edges are left
@@ -353,36 +353,36 @@ def vessel_markings(m: np.ndarray, img: np.ndarray, side_mask: np.ndarray, sigma
     pixels are left."""
     if not m.any():
         return 0.0
-    box = _box(m, T.VESSEL_EDGE_PX + int(4 * T.VESSEL_SCALE_PX) + 1)  # the erosion's and the blur's reach
-    inside = ndi.binary_erosion(m[box], iterations=T.VESSEL_EDGE_PX)
-    inside &= ndi.binary_erosion(side_mask[box], iterations=T.VESSEL_EDGE_PX)
+    box = _box(m, params.VESSEL_EDGE_PX + int(4 * params.VESSEL_SCALE_PX) + 1)  # the erosion's and the blur's reach
+    inside = ndi.binary_erosion(m[box], iterations=params.VESSEL_EDGE_PX)
+    inside &= ndi.binary_erosion(side_mask[box], iterations=params.VESSEL_EDGE_PX)
     if inside.sum() < 9:
         return 0.0
     crop = img[box].astype(np.float64)
-    fine = crop - ndi.gaussian_filter(crop, T.VESSEL_SCALE_PX)
+    fine = crop - ndi.gaussian_filter(crop, params.VESSEL_SCALE_PX)
     return float(robust_sd(fine[inside]) / max(sigma, 1e-6))
 
 
 def texture_signs(s: RegionSigns, at: Place, tex_c: np.ndarray, tex_p: np.ndarray, cur: np.ndarray,
-                  prior: np.ndarray, sigma: float) -> RegionSigns:
+                  prior: np.ndarray, sigma: float, params: EngineParams = DEFAULT_PARAMS) -> RegionSigns:
     """Lung markings (vessels) and pleural signs filled into `s` (returned): lost where air has
     replaced lung (a pneumothorax seen as texture loss; ribs may stay, so one sign among
     others, never required)."""
     m, side_mask = at.m, at.side_mask
     s.t_c, s.t_p = float(np.median(tex_c[m])), float(np.median(tex_p[m]))
-    s.vessels_c = vessel_markings(m, cur, side_mask, sigma)
-    s.vessels_p = vessel_markings(m, prior, side_mask, sigma)
-    s.markings_lost_now = s.t_c < T.MARKINGS_LOST and s.t_p > s.t_c + T.MARKINGS_DROP
-    s.markings_lost_before = s.t_p < T.MARKINGS_LOST and s.t_c > s.t_p + T.MARKINGS_DROP
-    s.touches = float(s.dist_edge[m].min()) <= T.EDGE_TOUCH_PX if side_mask[m].any() else True
+    s.vessels_c = vessel_markings(m, cur, side_mask, sigma, params=params)
+    s.vessels_p = vessel_markings(m, prior, side_mask, sigma, params=params)
+    s.markings_lost_now = s.t_c < params.MARKINGS_LOST and s.t_p > s.t_c + params.MARKINGS_DROP
+    s.markings_lost_before = s.t_p < params.MARKINGS_LOST and s.t_c > s.t_p + params.MARKINGS_DROP
+    s.touches = float(s.dist_edge[m].min()) <= params.EDGE_TOUCH_PX if side_mask[m].any() else True
     # featureless (no lung markings) band right next to the region on each image: the rest of a
     # pneumothorax that was there before (worsened) or is still there (improved)
     near = ndi.binary_dilation(m, iterations=8) & ~ndi.binary_dilation(m, iterations=1) & side_mask
-    s.fl_p = float(np.mean(tex_p[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-    s.fl_c = float(np.mean(tex_c[near] < T.MARKINGS_LOST - 0.05)) if near.any() else 0.0
-    s.ptx_before = s.strip_p >= T.PLEURAL_STRIP_LUCENT_SIGMA or s.fl_p >= T.FEATURELESS_NEAR
-    s.ptx_still = s.strip_c >= T.PLEURAL_STRIP_LUCENT_SIGMA or s.fl_c >= T.FEATURELESS_NEAR
+    s.fl_p = float(np.mean(tex_p[near] < params.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+    s.fl_c = float(np.mean(tex_c[near] < params.MARKINGS_LOST - 0.05)) if near.any() else 0.0
+    s.ptx_before = s.strip_p >= params.PLEURAL_STRIP_LUCENT_SIGMA or s.fl_p >= params.FEATURELESS_NEAR
+    s.ptx_still = s.strip_c >= params.PLEURAL_STRIP_LUCENT_SIGMA or s.fl_c >= params.FEATURELESS_NEAR
     aspect = max(s.h, s.w) / max(1, min(s.h, s.w))
     # a pneumothorax's change is a band along the pleura (a crescent), never a round blob
-    s.crescent = not (s.solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT)
+    s.crescent = not (s.solidity >= params.ROUND_SOLIDITY and aspect <= params.ROUND_ASPECT)
     return s

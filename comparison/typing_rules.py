@@ -20,7 +20,7 @@ Every threshold is in `comparison.thresholds`.
 
 from __future__ import annotations
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison.signs import RegionSigns
 from priorwatch.vocabulary import APPEARING, Change, FindingType
 
@@ -28,22 +28,22 @@ __all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_cha
            "reconcile"]
 
 
-def opacity_type(s: RegionSigns, area: int) -> FindingType:
+def opacity_type(s: RegionSigns, area: int, params: EngineParams = DEFAULT_PARAMS) -> FindingType:
     """Effusion (dependent, on the lung base), nodule / mass (round, convex, a dome of density) or
     consolidation (patchy: irregular outline, or a flat-topped patch without a dome)."""
     if s.basal:
         return FindingType.effusion
     aspect = max(s.h, s.w) / max(1, min(s.h, s.w))
-    if (s.core_ratio >= 0.8 and s.peaked >= T.PLATEAU_PEAKED - 0.01) or (s.peaked >= T.PLATEAU_PEAKED + 0.01 and area >= 200):
+    if (s.core_ratio >= 0.8 and s.peaked >= params.PLATEAU_PEAKED - 0.01) or (s.peaked >= params.PLATEAU_PEAKED + 0.01 and area >= 200):
         return FindingType.consolidation  # a plateau of density, not a dome: airspace opacity
-    if s.solidity >= T.ROUND_SOLIDITY and aspect <= T.ROUND_ASPECT and s.width_mm <= T.LARGE_PATCH_MM:
-        return FindingType.nodule if s.diam_mm <= T.MASS_DIAMETER_MM else FindingType.mass
+    if s.solidity >= params.ROUND_SOLIDITY and aspect <= params.ROUND_ASPECT and s.width_mm <= params.LARGE_PATCH_MM:
+        return FindingType.nodule if s.diam_mm <= params.MASS_DIAMETER_MM else FindingType.mass
     return FindingType.consolidation
 
 
-def persists(s: RegionSigns) -> bool:
+def persists(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> bool:
     """The change is a rim or a low plateau around something that stays: a lesion that grew or shrank."""
-    return s.core_ratio < 0.55 or (s.core_ratio < 0.8 and s.peaked < T.PLATEAU_PEAKED)
+    return s.core_ratio < 0.55 or (s.core_ratio < 0.8 and s.peaked < params.PLATEAU_PEAKED)
 
 
 def fluid_both(s: RegionSigns, z: float) -> bool:
@@ -51,31 +51,31 @@ def fluid_both(s: RegionSigns, z: float) -> bool:
     return s.d_below < 0.6 * z and s.o_below > 10.0
 
 
-def effusion_large(s: RegionSigns, lung_h: int) -> bool:
+def effusion_large(s: RegionSigns, lung_h: int, params: EngineParams = DEFAULT_PARAMS) -> bool:
     """A dependent opacity is large when its measured height passes `LARGE_EFFUSION_FRACTION` of the lung's."""
-    return s.h >= T.LARGE_EFFUSION_FRACTION * lung_h
+    return s.h >= params.LARGE_EFFUSION_FRACTION * lung_h
 
 
-def _denser(s: RegionSigns, z: float, opacity: FindingType) -> tuple[FindingType, Change, bool]:
+def _denser(s: RegionSigns, z: float, opacity: FindingType, *, params: EngineParams) -> tuple[FindingType, Change, bool]:
     """A region denser now: a pneumothorax shrinking (air at the edge on the prior, lung back now),
     else an opacity new or worse."""
-    lucent_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym <= -T.LUCENT_NOW_SIGMA
-    if (s.markings_lost_before and (s.p_core < 0 or (s.edge and s.crescent and s.p_sym <= -T.LUCENT_NOW_SIGMA))) or (
+    lucent_before = s.t_prior >= params.PRIOR_ABNORMAL_SHARE and s.p_sym <= -params.LUCENT_NOW_SIGMA
+    if (s.markings_lost_before and (s.p_core < 0 or (s.edge and s.crescent and s.p_sym <= -params.LUCENT_NOW_SIGMA))) or (
             lucent_before and s.edge and not s.basal and s.crescent and (s.touches or s.ptx_still)):
         return FindingType.pneumothorax, (Change.improved if s.ptx_still else Change.resolved), True
     if opacity == FindingType.effusion:
         return opacity, (Change.worsened if fluid_both(s, z) else Change.new), True
-    before = s.p_core >= T.OPACITY_BEFORE_SIGMA and s.p_core > T.WORSENED_PRIOR_SHARE * s.c_core
-    return opacity, (Change.worsened if (before or persists(s)) else Change.new), True
+    before = s.p_core >= params.OPACITY_BEFORE_SIGMA and s.p_core > params.WORSENED_PRIOR_SHARE * s.c_core
+    return opacity, (Change.worsened if (before or persists(s, params=params)) else Change.new), True
 
 
-def _lucent(s: RegionSigns, z: float, opacity: FindingType) -> tuple[FindingType, Change, bool]:
+def _lucent(s: RegionSigns, z: float, opacity: FindingType, *, params: EngineParams) -> tuple[FindingType, Change, bool]:
     """A region more lucent now: a resolving opacity only where the prior showed one; air against
     the chest wall where it did not."""
-    opacity_before = s.t_prior >= T.PRIOR_ABNORMAL_SHARE and s.p_sym >= T.OPACITY_BEFORE_SIGMA
-    lucent_now = s.t_prior < T.PRIOR_ABNORMAL_SHARE and s.c_sym <= -T.LUCENT_NOW_SIGMA
-    stays = persists(s)
-    if s.markings_lost_now and (s.edge or s.t_c < T.MARKINGS_LOST - 0.1):
+    opacity_before = s.t_prior >= params.PRIOR_ABNORMAL_SHARE and s.p_sym >= params.OPACITY_BEFORE_SIGMA
+    lucent_now = s.t_prior < params.PRIOR_ABNORMAL_SHARE and s.c_sym <= -params.LUCENT_NOW_SIGMA
+    stays = persists(s, params=params)
+    if s.markings_lost_now and (s.edge or s.t_c < params.MARKINGS_LOST - 0.1):
         return FindingType.pneumothorax, (Change.worsened if s.ptx_before else Change.new), True
     if opacity == FindingType.effusion and (opacity_before or fluid_both(s, z)):
         # dependent: a basal lucency on an upright film is fluid going, never air
@@ -94,56 +94,56 @@ def _lucent(s: RegionSigns, z: float, opacity: FindingType) -> tuple[FindingType
     return FindingType.pneumothorax, Change.new, False
 
 
-def type_change(sign: int, s: RegionSigns, z: float, area: int) -> tuple[FindingType, Change, bool]:
+def type_change(sign: int, s: RegionSigns, z: float, area: int, params: EngineParams = DEFAULT_PARAMS) -> tuple[FindingType, Change, bool]:
     """The sign rules: (finding, change, typed) for a region denser (`sign` > 0) or more lucent
     now, of mean change `z` sigma and `area` px; typed False where the signs could not type it
     (its confidence is capped)."""
-    opacity = opacity_type(s, area)
-    return _denser(s, z, opacity) if sign > 0 else _lucent(s, z, opacity)
+    opacity = opacity_type(s, area, params=params)
+    return _denser(s, z, opacity, params=params) if sign > 0 else _lucent(s, z, opacity, params=params)
 
 
-def describe(sign: int, s: RegionSigns, z: float, area: int, lung_h: int) -> tuple[FindingType, Change, bool, bool]:
+def describe(sign: int, s: RegionSigns, z: float, area: int, lung_h: int, params: EngineParams = DEFAULT_PARAMS) -> tuple[FindingType, Change, bool, bool]:
     """(finding, change, large, typed): `type_change` and, for an effusion, whether it is large."""
-    finding, change, typed = type_change(sign, s, z, area)
-    return finding, change, finding == FindingType.effusion and effusion_large(s, lung_h), typed
+    finding, change, typed = type_change(sign, s, z, area, params=params)
+    return finding, change, finding == FindingType.effusion and effusion_large(s, lung_h, params=params), typed
 
 
-def measured_large(finding: FindingType, change: Change, fluid_height: float) -> bool:
+def measured_large(finding: FindingType, change: Change, fluid_height: float, params: EngineParams = DEFAULT_PARAMS) -> bool:
     """An effusion called new or worse whose new fluid, measured up from the prior's base
     (`comparison.fluid`, share of the lung's height), reaches `NEW_LARGE_FLUID_HEIGHT`: large,
     so urgent. Worsened counts too because the reader's new / worsened split of an effusion is
     close to a coin toss (train-5132, a new 116 mm effusion: "new" at 0.52; on 34 new large
     train-split effusions 6 were read "worsened" and 3 of those went unflagged), and a large new
     effusion read "worsened" must not lose its flag (errs towards urgent)."""
-    return finding == FindingType.effusion and change in APPEARING and fluid_height >= T.NEW_LARGE_FLUID_HEIGHT
+    return finding == FindingType.effusion and change in APPEARING and fluid_height >= params.NEW_LARGE_FLUID_HEIGHT
 
 
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
 
 
-def _air_where_no_opacity(sign: int, s: RegionSigns) -> bool:
+def _air_where_no_opacity(sign: int, s: RegionSigns, *, params: EngineParams) -> bool:
     """A region darker now at the chest wall or apex, darker than the patient's lung elsewhere, where
     the prior showed no opacity: new air, never an opacity going away."""
-    no_prior_opacity = s.p_core < T.OPACITY_BEFORE_SIGMA and s.p_sym < T.OPACITY_BEFORE_SIGMA
-    return sign < 0 and no_prior_opacity and s.edge and s.touches and s.c_sym <= -T.LUCENT_NOW_SIGMA
+    no_prior_opacity = s.p_core < params.OPACITY_BEFORE_SIGMA and s.p_sym < params.OPACITY_BEFORE_SIGMA
+    return sign < 0 and no_prior_opacity and s.edge and s.touches and s.c_sym <= -params.LUCENT_NOW_SIGMA
 
 
-def _fluid_signs(s: RegionSigns) -> bool:
+def _fluid_signs(s: RegionSigns, *, params: EngineParams) -> bool:
     """Dependent and basal, with a meniscus or a blunted costophrenic angle: pleural fluid."""
-    return s.basal and (s.cp_angle or s.meniscus >= T.MENISCUS_RISE)
+    return s.basal and (s.cp_angle or s.meniscus >= params.MENISCUS_RISE)
 
 
-def _airspace_signs(s: RegionSigns) -> bool:
+def _airspace_signs(s: RegionSigns, *, params: EngineParams) -> bool:
     """Ill-defined margin or air bronchi inside: airspace opacity, not a nodule or mass. Read only on a
     region of at least `AIRSPACE_MIN_DIAM_MM`: a smaller one is all edge on the working grid."""
-    if s.diam_mm < T.AIRSPACE_MIN_DIAM_MM:
+    if s.diam_mm < params.AIRSPACE_MIN_DIAM_MM:
         return False
-    return s.margin < T.MARGIN_ILL_DEFINED or s.bronchogram >= T.BRONCHOGRAM_SHARE
+    return s.margin < params.MARGIN_ILL_DEFINED or s.bronchogram >= params.BRONCHOGRAM_SHARE
 
 
 def reconcile(finding: FindingType, change: Change, zone: object,
-              here: list[tuple[int, RegionSigns]]) -> tuple[FindingType, Change]:
+              here: list[tuple[int, RegionSigns]], params: EngineParams = DEFAULT_PARAMS) -> tuple[FindingType, Change]:
     """Another reader's (finding, change) for a lung and zone, checked against the measured signs of
     the strongest changed region there of the same polarity (`here`: (sign, signs), strongest first):
 
@@ -156,15 +156,15 @@ def reconcile(finding: FindingType, change: Change, zone: object,
     Anything else is left as read. Each step is switched by `thresholds.SIGNS_CHECK_*`."""
     worse = change in APPEARING
     same = [s for g, s in here if (g > 0) == worse]
-    if T.SIGNS_CHECK_DIRECTION and not worse and finding in OPACITIES + (FindingType.effusion,):
+    if params.SIGNS_CHECK_DIRECTION and not worse and finding in OPACITIES + (FindingType.effusion,):
         lucent = [s for g, s in here if g < 0]  # every lucent region there new air: nothing there was an opacity
-        if lucent and all(_air_where_no_opacity(-1, x) for x in lucent):
+        if lucent and all(_air_where_no_opacity(-1, x, params=params) for x in lucent):
             return FindingType.pneumothorax, Change.new
     if not same:
         return finding, change
     s = same[0]
-    if T.SIGNS_CHECK_EFFUSION and finding in OPACITIES and getattr(zone, "value", zone) == "lower" and _fluid_signs(s):
+    if params.SIGNS_CHECK_EFFUSION and finding in OPACITIES and getattr(zone, "value", zone) == "lower" and _fluid_signs(s, params=params):
         return FindingType.effusion, change
-    if T.SIGNS_CHECK_AIRSPACE and finding in ROUND and worse and _airspace_signs(s):
+    if params.SIGNS_CHECK_AIRSPACE and finding in ROUND and worse and _airspace_signs(s, params=params):
         return FindingType.consolidation, change
     return finding, change

@@ -15,14 +15,18 @@ pair instead of ~3 s (decode and registration are saved), e.g. on dev saved at t
     .venv/bin/python -m modeldev.reader_tune --dev artifacts/reader/dev2k --full
 
 Imports only the engine's public names (`replay_aligned`, `findings_from_reads`, `Reader`,
-`comparison.thresholds` and `comparison.calibration`); it moved here from `benchmarks/` in issue 28.
+`comparison.thresholds` and `comparison.calibration`); it moved here from `benchmarks/` in issue 28. Cut-offs
+and switches are tried as other `EngineParams` values (`dataclasses.replace(DEFAULT_PARAMS, ...)`), never by
+overwriting the shipped ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,14 +41,14 @@ def _aligned(path: Path):
     return json.loads(str(z["labels"])), al, float(z["spacing"])
 
 
-def _reads(weights: Path | None, dev_dir: Path) -> list[tuple[list[dict], list, object, float, tuple]]:
+def _reads(weights: Path | None, dev_dir: Path, swap_tta: bool) -> list[tuple[list[dict], list, object, float, tuple]]:
     from comparison import Reader
 
     reader = Reader(weights)
     out = []
     for p in sorted(dev_dir.glob("*.npz")):
         labels, al, spacing = _aligned(p)
-        out.append((labels, reader.read(al, spacing), al.lungs, al.quality, al.cw.shape))
+        out.append((labels, reader.read(al, spacing, swap_tta=swap_tta), al.lungs, al.quality, al.cw.shape))
     return out
 
 
@@ -58,24 +62,25 @@ def _scored(labels: list[dict], findings: list) -> tuple:
                      called_changed=s["called_changed"], extra_changed=s["extra_changed"], calib=s["calib"]), s
 
 
-def full(dev_dir: Path, weights: Path | None, verbose: bool) -> dict:
+def full(dev_dir: Path, weights: Path | None, verbose: bool, params: Any) -> dict:
     """The whole engine after registration (`RegistrationEngine.analyse`: regions, sign rules, reader,
     fluid height) on each saved pair, at the shipped settings with these reader weights, scored by
     the harness."""
     from benchmarks.change_engine import summarise
     from comparison import CompareContext, Reader, RegistrationEngine
 
-    eng = RegistrationEngine(reader=Reader(weights))
+    eng = RegistrationEngine(reader=Reader(weights), params=params)
     scores = []
     for p in sorted(dev_dir.glob("*.npz")):
         labels, al, spacing = _aligned(p)
-        res = eng.analyse(al, al.cw.shape, CompareContext(pixel_spacing_mm=spacing or None)).result
+        out = eng.analyse(al, al.cw.shape, CompareContext(pixel_spacing_mm=spacing or None))
+        res = out.result
         ps, s = _scored(labels, res.findings)
         if verbose and (not all(pl["detected"] and pl["side"] for pl in s["per_label"]) or s["called_changed"]):
             print(p.stem, [(lb["finding"], lb["side"], lb["change"]) for lb in labels if lb["change"] != "stable"], "->",
                   [(g["finding"], g["side"], g["change"], g["confidence"]) for g in ps.got],
-                  "| reader p(change)", {r.side: round(r.p_change, 2) for r in eng.last_reads},
-                  "| rules", [(f.finding.value, f.side.value if f.side else None, f.change.value) for f in eng.last_rules])
+                  "| reader p(change)", {r.side: round(r.p_change, 2) for r in out.trace["reads"]},
+                  "| rules", [(f.finding.value, f.side.value if f.side else None, f.change.value) for f in out.trace["rules"]])
         scores.append(ps)
     return summarise(scores)
 
@@ -83,12 +88,12 @@ def full(dev_dir: Path, weights: Path | None, verbose: bool) -> dict:
 def score(rows, change_p: float, urgent_p: float, keep: list | None = None) -> dict:
     from benchmarks.change_engine import summarise
     from comparison import findings_from_reads
-    from comparison import thresholds as T
+    from comparison.thresholds import DEFAULT_PARAMS
 
-    T.READER_CHANGE_P, T.READER_URGENT_P = change_p, urgent_p
+    params = replace(DEFAULT_PARAMS, READER_CHANGE_P=change_p, READER_URGENT_P=urgent_p)
     scores = []
     for labels, reads, lungs, quality, shape in rows:
-        ps, s = _scored(labels, findings_from_reads(reads, lungs, quality, shape))
+        ps, s = _scored(labels, findings_from_reads(reads, lungs, quality, shape, params))
         scores.append(ps)
         if keep is not None:
             keep.append(s["calib"])
@@ -129,16 +134,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full", action="store_true", help="score the whole engine after registration at the shipped "
                                                           "settings (sign rules and fluid height included), and list its misses")
     a = ap.parse_args(argv)
-    from comparison import thresholds as T
+    from comparison.thresholds import DEFAULT_PARAMS
 
-    T.READER_SWAP_TTA = a.tta == "on"
+    tta = a.tta == "on"
     keys = ("urgent_recall", "false_urgent", "detected", "direction", "type", "side", "zone", "stable_called_changed", "ece")
     if a.full:
-        s = full(a.dev, a.weights, verbose=True)
+        s = full(a.dev, a.weights, verbose=True, params=replace(DEFAULT_PARAMS, READER_SWAP_TTA=tta))
         print(" ".join(f"{k}={_value(s.get(k))}" + (f" ({v['num']}/{v['den']})" if isinstance(v := s.get(k), dict) else "")
                        for k in keys))
         return
-    rows = _reads(a.weights, a.dev)
+    rows = _reads(a.weights, a.dev, tta)
     if a.fit:
         fit(rows, *a.fit)
         return

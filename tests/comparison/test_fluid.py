@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from comparison import CompareContext, RegistrationEngine, registration
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS
 from comparison._anatomy import LungFields
 from comparison.fluid import new_fluid_height
 from comparison.reader import LungRead
@@ -64,7 +64,7 @@ def _urgent(read: LungRead, fluid: dict[str, float] | None) -> list[bool]:
 
 
 def test_an_effusion_the_reader_calls_new_or_worse_is_urgent_when_measured_large() -> None:
-    big, small = T.NEW_LARGE_FLUID_HEIGHT + 0.1, T.NEW_LARGE_FLUID_HEIGHT - 0.05
+    big, small = DEFAULT_PARAMS.NEW_LARGE_FLUID_HEIGHT + 0.1, DEFAULT_PARAMS.NEW_LARGE_FLUID_HEIGHT - 0.05
     got = {(word, name): _urgent(_read(word, 0.1), fluid) for word in ("new", "worsened") for name, fluid in (
         ("large", {"left": big, "right": 0.0}), ("small", {"left": small, "right": 0.0}),
         ("other side", {"left": 0.0, "right": big}), ("not measured", None))}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS
 from comparison.registration import _patchy
 from priorwatch.vocabulary import Change, Evidence, FindingResult, FindingType, Side, Zone
 
@@ -26,7 +26,7 @@ def _nodule(score: float) -> FindingResult:
 
 def test_two_close_blobs_of_one_sign_are_one_consolidation() -> None:
     spacing = 1.5
-    gap_px = int(0.5 * T.PATCHY_GAP_MM / spacing)  # well inside the gap
+    gap_px = int(0.5 * DEFAULT_PARAMS.PATCHY_GAP_MM / spacing)  # well inside the gap
     items = [(_nodule(7.0), _blob(150, 60)), (_nodule(8.0), _blob(150, 60 + 10 + gap_px))]
     out = _patchy(items, spacing)
     assert [f.finding for f, _ in out] == [FindingType.consolidation, FindingType.consolidation]
@@ -34,7 +34,7 @@ def test_two_close_blobs_of_one_sign_are_one_consolidation() -> None:
 
 def test_distant_blobs_or_opposite_signs_stay_nodules() -> None:
     spacing = 1.5
-    far = int(2 * T.PATCHY_GAP_MM / spacing) + 10
+    far = int(2 * DEFAULT_PARAMS.PATCHY_GAP_MM / spacing) + 10
     out = _patchy([(_nodule(7.0), _blob(150, 30)), (_nodule(8.0), _blob(150, 30 + far))], spacing)
     assert [f.finding for f, _ in out] == [FindingType.nodule, FindingType.nodule]
     out = _patchy([(_nodule(7.0), _blob(150, 60)), (_nodule(-8.0), _blob(150, 75))], spacing)

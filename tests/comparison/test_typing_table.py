@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from comparison import thresholds as T
+from comparison.thresholds import DEFAULT_PARAMS
 from comparison.typing_rules import describe, reconcile
 from priorwatch.vocabulary import Change, FindingType as F, Zone
 
@@ -69,16 +69,16 @@ def test_reader_words_checked_against_signs(measured, chest: str, sign: int, rea
 def test_a_small_region_is_not_retyped_by_its_margin(measured) -> None:
     """Under AIRSPACE_MIN_DIAM_MM a region is all edge: its margin says nothing (cxrpairs heldout9-058)."""
     patch = measured["fuzzy patch"][0]
-    small = replace(patch, diam_mm=T.AIRSPACE_MIN_DIAM_MM - 5.0)
+    small = replace(patch, diam_mm=DEFAULT_PARAMS.AIRSPACE_MIN_DIAM_MM - 5.0)
     assert reconcile(F.nodule, Change.worsened, Zone.upper, [(1, small)]) == (F.nodule, Change.worsened)
     assert reconcile(F.nodule, Change.worsened, Zone.upper, [(1, patch)]) == (F.consolidation, Change.worsened)
 
 
-def test_improved_opacity_where_new_air_is_a_new_pneumothorax_when_the_check_is_on(measured, monkeypatch) -> None:
+def test_improved_opacity_where_new_air_is_a_new_pneumothorax_when_the_check_is_on(measured) -> None:
     """The issue's own example: a new lucency read as 'mass improved' where the prior showed nothing."""
     rim = measured["lucent rim, left"][0]
-    monkeypatch.setattr(T, "SIGNS_CHECK_DIRECTION", True)
-    assert reconcile(F.mass, Change.improved, Zone.upper, [(-1, rim)]) == (F.pneumothorax, Change.new)
+    on = replace(DEFAULT_PARAMS, SIGNS_CHECK_DIRECTION=True)
+    assert reconcile(F.mass, Change.improved, Zone.upper, [(-1, rim)], params=on) == (F.pneumothorax, Change.new)
     # where the prior did show an opacity there, the reader's "resolved" stands
     disc = measured["resolved disc"][0]
-    assert reconcile(F.nodule, Change.resolved, Zone.upper, [(-1, disc)]) == (F.nodule, Change.resolved)
+    assert reconcile(F.nodule, Change.resolved, Zone.upper, [(-1, disc)], params=on) == (F.nodule, Change.resolved)
