@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ from pydicom import dcmread  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
+from benchmarks import rawscu  # noqa: E402
 from dicom_node import echo, send_files  # noqa: E402
 from priorwatch.settings import Settings, as_env  # noqa: E402
 
@@ -145,6 +147,23 @@ class Orthanc(Receiver):
         return [exe, str(self.work / "orthanc.json")], {**os.environ, "TCP_NODELAY": "1"}
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` and its live descendants, from /proc: the
+    node's extra receiving processes count as the node's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def _storescu(paths: list[Path], port: int, aet: str, calling: str) -> list[int]:
     """DCMTK's storescu as the sender: one process per call. Per instance it costs little; each
     start costs ~20-25 ms of CPU (measured here, issue 32), which "study" rows pay per study."""
@@ -153,36 +172,81 @@ def _storescu(paths: list[Path], port: int, aet: str, calling: str) -> list[int]
     return [0 if rc == 0 else -1] * len(paths)
 
 
+def _raw_sender(recv: Receiver, warmup: list[Path], studies: list[rawscu.Study], parallel: int
+                ) -> Callable[[int, int], list[int]]:
+    """Warm the receiver up, learn its maximum PDU, and encode every study's PDUs for it
+    before the clock starts; returns send(study index, sender index)."""
+    warm = rawscu.prepare(warmup, 2)
+    max_pdu = rawscu.probe_max_pdu(warm[0], HOST, recv.port, recv.aet, "WARMUP")
+    for st in warm:
+        rawscu.send_study(st, HOST, recv.port, recv.aet, "WARMUP", max_pdu)
+    for j, st in enumerate(studies):
+        st.encode(recv.aet, f"BENCH{j % parallel}", max_pdu)
+
+    def send(j: int, i: int) -> list[int]:
+        try:
+            return rawscu.send_study(studies[j], HOST, recv.port, recv.aet, f"BENCH{i}", max_pdu)
+        except (rawscu.SendError, OSError) as exc:
+            print(f"!! raw sender: {exc}", file=sys.stderr)
+            return [-1] * len(studies[j].instances)
+
+    return send
+
+
 def run_once(cls: type[Receiver], work: Path, files: list[Path], parallel: int, sender: str = "storescu",
-             warmup: list[Path] | None = None, per_association: int = 0) -> tuple[float, int]:
+             warmup: list[Path] | None = None, per_association: int = 0,
+             studies: list[rawscu.Study] | None = None) -> tuple[float, int, float]:
     """Send `files` over `parallel` senders; each sender uses one association for all its files,
     or (`per_association` > 0) a new association for every `per_association` files, as a
-    modality sending one study at a time does."""
+    modality sending one study at a time does. With the raw sender, `studies` are `files`
+    read beforehand (`rawscu.prepare(files, per_association)`).
+    Returns (seconds, instances stored with Success, receiver CPU seconds while sending)."""
     recv = cls(work).start()
-    send_fn = _storescu if sender == "storescu" else (
-        lambda paths, port, aet, calling: send_files(paths, HOST, port, aet, calling_ae=calling))
+    step = per_association or max(1, -(-len(files) // parallel))
     try:
-        if warmup:  # first association, first database connection, imports: not the steady rate
-            send_fn(warmup, recv.port, recv.aet, "WARMUP")
-        chunks = [files[i::parallel] for i in range(parallel)]
+        if sender == "raw":
+            assert studies is not None
+            send_raw = _raw_sender(recv, warmup or files[:2], studies, parallel)
+            jobs: list[list[int]] = [list(range(i, len(studies), parallel)) for i in range(parallel)]
+
+            def send(i: int) -> list[int]:
+                return [s for j in jobs[i] for s in send_raw(j, i)]
+        else:
+            send_fn = _storescu if sender == "storescu" else (
+                lambda paths, port, aet, calling: send_files(paths, HOST, port, aet, calling_ae=calling))
+            if warmup:  # first association, first database connection, imports: not the steady rate
+                send_fn(warmup, recv.port, recv.aet, "WARMUP")
+            chunks = [files[i::parallel] for i in range(parallel)]
+
+            def send(i: int) -> list[int]:
+                out: list[int] = []
+                for k in range(0, len(chunks[i]), step if per_association else len(chunks[i]) or 1):
+                    out += send_fn(chunks[i][k:k + (step if per_association else len(chunks[i]))],
+                                   recv.port, recv.aet, f"BENCH{i}")
+                return out
+
         results: list[list[int]] = [[] for _ in range(parallel)]
 
-        def send(i: int) -> None:
-            step = per_association or len(chunks[i]) or 1
-            for k in range(0, len(chunks[i]), step):
-                results[i] += send_fn(chunks[i][k:k + step], recv.port, recv.aet, f"BENCH{i}")
+        def run(i: int) -> None:
+            results[i] = send(i)
 
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(parallel)]
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(parallel)]
+        assert recv.proc is not None
+        cpu0 = tree_cpu_s(recv.proc.pid)
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         dt = time.perf_counter() - t0
+        cpu = tree_cpu_s(recv.proc.pid) - cpu0
     finally:
         recv.stop()
     ok = sum(1 for r in results for s in r if s == 0)
-    return dt, ok
+    return dt, ok, cpu
+
+
+SENDERS = ("storescu", "raw", "pynetdicom")
 
 
 def main() -> int:
@@ -191,45 +255,70 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=20, help="large instances per run (~7.2 MB)")
     ap.add_argument("--parallel", type=int, nargs="+", default=[1, 4], help="associations in parallel")
     ap.add_argument("--receivers", nargs="+", default=["ours", "storescp", "orthanc"])
-    ap.add_argument("--sender", choices=["storescu", "pynetdicom"], default="storescu",
-                    help="the same sender for every receiver (storescu: C, never the bottleneck)")
+    ap.add_argument("--sender", choices=SENDERS, nargs="+", default=["storescu", "raw"],
+                    help="senders, each used for every receiver (storescu: DCMTK, one process per "
+                         "association; raw: benchmarks.rawscu, pre-encoded PDUs)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
     ap.add_argument("--studies", type=int, default=60,
                     help="also send this many 2-instance small studies, one association per study (0: skip)")
+    ap.add_argument("--only", nargs="+", choices=["small", "large", "study"], default=["small", "large", "study"],
+                    help="which rows to run")
     args = ap.parse_args()
     classes = {"ours": Ours, "storescp": StoreSCP, "orthanc": Orthanc}
-    rows = []
+    table: list[tuple[str, str, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = Path(tmp)
-        data = {"small": make_instances(root / "src-small", args.small, "small"),
-                "large": make_instances(root / "src-large", args.large, "large"),
-                "study": make_instances(root / "src-study", 2 * args.studies, "small")}
+        data = {"small": make_instances(root / "src-small", args.small, "small") if "small" in args.only else [],
+                "large": make_instances(root / "src-large", args.large, "large") if "large" in args.only else [],
+                "study": make_instances(root / "src-study", 2 * args.studies, "small") if "study" in args.only else []}
         warm = {"small": make_instances(root / "warm-small", 20, "small"),
                 "large": make_instances(root / "warm-large", 2, "large")}
         warm["study"] = warm["small"]
-        for size, files in data.items():
-            if not files:
-                continue
-            mb = sum(p.stat().st_size for p in files) / 1e6
+        for sender in args.sender:
+            for size, files in data.items():
+                if not files:
+                    continue
+                mb = sum(p.stat().st_size for p in files) / 1e6
+                per_assoc = 2 if size == "study" else 0
+                for par in args.parallel:
+                    studies = None
+                    if sender == "raw":
+                        studies = rawscu.prepare(files, per_assoc or max(1, -(-len(files) // par)))
+                    rates: dict[str, float] = {}
+                    for name in args.receivers:
+                        times, cpus = [], []
+                        for rep in range(args.repeat):
+                            work = root / f"{name}-{size}-{par}-{rep}"
+                            dt, ok, cpu = run_once(classes[name], work, files, par, sender, warm[size],
+                                                   per_association=per_assoc, studies=studies)
+                            if ok != len(files):
+                                print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
+                            times.append(dt)
+                            cpus.append(cpu)
+                            shutil.rmtree(work, ignore_errors=True)
+                        dt = sorted(times)[len(times) // 2]
+                        cpu = sorted(cpus)[len(cpus) // 2]
+                        rates[name] = len(files) / dt
+                        unit = (cpu / (len(files) / 2) * 1e3, "ms CPU/study") if size == "study" else (
+                            cpu / len(files) * 1e3, "ms CPU/inst")
+                        print(f"{sender:8s} {size:5s} x{len(files):4d} ({mb / len(files):.2f} MB) assoc={par}  "
+                              f"{name:9s} {rates[name]:8.1f} inst/s {rates[name] * mb / len(files):8.1f} MB/s "
+                              f"{unit[0]:7.2f} {unit[1]}", flush=True)
+                    ours = rates.get("ours", 0.0)
+                    ratio = "  ".join(f"ours/{k}={ours / v:.2f}" for k, v in rates.items() if k != "ours" and v)
+                    print(f"      -> {ratio}", flush=True)
+                    if "orthanc" in rates and rates["orthanc"]:
+                        table.append((sender, size, par, ours / rates["orthanc"]))
+    if table:
+        print("\nours/Orthanc (inst/s ratio, median of --repeat runs):")
+        print(f"{'row':12s} " + " ".join(f"{s:>10s}" for s in args.sender))
+        for size in ("small", "large", "study"):
             for par in args.parallel:
-                rates: dict[str, tuple[float, float]] = {}
-                for name in args.receivers:
-                    times = []
-                    for rep in range(args.repeat):
-                        dt, ok = run_once(classes[name], root / f"{name}-{size}-{par}-{rep}", files, par,
-                                          args.sender, warm[size], per_association=2 if size == "study" else 0)
-                        if ok != len(files):
-                            print(f"!! {name}: {ok}/{len(files)} stored", file=sys.stderr)
-                        times.append(dt)
-                        shutil.rmtree(root / f"{name}-{size}-{par}-{rep}", ignore_errors=True)
-                    dt = sorted(times)[len(times) // 2]
-                    rates[name] = (len(files) / dt, mb / dt)
-                    print(f"{size:5s} x{len(files):4d} ({mb / len(files):.2f} MB) assoc={par}  {name:9s} "
-                          f"{rates[name][0]:8.1f} inst/s {rates[name][1]:8.1f} MB/s", flush=True)
-                ours = rates.get("ours", (0, 0))[0]
-                ratio = "  ".join(f"ours/{k}={ours / v[0]:.2f}" for k, v in rates.items() if k != "ours" and v[0])
-                print(f"      -> {ratio}", flush=True)
-                rows.append((size, par, rates))
+                cells = {s: r for s, z, p, r in table if z == size and p == par}
+                if cells:
+                    label = f"{'per-study' if size == 'study' else size} x{par}"
+                    print(f"{label:12s} " + " ".join(f"{cells[s]:10.2f}" if s in cells else f"{'-':>10s}"
+                                                   for s in args.sender))
     return 0
 
 

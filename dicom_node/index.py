@@ -8,6 +8,7 @@ timeout plus a retry on "database is locked". PostgreSQL takes the same code.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -122,11 +123,12 @@ class PatientMismatch(Exception):
 
 
 class Duplicate(Exception):
-    """The SOP Instance UID is already indexed (in study `study_id`)."""
+    """The SOP Instance UID is already indexed (in study `study_id`, file `path`)."""
 
-    def __init__(self, study_id: int | None = None) -> None:
+    def __init__(self, study_id: int | None = None, path: str | None = None) -> None:
         super().__init__(study_id)
         self.study_id = study_id
+        self.path = path
 
 
 # Statements on the receive path are built once: building a select/insert per call and
@@ -134,7 +136,7 @@ class Duplicate(Exception):
 _SOP = bindparam("sop")
 _UID = bindparam("uid")
 _SID = bindparam("sid")
-_SEL_INDEXED = select(instance_t.c.study_id).where(instance_t.c.sop_instance_uid == _SOP)
+_SEL_INDEXED = select(instance_t.c.study_id, instance_t.c.path).where(instance_t.c.sop_instance_uid == _SOP)
 _SEL_STUDY = select(study_t.c.id, study_t.c.modality, study_t.c.state, study_t.c.version, study_t.c.patient_id,
                     study_t.c.issuer, study_t.c.patient_name, study_t.c.patient_birth_date).where(
     study_t.c.study_uid == _UID)
@@ -189,7 +191,7 @@ def index_instance(
             differs = conflicts(_identity(owner), incoming) if owner is not None else ()
             if differs:
                 raise PatientMismatch(held[0], differs)
-            raise Duplicate(held[0])
+            raise Duplicate(held[0], held[1])
         row = conn.execute(_SEL_STUDY, {"uid": header.study_uid}).first()
         reopened = False
         if row is None:
@@ -227,17 +229,19 @@ def index_instance(
     return with_retry(engine, txn, what="index_instance")
 
 
+_RELEASE = (update(study_t)
+            .where(and_(study_t.c.id.in_(bindparam("ids", expanding=True)),
+                        study_t.c.state == StudyState.receiving.value))
+            .values(released_at=bindparam("now")))
+
+
 def mark_released(engine: Engine, study_ids: Iterable[int]) -> int:
     ids = sorted(set(study_ids))
     if not ids:
         return 0
 
     def txn(conn: Connection) -> int:
-        return conn.execute(
-            update(study_t)
-            .where(and_(study_t.c.id.in_(ids), study_t.c.state == StudyState.receiving.value))
-            .values(released_at=utcnow())
-        ).rowcount
+        return conn.execute(_RELEASE, {"ids": ids, "now": utcnow()}).rowcount
 
     return with_retry(engine, txn, what="mark_released")
 
@@ -326,6 +330,41 @@ def mark_enqueued(engine: Engine, job_id: int) -> None:
         conn.execute(update(job_t).where(job_t.c.id == job_id).values(enqueued_at=utcnow(), updated_at=utcnow()))
 
     with_retry(engine, txn, what="mark_enqueued")
+
+
+def indexed_file_names(engine: Engine) -> set[str]:
+    """The file name (last path part) of every indexed instance: spool names are unique."""
+    with engine.connect() as conn:
+        return {p.rsplit("/", 1)[-1] for p in conn.execute(select(instance_t.c.path)).scalars() if p}
+
+
+def unsynced_engine(engine: Engine) -> Engine:
+    """For a SQLite index, an engine on the same file whose commits are not fsynced
+    (`synchronous=NORMAL` in WAL mode): a commit is visible to every reader at once and survives
+    a crash of the process, but a power loss may roll back the commits made since the WAL was
+    last synced, i.e. since the last commit through `engine` (FULL: its WAL sync covers every
+    frame before it) or checkpoint. The receive path uses it only because every instance it
+    indexes is already durable in the spool and `dicom_node.recovery` indexes it again after an
+    unclean stop. Any other database: `engine` itself (its commits keep their durability)."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    return _unsynced_for(engine.url.render_as_string(hide_password=False))
+
+
+@functools.lru_cache(maxsize=8)
+def _unsynced_for(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
 
 
 def count_instances(engine: Engine) -> int:

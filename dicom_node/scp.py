@@ -25,7 +25,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import netfast, receivers, spool
+from dicom_node import netfast, receivers, recovery, spool
 from dicom_node.completion import CompletionMonitor
 from dicom_node.guard import Guard, Identity, Limits
 from dicom_node.tls import server_context
@@ -44,8 +44,10 @@ class StorageNode:
     def __init__(self, settings: Settings, *, monitor: bool = True, max_associations: int | None = None,
                  listener: socket.socket | None = None, slot: tuple[int, int] | None = None) -> None:
         self.settings = settings
-        # A receiver process (`listener` given) shares the node's socket and schema.
-        self.ingest = Ingest(settings, create_schema=listener is None)
+        # A receiver process (`listener` given) shares the node's socket and schema. Index
+        # commits are not fsynced: the spool file is, and the node's start (`recovery`) indexes
+        # it again if a power loss rolled its row back (dicom_node.ingest says what is durable).
+        self.ingest = Ingest(settings, create_schema=listener is None, sync_index=False)
         if listener is None:  # the node, once: no mkdir on the receive path after this
             spool.prepare(settings.spool_dir)
         self._listener = listener
@@ -63,6 +65,7 @@ class StorageNode:
         ))
         self._ssl_context = server_context(settings)  # a bad TLS setting stops the start, loudly
         self._server = None  # type: ignore[var-annotated]
+        self._stopped_clean = False
         # Studies each live association stored into; held weakly so an association that ends
         # without release (abort, dropped connection) leaves nothing behind. Only the
         # association's own thread reads it: the connection-closed event may come from the DUL
@@ -84,6 +87,9 @@ class StorageNode:
     def start(self) -> "StorageNode":
         if self._server is not None:
             return self
+        if self._listener is None:  # the node's process, before anything is accepted
+            recovery.on_start(self.ingest, self.settings)
+            self._stopped_clean = False
         # pydicom checks every value it reads or writes against its VR's regular expression and
         # logs the ones that fail, quoting them: ~40 UIDs per instance in DIMSE messages and
         # negotiation, and a patient's name quoted in a log line. The node reads only the few
@@ -146,6 +152,12 @@ class StorageNode:
             self._server = None
         if self.monitor is not None:
             self.monitor.stop()
+        if self._listener is None and not self._stopped_clean:
+            self._stopped_clean = True
+            try:
+                recovery.on_stop(self.ingest.engine, self.settings)
+            except OSError as exc:  # the next start scans the spool: slower, nothing lost
+                log.warning("cannot record a clean stop: %s", type(exc).__name__)
 
     def __enter__(self) -> "StorageNode":
         return self.start()
