@@ -47,6 +47,11 @@ DCMTK_STORESCU = shutil.which("storescu", path="/usr/bin") or "/usr/bin/storescu
 DCMTK_STORESCP = shutil.which("storescp", path="/usr/bin") or "/usr/bin/storescp"
 
 
+# A receiver must answer C-ECHO within this of its start: our node imports for ~1 s on a quiet
+# machine, 6-8 s with a load average of 10 (measured here), and the run must not die of that.
+START_TIMEOUT_S = 120.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -91,7 +96,7 @@ class Receiver:
         cmd, env = self.command()
         self.log = open(self.work / "log.txt", "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {(self.work / 'log.txt').read_text()[-2000:]}")
