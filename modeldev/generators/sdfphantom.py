@@ -94,7 +94,7 @@ AL_FILTER_T = np.array([0.68, 0.82, 0.86, 0.85])            # transmission of 2.
 TEXTURE_AMP = 0.09        # +-9 % lung density texture: grain in the lung fields (not a nodular pattern); absent in a pleural gap
 TEXTURE_MM = 1.6          # texture grid step in body mm (260 steps cover 416 mm of chest)
 PLACE_MIN_LUNG_MM = 60.0  # a lesion centre must project onto at least this much aerated lung (not hidden behind dome/heart)
-LUNG_DENSITY = (0.17, 0.27)  # g/cc of aerated lung, full to poor inspiration
+LUNG_DENSITY = (0.20, 0.30)  # g/cc of aerated lung, full to poor inspiration
 VESSEL_LEN_PER_R = 5.0    # segment length / radius of the branching vessel model (fills a lung with ~300 segments)
 VESSEL_R_MIN = 0.7        # mm; smaller twigs are invisible on a radiograph
 VESSEL_BUDGET = 420       # segments per tree: ~1000 per lung pair keeps the splat under 0.1 s
@@ -400,12 +400,10 @@ def _lung_frame(p: Person) -> None:
         rows = np.flatnonzero(mask.any(axis=1))
         p.z_top[s] = float(zs[rows[0]])
         p.prof[("L", s)] = (xs, zs, L)
-        # costophrenic angle: lowest lung point at the lateral wall in the mid-coronal plane
-        # (the posterior recess behind the dome is lower but is not what a reader calls the angle)
-        yc = np.argmin(np.abs(Y[:, 0, 0] - F32(p.B * 0.08)))
-        cor = _occ(p.cavity_sdf(X[yc], Y[yc], Z[yc], s)) > 0.5
+        # costophrenic angle: lowest visible lung point in the lateral quarter of the lung
+        cor = mask
         cols = np.flatnonzero(cor.any(axis=0))
-        lateral = cols[xs[cols] >= 0.8 * xs[cols[-1]]]
+        lateral = cols[xs[cols] >= 0.75 * xs[cols[-1]]]
         p.z_bot[s] = float(zs[np.flatnonzero(cor[:, lateral].any(axis=1))[-1]])
         low = np.flatnonzero(cor.any(axis=1) & (zs <= p.z_bot[s] + 30))
         p.x_lat[s] = float(xs[np.flatnonzero(cor[low].any(axis=0))[-1]])
@@ -580,7 +578,7 @@ def _build_vessels(p: Person, rng) -> None:
         art_root = np.array([s * (mx + 22 * p.k), 0.0, p.z_hil + 6])
         dirs = [(s * 0.45, 0.0, 0.9), (s * 0.95, -0.25, 0.1), (s * 0.55, 0.25, -0.8), (s * 0.35, 0.7, -0.6)]
         a, b, r = _grow_tree(p, rng, s, art_root, dirs, 6.0 * p.k, VESSEL_BUDGET)
-        A_ += [a, [art_root - [s * 22 * p.k, 0, -8]]]; B_ += [b, [art_root]]; R_ += [r, [8.5 * p.k]]
+        A_ += [a]; B_ += [b]; R_ += [r]
         vein_root = np.array([s * (mx + 18 * p.k), -0.1 * p.B, p.z_hil - 38 * p.k])
         a, b, r = _grow_tree(p, rng, s, vein_root, [(s * 0.9, 0.0, 0.4), (s * 0.85, 0.15, -0.45)],
                              4.6 * p.k, int(VESSEL_BUDGET * 0.7))
@@ -1075,7 +1073,7 @@ def render(p: Person, lesions: list, devices: list, t: int, acq: Acq, rng) -> tu
             lungm = maps[("lung", s)] > 4.0
             gapm = (maps[("cav", s)] - maps[("lung", s)]) > 6.0
             edge = lungm & ~ndi.binary_erosion(lungm) & ndi.binary_dilation(gapm, iterations=3)
-            acc[0] += ndi.gaussian_filter(edge.astype(F32), 0.5) * 10.0
+            acc[0] += ndi.gaussian_filter(edge.astype(F32), 0.5) * 14.0
     # lead marker (in the beam, so it mirrors with the image)
     if acq.marker:
         s = 1 if acq.marker == "L" else -1
@@ -1232,6 +1230,7 @@ def _measure(p: Person, les: Lesion) -> None:
             proj = pts @ np.stack([np.cos(ang), np.sin(ang)])
             les.measured[t] = float((proj.max(0) - proj.min(0)).max())
             cz = float(zs[ii].mean())
+            les.extra.setdefault("centroid", {})[t] = (s * float(xs[jj].mean()), cz)
         else:
             dense = les.kind == "effusion"
             _, cav, lung = _tissue(p, [les] if not dense else [les], t, X, Y, Z)
@@ -1241,6 +1240,7 @@ def _measure(p: Person, les: Lesion) -> None:
                 ii, jj = np.nonzero(m)
                 les.measured[t] = float(zs[ii].max() - p.z_bot[s])
                 cz = float(zs[ii].mean())
+                les.extra.setdefault("centroid", {})[t] = (s * float(xs[jj].mean()), cz)
             else:
                 cm = (cav[s] * dy).sum(0) >= 3.0
                 lm = (lung[s] * dy).sum(0) >= 3.0
@@ -1257,6 +1257,7 @@ def _measure(p: Person, les: Lesion) -> None:
                 gm = cm & ~lm
                 ii, jj = np.nonzero(gm)
                 cz = float(zs[ii].mean()) if ii.size else float(p.z_top[s] - LH / 4)
+                les.extra.setdefault("centroid", {})[t] = (s * float(xs[jj].mean()) if ii.size else s * p.x_lat[s], cz)
         cent = cz
     les.zone = _zone_of(p, s, cent)
 
@@ -1315,7 +1316,7 @@ def _make_lesion(p: Person, rng, kind: str, s: int, zone: str, change: str, urge
             sz[1] = rng.uniform(EFF_LARGE_AVOID[1] * LH, min(hi, 0.55 * LH)) if urgent_large else \
                 rng.uniform(lo, min(EFF_LARGE_AVOID[0] * LH, hi))
         les = Lesion(kind, s, np.array([s * p.A * 0.6, 0, p.z_bot[s]]), tuple(sz), change,
-                     {"lam": rng.uniform(14, 24), "base": rng.uniform(0.55, 0.7)})
+                     {"lam": rng.uniform(30, 50), "base": rng.uniform(0.4, 0.6)})
         return les
     if kind == "pneumothorax":
         les = Lesion(kind, s, np.array([s * p.A * 0.8, 0, p.z_top[s]]), sizes, change,
@@ -1498,7 +1499,7 @@ def _acq(rng, view: str = "PA", inplane: float | None = None, mirrored: bool = F
         a.texts = [] if rng.random() < 0.5 else [view if view == "PA" else "LAT"]
         a.marker = "L" if rng.random() < 0.75 else ""
     a.inplane = rng.uniform(-2.5, 2.5) if inplane is None else inplane
-    a.tilt = rng.uniform(-3, 3) if view != "AP" else -rng.uniform(5, 10)   # AP: lordotic, clavicles project higher
+    a.tilt = rng.uniform(-3, 3) if view != "AP" else -rng.uniform(3, 7)   # AP: lordotic, clavicles project higher
     a.shift = (rng.uniform(-15, 15), rng.uniform(-15, 15))
     a.spr = rng.uniform(0.25, 0.5) if a.grid else rng.uniform(0.9, 1.6)
     a.grid_period = rng.uniform(2.2, 9.0)
