@@ -31,6 +31,10 @@ class MeasureRequest(BaseModel):
 
     finding: FindingType
     box: tuple[int, int, int, int]  # (row0, col0, row1, col1), as Evidence.box
+    # 0: `box` is the finding's own extent; +1 / -1: `box` is wider (an engine's lung third) and the finding is where the
+    # difference (current - registered prior) runs that way (denser now for an opacity that appeared or grew; a
+    # pneumothorax that grew: -1): the engine finds the finding's own extent there (`Measured.at`) and measures it
+    sign: int = Field(default=0, ge=-1, le=1)
 
 
 class CompareContext(BaseModel):
@@ -56,6 +60,9 @@ class CompareContext(BaseModel):
     # issue 29: places to measure on both images (answered in ComparisonResult.measured); the engine also
     # measures each of its own findings there. Empty: only the findings' own places.
     measure_at: list[MeasureRequest] = Field(default_factory=list)
+    # issue 29: only the sizes at `measure_at` are wanted (an older prior of the history): the engine registers cheaply
+    # and measures, without change detection, reader or draft (`comparison.measure.measure_only`)
+    measure_only: bool = False
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """The current study against its relevant history: one comparison per prior, one result (issue 29).
 
 `compare_history(comparator, current, priors, ctx)` compares the current with the most recent
-prior as before (the draft is written against it), then with each other prior, asking the engine
-to measure every finding seen so far at its place (`CompareContext.measure_at`); a finding another
-comparison found is measured on the priors compared before it in a second, measuring-only call.
-`priorwatch.trajectory.assemble` then gives each finding its history and words.
+prior in full (the draft is written against it); every finding it reports is a place (its side,
+zone, type family and its own extent), and each older prior is then only measured at those places
+(`CompareContext.measure_only`: registration on a small grid and the lesion segmented at each place,
+no change detection, no reader, no sign rules; a quarter of a full call). `priorwatch.trajectory.assemble`
+then gives each finding its history and words.
 
 It needs only something with `compare(current, prior, ctx) -> ComparisonOutput`: the worker passes
 its Triton client (`comparison.triton_client`), modeldev the in-process `RegistrationEngine`, so the
@@ -24,7 +25,7 @@ import numpy as np
 from comparison.contract import CompareContext, ComparisonOutput, MeasureRequest
 from priorwatch.sentences import change_sentence
 from priorwatch.trajectory import StudyRef, assemble, history_sentence, place
-from priorwatch.vocabulary import ComparisonResult, FindingResult, FindingType, PriorUsed
+from priorwatch.vocabulary import APPEARING, DISAPPEARING, ComparisonResult, FindingResult, FindingType, Measured, PriorUsed
 
 __all__ = ["Comparator", "HistoryImage", "compare_history"]
 
@@ -64,20 +65,6 @@ def _ctx(base: CompareContext, cur_date: dt.date | None, p: HistoryImage, reques
                                        measure_at=list(requests)))
 
 
-def _own(r: ComparisonResult, f: FindingResult) -> tuple[int, int, int, int] | None:
-    """Where the comparison that saw `f` found its own extent (tighter than its evidence box)."""
-    box = f.evidence.box if f.evidence else None
-    return next((m.at or m.box for m in r.measured if box is not None and m.box == box), box)
-
-
-def _order(usable: list[HistoryImage]) -> list[HistoryImage]:
-    """The oldest prior first (against it most of what changed shows, so most findings get their own
-    extent there), then the most recent, then those between, newest first."""
-    if len(usable) < 2:
-        return list(usable)
-    return [usable[0], usable[-1], *reversed(usable[1:-1])]
-
-
 Place = tuple[str, str | None, str | None]
 Box = tuple[int, int, int, int]
 
@@ -94,44 +81,61 @@ def compare_history(comparator: Comparator, current: np.ndarray, current_ref: St
         out = comparator.compare(current, None, ctx)
         out.result = out.result.model_copy(update={"prior_choices": list(choices or [])})
         return out
-    order = _order(usable)
-    where: dict[Place, Box] = {}  # place -> the box it is measured at (where a comparison found its own extent)
-    asked: dict[str, set[Place]] = {p.study_uid: set() for p in usable}  # places measured on each prior
-    outputs: dict[str, ComparisonOutput] = {}
+    recent, older = usable[-1], usable[:-1]
+    where: dict[Place, Box] = {}  # place -> the box it is measured at (the finding's own extent where one was found)
+    look: dict[Place, int] = {}  # places whose box is still an engine's wide box: the change's sign to look for there
 
-    def run(p: HistoryImage, places: dict[Place, Box]) -> ComparisonOutput:
-        reqs = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b) for k, b in places.items()]
-        asked[p.study_uid] |= set(places)
-        return comparator.compare(current, p.pixels, _ctx(ctx, current_ref.date, p, reqs))
+    def run(p: HistoryImage, places: dict[Place, Box], measure_only: bool) -> ComparisonOutput:
+        reqs = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b, sign=look.get(k, 0)) for k, b in places.items()]
+        c = _ctx(ctx, current_ref.date, p, reqs).model_copy(update={"measure_only": measure_only})
+        return comparator.compare(current, p.pixels, c)
 
-    outputs[order[0].study_uid] = run(order[0], {})
-    _learn(outputs[order[0].study_uid].result, where, asked[order[0].study_uid])
-    known = dict(where)
-    for p, o in zip(order[1:], _map(lambda q: run(q, known), order[1:], parallel)):
-        outputs[p.study_uid] = o
-        _learn(o.result, where, asked[p.study_uid])
-    results = {uid: o.result for uid, o in outputs.items()}
-    late = [(p, {k: b for k, b in where.items() if k not in asked[p.study_uid]}) for p in usable
-            if results[p.study_uid].not_compared is None]
-    late = [(p, places) for p, places in late if places]
-    for (p, _), o in zip(late, _map(lambda item: run(*item), late, parallel)):  # places found after it was compared
-        r = results[p.study_uid]
-        results[p.study_uid] = r.model_copy(update={"measured": r.measured + o.result.measured})
-    recent = usable[-1]
-    out = outputs[recent.study_uid]
+    out = run(recent, {}, False)  # the one full comparison: what changed since the last study, and the draft
+    _learn(out.result, where, look)
+    results = {recent.study_uid: out.result}
+    if where and older:  # each older prior is only measured at those places: registration and sizes, no reader, no rules
+        first = run(older[0], dict(where), True).result  # the baseline first: against it most of a change shows, so a
+        results[older[0].study_uid] = first  # finding the last interval barely changed gets its own extent there
+        found = {k: m.at for k in list(look) if (m := _at(first, where[k])) is not None and m.at is not None}
+        for k, b in found.items():
+            where[k] = b
+            del look[k]
+        jobs = [(p, dict(where)) for p in older[1:]]
+        jobs += [(recent, found)] if found else []  # the most recent prior measured again at those extents
+        for (p, _), o in zip(jobs, _map(lambda j: run(j[0], j[1], True), jobs, parallel)):
+            r = results.get(p.study_uid)
+            results[p.study_uid] = o.result if r is None else r.model_copy(update={"measured": r.measured + o.result.measured})
     refs = [StudyRef(study_uid=p.study_uid, date=p.date) for p in priors]
     findings = assemble(current_ref, refs, results, recent.study_uid, where) if where else list(out.result.findings)
     out.result = _with_history(out.result, findings, [p.study_uid for p in usable], choices or [])
     return out
 
 
-def _learn(r: ComparisonResult, where: dict[Place, Box], own: set[Place]) -> None:
-    """The places of a comparison's findings, each at its own extent (the first comparison to see a place names it)."""
+def _at(r: ComparisonResult, box: Box) -> Measured | None:
+    """The measurement a comparison answered for `box`."""
+    return next((m for m in r.measured if m.box == box), None) if r.not_compared is None else None
+
+
+def _look(f: FindingResult) -> int:
+    """Which way the difference (current - prior) runs where `f` changed: denser now for an opacity that
+    appeared or grew, more lucent for a pneumothorax that did; the other way when it went (as the engine reads it)."""
+    sign = 1 if f.change in APPEARING else -1 if f.change in DISAPPEARING else 1
+    return -sign if f.finding == FindingType.pneumothorax else sign
+
+
+def _learn(r: ComparisonResult, where: dict[Place, Box], look: dict[Place, int]) -> None:
+    """The places of a comparison's findings, each at its own extent where the comparison found one, else at
+    its box with the change's sign to look for (the first comparison to see a place names it)."""
     for f in (r.findings if r.not_compared is None else []):
-        key, box = place(f), _own(r, f)
-        if box is not None:
-            own.add(key)  # measured there by this comparison itself
-            where.setdefault(key, box)
+        box = f.evidence.box if f.evidence else None
+        key = place(f)
+        if box is None or key in where:
+            continue
+        m = _at(r, box)
+        if m is not None and m.at is not None:
+            where[key] = m.at
+        else:
+            where[key], look[key] = box, _look(f)
 
 
 T = TypeVar("T")

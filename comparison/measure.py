@@ -19,14 +19,17 @@ cannot be assessed (outside the image, no surroundings to compare with, a findin
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 from scipy import ndimage as ndi
 
 from comparison import thresholds as T
-from comparison.contract import MeasureRequest
+from comparison.contract import CompareContext, ComparisonOutput, MeasureRequest
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, FindingType, Measured
 
-__all__ = ["measure_at", "measure_pair", "MEASURED_KINDS"]
+__all__ = ["lesion_extent", "measure_at", "measure_only", "measure_pair", "MEASURED_KINDS"]
 
 # What is measured for each finding type; a type not listed has no size (cardiomegaly is a ratio,
 # a device a position, oedema is diffuse).
@@ -42,6 +45,23 @@ MEASURED_KINDS: dict[FindingType, str] = {
 
 Box = tuple[int, int, int, int]
 
+# The lesion's own segmentation (what `measure_at` measures). Named here, beside the code they tune; the older
+# MEASURE_* figures (window, noise threshold, smallest size) stay in `comparison.thresholds`.
+LESION_EDGE_FRACTION = 0.35  # a pixel is part of the lesion where it stands at least this share of the lesion's peak over
+#                              the background: a projected sphere's profile sqrt(1 - (r/R)^2) falls to 0.35 at 0.94 R (diameter
+#                              within 6 %), a blurred disc's edge is at 0.5; anatomy a third as dense as the lesion stays out
+LESION_SEED_SHARE = 0.5  # a round lesion's peak is looked for in the middle half of the box (the box is the lesion's own
+#                          extent with a margin): a rib or vessel at the box's edge is not taken for it
+LESION_LINE_LENGTH = 1.2  # lines this share longer than the box's longest side (the lesion's extent with a margin): no
+#                           round lesion of that size fits along them, a rib or vessel crossing the window does
+LESION_SMOOTHED_NOISE = 0.28  # white noise smoothed by a 1 px Gaussian keeps 1 / (2 sqrt(pi)) = 0.28 of its sd: a round
+#                               lesion's peak is read on the smoothed window, so its noise threshold is that share of the raw one
+LESION_LINE_GRID_PX = 48  # a box longer than this (px) is opened on a grid coarsened to it: a 90 px mass box took ~1 s
+LESION_LINE_ANGLES = tuple(range(0, 180, 15))  # every 15 degrees: a band within 7.5 degrees of a line keeps most of its width
+LESION_MIN_ROUNDNESS = 0.3  # a nodule/mass region covering less than this share of the circle on its longest extent is a
+#                             band (a rib, a vessel, a fissure) through the place: no round lesion there (a disc 1.0, a square
+#                             0.64, a 3:1 ellipse 0.33)
+
 
 def measure_at(image: np.ndarray, box: Box, spacing_mm: float, finding: FindingType | str) -> float | None:
     """The finding's size in mm at `box` (row0, col0, row1, col1; row1/col1 exclusive) of `image`
@@ -56,11 +76,7 @@ def measure_at(image: np.ndarray, box: Box, spacing_mm: float, finding: FindingT
     patch, inner, ref, thr = win
     if kind == "height":
         return _fluid_height(patch, inner, thr, spacing_mm)
-    contrast = (-1.0 if kind == "rim" else 1.0) * (patch - ref)
-    comp = _component(contrast > thr, inner, spacing_mm)
-    if comp is not None:  # its edge at half its peak contrast (half maximum), not at the detection threshold
-        half = 0.5 * float(np.percentile(contrast[comp], 95))
-        comp = _component(comp & (contrast > max(thr, half)), inner, spacing_mm)
+    comp = _lesion(patch, inner, ref, thr, kind, spacing_mm)
     if comp is None:
         return 0.0
     rows, cols = np.nonzero(comp)
@@ -71,6 +87,103 @@ def measure_at(image: np.ndarray, box: Box, spacing_mm: float, finding: FindingT
     if kind == "rim":
         return round(area / length * spacing_mm, 1)
     return round(length * spacing_mm, 1)
+
+
+def lesion_extent(image: np.ndarray, box: Box, spacing_mm: float, finding: FindingType | str) -> Box | None:
+    """The bounding box (image pixels, row1/col1 exclusive) of the lesion `measure_at` segments at
+    `box`, or None where it finds none (or measures no region: an effusion, a type with no size).
+    The history measures a place at this extent on every study, so each study is read the same way."""
+    kind = MEASURED_KINDS.get(FindingType(finding))
+    img = np.asarray(image, dtype=np.float32)
+    if kind in (None, "height") or img.ndim != 2:
+        return None
+    win = _window(img, box)
+    if win is None:
+        return None
+    patch, inner, ref, thr = win
+    comp = _lesion(patch, inner, ref, thr, kind, spacing_mm)
+    if comp is None:
+        return None
+    rows, cols = np.nonzero(comp)
+    r_in, c_in = np.nonzero(inner)  # window -> image: the box's (clipped) corner is the inner mask's
+    dr, dc = max(int(box[0]), 0) - int(r_in.min()), max(int(box[1]), 0) - int(c_in.min())
+    return int(rows.min()) + dr, int(cols.min()) + dc, int(rows.max()) + dr + 1, int(cols.max()) + dc + 1
+
+
+def _lesion(patch: np.ndarray, inner: np.ndarray, ref: float, thr: float, kind: str,
+            spacing_mm: float) -> np.ndarray | None:
+    """The lesion itself in the window: grown from its peak in the box's centre (a round lesion) or from
+    the box (an extent, a rim) down to LESION_EDGE_FRACTION of that peak over the local background; None
+    when no lesion is there (peak under the noise threshold, too small, or a band rather than a round one)."""
+    sign = -1.0 if kind == "rim" else 1.0
+    if kind in ("diameter", "extent"):  # a lesion sits on ribs, vessels and edges longer than itself: what is left of the
+        contrast = patch - _linear_background(patch, inner)  # window after opening it along lines longer than the box
+        seed_zone = _central(inner, LESION_SEED_SHARE)
+        # `thr` is MEASURE_Z sd of the raw pixel noise; the patch is smoothed (sigma 1 px), its noise that much lower
+        # (an extent's peak is looked for over the whole box: a patchy opacity need not peak at its centre)
+        seed_zone = seed_zone if kind == "diameter" else inner
+        thr = max(T.MEASURE_MIN_CONTRAST, thr * LESION_SMOOTHED_NOISE)
+    else:
+        contrast = sign * (patch - ref)
+        seed_zone = inner
+    vals = np.where(seed_zone, contrast, -np.inf)
+    peak_at = np.unravel_index(int(np.argmax(vals)), vals.shape)
+    peak = float(vals[peak_at])
+    if not np.isfinite(peak) or peak <= thr:
+        return None
+    labels, _ = ndi.label(contrast > max(thr / T.MEASURE_Z, LESION_EDGE_FRACTION * peak))  # down to one noise sd
+    comp = ndi.binary_fill_holes(labels == labels[peak_at])
+    if comp.sum() < np.pi * (T.MEASURE_MIN_SIZE_MM / 2.0 / spacing_mm) ** 2:
+        return None
+    if kind == "diameter":
+        rows, cols = np.nonzero(comp)
+        longest = float(max(np.ptp(rows), np.ptp(cols)) + 1)
+        if comp.sum() < LESION_MIN_ROUNDNESS * np.pi * (longest / 2.0) ** 2:
+            return None  # a band through the place (a rib, a vessel, a fissure), not a round lesion
+    return comp
+
+
+def _central(inner: np.ndarray, share: float) -> np.ndarray:
+    """The middle `share` of the box (each side), where a round lesion's peak is looked for."""
+    rows = np.nonzero(inner.any(axis=1))[0]
+    cols = np.nonzero(inner.any(axis=0))[0]
+    out = np.zeros_like(inner)
+    h, w = rows.size, cols.size
+    r0 = rows[0] + int(h * (1 - share) / 2)
+    c0 = cols[0] + int(w * (1 - share) / 2)
+    out[r0:r0 + max(1, int(round(h * share))), c0:c0 + max(1, int(round(w * share)))] = True
+    return out
+
+
+def _linear_background(patch: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The window without its round lesions: the greatest of its grey openings along lines
+    (LESION_LINE_ANGLES) a LESION_LINE_LENGTH share longer than the box. A rib, a vessel or an organ's
+    edge runs along one of the lines and survives that opening; a round lesion narrower than every
+    line is removed by all of them, so the image minus this is the lesion alone, also where it lies
+    on a rib (a plane or a median under it would take the rib for the lesion)."""
+    rows = np.nonzero(inner.any(axis=1))[0]
+    cols = np.nonzero(inner.any(axis=0))[0]
+    side = max(rows.size, cols.size)
+    f = max(1, int(np.ceil(side / LESION_LINE_GRID_PX)))  # a big box is opened on a coarser grid (cost ~ pixels x length)
+    small = ndi.zoom(patch, 1.0 / f, order=1) if f > 1 else patch
+    length = max(3, int(round(LESION_LINE_LENGTH * side / f)) | 1)
+    out = np.full(small.shape, -np.inf, np.float32)
+    for ang in LESION_LINE_ANGLES:
+        out = np.maximum(out, ndi.grey_opening(small, footprint=_line(length, ang)))
+    if f > 1:
+        out = ndi.zoom(out, (patch.shape[0] / out.shape[0], patch.shape[1] / out.shape[1]), order=1)
+        out = np.minimum(out[:patch.shape[0], :patch.shape[1]], patch)  # an opening never exceeds the image
+    return out
+
+
+def _line(length: int, angle_deg: float) -> np.ndarray:
+    """A one-pixel line footprint of `length` pixels through the centre at `angle_deg`."""
+    r = length // 2
+    t = np.linspace(-r, r, 2 * length)
+    a = np.deg2rad(angle_deg)
+    fp = np.zeros((2 * r + 1, 2 * r + 1), bool)
+    fp[np.round(r - t * np.sin(a)).astype(int), np.round(r + t * np.cos(a)).astype(int)] = True
+    return fp
 
 
 def _window(img: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray, float, float] | None:
@@ -131,19 +244,23 @@ def measure_pair(current: np.ndarray, prior: np.ndarray, valid: np.ndarray, cur_
     """The engine's hook: `current` and the registered `prior` on one grid (the working grid, whose
     pixel is `spacing_mm`), boxes in the current image's pixels (`cur_shape`). Each finding of
     `result` gets its size on the current; `result.measured` gets both sizes at each finding's box
-    and at each requested one (the prior's None where the registered prior has no data)."""
+    and at each requested one (the prior's None where the registered prior has no data).
+
+    A finding's box may be a whole lung third: the change inside it says where the lesion is, then the
+    lesion is segmented on the image that shows it (`lesion_extent`) and that extent (`Measured.at`) is
+    the place measured on every study of the history. A requested box is such an extent already."""
     scale = max(current.shape) / max(cur_shape)
     # (type, box, the sign of the change to find inside the box: a finding's own, lung-third box; 0: a place asked
     # about, already the finding's own extent)
     wanted: list[tuple[FindingType, Box, int]] = [
         (f.finding, f.evidence.box, _sign(f.finding, f.change))
         for f in result.findings if f.evidence is not None and f.evidence.box]
-    wanted += [(r.finding, r.box, 0) for r in requests]
+    wanted += [(r.finding, r.box, r.sign) for r in requests]
     diff = ndi.gaussian_filter(current - prior, 1.0)  # the anatomy both share cancels: what grew or shrank
     measured: list[Measured] = []
     for finding, box, sign in wanted:
         b = tuple(int(round(v * scale)) for v in box)
-        tight = _changed_extent(sign * diff, b) if sign else None  # type: ignore[arg-type]
+        tight = _own_extent(current, prior, diff, b, sign, spacing_mm, finding) if sign else None  # type: ignore[arg-type]
         at = b if tight is None else tight
         r0, c0, r1, c1 = at
         inside = valid[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)]
@@ -158,6 +275,26 @@ def measure_pair(current: np.ndarray, prior: np.ndarray, valid: np.ndarray, cur_
     findings = [f.model_copy(update={"size_mm": sizes.get((f.finding, f.evidence.box))})
                 if f.evidence is not None and f.evidence.box else f for f in result.findings]
     return result.model_copy(update={"findings": findings, "measured": measured})
+
+
+def _own_extent(current: np.ndarray, prior: np.ndarray, diff: np.ndarray, box: Box, sign: int, spacing_mm: float,
+                finding: FindingType) -> Box | None:
+    """The lesion's own extent inside an engine's box: where the change is strongest, the lesion
+    segmented on the image that shows more of it (the current for what appeared or grew, the prior for
+    what went), with a margin; the change region's own extent where no lesion segments there."""
+    changed = _changed_extent(sign * diff, box)
+    if changed is None:
+        return None
+    kind = MEASURED_KINDS.get(FindingType(finding))
+    if kind not in ("diameter", "extent"):  # a rim or a fluid level is where it changed: its lucent or dense band runs
+        return changed  # on along the pleura beyond the change, no extent of its own to find
+    shows = current if sign > 0 else prior
+    own = lesion_extent(shows, changed, spacing_mm, finding)
+    if own is None:
+        return changed
+    m = int(round(T.MEASURE_EXTENT_MARGIN * max(own[2] - own[0], own[3] - own[1])))
+    h, w = current.shape
+    return max(own[0] - m, 0), max(own[1] - m, 0), min(own[2] + m, h), min(own[3] + m, w)
 
 
 def _sign(finding: FindingType, change: Change) -> int:
@@ -199,41 +336,91 @@ def _changed(diff: np.ndarray, box: Box, spacing_mm: float, finding: FindingType
 
 def pair_sizes(current: np.ndarray, prior: np.ndarray, diff: np.ndarray, box: Box, spacing_mm: float,
                finding: FindingType) -> tuple[float | None, float | None]:
-    """Sizes at one box on a registered pair. Each image alone measures the finding with whatever
-    anatomy overlaps it (a rib across a faint nodule); the difference (`current - prior`) does not.
-    So the difference decides: where it holds nearly all of the finding's contrast on the image that
-    shows more of it, the finding was absent on the other (0.0) and its size is the difference's;
-    where it holds a share, the other image's finding is that much smaller (in projection a lesion's
-    contrast grows with its thickness); no change at all: the same size on both."""
+    """Sizes at one box on a registered pair: the lesion segmented on each image alone, the same way
+    (present or absent is that segmentation's answer). Where the difference shows no change at all at
+    the place, the prior shows what the current shows: one size for both (the two readings differ only
+    by noise and by the anatomy each registration leaves under the lesion)."""
     cur = measure_at(current, box, spacing_mm, finding)
     pri = measure_at(prior, box, spacing_mm, finding)
     if cur is None or pri is None:
         return cur, pri
-    grown = measure_at(diff, box, spacing_mm, finding) or 0.0
-    shrunk = measure_at(-diff, box, spacing_mm, finding) or 0.0
-    if grown == 0.0 and shrunk == 0.0:
+    if not _changed(diff, box, spacing_mm, finding):
         return cur, cur
-    more, less, part = (current, prior, grown) if grown >= shrunk else (prior, current, shrunk)
-    share = _peak(diff if grown >= shrunk else -diff, box, finding) / max(_peak(more, box, finding), 1e-6)
-    if share >= T.MEASURE_NEW_SHARE:
-        sizes = (part, 0.0)
-    else:
-        whole = max(cur if more is current else pri, part)
-        sizes = (whole, _rest(whole, share))
-    return sizes if more is current else (sizes[1], sizes[0])
+    return cur, pri
 
 
-def _peak(image: np.ndarray, box: Box, finding: FindingType) -> float:
-    """The finding's peak contrast in the box against its surroundings (lucency for a pneumothorax)."""
-    win = _window(np.asarray(image, np.float32), box)
-    if win is None:
-        return 0.0
-    patch, inner, ref, _ = win
-    sign = -1.0 if MEASURED_KINDS.get(finding) == "rim" else 1.0
-    return max(float(np.percentile(sign * (patch[inner] - ref), 95)), 0.0)
+# The measuring-only call (issue 29): an older prior of the history is only measured at places already known.
+MEASURE_ONLY_REGISTER_SIZE = 128  # long side of the grid the measuring-only call registers on (~3.4 mm/pixel on a 43 cm
+#                                   film): the MI stages cost ~ pixels, so a quarter of the full call's; the transform is
+#                                   then applied on the full working grid, where the sizes are read as in the full call
 
 
-def _rest(whole: float, share: float) -> float:
-    """What is left of a finding of size `whole` when a `share` of its contrast went (or came)."""
-    left = whole * (1.0 - share)
-    return round(float(left), 1) if left >= T.MEASURE_MIN_SIZE_MM else 0.0
+def measure_only(engine: Any, current: np.ndarray, prior: np.ndarray, ctx: CompareContext) -> ComparisonOutput:
+    """Sizes at `ctx.measure_at` on the current and on `prior` registered onto it, and nothing else:
+    no change detection, no reader, no sign rules, no heat-map (`CompareContext.measure_only`).
+    `engine` is the `RegistrationEngine` asked; its registration runs on a small grid
+    (MEASURE_ONLY_REGISTER_SIZE, a similarity-then-affine MI fit from the coarse pose, no B-spline)
+    and the prior is resampled through that transform onto the full working grid, so the current is
+    read exactly as the full comparison reads it (the same pixels at the same boxes)."""
+    import SimpleITK as sitk
+
+    from comparison import registration as R
+    from comparison._anatomy import segment_lungs
+    from comparison.coarse_pose import search_pose
+
+    t0 = time.perf_counter()
+    params = getattr(engine, "params", T)  # the engine's own parameters (`EngineParams`), else the module's figures
+    cw, pw = R._to_work(current, params.WORK_SIZE), R._to_work(prior, params.WORK_SIZE)
+    small = min(MEASURE_ONLY_REGISTER_SIZE, params.WORK_SIZE)
+    cs, ps = R._to_work(current, small), R._to_work(prior, small)
+    lungs_c, lungs_p = segment_lungs(cw), segment_lungs(pw)
+    pose = (search_pose(cs, ps, **({} if params is T else {"params": params})) if params.POSE_SEARCH else None)
+    starts = [None] if pose is None else [pose, None] if pose.needed else [None, pose]
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for start in starts:  # the engine's fallback chain, on the small grid
+        tx, _ = engine._register(cs, ps, start)
+        big = _scaled_affine(tx, cw.shape[0] / cs.shape[0], cw.shape[1] / cs.shape[1], ps.shape, pw.shape, sitk)
+        warped, valid, lungs_pw = engine._warp(cw, pw, lungs_p, big)
+        mapped, _, _ = R._match_intensity(cw, warped, valid & ndi.binary_dilation(lungs_c.both, iterations=8))
+        warped, valid, lungs_pw, mapped = engine._inspiration(cw, warped, valid, lungs_pw, mapped, lungs_c)
+        roi = (lungs_c.both | lungs_pw.both) & ndi.binary_erosion(valid, iterations=3)
+        quality = R._ncc(cw, mapped, roi)
+        if best is None or quality > best[0]:
+            best = (quality, mapped, valid)
+        if best[0] >= params.REG_QUALITY_FAIL:
+            break
+    assert best is not None
+    quality, mapped, valid = best
+    version = f"SimpleITK {sitk.Version_VersionString()}"
+    if quality < params.REG_QUALITY_FAIL:
+        why = f"the images do not line up (correlation {quality:.2f}); measured only"
+        res = ComparisonResult(engine=R.ENGINE_NAME, engine_version=R.ENGINE_VERSION, model=R.MODEL_NAME,
+                               model_version=version, has_prior=True, draft_text=f"Not compared: {why}.",
+                               notes=[f"Not compared: {why}."], not_compared=why)
+        return ComparisonOutput(result=res, heatmap=None, timings={"total": time.perf_counter() - t0})
+    res = ComparisonResult(engine=R.ENGINE_NAME, engine_version=R.ENGINE_VERSION, model=R.MODEL_NAME,
+                           model_version=version, has_prior=True, draft_text="Measured only: no interval change assessed.",
+                           notes=["measured only (an older prior of the history)"])
+    spacing = (ctx.pixel_spacing_mm or 400.0 / max(current.shape)) * (max(current.shape) / max(cw.shape))
+    res = measure_pair(cw, mapped, valid, current.shape, spacing, res, ctx.measure_at)
+    return ComparisonOutput(result=res, heatmap=None, timings={"total": time.perf_counter() - t0})
+
+
+def _scaled_affine(tx: Any, sy: float, sx: float, small_shape: tuple[int, ...], big_shape: tuple[int, ...],
+                   sitk: Any) -> Any:
+    """A transform fitted between two small grids, as the same mapping between the full grids: a point
+    y of the full grid is s * x + (s - 1) / 2 of the small one's x (pixel centres of a resize)."""
+    t = tx
+    while isinstance(t, sitk.CompositeTransform) or t.GetName() == "CompositeTransform":
+        t = sitk.CompositeTransform(t).GetNthTransform(0)
+    t = t.Downcast() if hasattr(t, "Downcast") else t
+    A = np.array(t.GetMatrix(), float).reshape(2, 2)
+    c = np.array(t.GetCenter(), float)  # sitk points are (x, y) = (col, row)
+    tr = np.array(t.GetTranslation(), float)
+    s = np.array([sx, sy])
+    o = (s - 1.0) / 2.0
+    out = sitk.AffineTransform(2)
+    out.SetMatrix(A.ravel().tolist())
+    out.SetCenter((s * c + o).tolist())
+    out.SetTranslation((s * tr).tolist())
+    return out

@@ -80,7 +80,7 @@ from comparison.contract import CompareContext, ComparisonOutput
 from comparison.thresholds import DEFAULT_PARAMS, LATERAL_VIEWS, OBLIQUE_VIEWS, EngineParams
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
-from comparison.measure import measure_pair
+from comparison.measure import measure_only, measure_pair
 from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
 from comparison.typing_rules import describe, measured_large, opacity_type, reconcile
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
@@ -212,6 +212,8 @@ class RegistrationEngine:
         refusal = _not_frontal(ctx.current_view, ctx.prior_view)
         if refusal:
             return self._not_compared(refusal)
+        if ctx.measure_only:  # issue 29: an older prior of the history, sizes at known places only
+            return measure_only(self, cur, pri, ctx)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         al = self.align(cur, pri, timings)

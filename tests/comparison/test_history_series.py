@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from comparison import HistoryImage, RegistrationEngine, compare_history, load_image
-from comparison.contract import CompareContext
+from comparison.contract import CompareContext, MeasureRequest
 from priorwatch.trajectory import StudyRef
 from priorwatch.vocabulary import PriorUsed
 from tests.history_series import write_series
@@ -65,3 +67,53 @@ def test_prior_not_fetched_is_not_assessable_and_named(engine: RegistrationEngin
     assert [o.state for o in f.history][1] == "not_assessable"
     assert [c.fetched for c in result.prior_choices] == [True, False, True]
     assert "Not available: the study of 2026-01-20 (C-GET refused)." in result.draft_text
+
+
+class _Counting:
+    """The engine, counting the full and the measuring-only calls it is asked for."""
+
+    def __init__(self, engine: RegistrationEngine) -> None:
+        self.engine, self.full, self.measuring = engine, 0, 0
+
+    def compare(self, current, prior, context=None):  # type: ignore[no-untyped-def]
+        if context is not None and context.measure_only:
+            self.measuring += 1
+        else:
+            self.full += 1
+        return self.engine.compare(current, prior, context)
+
+
+def test_one_full_comparison_the_older_priors_only_measured(engine: RegistrationEngine, tmp_path: Path) -> None:
+    """The latency bar (3 priors <= 2x one prior): only the most recent prior gets the full comparison;
+    the baseline and the studies between are measured at its findings' places (issue 29)."""
+    studies = write_series(tmp_path, "PW-HIST-2", "nodule", [0.0, 0.5, 0.75, 1.0], DATES, seed=5)
+    imgs = [load_image(s.path) for s in studies]
+    priors = [HistoryImage.of(s.study_uid, s.date, im) for s, im in zip(studies[:-1], imgs[:-1])]
+    counting = _Counting(engine)
+    result = compare_history(counting, imgs[-1].pixels, StudyRef(study_uid=studies[-1].study_uid, date=studies[-1].date),
+                             priors, CompareContext().with_current(imgs[-1])).result
+    assert counting.full == 1
+    assert counting.measuring >= 2  # the baseline and the study between (and the most recent again at a refined place)
+    [f] = [f for f in result.findings if f.finding in ("nodule", "mass", "consolidation")]
+    assert [o.state for o in f.history][0] == "absent"
+
+
+def test_measuring_only_reads_what_the_full_comparison_reads(engine: RegistrationEngine, tmp_path: Path) -> None:
+    """A measuring-only call registers on a small grid and reads the sizes on the full working grid through
+    that transform: at a nodule's place it answers the sizes the full comparison answers there, and nothing else."""
+    studies = write_series(tmp_path, "PW-HIST-3", "nodule", [1.0, 0.0], DATES[:2], seed=5)
+    cur, pri = (load_image(s.path) for s in reversed(studies))
+    prior = np.clip(ndi.shift(pri.pixels, (14.0, -10.0), order=1, mode="nearest"), 0.0, 1.0)  # the patient stood elsewhere
+    ctx = CompareContext().with_current(cur)
+    full = engine.compare(cur.pixels, prior, ctx).result
+    [f] = [f for f in full.findings if f.finding in ("nodule", "mass", "consolidation")]
+    [m] = [m for m in full.measured if m.box == f.evidence.box]  # type: ignore[union-attr]
+    assert m.at is not None
+    ask = ctx.model_copy(update={"measure_at": [MeasureRequest(finding=f.finding, box=m.at)], "measure_only": True})
+    only = engine.compare(cur.pixels, prior, ask).result
+    assert only.findings == [] and only.not_compared is None
+    [n] = only.measured
+    assert n.current_mm == m.current_mm  # the current is read on the same working grid, at the same place
+    assert n.prior_mm is not None and m.prior_mm is not None
+    assert n.prior_mm > 0
+    assert abs(n.prior_mm - m.prior_mm) <= 2.0  # the prior registered on the small grid lands where the full call put it

@@ -42,6 +42,26 @@ def _patch(img: np.ndarray, r0: int, c0: int, h: int, w: int, value: float = 0.2
     return out
 
 
+def _rib(img: np.ndarray, row: int, width: int, value: float = 0.15, angle_deg: float = 20.0) -> np.ndarray:
+    """A band (a rib, a vessel) across the whole image through (row, centre) at `angle_deg`."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    a = np.deg2rad(angle_deg)
+    dist = np.abs((yy - row) * np.cos(a) - (xx - SIZE / 2) * np.sin(a))
+    return img + np.where(dist <= width / 2, value, 0.0).astype(np.float32)
+
+
+def _sphere(img: np.ndarray, cy: int, cx: int, r: float, peak: float = 0.2) -> np.ndarray:
+    """A sphere in projection: its thickness sqrt(1 - (d/r)^2) of the centre's (a nodule on a radiograph)."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (r * r)
+    return img + (peak * np.sqrt(np.clip(1 - d2, 0, None))).astype(np.float32)
+
+
+def _slope(img: np.ndarray, rise: float = 0.3) -> np.ndarray:
+    """A background rising across the image (towards the chest wall or the heart)."""
+    return img + np.linspace(0.0, rise, SIZE, dtype=np.float32)[None, :]
+
+
 # (name, image, box, finding, expected mm, tolerance mm)
 CASES = [
     ("nodule 10 mm", _disk(_lung(), 100, 100, 10), (85, 85, 115, 115), "nodule", 10.0, 1.0),
@@ -55,11 +75,24 @@ CASES = [
     ("pneumothorax rim 6 mm", _rim(_lung(), 12), (30, 150, 170, 200), "pneumothorax", 6.0, 1.0),
     ("pneumothorax rim 15 mm", _rim(_lung(), 30), (30, 130, 170, 200), "pneumothorax", 15.0, 1.5),
     ("no pneumothorax", _lung(), (30, 150, 170, 200), "pneumothorax", 0.0, 0.0),
+    # the lesion itself, not what lies under it (issue 29: sizes swung 55 -> 156 -> 181 mm on a stable 9 mm nodule)
+    ("nodule 10 mm on a rib", _disk(_rib(_lung(), 100, 16), 100, 100, 10, 0.1), (85, 85, 115, 115), "nodule", 10.0, 1.5),
+    ("a rib through the place, no nodule", _rib(_lung(), 100, 16), (85, 85, 115, 115), "nodule", 0.0, 0.0),
+    ("a vessel through the place, no nodule", _rib(_lung(), 100, 4, 0.1, 70), (85, 85, 115, 115), "nodule", 0.0, 0.0),
+    ("sphere 16 mm in projection", _sphere(_lung(), 100, 100, 16), (80, 80, 120, 120), "nodule", 16.0, 1.6),
+    # a known limit: lines that start inside the sphere and run on along the rib keep part of the sphere in the
+    # background (its half off the rib reads ~30 % small: 11.4 mm)
+    pytest.param("sphere 16 mm on a rib", _sphere(_rib(_lung(), 96, 14, 0.12, -25), 100, 100, 16), (80, 80, 120, 120),
+                 "nodule", 16.0, 1.6, marks=pytest.mark.xfail(strict=True, reason="a lesion's edge along a rib")),
+    ("nodule 10 mm on a rising background", _disk(_slope(_lung()), 100, 100, 10, 0.1), (85, 85, 115, 115), "nodule",
+     10.0, 1.0),
+    ("no nodule on a rising background", _slope(_lung()), (85, 85, 115, 115), "nodule", 0.0, 0.0),
     ("consolidation 30 mm", _patch(_lung(), 80, 70, 30, 60), (70, 60, 120, 140), "consolidation", 30.0, 1.5),
 ]
 
 
-@pytest.mark.parametrize("name,image,box,finding,expected,tol", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,image,box,finding,expected,tol", CASES,
+                         ids=[c.values[0] if hasattr(c, "marks") else c[0] for c in CASES])
 def test_size_at_box(name: str, image: np.ndarray, box: tuple[int, int, int, int], finding: str,
                      expected: float, tol: float) -> None:
     got = measure_at(image, box, SPACING, finding)
