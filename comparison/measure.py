@@ -20,6 +20,7 @@ cannot be assessed (outside the image, no surroundings to compare with, a findin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -355,24 +356,27 @@ MEASURE_ONLY_REGISTER_SIZE = 128  # long side of the grid the measuring-only cal
 #                                   then applied on the full working grid, where the sizes are read as in the full call
 
 
-def measure_only(engine: Any, current: np.ndarray, prior: np.ndarray, ctx: CompareContext) -> ComparisonOutput:
+def measure_only(engine: Any, current: np.ndarray, prior: np.ndarray, ctx: CompareContext,
+                 steps: dict[str, Callable[..., Any]], model: str) -> ComparisonOutput:
     """Sizes at `ctx.measure_at` on the current and on `prior` registered onto it, and nothing else:
     no change detection, no reader, no sign rules, no heat-map (`CompareContext.measure_only`).
-    `engine` is the `RegistrationEngine` asked; its registration runs on a small grid
-    (MEASURE_ONLY_REGISTER_SIZE, a similarity-then-affine MI fit from the coarse pose, no B-spline)
-    and the prior is resampled through that transform onto the full working grid, so the current is
-    read exactly as the full comparison reads it (the same pixels at the same boxes)."""
+    `engine` is the `RegistrationEngine` asked and `steps` its module's own steps (`to_work`,
+    `match_intensity`, `ncc`: handed in, as this module cannot import the engine that imports it);
+    its registration runs on a small grid (MEASURE_ONLY_REGISTER_SIZE, a similarity-then-affine MI fit
+    from the coarse pose, no B-spline) and the prior is resampled through that transform onto the full
+    working grid, so the current is read exactly as the full comparison reads it (the same pixels at
+    the same boxes)."""
     import SimpleITK as sitk
 
-    from comparison import registration as R
     from comparison._anatomy import segment_lungs
     from comparison.coarse_pose import search_pose
 
+    to_work, match, ncc = steps["to_work"], steps["match_intensity"], steps["ncc"]
     t0 = time.perf_counter()
     params = getattr(engine, "params", T)  # the engine's own parameters (`EngineParams`), else the module's figures
-    cw, pw = R._to_work(current, params.WORK_SIZE), R._to_work(prior, params.WORK_SIZE)
+    cw, pw = to_work(current, params.WORK_SIZE), to_work(prior, params.WORK_SIZE)
     small = min(MEASURE_ONLY_REGISTER_SIZE, params.WORK_SIZE)
-    cs, ps = R._to_work(current, small), R._to_work(prior, small)
+    cs, ps = to_work(current, small), to_work(prior, small)
     lungs_c, lungs_p = segment_lungs(cw), segment_lungs(pw)
     pose = (search_pose(cs, ps, **({} if params is T else {"params": params})) if params.POSE_SEARCH else None)
     starts = [None] if pose is None else [pose, None] if pose.needed else [None, pose]
@@ -381,10 +385,10 @@ def measure_only(engine: Any, current: np.ndarray, prior: np.ndarray, ctx: Compa
         tx, _ = engine._register(cs, ps, start)
         big = _scaled_affine(tx, cw.shape[0] / cs.shape[0], cw.shape[1] / cs.shape[1], ps.shape, pw.shape, sitk)
         warped, valid, lungs_pw = engine._warp(cw, pw, lungs_p, big)
-        mapped, _, _ = R._match_intensity(cw, warped, valid & ndi.binary_dilation(lungs_c.both, iterations=8))
+        mapped, _, _ = match(cw, warped, valid & ndi.binary_dilation(lungs_c.both, iterations=8))
         warped, valid, lungs_pw, mapped = engine._inspiration(cw, warped, valid, lungs_pw, mapped, lungs_c)
         roi = (lungs_c.both | lungs_pw.both) & ndi.binary_erosion(valid, iterations=3)
-        quality = R._ncc(cw, mapped, roi)
+        quality = ncc(cw, mapped, roi)
         if best is None or quality > best[0]:
             best = (quality, mapped, valid)
         if best[0] >= params.REG_QUALITY_FAIL:
@@ -394,11 +398,11 @@ def measure_only(engine: Any, current: np.ndarray, prior: np.ndarray, ctx: Compa
     version = f"SimpleITK {sitk.Version_VersionString()}"
     if quality < params.REG_QUALITY_FAIL:
         why = f"the images do not line up (correlation {quality:.2f}); measured only"
-        res = ComparisonResult(engine=R.ENGINE_NAME, engine_version=R.ENGINE_VERSION, model=R.MODEL_NAME,
+        res = ComparisonResult(engine=engine.ENGINE_NAME, engine_version=engine.ENGINE_VERSION, model=model,
                                model_version=version, has_prior=True, draft_text=f"Not compared: {why}.",
                                notes=[f"Not compared: {why}."], not_compared=why)
         return ComparisonOutput(result=res, heatmap=None, timings={"total": time.perf_counter() - t0})
-    res = ComparisonResult(engine=R.ENGINE_NAME, engine_version=R.ENGINE_VERSION, model=R.MODEL_NAME,
+    res = ComparisonResult(engine=engine.ENGINE_NAME, engine_version=engine.ENGINE_VERSION, model=model,
                            model_version=version, has_prior=True, draft_text="Measured only: no interval change assessed.",
                            notes=["measured only (an older prior of the history)"])
     spacing = (ctx.pixel_spacing_mm or 400.0 / max(current.shape)) * (max(current.shape) / max(cw.shape))

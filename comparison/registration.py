@@ -213,7 +213,7 @@ class RegistrationEngine:
         if refusal:
             return self._not_compared(refusal)
         if ctx.measure_only:  # issue 29: an older prior of the history, sizes at known places only
-            return measure_only(self, cur, pri, ctx)
+            return measure_only(self, cur, pri, ctx, _MEASURING_STEPS, MODEL_NAME)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         al = self.align(cur, pri, timings)
@@ -628,6 +628,11 @@ def _type_change(reg: _Region, s: RegionSigns, at: Place, *, params: EngineParam
 
 _READER = None
 _READER_ERROR: str | None = None
+
+
+# what `comparison.measure.measure_only` takes from this module (it cannot import the engine that imports it)
+_MEASURING_STEPS = {"to_work": lambda a, n: _to_work(a, n), "match_intensity": lambda *a: _match_intensity(*a),
+                    "ncc": lambda *a: _ncc(*a)}
 
 
 def _load_reader():
