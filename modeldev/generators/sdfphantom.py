@@ -84,7 +84,7 @@ F32 = np.float32
 # ----------------------------------------------------------------------------------------------
 # Tunables (all in one place; each line says why)
 # ----------------------------------------------------------------------------------------------
-RENDER_MM = 0.85          # detector-plane pixel of the analytic render: resolves 1 mm vessels and rib cortex, keeps ~1 s/image
+RENDER_MM = 0.6           # detector-plane pixel of the analytic render: resolves 1 mm vessels and rib cortex, keeps ~1 s/image
 ORGAN_MM = 3.2            # detector-plane pixel of the SDF ray march: organ borders are smooth, linear upsampling keeps them sharp enough
 DEPTH_STEP_MM = 10.0      # spacing of SDF samples along each ray; soft occupancy below keeps path lengths continuous
 SOFT_MM = 10.0            # width of the SDF -> occupancy ramp (anti-aliasing of the ray march)
@@ -102,8 +102,8 @@ TEXTURE_MM = 1.3          # texture grid step in body mm (260 steps cover 338 mm
 PLACE_MIN_LUNG_MM = 60.0  # a lesion centre must project onto at least this much aerated lung (not hidden behind dome/heart)
 LUNG_DENSITY = (0.20, 0.30)  # g/cc of aerated lung, full to poor inspiration
 VESSEL_LEN_PER_R = 5.0    # segment length / radius of the branching vessel model (fills a lung with ~300 segments)
-VESSEL_R_MIN = 0.7        # mm; smaller twigs are invisible on a radiograph
-VESSEL_BUDGET = 420       # segments per tree: ~1000 per lung pair keeps the splat under 0.1 s
+VESSEL_R_MIN = 0.6        # mm; smaller twigs are invisible on a radiograph
+VESSEL_BUDGET = 650       # segments per tree: ~1000 per lung pair keeps the splat under 0.1 s
 VISIBLE_LUNG_MM = 25.0    # lung path (mm) that shows on a film: the zone frame uses the visible apex / costophrenic angle
 MARGIN_ZONE = 0.07        # lesion centres avoid this fraction of lung height around zone borders (labels stay robust)
 URGENT_LARGE_FRAC = 1.0 / 3.0   # BRIEF: large effusion reaches >= 1/3 of the lung height
@@ -487,8 +487,8 @@ def _build_bones(p: Person, rng: np.random.Generator) -> None:
         zv = z1 + 4 - i * gap * 1.02
         rx, rz = (16 + 0.9 * i) * k, gap * 0.5 - 2.5
         body = np.array([[0, yv, zv + rz], [0, yv, zv - rz]])
-        _add_caps(p, "spine", body, rx, (0, 0.45, 0), chain=False)        # flat-capped cylinder: box-like body
-        _add_caps(p, "spine", body, rx - 1.3, (0.4, -0.4, 0), chain=False)
+        _add_caps(p, "spine", body, rx, (0, 0.32, 0), chain=False)        # flat-capped cylinder: box-like body
+        _add_caps(p, "spine", body, rx - 1.3, (0.28, -0.28, 0), chain=False)
         for s in (-1, 1):
             _add_ell(p, "bone", (s * (rx - 3), yv + 14 * k + 6, zv + 2), (4.5, 8, 6.5), (0, 0.5, 0))
             _add_ell(p, "bone", (s * (rx - 3), yv + 14 * k + 6, zv + 2), (3.3, 6.8, 5.3), (0.45, -0.45, 0))
@@ -583,7 +583,7 @@ def _build_vessels(p: Person, rng) -> None:
         mx = float(np.interp(p.z_hil, *p.prof["m"]))
         art_root = np.array([s * (mx + 22 * p.k), 0.0, p.z_hil + 6])
         dirs = [(s * 0.45, 0.0, 0.9), (s * 0.95, -0.25, 0.1), (s * 0.55, 0.25, -0.8), (s * 0.35, 0.7, -0.6)]
-        a, b, r = _grow_tree(p, rng, s, art_root, dirs, 6.0 * p.k, VESSEL_BUDGET)
+        a, b, r = _grow_tree(p, rng, s, art_root, dirs, 6.8 * p.k, VESSEL_BUDGET)
         A_ += [a]; B_ += [b]; R_ += [r]
         vein_root = np.array([s * (mx + 18 * p.k), -0.1 * p.B, p.z_hil - 38 * p.k])
         a, b, r = _grow_tree(p, rng, s, vein_root, [(s * 0.9, 0.0, 0.4), (s * 0.85, 0.15, -0.45)],
@@ -1327,8 +1327,11 @@ def _make_lesion(p: Person, rng, kind: str, s: int, zone: str, change: str, urge
     if kind == "pneumothorax":
         les = Lesion(kind, s, np.array([s * p.A * 0.8, 0, p.z_top[s]]), sizes, change,
                      {"low": rng.uniform(0.1, 0.25)})
-        _measure(p, les)     # the SDF inset is not an exact distance: rescale once so the rim lands on the draw
-        les.sizes = tuple(None if v is None else v * v / max(m, 1.0) for v, m in zip(les.sizes, les.measured))
+        target = les.sizes
+        for _ in range(2):   # the SDF inset is not an exact distance: rescale so the rim lands on the draw
+            _measure(p, les)
+            les.sizes = tuple(None if v is None else v * t / max(m, 1.0)
+                              for v, t, m in zip(les.sizes, target, les.measured))
         return les
     return None
 
@@ -1512,7 +1515,7 @@ def _acq(rng, view: str = "PA", inplane: float | None = None, mirrored: bool = F
     a.grid_amp = rng.uniform(0.004, 0.012)
     a.grid_dir = int(rng.random() < 0.8)
     a.heel = rng.uniform(-0.08, 0.08)
-    a.c_base, a.c_band, a.c_det = rng.uniform(0.35, 0.85), rng.uniform(0.9, 1.4), rng.uniform(1.0, 2.0)
+    a.c_base, a.c_band, a.c_det = rng.uniform(0.3, 0.7), rng.uniform(0.9, 1.4), rng.uniform(1.0, 2.0)
     a.lut = ("sigmoid", "gamma", "linear")[int(rng.integers(3))]
     a.lut_k = rng.uniform(4, 8) if a.lut == "sigmoid" else rng.uniform(0.75, 1.35)
     a.bits = int(rng.integers(12, 16))
