@@ -21,6 +21,7 @@ against the target of 2x.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -153,11 +154,15 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=0, help="patients per kind for the 3-prior vs 1-prior ratio")
     args = ap.parse_args()
     if args.history:
+        load0 = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="pw-latency-") as tmp:
             one, three = run_history(args.history, Path(tmp))
         m1, m3 = statistics.median(one), statistics.median(three)
+        # the machine's load beside the ratio: both kinds alternate in one run, but a loaded machine changes what a
+        # parallel comparison gains (the 1-minute load average at the start and at the end, and the CPU count)
         print(f"complete->result, 1 prior: median {m1:.2f} s (n={len(one)}); 3 priors: median {m3:.2f} s "
-              f"(n={len(three)}); ratio {m3 / m1:.2f}x (target <= 2x: {'met' if m3 / m1 <= 2.0 else 'NOT met'})")
+              f"(n={len(three)}); ratio {m3 / m1:.2f}x (target <= 2x: {'met' if m3 / m1 <= 2.0 else 'NOT met'}); "
+              f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         return 0
     with tempfile.TemporaryDirectory(prefix="pw-latency-") as tmp:
         for method in args.methods:

@@ -134,6 +134,8 @@ def _lesion(patch: np.ndarray, inner: np.ndarray, ref: float, thr: float, kind: 
         return None
     labels, _ = ndi.label(contrast > max(thr / T.MEASURE_Z, LESION_EDGE_FRACTION * peak))  # down to one noise sd
     comp = ndi.binary_fill_holes(labels == labels[peak_at])
+    if kind in ("diameter", "extent"):  # what is measured at a box is inside it: a region running on beyond the box is
+        comp &= inner  # anatomy the lesion touches (the box is the lesion's own extent with a margin, or an engine's box)
     if comp.sum() < np.pi * (T.MEASURE_MIN_SIZE_MM / 2.0 / spacing_mm) ** 2:
         return None
     if kind == "diameter":
@@ -290,7 +292,9 @@ def _own_extent(current: np.ndarray, prior: np.ndarray, diff: np.ndarray, box: B
     if kind not in ("diameter", "extent"):  # a rim or a fluid level is where it changed: its lucent or dense band runs
         return changed  # on along the pleura beyond the change, no extent of its own to find
     shows = current if sign > 0 else prior
-    own = lesion_extent(shows, changed, spacing_mm, finding)
+    r0, c0, r1, c1 = changed  # the lesion may reach beyond what changed (a nodule that grew a little): looked for in
+    pad = int(round(0.5 * max(r1 - r0, c1 - c0)))  # the change's extent grown by half, its peak in the middle half
+    own = lesion_extent(shows, (r0 - pad, c0 - pad, r1 + pad, c1 + pad), spacing_mm, finding)
     if own is None:
         return changed
     m = int(round(T.MEASURE_EXTENT_MARGIN * max(own[2] - own[0], own[3] - own[1])))
