@@ -125,3 +125,11 @@ def test_not_assessable(name: str, image: np.ndarray, box: tuple[int, int, int, 
 def test_unknown_finding_word_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="tumour"):
         measure_at(_lung(), (10, 10, 20, 20), SPACING, "tumour")
+
+
+def test_a_region_running_on_beyond_the_box_is_measured_inside_it() -> None:
+    """What is measured at a box is inside it: an opacity that runs on past the box (into the mediastinum or the
+    chest wall, on a real image) reads no longer than the box (the dev series read consolidations of 250-445 mm).
+    Fails without the clip: 12.5 mm."""
+    img = _disk(_lung(), 112, 112, 12)  # 12 mm across; the box holds its upper-left part, 7.5 mm of it each way
+    assert measure_at(img, (85, 85, 115, 115), SPACING, "consolidation") == pytest.approx(7.5, abs=1.0)
