@@ -42,7 +42,8 @@ are signed distance functions combined with smooth min/max; a cone beam is ray-m
 them on a coarse detector grid (path lengths per material).  Fine structures are 3-D primitives
 projected analytically at a finer grid: ribs are swept tubes along parametric arcs with a
 cortical shell and marrow, vessel trees are grown by constrained branching with Murray's law
-radii, vertebrae/humeral heads/breasts/nodules are ellipsoids (exact ray chords), devices are thin
+radii, vertebral bodies are flat-capped cylinders, pedicles/humeral heads/breasts/nodules are
+ellipsoids (exact ray chords), devices are thin
 dense tubes and discs.  A polyenergetic sum over four energy bins (water, bone, metal
 attenuation per bin), heel effect, a broad scatter kernel, detector blur, multi-scale contrast
 equalisation and a site LUT follow; the processed image is upsampled to the stored matrix where
@@ -54,7 +55,8 @@ from a cached standard-normal field (fixed seed) cut at a random window and flip
 noise is full size without drawing 9 M normals per image.
 
 Label conventions chosen here: ``lateral`` pairs list their true findings and changes (urgent by the
-rule) although ``expect`` is ``not_compared``; ``other_person`` pairs have no findings.  PixelSpacing is ImagerPixelSpacing divided by the magnification at
+rule) although ``expect`` is ``not_compared``; ``other_person`` pairs have no findings.
+PixelSpacing is ImagerPixelSpacing divided by the magnification at
 the mid-chest plane (EstimatedRadiographicMagnificationFactor says it), so label sizes are
 patient millimetres.  Sizes are measured on the phantom after it is built (effusion height from
 the lowest point of the costophrenic angle to the top of the fluid's frontal projection,
@@ -72,7 +74,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -84,8 +85,8 @@ F32 = np.float32
 # ----------------------------------------------------------------------------------------------
 # Tunables (all in one place; each line says why)
 # ----------------------------------------------------------------------------------------------
-RENDER_MM = 0.6           # detector-plane pixel of the analytic render: resolves 1 mm vessels and rib cortex, keeps ~1 s/image
-ORGAN_MM = 3.2            # detector-plane pixel of the SDF ray march: organ borders are smooth, linear upsampling keeps them sharp enough
+RENDER_MM = 0.6           # detector-plane pixel of the analytic render: resolves 1 mm vessels and rib cortex, ~0.8 s CPU/image
+ORGAN_MM = 3.2            # detector pixel of the SDF ray march: organ borders are smooth, linear upsampling keeps them sharp
 DEPTH_STEP_MM = 10.0      # spacing of SDF samples along each ray; soft occupancy below keeps path lengths continuous
 SOFT_MM = 10.0            # width of the SDF -> occupancy ramp (anti-aliasing of the ray march)
 CONS_SOFT_MM = 9.0        # wider ramp for consolidation: "ill-defined fluffy margins"
@@ -97,14 +98,14 @@ MU_METAL = np.array([2.856, 1.220, 0.680, 0.360])           # 1/mm, iron: device
 ETA_DR = np.array([0.95, 0.80, 0.60, 0.45])                 # CsI absorption efficiency per bin
 ETA_CR = np.array([0.85, 0.60, 0.45, 0.30])                 # BaFBr storage phosphor: lower, so CR is noisier
 AL_FILTER_T = np.array([0.68, 0.82, 0.86, 0.85])            # transmission of 2.5 mm Al inherent filtration
-TEXTURE_AMP = 0.06        # +-6 % lung density texture: grain in the lung fields (not a nodular pattern); absent in a pleural gap
+TEXTURE_AMP = 0.06        # +-6 % lung density texture: grain in the lung fields (not nodular); absent in a pleural gap
 TEXTURE_MM = 1.3          # texture grid step in body mm (260 steps cover 338 mm of lungs; reflected beyond)
-PLACE_MIN_LUNG_MM = 60.0  # a lesion centre must project onto at least this much aerated lung (not hidden behind dome/heart)
+PLACE_MIN_LUNG_MM = 60.0  # a lesion centre projects onto at least this much aerated lung (not hidden behind dome/heart)
 LUNG_DENSITY = (0.20, 0.30)  # g/cc of aerated lung, full to poor inspiration
 VESSEL_LEN_PER_R = 5.0    # segment length / radius of the branching vessel model (fills a lung with ~300 segments)
 VESSEL_R_MIN = 0.6        # mm; smaller twigs are invisible on a radiograph
-VESSEL_BUDGET = 650       # segments per tree: ~1000 per lung pair keeps the splat under 0.1 s
-VISIBLE_LUNG_MM = 25.0    # lung path (mm) that shows on a film: the zone frame uses the visible apex / costophrenic angle
+VESSEL_BUDGET = 650       # segments per arterial tree (veins 70 %): markings reach the outer third, splat stays ~0.2 s
+VISIBLE_LUNG_MM = 25.0    # lung path (mm) that shows on a film: zones use the visible apex / costophrenic angle
 MARGIN_ZONE = 0.07        # lesion centres avoid this fraction of lung height around zone borders (labels stay robust)
 URGENT_LARGE_FRAC = 1.0 / 3.0   # BRIEF: large effusion reaches >= 1/3 of the lung height
 EFF_LARGE_AVOID = (0.28, 0.40)  # new effusions are drawn outside this band of height/lung height: no borderline "large"
@@ -613,7 +614,8 @@ class Lesion:
 
 def _noise3(X, Y, Z, ph, amp):
     """Low-frequency 3-D perturbation of an SDF (irregular, non-round outlines)."""
-    return amp * (np.sin(X * 0.07 + ph[0]) * np.sin(Y * 0.05 + ph[1]) + np.sin(Z * 0.06 + ph[2]) * np.sin(X * 0.045 + ph[3]))
+    return amp * (np.sin(X * 0.07 + ph[0]) * np.sin(Y * 0.05 + ph[1])
+                  + np.sin(Z * 0.06 + ph[2]) * np.sin(X * 0.045 + ph[3]))
 
 
 def _cons_sdf(les: Lesion, scale: float, X, Y, Z):
@@ -848,7 +850,8 @@ def _splat_caps(acc: np.ndarray, geo: Geo, A, B, r, w3, chain=None) -> None:
     i1 = np.ceil(np.maximum(ia, ib) + re + 1).astype(int).clip(0, H - 1)
     j0 = np.floor(np.minimum(ja, jb) - re - 1).astype(int).clip(0, W - 1)
     j1 = np.ceil(np.maximum(ja, jb) + re + 1).astype(int).clip(0, W - 1)
-    vis = (np.maximum(ia, ib) + re >= 0) & (np.minimum(ia, ib) - re < H) & (np.maximum(ja, jb) + re >= 0) & (np.minimum(ja, jb) - re < W)
+    vis = ((np.maximum(ia, ib) + re >= 0) & (np.minimum(ia, ib) - re < H)
+           & (np.maximum(ja, jb) + re >= 0) & (np.minimum(ja, jb) - re < W))
     sel = np.flatnonzero(vis)
     if sel.size == 0:
         return
@@ -1145,7 +1148,8 @@ def render(p: Person, lesions: list, devices: list, t: int, acq: Acq, rng) -> tu
     y = int(round(8 / acq.spacing)) + top
     for k, text in enumerate(acq.texts):
         bm = np.kron(_text_bitmap(text), np.ones((scale, scale), bool))
-        x = int(round(10 / acq.spacing)) + left if k % 2 == 0 else Wf - right - bm.shape[1] - int(round(10 / acq.spacing))
+        margin = int(round(10 / acq.spacing))
+        x = margin + left if k % 2 == 0 else Wf - right - bm.shape[1] - margin
         yy = y + (k // 2) * (bm.shape[0] + 3 * scale)
         region = img[yy:yy + bm.shape[0], x:x + bm.shape[1]]
         region[bm[:region.shape[0], :region.shape[1]]] = F32(1.0)
@@ -1199,7 +1203,9 @@ def _size_pair(rng, kind: str, change: str):
         return rng.uniform(lo, hi), None
     if change == "stable":
         a = rng.uniform(lo, hi)
-        return a, a * rng.uniform(0.96, 1.04)
+        # nodules/masses are measured exactly, so they may wobble a little; grid-measured findings
+        # (2 mm steps) keep one geometry so "stable" cannot read as a >10 % change
+        return a, (a * rng.uniform(0.96, 1.04) if kind in ("nodule", "mass") else a)
     if change == "worsened":
         a = rng.uniform(lo, lo + (hi - lo) * 0.45)
         return a, min(hi, a * rng.uniform(1.35, 2.0))
@@ -1328,8 +1334,10 @@ def _make_lesion(p: Person, rng, kind: str, s: int, zone: str, change: str, urge
         les = Lesion(kind, s, np.array([s * p.A * 0.8, 0, p.z_top[s]]), sizes, change,
                      {"low": rng.uniform(0.1, 0.25)})
         target = les.sizes
-        for _ in range(2):   # the SDF inset is not an exact distance: rescale so the rim lands on the draw
+        for _ in range(4):   # the SDF inset is not an exact distance: rescale until the rim lands on the draw
             _measure(p, les)
+            if all(t is None or abs(m / t - 1) < 0.06 for t, m in zip(target, les.measured)):
+                break
             les.sizes = tuple(None if v is None else v * t / max(m, 1.0)
                               for v, t, m in zip(les.sizes, target, les.measured))
         return les
@@ -1358,7 +1366,8 @@ def _grow_bronchi(p: Person, rng, les: Lesion, scale: float):
         perp = np.cross(D, rng.normal(size=(len(P), 3)))
         perp /= np.linalg.norm(perp, axis=1, keepdims=True)
         P = np.concatenate([P, P]); R = np.concatenate([R, R]) * 0.8
-        D = np.concatenate([np.cos(ang) * D[: len(ang)] + np.sin(ang) * perp, np.cos(ang) * D[: len(ang)] - np.sin(ang) * perp])
+        D = np.concatenate([np.cos(ang) * D[: len(ang)] + np.sin(ang) * perp,
+                            np.cos(ang) * D[: len(ang)] - np.sin(ang) * perp])
         D /= np.linalg.norm(D, axis=1, keepdims=True)
         keep = R >= 0.7
         P, D, R = P[keep], D[keep], R[keep]
