@@ -106,7 +106,7 @@ VESSEL_LEN_PER_R = 5.0    # segment length / radius of the branching vessel mode
 VESSEL_R_MIN = 0.6        # mm; smaller twigs are invisible on a radiograph
 VESSEL_BUDGET = 650       # segments per arterial tree (veins 70 %): markings reach the outer third, splat stays ~0.2 s
 VISIBLE_LUNG_MM = 25.0    # lung path (mm) that shows on a film: zones use the visible apex / costophrenic angle
-MARGIN_ZONE = 0.07        # lesion centres avoid this fraction of lung height around zone borders (labels stay robust)
+MARGIN_ZONE = 0.09        # lesion centres avoid this fraction of lung height around zone borders (labels stay robust)
 URGENT_LARGE_FRAC = 1.0 / 3.0   # BRIEF: large effusion reaches >= 1/3 of the lung height
 EFF_LARGE_AVOID = (0.28, 0.40)  # new effusions are drawn outside this band of height/lung height: no borderline "large"
 NOISE_BANK = 3100         # side of the cached standard-normal field windows are cut from (fast full-size noise)
