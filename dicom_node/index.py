@@ -12,11 +12,13 @@ import functools
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -67,6 +69,10 @@ class WriteLock:
         finally:
             self._thread_lock.release()
 
+
+# SQLite index writes of the receive path through the driver's cursor (`_index_sqlite`); off:
+# SQLAlchemy's statements, as for PostgreSQL (the tests compare the rows both write).
+DRIVER_CURSOR_SQLITE = True
 
 _locks: dict[str, WriteLock] = {}
 _locks_guard = threading.Lock()
@@ -226,7 +232,110 @@ def index_instance(
             conn.execute(_COUNT, {"sid": study_id, "now": now})
         return Indexed(study_id, version, instance_id, reopened)
 
-    return with_retry(engine, txn, what="index_instance")
+    def sqlite_txn(conn: Connection) -> Indexed:
+        try:
+            return _index_sqlite(conn, header, path=path, size=size, calling_ae=calling_ae, role=role)
+        except sqlite3.IntegrityError as exc:  # what with_retry handles, as SQLAlchemy raises it
+            raise IntegrityError("index_instance", None, exc) from None
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("index_instance", None, exc) from None
+
+    fast = DRIVER_CURSOR_SQLITE and engine.dialect.name == "sqlite"
+    return with_retry(engine, sqlite_txn if fast else txn, what="index_instance")
+
+
+# -- SQLite: the same transaction through the driver's cursor --------------------------------------
+# SQLAlchemy's execution of a Core statement (cache key, parameter processing, result set) cost
+# ~0.5 ms of CPU per instance here against ~0.2 ms for the same statements on the driver's own
+# cursor, inside SQLAlchemy's transaction (issue 32). Values are stored as SQLAlchemy stores them
+# in SQLite (`_sqlite_value`), so every reader sees the same rows; tests compare both paths.
+_Q_INDEXED = "SELECT study_id, path FROM instance WHERE sop_instance_uid = ?"
+_Q_OWNER = "SELECT patient_id, issuer, patient_name, patient_birth_date FROM study WHERE id = ?"
+_Q_STUDY = ("SELECT id, modality, state, version, patient_id, issuer, patient_name, patient_birth_date "
+            "FROM study WHERE study_uid = ?")
+_Q_COUNT = 'UPDATE study SET n_instances = n_instances + 1, last_received_at = ? WHERE id = ?'
+_Q_COUNT_MODALITY = 'UPDATE study SET n_instances = n_instances + 1, last_received_at = ?, modality = ? WHERE id = ?'
+_insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+@dataclass(slots=True)
+class _Owner:
+    patient_id: str
+    issuer: str | None
+    patient_name: str | None
+    patient_birth_date: date | None
+
+
+def _sqlite_value(v: object) -> object:
+    """A value as SQLAlchemy's SQLite types store it (DateTime/Date as ISO text)."""
+    if isinstance(v, datetime):
+        return f"{v:%Y-%m-%d %H:%M:%S}.{v.microsecond:06d}"
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
+
+
+def _owner(patient_id: str, issuer: str | None, name: str | None, birth: str | None) -> _Owner:
+    return _Owner(patient_id, issuer, name, date.fromisoformat(birth[:10]) if birth else None)
+
+
+def _insert(cur: Any, table: str, values: dict[str, object]) -> int:
+    keys = tuple(values)
+    sql = _insert_sql.get((table, keys))
+    if sql is None:
+        sql = _insert_sql[(table, keys)] = (f'INSERT INTO {table} ({", ".join(f"{chr(34)}{k}{chr(34)}" for k in keys)}) '
+                                            f'VALUES ({", ".join("?" * len(keys))})')
+    cur.execute(sql, [_sqlite_value(v) for v in values.values()])
+    return int(cur.lastrowid)
+
+
+def _index_sqlite(conn: Connection, header: Header, *, path: str, size: int, calling_ae: str, role: str) -> Indexed:
+    """`index_instance`'s transaction, statement for statement, on the driver's cursor."""
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        now = utcnow()
+        stamp = _sqlite_value(now)
+        incoming = PatientIdentity(header.patient_id, header.study.get("issuer", ""),
+                                   header.study.get("patient_name", ""), header.study.get("patient_birth_date"))
+        held = cur.execute(_Q_INDEXED, (header.sop_instance_uid,)).fetchone()
+        if held is not None:
+            owner = cur.execute(_Q_OWNER, (held[0],)).fetchone()
+            differs = conflicts(_identity(_owner(*owner)), incoming) if owner is not None else ()
+            if differs:
+                raise PatientMismatch(held[0], differs)
+            raise Duplicate(held[0], held[1])
+        row = cur.execute(_Q_STUDY, (header.study_uid,)).fetchone()
+        reopened = False
+        if row is None:
+            values = dict(header.study)
+            values.update(
+                study_uid=header.study_uid, calling_ae=calling_ae[:16], role=role,
+                state=StudyState.receiving.value, version=1, n_instances=0,
+                first_received_at=now, last_received_at=now,
+            )
+            study_id = _insert(cur, "study", values)
+            modality, version = header.study.get("modality", ""), 1
+        else:
+            study_id, modality, state, version = row[:4]
+            differs = conflicts(_identity(_owner(*row[4:8])), incoming)
+            if differs:
+                raise PatientMismatch(study_id, differs)
+            if state != StudyState.receiving.value:  # rare: SQLAlchemy's statements, same transaction
+                reopened = bool(conn.execute(_REOPEN, {"sid": study_id}).rowcount)
+                version = conn.execute(select(study_t.c.version).where(study_t.c.id == study_id)).scalar_one()
+        instance_id = _insert(cur, "instance", {
+            "sop_instance_uid": header.sop_instance_uid, "study_id": study_id,
+            "series_uid": header.series_uid, "sop_class_uid": header.sop_class_uid,
+            "transfer_syntax": header.transfer_syntax, "path": path, "size": size,
+            "received_at": now, "study_version": version, **header.instance})
+        new_modality = header.instance.get("modality", "")
+        if modality in _NON_IMAGE and new_modality not in _NON_IMAGE:
+            cur.execute(_Q_COUNT_MODALITY, (stamp, new_modality, study_id))
+        else:
+            cur.execute(_Q_COUNT, (stamp, study_id))
+        return Indexed(study_id, version, instance_id, reopened)
+    finally:
+        cur.close()
 
 
 _RELEASE = (update(study_t)
