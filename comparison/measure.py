@@ -58,6 +58,9 @@ LESION_LINE_LENGTH = 1.2  # lines this share longer than the box's longest side 
 LESION_SMOOTHED_NOISE = 0.28  # white noise smoothed by a 1 px Gaussian keeps 1 / (2 sqrt(pi)) = 0.28 of its sd: a round
 #                               lesion's peak is read on the smoothed window, so its noise threshold is that share of the raw one
 LESION_LINE_GRID_PX = 48  # a box longer than this (px) is opened on a grid coarsened to it: a 90 px mass box took ~1 s
+LESION_REGROW_ROUNDS = 3  # grown again this many times: each round fills in under what the last one found
+LESION_REGROW_RIM = 0.5  # the rim filled in around a round lesion, in its radius: room for the edge the openings cut off
+LESION_FILL_SWEEPS = 80  # Jacobi sweeps filling it in: enough to settle a hole ~20 px across (a 30 mm nodule's on the grid)
 LESION_LINE_ANGLES = tuple(range(0, 180, 15))  # every 15 degrees: a band within 7.5 degrees of a line keeps most of its width
 LESION_MIN_ROUNDNESS = 0.3  # a nodule/mass region covering less than this share of the circle on its longest extent is a
 #                             band (a rib, a vessel, a fissure) through the place: no round lesion there (a disc 1.0, a square
@@ -143,7 +146,34 @@ def _lesion(patch: np.ndarray, inner: np.ndarray, ref: float, thr: float, kind: 
         longest = float(max(np.ptp(rows), np.ptp(cols)) + 1)
         if comp.sum() < LESION_MIN_ROUNDNESS * np.pi * (longest / 2.0) ** 2:
             return None  # a band through the place (a rib, a vessel, a fissure), not a round lesion
+        for _ in range(LESION_REGROW_ROUNDS):
+            comp = _regrown(patch, contrast, comp, inner, peak_at, thr)
     return comp
+
+
+def _regrown(patch: np.ndarray, contrast: np.ndarray, comp: np.ndarray, inner: np.ndarray,
+             peak_at: tuple[int, ...], thr: float) -> np.ndarray:
+    """A round lesion grown again over a background filled in under it from around it. Lines that start
+    in a lesion and run on along a rib it touches keep that part of the lesion in the line openings (its
+    edge along the rib is cut off); the image filled in across the lesion and a rim around it (the smooth,
+    harmonic surface through the rim's outside: a rib crossing it is carried across) is not fooled so.
+    The lower of the two backgrounds is the lesion's."""
+    radius = np.sqrt(comp.sum() / np.pi)
+    hole = ndi.binary_dilation(comp, iterations=max(2, int(round(LESION_REGROW_RIM * radius)))) & inner
+    hole[[0, -1], :] = False
+    hole[:, [0, -1]] = False
+    filled = patch.astype(np.float32).copy()
+    filled[hole] = float(np.median(patch[ndi.binary_dilation(hole, iterations=2) & ~hole]))
+    for _ in range(LESION_FILL_SWEEPS):  # Jacobi sweeps: each hole pixel the mean of its four neighbours
+        avg = 0.25 * (np.roll(filled, 1, 0) + np.roll(filled, -1, 0) + np.roll(filled, 1, 1) + np.roll(filled, -1, 1))
+        filled[hole] = avg[hole]
+    again = np.where(hole, np.maximum(contrast, patch - filled), 0.0)
+    peak = float(again[peak_at])
+    if peak <= thr:
+        return comp
+    labels, _ = ndi.label(again > LESION_EDGE_FRACTION * peak)
+    out = ndi.binary_fill_holes(labels == labels[peak_at])
+    return out if out.sum() >= comp.sum() else comp
 
 
 def _central(inner: np.ndarray, share: float) -> np.ndarray:

@@ -80,8 +80,8 @@ CASES = [
     ("a rib through the place, no nodule", _rib(_lung(), 100, 16), (85, 85, 115, 115), "nodule", 0.0, 0.0),
     ("a vessel through the place, no nodule", _rib(_lung(), 100, 4, 0.1, 70), (85, 85, 115, 115), "nodule", 0.0, 0.0),
     ("sphere 16 mm in projection", _sphere(_lung(), 100, 100, 16), (80, 80, 120, 120), "nodule", 16.0, 1.6),
-    # a known limit: lines that start inside the sphere and run on along the rib keep part of the sphere in the
-    # background (its half off the rib reads ~30 % small: 11.4 mm)
+    # a known limit: lines that start inside the sphere and run on along the rib keep part of it in the background;
+    # grown again over the filled-in image it reads 13.6 mm (15 % short; 11.4 mm without), not within 10 %
     pytest.param("sphere 16 mm on a rib", _sphere(_rib(_lung(), 96, 14, 0.12, -25), 100, 100, 16), (80, 80, 120, 120),
                  "nodule", 16.0, 1.6, marks=pytest.mark.xfail(strict=True, reason="a lesion's edge along a rib")),
     ("nodule 10 mm on a rising background", _disk(_slope(_lung()), 100, 100, 10, 0.1), (85, 85, 115, 115), "nodule",
@@ -133,3 +133,12 @@ def test_a_region_running_on_beyond_the_box_is_measured_inside_it() -> None:
     Fails without the clip: 12.5 mm."""
     img = _disk(_lung(), 112, 112, 12)  # 12 mm across; the box holds its upper-left part, 7.5 mm of it each way
     assert measure_at(img, (85, 85, 115, 115), SPACING, "consolidation") == pytest.approx(7.5, abs=1.0)
+
+
+def test_a_sphere_along_a_rib_within_the_issues_20_percent() -> None:
+    """A lesion whose edge runs along a rib: grown again over the image filled in under it (the rib carried across),
+    it reads within the issue's 20 % (13.6 of 16 mm; 11.4 mm, 29 % short, with the line openings alone)."""
+    img = _sphere(_rib(_lung(), 96, 14, 0.12, -25), 100, 100, 16)
+    got = measure_at(img, (80, 80, 120, 120), SPACING, "nodule")
+    assert got is not None
+    assert abs(got - 16.0) <= 0.2 * 16.0
