@@ -49,7 +49,7 @@ attenuation per bin), heel effect, a broad scatter kernel, detector blur, multi-
 equalisation and a site LUT follow; the processed image is upsampled to the stored matrix where
 detector noise, grid stripes, collimation and burned-in text are added.
 
-Cost: about 1.1 s of CPU per pair (seed 5, 40 pairs with every safety case: 44.7 s user+sys on
+Cost: about 1.6 s of CPU per pair (seed 5, 40 pairs with every safety case: 64.0 s user+sys on
 this machine's shared cores).  The render is 0.85 mm; detector noise is added at the stored matrix
 from a cached standard-normal field (fixed seed) cut at a random window and flip per image, so
 noise is full size without drawing 9 M normals per image.
