@@ -213,3 +213,36 @@ def test_association_is_set_up_in_the_accepting_thread(settings, maker) -> None:
         assert send_files(files[1:], "127.0.0.1", node.port, settings.ae_title) == [0]
     assert len(seen) == 2
     assert [name.startswith(("AcceptorServer@", "priorwatch-acceptor")) for name in seen] == [True, True]
+
+
+def test_negotiation_sees_only_the_requested_classes(settings) -> None:  # type: ignore[no-untyped-def]
+    """Negotiation is handed only the supported contexts of the abstract syntaxes requested
+    (pynetdicom indexed all ~170 per association); it decides as before: a supported class is
+    accepted with a transfer syntax it proposed, an unknown one refused (0x03)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+    from dicom_node import StorageNode
+
+    seen: list[object] = []
+    node = StorageNode(settings, monitor=False)
+    opened = node._on_conn_open
+
+    def on_open(event):  # type: ignore[no-untyped-def]
+        seen.append(event.assoc)
+        opened(event)
+
+    node._on_conn_open = on_open  # type: ignore[method-assign]
+    with node:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+        ae.add_requested_context("1.2.826.0.1.3680043.9.7156.99.1", ["1.2.840.10008.1.2"])  # no such class
+        assoc = ae.associate("127.0.0.1", node.port, ae_title=settings.ae_title)
+        assert assoc.is_established
+        results = sorted((str(cx.abstract_syntax), cx.result, list(cx.transfer_syntax)) for cx in assoc.accepted_contexts
+                         + assoc.rejected_contexts)
+        assoc.release()
+    assert results == [("1.2.826.0.1.3680043.9.7156.99.1", 0x03, ["1.2.840.10008.1.2"]),
+                       (str(CTImageStorage), 0x00, ["1.2.840.10008.1.2.1"])]
+    (server_side,) = seen
+    assert [str(cx.abstract_syntax) for cx in server_side.acceptor._contexts] == [str(CTImageStorage)]  # type: ignore[attr-defined]
