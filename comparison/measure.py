@@ -11,8 +11,15 @@ reader would measure on a radiograph:
 - pneumothorax: the rim depth, the mean thickness of the lucent air strip (area over length);
 - consolidation (and atelectasis, other opacities): the extent, the longest side of the opacity.
 
-The reference for "denser" or "more lucent" is the image just around the box (its median), the
-threshold a few sd of the pixel noise there; both in `comparison.thresholds` (MEASURE_*).
+The lesion itself is segmented, the same way on every study: a nodule, mass or consolidation is
+what stands above the window's background, the greatest of its openings along lines longer than
+the box (a rib, vessel or organ edge survives along its line, a lesion does not), a round one grown
+again over the image filled in under it (`_regrown`); its region grows from its peak down to a share
+of it and stays inside the box; a band through the place is no round lesion. Present or absent is
+that segmentation's answer (`pair_sizes`: one size for both studies only where the registered pair
+does not differ there). An effusion and a pneumothorax rim are read against the image just around
+the box (its median). Noise thresholds in `comparison.thresholds` (MEASURE_*), the segmentation's
+figures here (LESION_*). `measure_only` is the history's cheap call on an older prior.
 Returns 0.0 when the place was looked at and nothing is there (absent), None when the place
 cannot be assessed (outside the image, no surroundings to compare with, a finding with no size).
 """
