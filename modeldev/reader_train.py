@@ -94,6 +94,14 @@ FINDINGS, CHANGES, ZONES = (reader_classes()[k] for k in ("finding", "change", "
 JITTER = 0.04  # crop margins move by up to this share of the lung's size (segmentation varies)
 VARIANTS = 3  # crops per lung: as acquired, jittered and read backwards in time, jittered
 SEED = 7
+# Acquisition randomisation (`--acquire`, issue 28): the reader trained on one generator over-called quiet pairs of
+# others, whose sites differ in tone curve, noise and sharpness. Each jittered variant, with probability
+# `--acquire`, sees the pair as another site would have made it (`acquisition`):
+ACQ_GAMMA = (0.65, 1.5)  # one tone curve (power law over the image's p0.5-p99.5 range) on both images: another LUT
+ACQ_PRIOR_GAMMA = 0.12  # the prior's own curve off that by up to exp(+-this): the engine's tone match is imperfect
+ACQ_NOISE = (0.0, 0.04)  # white noise added to one image, sd as a share of the lungs' p10-p90 spread (exposure, detector)
+ACQ_BLUR_PX = (0.3, 1.2)  # Gaussian blur of one image, sd in working-grid pixels (a softer detector) ...
+ACQ_SHARPEN = (0.2, 0.9)  # ... or an unsharp mask of this amount (another edge enhancement), half of the time each
 
 
 def _load(path: Path) -> dict:
@@ -132,17 +140,44 @@ def _targets(labels: list[dict], side: str, swapped: bool = False, lung_h_mm: fl
     return 0.0, -100, -100, -100, 0.0, 0.0
 
 
-def samples(paths: list[Path], variants: int, rng: np.random.Generator | None, tone: float = 0.0) -> dict[str, np.ndarray]:
+def acquisition(cw: np.ndarray, mapped: np.ndarray, roi: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The registered pair as another site's processing would show it: one random tone curve on both
+    images (the prior's slightly off), then noise on one image and blur or sharpening on one image."""
+    from scipy import ndimage as ndi
+
+    lo, hi = (float(v) for v in np.percentile(cw, [0.5, 99.5]))
+    span = max(hi - lo, 1e-6)
+    g = float(rng.uniform(*ACQ_GAMMA))
+    gp = g * float(np.exp(rng.uniform(-ACQ_PRIOR_GAMMA, ACQ_PRIOR_GAMMA)))
+    out = [lo + span * np.maximum((im - lo) / span, 0.0) ** gg for im, gg in ((cw, g), (mapped, gp))]
+    lung = out[0][roi] if roi.sum() >= 50 else out[0].ravel()
+    spread = max(float(np.subtract(*np.percentile(lung, [90, 10]))), 1e-6)
+    k = int(rng.integers(2))
+    out[k] = out[k] + rng.normal(0.0, rng.uniform(*ACQ_NOISE) * spread, out[k].shape)
+    k = int(rng.integers(2))
+    if rng.random() < 0.5:
+        out[k] = ndi.gaussian_filter(out[k], rng.uniform(*ACQ_BLUR_PX))
+    else:
+        out[k] = out[k] + rng.uniform(*ACQ_SHARPEN) * (out[k] - ndi.gaussian_filter(out[k], 2.0))
+    return out[0].astype(np.float32), out[1].astype(np.float32)
+
+
+def samples(paths: list[Path], variants: int, rng: np.random.Generator | None, tone: float = 0.0,
+            acquire: float = 0.0) -> dict[str, np.ndarray]:
     """Inputs and targets for every lung of every pair (`variants` jittered crops each). `tone`: the share
-    of variants that show the prior after `comparison.match_tone`, as the engine's deciding reading does."""
+    of variants that show the prior after `comparison.match_tone`, as the engine's deciding reading does;
+    `acquire`: the share of jittered variants seen through another site's processing (`acquisition`)."""
     xs, hs, ys = [], [], []
     for p in paths:
         d = _load(p)
         labels = json.loads(str(d["labels"]))
-        cw, plain = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
-        toned = match_tone(cw, plain, d["roi"]) if tone > 0 else plain
+        cw0, plain = d["cw"].astype(np.float32), d["mapped"].astype(np.float32)
+        toned = match_tone(cw0, plain, d["roi"]) if tone > 0 else plain
         for v in range(variants):
             mapped = toned if rng is not None and rng.random() < tone else plain
+            cw = cw0
+            if rng is not None and v > 0 and rng.random() < acquire:
+                cw, mapped = acquisition(cw0, mapped, d["roi"], rng)
             jitter = None
             if rng is not None and v > 0:
                 jitter = {s: rng.uniform(-JITTER, JITTER, 4) for s in ("right", "left")}
@@ -189,7 +224,8 @@ def dev_report(pred: dict, data: dict, cut: float) -> dict:
 
 
 def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, threads: int, limit: int | None,
-          seed: int = SEED, init: Path | None = None, max_lr: float = 3e-3, tone: float = 0.0) -> None:
+          seed: int = SEED, init: Path | None = None, max_lr: float = 3e-3, tone: float = 0.0, acquire: float = 0.0,
+          variants: int = VARIANTS, init_member: int = 0) -> None:
     import torch
     from torch import nn
 
@@ -198,12 +234,13 @@ def train(train_dirs: list[Path], dev_dir: Path | None, out: Path, epochs: int, 
     rng = np.random.default_rng(seed)
     paths = [p for d in train_dirs for p in sorted(d.glob("*.npz"))[:limit]]
     t0 = time.time()
-    tr = samples(paths, VARIANTS, rng, tone)
+    tr = samples(paths, variants, rng, tone, acquire)
     dv = samples(sorted(dev_dir.glob("*.npz")), 1, None) if dev_dir else None
     print(f"{len(paths)} train pairs -> {len(tr['x'])} lung crops ({time.time() - t0:.0f} s)", flush=True)
     net = build_net()
     if init is not None:  # fine-tune from trained weights
-        net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["members"][init_member] if "members" in state else state)  # one member of an ensemble
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(tr["x"]) / 64))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps)
@@ -267,13 +304,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", type=Path, help="fine-tune from these weights")
     ap.add_argument("--max-lr", type=float, default=3e-3)
     ap.add_argument("--tone", type=float, default=0.0, help="share of crops read on the tone-mapped prior (engine 0.4.7's deciding reading)")
+    ap.add_argument("--acquire", type=float, default=0.0,
+                    help="share of jittered crops seen through another site's tone curve, noise and sharpness (issue 28)")
+    ap.add_argument("--variants", type=int, default=VARIANTS, help="crops per lung (the first as acquired)")
+    ap.add_argument("--init-member", type=int, default=0, help="--init is an ensemble: fine-tune this member")
     a = ap.parse_args(argv)
     if a.combine:
         combine(a.combine, a.out)
         return
     if not a.train:
         ap.error("--train is required")
-    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed, a.init, a.max_lr, a.tone)
+    train(a.train, a.dev, a.out, a.epochs, a.threads, a.limit, a.seed, a.init, a.max_lr, a.tone, a.acquire, a.variants,
+          a.init_member)
 
 
 if __name__ == "__main__":
