@@ -1,18 +1,27 @@
-"""C-STORE ingest rate: our node vs DCMTK storescp vs Orthanc, same sender (pynetdicom SCU).
+"""C-STORE ingest rate: our node vs DCMTK storescp vs Orthanc, the same sender for each.
 
 Each receiver runs as its own process on a free loopback port (TCP_NODELAY=1 for DCMTK and
-Orthanc), fresh for every run; the sender is DCMTK storescu by default. Small instances are a real chest CR downsampled to ~0.45 MB;
+Orthanc), fresh for every run. Small instances are a real chest CR downsampled to ~0.45 MB;
 large ones the real CR itself (~7.2 MB); every instance has its own UIDs. Prints instances/s,
-MB/s and the ratios ours/storescp and ours/Orthanc.
+MB/s, the receiver's CPU (its process tree, from /proc, while sending) and the ratios
+ours/storescp and ours/Orthanc, then one table of ours/Orthanc per row and sender.
 
-    .venv/bin/python benchmarks/ingest.py [--small 200] [--large 20] [--parallel 1 4]
-        [--sender storescu|pynetdicom] [--repeat 3]
+    .venv/bin/python -m benchmarks.ingest [--small 200] [--large 20] [--studies 60]
+        [--parallel 1 4] [--sender storescu raw] [--repeat 3] [--only small large study]
 
-Each cell is the median of --repeat runs, each on a fresh receiver after a short warm-up send.
+Senders (both by default, each for every receiver):
+- storescu: DCMTK's, one process per association. It proposes ~130 presentation contexts and
+  its start costs ~20-25 ms of CPU (measured here, issue 32), which "study" rows pay per study:
+  in every receiver's time, it bounds those rows' ratios.
+- raw: `benchmarks.rawscu`, PDUs encoded before the clock starts and replayed over a socket,
+  checking the A-ASSOCIATE-AC and every C-STORE-RSP status; it proposes what a modality does
+  (the classes it sends). Each receiver gets the same bytes but for the Called AE title and
+  the P-DATA fragmenting (the maximum PDU length that receiver states).
+- pynetdicom: our own SCU (`dicom_node.send_files`), on request.
+
+Each cell is the median of --repeat runs, each on a fresh receiver after a warm-up send.
 "study" rows send 2-instance small studies, a new association per study (what a modality
-does), so they also weigh each receiver's association set-up. With the storescu sender each
-study is also a new storescu process (~20-25 ms CPU each, more than Orthanc's whole cost per
-study here): that sender's start is in every receiver's time and bounds the ratios.
+does), so they also weigh each receiver's association set-up and release.
 """
 
 from __future__ import annotations
