@@ -25,6 +25,9 @@ class LungFields:
     left: np.ndarray  # bool mask of the patient's left lung
     midline: float  # column between the lungs
     template: bool  # True when the template stood in for a failed segmentation
+    # per side (apex row, row of the lowest point of the costophrenic angle) that zones are thirds of, when measured
+    # on the image (`zone_extents`); None: the mask's rows (a mask that leaks into the neck or abdomen shifts zones)
+    zone_rows: dict[Side, tuple[int, int]] | None = None
 
     @property
     def both(self) -> np.ndarray:
@@ -43,8 +46,12 @@ class LungFields:
             return int(0.1 * h), int(0.8 * h)
         return int(rows[0]), int(rows[-1])
 
+    def zone_span(self, side: Side) -> tuple[int, int]:
+        """The rows zones are thirds of: the measured apex and costophrenic angle (`zone_rows`), else the mask's."""
+        return self.zone_rows[side] if self.zone_rows and side in self.zone_rows else self.extent(side)
+
     def zone_of(self, side: Side, row: float) -> Zone:
-        top, bottom = self.extent(side)
+        top, bottom = self.zone_span(side)
         f = (row - top) / max(1.0, bottom - top)
         return Zone.upper if f < 1 / 3 else Zone.middle if f < 2 / 3 else Zone.lower
 
@@ -181,3 +188,54 @@ def robust_sd(v: np.ndarray) -> float:
     """The standard deviation of `v` from its median absolute deviation (outliers, i.e. changes, do not
     inflate it): the noise of a difference image, used by registration, the tone map and the reader."""
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def _dark_run(profile: np.ndarray, level: float) -> tuple[int, int] | None:
+    """The longest run of rows whose profile lies under `level` of the way from its dark end (p10) to its
+    dense end (p90): the aerated lung between the neck and the abdomen."""
+    lo, hi = np.percentile(profile, 10), np.percentile(profile, 90)
+    if hi - lo < 1e-4:
+        return None
+    below = profile < lo + level * (hi - lo)
+    lab, n = ndi.label(below)
+    if n == 0:
+        return None
+    k = int(np.argmax(ndi.sum(below, lab, np.arange(1, n + 1)))) + 1
+    rows = np.nonzero(lab == k)[0]
+    return int(rows[0]), int(rows[-1])
+
+
+def zone_extents(img: np.ndarray, lungs: LungFields, smooth_px: float, level: float, central: float,
+                 lateral: tuple[float, float], min_share: float) -> dict[Side, tuple[int, int]]:
+    """Per lung, the rows from its apex to the lowest point of its costophrenic angle, read on the image
+    itself (zones are thirds of that height, the lesion's third by its centre): the lung mask's rows are
+    not (on independent generators a mask leaking into the neck or the abdomen put lower-zone lesions in
+    the middle third). The apex and the base are where the row profile of the lung's central columns
+    (`central` trimmed from each side of the mask's columns) leaves the dark, aerated run (`level` of the
+    way from its dark to its dense end); the base is followed further down in the lateral band (`lateral`,
+    shares of the width from the chest wall), where the costophrenic angle lies lowest. A side whose run
+    is shorter than `min_share` of the image height is left to its mask."""
+    s = ndi.gaussian_filter(img.astype(np.float32), smooth_px)
+    out: dict[Side, tuple[int, int]] = {}
+    for side in (Side.right, Side.left):
+        cols = np.nonzero(lungs.mask(side).any(axis=0))[0]
+        if cols.size < 8:
+            continue
+        c0, c1 = int(cols[0]), int(cols[-1])
+        w = c1 - c0
+        mid = s[:, int(c0 + central * w): int(c1 - central * w) + 1]
+        a, b = lateral
+        lat = (s[:, int(c0 + a * w): int(c0 + b * w) + 1] if side == Side.right  # patient's right: image left
+               else s[:, int(c1 - b * w): int(c1 - a * w) + 1])
+        if mid.shape[1] < 2 or lat.shape[1] < 2:
+            continue
+        run = _dark_run(np.median(mid, axis=1), level)
+        if run is None or run[1] - run[0] < min_share * img.shape[0]:
+            continue
+        top, bottom = run
+        prof = np.median(lat, axis=1)
+        lo, hi = np.percentile(prof, 10), np.percentile(prof, 90)
+        while bottom + 1 < prof.size and prof[bottom + 1] < lo + level * (hi - lo):
+            bottom += 1
+        out[side] = (top, bottom)
+    return out

@@ -16,7 +16,11 @@ the height of the meniscus at the lateral chest wall against the lung's height, 
 - its height over the lung's is returned. The registration's inspiration stage moves the
   prior's base towards the fluid's top, so the measure reads ~0.1 of the lung height under
   the meniscus height: `thresholds.NEW_LARGE_FLUID_HEIGHT` is set on that scale (train split
-  only, see there).
+  only, see there);
+- a row's pixel is denser now by `FLUID_Z` noise sd, or by `FLUID_CONTRAST` of the prior's own contrast
+  between the soft tissue under the base and the aerated lower lung, whichever is less: rib residuals of
+  breathing inflate the noise sd, and a meniscus thins towards its top (issue 28: thorax3d effusions of
+  123 and 155 mm read 0).
 
 It is used only for a change the reader typed "effusion, new": a worsened effusion's prior
 fluid sits at the base too, and the measure cannot tell how much of it was there before.
@@ -43,7 +47,6 @@ def new_fluid_height(al: "Aligned", raw: np.ndarray, sigma: float, params: Engin
 
     `raw` is the registered difference (current - prior, smoothed) on the working grid and
     `sigma` its noise sd inside the lungs (what the engine's change detection uses)."""
-    dense = raw > params.FLUID_Z * sigma
     boxes = hemithorax_boxes(al.mapped, al.lungs.right, al.lungs.left)
     h = raw.shape[0]
     out: dict[str, float] = {}
@@ -52,7 +55,9 @@ def new_fluid_height(al: "Aligned", raw: np.ndarray, sigma: float, params: Engin
         band = params.FLUID_LATERAL_BAND * (c1 - c0)
         a, b = (c0, c0 + band) if side == "right" else (c1 - band, c1)  # patient's right = image left
         cols = slice(max(0, int(round(a))), int(round(b)) + 1)
-        cover = dense[:, cols].mean(axis=1) if cols.stop > cols.start else np.zeros(h)
+        thr = min(params.FLUID_Z * sigma, params.FLUID_CONTRAST * _tissue_contrast(al.mapped, cols, top, bot, params=params)
+                  or np.inf)
+        cover = (raw[:, cols] > thr).mean(axis=1) if cols.stop > cols.start else np.zeros(h)
         low = min(h - 1, int(bot + params.FLUID_BASE_BELOW * lung_h))
         high = int(bot - params.FLUID_BASE_REACH * lung_h)
         start = next((r for r in range(low, high, -1) if cover[r] >= params.FLUID_ROW_COVER), None)
@@ -68,3 +73,16 @@ def new_fluid_height(al: "Aligned", raw: np.ndarray, sigma: float, params: Engin
                 gap += 1
         out[side] = float((bot - fluid_top) / lung_h)
     return out
+
+
+def _tissue_contrast(prior: np.ndarray, cols: slice, top: float, bot: float, *, params: EngineParams) -> float:
+    """How much denser the soft tissue just under the lung's base (`FLUID_TISSUE_ROWS`) is than the aerated
+    lower half of the lung, on the registered prior in the lateral band: the scale on which fluid replacing
+    lung shows, whatever the detector's tone curve and the rib residuals (0 when it cannot be read)."""
+    h = prior.shape[0]
+    lung_h = max(bot - top, 1.0)
+    t0, t1 = (min(h, int(bot + f * lung_h)) for f in params.FLUID_TISSUE_ROWS)
+    l0, l1 = int(top + 0.5 * lung_h), int(bot - 0.05 * lung_h)
+    if t1 - t0 < 2 or l1 - l0 < 4 or cols.stop <= cols.start:
+        return 0.0
+    return max(0.0, float(np.median(prior[t0:t1, cols]) - np.median(prior[l0:l1, cols])))

@@ -55,6 +55,12 @@ with higher = denser (what `comparison.preprocess.load_image` returns):
    (<= 30 mm from the DICOM pixel spacing) or masses, patchy ones consolidation; a change the
    signs cannot type is `other` at its side and zone with low confidence, and a lucency at
    the apex or lateral edge errs towards a (urgent) pneumothorax;
+7c. (issue 28) zones are thirds from the apex to the costophrenic angle read on the current itself
+   (`_anatomy.zone_extents`, `ZONE_FROM_IMAGE`), an effusion is reported lower (`EFFUSION_LOWER`),
+   a reader's lower opacity over large new fluid is an effusion (`FLUID_RETYPES`), new fluid is read
+   against the prior's own lung-to-tissue contrast (`FLUID_CONTRAST`), "pneumothorax improved" needs
+   the prior's air going and new air makes it new (`PTX_SIGNS`), and the rules' apical pneumothorax
+   is kept beside the reader only where a region shows new air (`PTX_RULES_NEED_AIR`);
 8. one pneumothorax per side; what lies inside it is part of it;
 9. confidence: the reader's p(change) x p(finding) x registration quality; for the rules, the raw
    score mapped by `comparison.calibration` (Platt, fitted offline).
@@ -72,7 +78,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from comparison._anatomy import LungFields, robust_sd, segment_lungs
+from comparison._anatomy import LungFields, robust_sd, segment_lungs, zone_extents
 from comparison.calibration import calibrate
 from comparison.coarse_pose import Pose, search_pose
 from comparison.nonrigid import fit_bspline, max_displacement
@@ -82,7 +88,7 @@ from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
 from comparison.measure import measure_only, measure_pair
 from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
-from comparison.typing_rules import describe, measured_large, opacity_type, reconcile
+from comparison.typing_rules import describe, measured_large, new_air, opacity_type, pneumothorax_direction, reconcile
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
 
 if TYPE_CHECKING:
@@ -91,7 +97,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.13"  # 0.4.12 (0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type) and registration that survives other sources: pose search, fallback, B-spline (issue 28)
+ENGINE_VERSION = "0.4.14"  # 0.4.13 with parameters as one frozen value, zones on the image, fluid against the lung's contrast, a lower opacity over large new fluid an effusion, and the rules' apical pneumothorax only with new air (issue 28); 0.4.13: 0.4.12 (0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type) and registration that survives other sources: pose search, fallback, B-spline (issue 28)
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
@@ -246,6 +252,13 @@ class RegistrationEngine:
         if devices.any():  # a tube or line is a device, never disease: the change detection and the reader do not see it
             al = replace(al, cw=np.where(devices, al.mapped, al.cw).astype(np.float32))
             cw = al.cw
+        if self.params.ZONE_FROM_IMAGE:  # zones from the apex and costophrenic angle on the image (the reader's crop
+            #                              reads the masks, untouched)
+            p = self.params
+            rows = zone_extents(cw, lungs_c, p.ZONE_SMOOTH_PX, p.ZONE_LEVEL, p.ZONE_CENTRAL,
+                                (p.ZONE_LATERAL[0], p.ZONE_LATERAL[1]), p.ZONE_MIN_SHARE)
+            lungs = replace(lungs, zone_rows=rows)
+            al = replace(al, lungs=lungs)
         regions, d_signed, sigma = self._regions(cw, mapped, roi)
         trace = _Trace(raw=ndi.gaussian_filter(cw, 1.0) - ndi.gaussian_filter(mapped, 1.0))
         if not ctx.pixel_spacing_mm:
@@ -331,9 +344,16 @@ class RegistrationEngine:
                   "from its base at the chest wall (large by the engine's measure)." for f in findings
                   if f.side is not None and _measured_large(f.finding, f.change, f.side, fluid, params=self.params)]
         if self.params.RULES_URGENT_ZONES:
-            findings, kept = _urgent_from_either(findings, by_rules, params=self.params)
+            air = ({sd_ for sd_, _, g, x in trace.signs if new_air(g, x, params=self.params)}
+                   if self.params.PTX_RULES_NEED_AIR else None)
+            findings, kept = _urgent_from_either(findings, by_rules, params=self.params, air_sides=air)
             if kept:
                 notes.append("The sign rules flagged an urgent finding the learned reader did not: kept, verify.")
+        if self.params.PTX_SIGNS:
+            findings, added = _ptx_from_signs(findings, by_rules, trace.signs, params=self.params)
+            if added:
+                notes.append("New air at the chest wall with a pleural line and no lung markings: a new pneumothorax "
+                             "the learned reader did not call; kept, verify.")
         return findings[: self.max_findings]
 
     def align(self, cur: np.ndarray, pri: np.ndarray, timings: dict[str, float] | None = None) -> "Aligned":
@@ -665,6 +685,10 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
             continue
         side, zone = Side(rd.side), Zone(rd.zone)
         finding, change = FindingType(rd.finding), Change(rd.change)
+        if params.ZONE_FROM_REGION and finding not in (FindingType.pneumothorax, FindingType.other):
+            own = _strongest(regions, lungs, side, 1 if change in APPEARING else -1)
+            if own is not None:  # the third holding the centre of the lesion's own change, not the crop's third
+                zone = lungs.zone_of(side, float(np.nonzero(own.mask)[0].mean()))
         adopted = False
         if rd.p_finding < params.READER_TYPE_SURE and finding in OPACITIES:
             # unsure which opacity: the rules' measured shape and size in mm (round and <= 30 mm a
@@ -681,9 +705,16 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
         if signs:  # the measured signs of the changed regions in this lung and zone check the reader's words
             finding, change = reconcile(finding, change, zone, [(g, x) for sd_, zn, g, x in signs if sd_ == side and zn == zone],
                                         params=params)
+            finding, change = pneumothorax_direction(finding, change, [(g, x) for sd_, _, g, x in signs if sd_ == side],
+                                                     params=params)
+        if (params.FLUID_RETYPES and finding in OPACITIES and change in APPEARING and zone == Zone.lower
+                and (fluid_height or {}).get(side.value, 0.0) >= params.NEW_LARGE_FLUID_HEIGHT):
+            finding = FindingType.effusion  # dependent density climbing the chest wall from the base: a meniscus
+        if params.EFFUSION_LOWER and finding == FindingType.effusion:
+            zone = Zone.lower  # dependent fluid: its centre is at the base
         urgent = (finding == FindingType.pneumothorax and change in APPEARING) or rd.p_urgent >= params.READER_URGENT_P
         urgent = urgent or _measured_large(finding, change, side, fluid_height, params=params)
-        top, bottom = lungs.extent(side)
+        top, bottom = lungs.zone_span(side)
         z0 = top + (bottom - top) * ZONE_ORDER.index(zone) / 3
         z1 = top + (bottom - top) * (ZONE_ORDER.index(zone) + 1) / 3
         best, score = None, None
@@ -714,6 +745,26 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 
 
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
+
+
+def _strongest(regions: list[_Region], lungs: LungFields, side: Side, sign: int) -> _Region | None:
+    """The strongest changed region (z x sqrt(area)) of this polarity on this side, or None."""
+    mine = [r for r in regions if r.sign == sign and lungs.side_of(float(np.nonzero(r.mask)[1].mean())) == side]
+    return max(mine, key=lambda r: r.z * np.sqrt(r.area)) if mine else None
+
+
+def _ptx_from_signs(by_reader: list[FindingResult], by_rules: list[FindingResult],
+                    signs: list[tuple[Side, Zone, int, RegionSigns]], *,
+                    params: EngineParams) -> tuple[list[FindingResult], int]:
+    """The sign rules' new or worsened pneumothorax on a side where a region shows new air (`new_air`: lucent
+    at the wall, vessel markings lost, a pleural line, no prior opacity) and the reader called no pneumothorax
+    appearing: kept, urgent (a new pneumothorax errs towards urgent). Returns the findings and how many were added."""
+    have = {f.side for f in by_reader if f.finding == FindingType.pneumothorax and f.change in APPEARING}
+    air = {sd_ for sd_, _, g, x in signs if new_air(g, x, params=params)}
+    extra = [f.model_copy(update={"urgent": True}) for f in by_rules
+             if f.finding == FindingType.pneumothorax and f.change in APPEARING and f.side in air - have]
+    extra = list({f.side: f for f in reversed(extra)}.values())  # one per side, the strongest
+    return extra + by_reader, len(extra)
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
 
@@ -733,16 +784,19 @@ def _rules_here(by_rules: list[FindingResult] | None, side: Side, zone: Zone, ch
             and (f.change in APPEARING) == worse]
 
 
-def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult], params: EngineParams = DEFAULT_PARAMS) -> tuple[list[FindingResult], int]:
+def _urgent_from_either(by_reader: list[FindingResult], by_rules: list[FindingResult], params: EngineParams = DEFAULT_PARAMS,
+                        air_sides: set[Side] | None = None) -> tuple[list[FindingResult], int]:
     """Two readers for the urgent flag at the apex: an urgent pneumothorax of the sign rules in
     a zone of `RULES_URGENT_ZONES` (the apex, where air collects on an erect film: a lucency
     there errs towards urgent) on a side where the reader flagged nothing urgent is kept (first).
     The rules' other urgent findings are not: their basal "new effusion" and lower-zone
     "pneumothorax" beside the reader were false on every dev pair where they differed from it.
+    With `air_sides` (`PTX_RULES_NEED_AIR`) only on a side where a region shows new air (`new_air`).
     Returns the findings and how many of the rules' were kept."""
     flagged = {f.side for f in by_reader if f.urgent}
     extra = [f for f in by_rules if f.urgent and f.side not in flagged
-             and f.finding == FindingType.pneumothorax and f.zone is not None and f.zone.value in params.RULES_URGENT_ZONES]
+             and f.finding == FindingType.pneumothorax and f.zone is not None and f.zone.value in params.RULES_URGENT_ZONES
+             and (air_sides is None or f.side in air_sides)]
     return extra + by_reader, len(extra)
 
 

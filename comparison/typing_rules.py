@@ -24,7 +24,8 @@ from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison.signs import RegionSigns
 from priorwatch.vocabulary import APPEARING, Change, FindingType
 
-__all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_change", "measured_large", "describe",
+__all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_change", "measured_large", "describe", "new_air",
+           "prior_air_going", "pneumothorax_direction",
            "reconcile"]
 
 
@@ -168,3 +169,36 @@ def reconcile(finding: FindingType, change: Change, zone: object,
     if params.SIGNS_CHECK_AIRSPACE and finding in ROUND and worse and _airspace_signs(s, params=params):
         return FindingType.consolidation, change
     return finding, change
+
+
+def new_air(sign: int, s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> bool:
+    """A pneumothorax's own signs in one region: more lucent now at the chest wall or apex and reaching it,
+    where the prior showed no opacity, darker than the patient's lung elsewhere, its vessel markings lost
+    (`PTX_VESSEL_RATIO`: air holds none; only where the prior showed them, `PTX_VESSELS_BEFORE`) and a visceral
+    pleural line medial to it (`PTX_PLEURAL_LINE`)."""
+    return (_air_where_no_opacity(sign, s, params=params) and s.vessels_p >= params.PTX_VESSELS_BEFORE
+            and s.vessel_ratio <= params.PTX_VESSEL_RATIO and s.pleural_line >= params.PTX_PLEURAL_LINE)
+
+
+def prior_air_going(sign: int, s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> bool:
+    """A region denser now where the prior showed air (markings lost before, a lucent pleural strip, or darker
+    than the patient's lung elsewhere on the prior): a pneumothorax getting smaller there."""
+    lucent_before = s.t_prior >= params.PRIOR_ABNORMAL_SHARE and s.p_sym <= -params.LUCENT_NOW_SIGMA
+    return sign > 0 and (s.markings_lost_before or s.ptx_before or lucent_before)
+
+
+def pneumothorax_direction(finding: FindingType, change: Change, side: list[tuple[int, RegionSigns]],
+                           params: EngineParams = DEFAULT_PARAMS) -> tuple[FindingType, Change]:
+    """A reader's "pneumothorax improved / resolved" checked against the measured signs of the changed
+    regions of that lung (`side`: (sign, signs) per region): improved or resolved only where a region shows
+    the prior's air going; where none does and one shows new air (`new_air`) the pneumothorax is new
+    (worsened where the strip by the wall was already lucent on the prior). A collapsing lung is denser
+    now, which a reader of the difference can take for a pneumothorax resolving. Anything else as read."""
+    if not params.PTX_SIGNS or finding != FindingType.pneumothorax or change in APPEARING:
+        return finding, change
+    if any(prior_air_going(g, s, params=params) for g, s in side):
+        return finding, change
+    air = [s for g, s in side if new_air(g, s, params=params)]
+    if not air:
+        return finding, change
+    return FindingType.pneumothorax, Change.worsened if any(s.ptx_before for s in air) else Change.new
