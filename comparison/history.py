@@ -7,6 +7,13 @@ zone, type family and its own extent), and each older prior is then only measure
 no change detection, no reader, no sign rules; a quarter of a full call). `priorwatch.trajectory.assemble`
 then gives each finding its history and words.
 
+Why only one full call: the latency bar (3 priors <= 2x one prior). `benchmarks/pipeline_latency.py --history 4`
+gave 2.84x with a full call per prior, 1.52x / 1.57x with this (load 13-15 / 6-7 on 2 CPUs). What it costs: a
+finding only an older comparison saw is not followed. Development series (thorax3d and atlas2d, seeds 3101 and
+3102, 10 series each, `modeldev.series_eval`), a full call per prior -> this, same engine: direction per interval
+17 -> 13 of 103, first seen 12 -> 7 of 47, size 2 -> 2 of 126, recurrent 1 -> 2 of 8, extra claims 1.05 -> 0.68 per
+series. Both are bound by the pairwise engine's misses and false changes (issue 28) more than by the history.
+
 It needs only something with `compare(current, prior, ctx) -> ComparisonOutput`: the worker passes
 its Triton client (`comparison.triton_client`), modeldev the in-process `RegistrationEngine`, so the
 series a generator writes can be read exactly as the worker reads them. Imports no engine.
