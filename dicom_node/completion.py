@@ -135,20 +135,25 @@ class CompletionMonitor(threading.Thread):
         return agrees
 
     def send_pending(self) -> int:
+        """Hand every unsent job to the broker, then record them as sent in one transaction. A
+        crash in between re-sends them at the next start: a message is only a pointer to its
+        job, and a job is leased and its result written idempotently (DESIGN)."""
         if time.monotonic() < self._broker_down_until:
             return 0
-        sent = 0
-        for job_id in unsent_jobs(self.engine):
-            try:
-                enqueue_study_job(self.app, job_id)
-            except Exception as exc:
-                self._broker_failures += 1
-                backoff = min(0.5 * 2 ** min(self._broker_failures, 6), 30.0)
-                self._broker_down_until = time.monotonic() + backoff
-                log.warning("broker unavailable (%s); job %d stays unsent, retry in %.1fs", type(exc).__name__, job_id, backoff)
-                return sent
-            self._broker_failures = 0
-            mark_enqueued(self.engine, job_id)
-            self.jobs_sent += 1
-            sent += 1
-        return sent
+        sent: list[int] = []
+        try:
+            for job_id in unsent_jobs(self.engine):
+                try:
+                    enqueue_study_job(self.app, job_id)
+                except Exception as exc:
+                    self._broker_failures += 1
+                    backoff = min(0.5 * 2 ** min(self._broker_failures, 6), 30.0)
+                    self._broker_down_until = time.monotonic() + backoff
+                    log.warning("broker unavailable (%s); job %d stays unsent, retry in %.1fs", type(exc).__name__, job_id, backoff)
+                    break
+                self._broker_failures = 0
+                sent.append(job_id)
+        finally:
+            mark_enqueued(self.engine, sent)
+        self.jobs_sent += len(sent)
+        return len(sent)

@@ -434,9 +434,16 @@ def unsent_jobs(engine: Engine) -> list[int]:
         ).scalars())
 
 
-def mark_enqueued(engine: Engine, job_id: int) -> None:
+def mark_enqueued(engine: Engine, job_ids: int | Iterable[int]) -> None:
+    """Record that these jobs' messages are in the broker, in one transaction (one synced commit
+    per completion pass, not per job: each holds the node's write lock through its fsync)."""
+    ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
+    if not ids:
+        return
+
     def txn(conn: Connection) -> None:
-        conn.execute(update(job_t).where(job_t.c.id == job_id).values(enqueued_at=utcnow(), updated_at=utcnow()))
+        now = utcnow()
+        conn.execute(update(job_t).where(job_t.c.id.in_(ids)).values(enqueued_at=now, updated_at=now))
 
     with_retry(engine, txn, what="mark_enqueued")
 

@@ -156,3 +156,29 @@ def test_broker_down_leaves_job_unsent_and_restart_sends_it(tmp_path: Path, make
     with StorageNode(up):
         assert wait_for(lambda: all(j.enqueued_at is not None for j in _jobs(up)) and len(_jobs(up)) == 2, 10)
     assert sorted(m["args"][0] for m in broker_messages(up)) == sorted(j.id for j in _jobs(up))
+
+
+def test_jobs_sent_in_one_pass_are_recorded_in_one_transaction(tmp_path: Path, maker: StudyMaker,
+                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each synced commit holds the node's write lock through its fsync: the jobs one pass hands
+    to the broker are marked sent together (was one transaction per job)."""
+    from dicom_node import completion, index
+
+    settings = make_settings(tmp_path, quiet_period_s={"default": 60.0})
+    with StorageNode(settings, monitor=False) as node:
+        for _ in range(3):
+            assert send_files(maker.study(1), HOST, node.port, settings.ae_title) == [0]
+    time.sleep(settings.completion_grace_s + 0.1)
+    calls: list[list[int]] = []
+
+    def recording(engine, job_ids):  # type: ignore[no-untyped-def]
+        calls.append(list(job_ids))
+        index.mark_enqueued(engine, job_ids)
+
+    monkeypatch.setattr(completion, "mark_enqueued", recording)
+    monitor = completion.CompletionMonitor(settings)
+    assert monitor.tick() == 3
+    jobs = _jobs(settings)
+    assert calls == [[j.id for j in jobs]]
+    assert [j.enqueued_at is not None for j in jobs] == [True] * 3
+    assert sorted(m["args"][0] for m in broker_messages(settings)) == [j.id for j in jobs]
