@@ -19,7 +19,7 @@ from priorwatch.settings import Settings
 
 study_t = Study.__table__  # type: ignore[attr-defined]
 instance_t = Instance.__table__  # type: ignore[attr-defined]
-STAMPS = {"first_received_at", "last_received_at", "received_at"}
+STAMPS = {"first_received_at", "last_received_at", "received_at", "released_at"}
 
 
 def _headers() -> list[Header]:
@@ -56,6 +56,7 @@ def _run(tmp: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[t
     with pytest.raises(index.PatientMismatch) as by_birth:  # the stored birth date is read back as a date
         index.index_instance(engine, born, path="/spool/y.dcm", size=7, calling_ae="MOD", role="incoming")
     outcomes.append(("birth", by_birth.value.differs))
+    assert index.mark_released(engine, [outcomes[2][0], outcomes[2][0]]) == 1  # the second study, receiving
     with engine.begin() as conn:  # a closed study reopens under a new version
         conn.execute(update(study_t).values(state=StudyState.complete.value))
     late = dataclasses.replace(ct, sop_instance_uid="1.2.3.6")
@@ -65,7 +66,8 @@ def _run(tmp: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[t
         studies = [tuple(v for k, v in row._mapping.items() if k not in STAMPS) for row in conn.execute(select(study_t))]
         instances = [tuple(v for k, v in row._mapping.items() if k not in STAMPS) for row in conn.execute(select(instance_t))]
         stamps = [type(v).__name__ for row in conn.execute(select(study_t)) for k, v in row._mapping.items() if k in STAMPS]
-        raw = [len(v) for (v,) in conn.execute(text("SELECT received_at FROM instance"))]
+        raw = [len(v) for (v,) in conn.execute(text("SELECT received_at FROM instance UNION ALL "
+                                                     "SELECT released_at FROM study WHERE released_at IS NOT NULL"))]
     return outcomes, studies + instances, stamps, raw  # type: ignore[return-value]
 
 
@@ -73,6 +75,7 @@ def test_driver_cursor_writes_what_sqlalchemy_writes(tmp_path: Path, monkeypatch
     slow = _run(tmp_path, False, monkeypatch)
     fast = _run(tmp_path, True, monkeypatch)
     assert len(slow[1]) == 2 + 5  # two studies, five instances
+    assert sorted(slow[2]).count("datetime") == 2 * 2 + 1  # received stamps of two studies, one release
     assert fast == slow
 
 
