@@ -155,3 +155,29 @@ def test_presentation_context_items_code_as_pynetdicom_codes_them(result: int | 
         assert read_ours.presentation_context_id == read_theirs.presentation_context_id == cx.context_id
         assert getattr(read_ours, "result_reason", None) == getattr(read_theirs, "result_reason", None)
         assert _items(read_ours) == _items(read_theirs)
+
+
+def test_a_repeated_context_item_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requestor proposes the same contexts in every association: the second decode of an item's
+    bytes reuses the first one's sub-items (pynetdicom's generic decoder is not called again)
+    and reads what pynetdicom reads, with its own context ID."""
+    from pynetdicom.pdu_items import PDUItem, PresentationContextItemRQ
+
+    cx = _contexts()[7]
+    item = PresentationContextItemRQ()
+    item.from_primitive(cx)
+    raw = item.encode()
+    first = PresentationContextItemRQ()
+    first.decode(raw)
+
+    def no_generic_decode(*_a: object) -> None:
+        raise AssertionError("sub-items decoded again")
+
+    monkeypatch.setattr(PresentationContextItemRQ, "_wrap_generate_items", no_generic_decode)
+    again = PresentationContextItemRQ()
+    again.decode(raw[:4] + bytes([cx.context_id + 2]) + raw[5:])  # another association's ID, same syntaxes
+    theirs = PresentationContextItemRQ()
+    monkeypatch.undo()
+    PDUItem.decode(theirs, raw)
+    assert (again.presentation_context_id, _items(again)) == (cx.context_id + 2, _items(theirs))
+    assert again.abstract_transfer_syntax_sub_items is not first.abstract_transfer_syntax_sub_items
