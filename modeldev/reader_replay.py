@@ -94,7 +94,7 @@ def load(folder: Path) -> list[dict[str, Any]]:
 
 
 def replay(pairs: list[dict[str, Any]], engine: Any) -> list[Any]:
-    """Each saved pair through `analyse` with this engine (its reader, the cut-offs now in thresholds),
+    """Each saved pair through `analyse` with this engine (its reader and parameters),
     strictly scored; a pair refused before registration keeps its recorded answer."""
     from modeldev.evaluate import score_pair
 
@@ -129,19 +129,21 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "save":
         print(f"saved {len(list(save(a.folder, a.out).glob('*.pkl')))} pairs into {a.out}")
         return
+    from dataclasses import replace
+
     from comparison import Reader, RegistrationEngine
-    from comparison import thresholds as T
+    from comparison.thresholds import DEFAULT_PARAMS
     from modeldev.evaluate import summarise
 
-    engine = RegistrationEngine(reader=_CachedReader(Reader(a.weights)))
+    reader = _CachedReader(Reader(a.weights))
     sets = [(Path(d), g) for d, _, g in (x.partition(":") for x in a.sets)]
     loaded = {g: load(d) for d, g in sets}
-    cuts = [tuple(float(v) for v in c.split(",")) for c in a.cuts] if a.cuts else [(T.READER_CHANGE_P, T.READER_URGENT_P)]
-    for cp, up in cuts:
-        T.READER_CHANGE_P, T.READER_URGENT_P = cp, up
+    cuts = ([tuple(float(v) for v in c.split(",")) for c in a.cuts] if a.cuts
+            else [(DEFAULT_PARAMS.READER_CHANGE_P, DEFAULT_PARAMS.READER_URGENT_P)])
+    for cp, up in cuts:  # another engine value per pair of cut-offs; the shipped parameters stay untouched
+        engine = RegistrationEngine(reader=reader, params=replace(DEFAULT_PARAMS, READER_CHANGE_P=cp, READER_URGENT_P=up))
         for g, pairs in loaded.items():
             print(f"cuts {cp:.2f},{up:.2f} {g:9s} {line(summarise(replay(pairs, engine)))}", flush=True)
-
 
 if __name__ == "__main__":
     main()
