@@ -25,6 +25,15 @@ grids); nothing is downloaded. Since engine 0.4.8 they are two members, both fin
 priors after the engine's tone map (`registration._match_tone`), whose probabilities are
 averaged. Synthetic training data: how it reads real radiographs is
 not known beyond the real-CR pairs (issue 11's note).
+
+Provenance of the shipped weights since issue 28 (helper H1, engine 0.4.14): the two 0.4.8 members, each
+fine-tuned 5 epochs (`modeldev.reader_train --init-member 0|1`, seeds 41 / 43, `--tone 0.7 --acquire 0.7
+--variants 3`, max-lr 1.5e-3) on thorax3d, atlas2d and slabs pairs of TRAINING seed 3001 (140 / 140 / 76 pairs,
+member 0 saw the first 32 slabs pairs only; safety cases mirrored, ap_vs_pa, rotated, devices_only and extra
+stable / normal pairs included) and 95 cxrpairs train pairs (6000-6094); commands in `modeldev.reader_train`.
+Never ssmfield or sdfphantom (held out), never a validation or record seed. Chosen, with the cut-offs 0.45 / 0.6,
+on the seed-1001 validation sets (strict scorer's path replayed, `modeldev.reader_replay`) and cxrpairs dev;
+the figures are in `thresholds.READER_CHANGE_P`. Those sets are validation from then on.
 """
 
 from __future__ import annotations
