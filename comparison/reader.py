@@ -18,7 +18,7 @@ lung (`hemithorax_boxes`), not from the threshold lung masks alone: those are of
 the denser lower lung or leak into the abdomen, and a crop without the base misses the
 effusion or the basal mass. Both lungs are presented lateral-wall-left (the left lung is
 mirrored), so one set of weights reads both. The weights (`reader_weights.pt`) ship with the package; they were
-trained by `benchmarks/reader_train.py` on the "train" split of the independent cxrpairs
+trained by `modeldev/reader_train.py` (then `benchmarks/reader_train.py`) on the "train" split of the independent cxrpairs
 generator (synthetic and, fine-tuned, real-CR backgrounds, train seeds only) and on the
 engine's own generator, and chosen on the dev grids only (never the held-out or real-CR
 grids); nothing is downloaded. Since engine 0.4.8 they are two members, both fine-tuned on

@@ -201,7 +201,7 @@ class RegistrationEngine:
         self.calibrated = calibrated  # False: the sign rules' raw scores (what `comparison.calibration` is fitted on);
         #                               the reader's confidence is not remapped (a Platt fit on dev did not help)
         self.use_reader = use_reader  # False: the hand-written sign rules type every change (the pre-0.4 engine)
-        self._reader = reader  # other weights for this engine only (benchmarks.reader_tune); None: the shipped reader
+        self._reader = reader  # other weights for this engine only (modeldev.reader_tune, modeldev.reader_replay); None: the shipped reader
         if use_reader and reader is None:
             _load_reader()  # at start (torch and the weights), not on the first study
 
@@ -239,7 +239,7 @@ class RegistrationEngine:
     def analyse(self, al: "Aligned", cur_shape: tuple[int, ...], ctx: CompareContext,
                 timings: dict[str, float] | None = None) -> ComparisonOutput:
         """Everything after `align`: the changed regions, their signs, the reader and the draft.
-        Public so that a saved aligned pair (benchmarks.reader_tune) is read exactly as in production."""
+        Public so that a saved aligned pair (modeldev.reader_tune) is read exactly as in production."""
         timings = timings if timings is not None else {}
         cw, mapped, lungs, lungs_c, roi, quality = al.cw, al.mapped, al.lungs, al.lungs_c, al.roi, al.quality
         metric, fit_ok, exposure_resid = al.metric, al.fit_ok, al.exposure_resid
