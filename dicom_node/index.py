@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from priorwatch.db import sqlite_engine
 from priorwatch.identity import PatientIdentity, conflicts
 from priorwatch.models import Instance, Job, JobState, Study, StudyRole, StudyState, utcnow
 
@@ -481,18 +482,7 @@ def unsynced_engine(engine: Engine) -> Engine:
 
 @functools.lru_cache(maxsize=8)
 def _unsynced_for(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
+    return sqlite_engine(url, synchronous="NORMAL")
 
 
 def count_instances(engine: Engine) -> int:
