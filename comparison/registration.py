@@ -87,6 +87,7 @@ from comparison.thresholds import DEFAULT_PARAMS, LATERAL_VIEWS, OBLIQUE_VIEWS, 
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
 from comparison.measure import measure_only, measure_pair
+from comparison.pleural_line import LineChange, compare_lines
 from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
 from comparison.typing_rules import describe, measured_large, new_air, opacity_type, pneumothorax_direction, reconcile
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
@@ -280,6 +281,13 @@ class RegistrationEngine:
             findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes, trace)
         else:
             findings = by_rules
+        if self.params.PLEURAL_LINE_DETECTOR:  # issue 28: the visceral pleural line, a pneumothorax without a dark rim
+            findings, added = _ptx_from_lines(findings, compare_lines(cw, mapped, lungs, spacing, params=self.params),
+                                              lungs, cur_shape, params=self.params)
+            if added:
+                notes.append("A thin pleural line parallel to the chest wall with no lung markings beyond it differs from "
+                             "the prior: pneumothorax evidence the density change did not show; verify.")
+            findings = findings[: self.max_findings]
         findings, caution = _cautious(findings, ctx, params=self.params)
         notes += caution
         if identity_doubt:
@@ -765,6 +773,42 @@ def _ptx_from_signs(by_reader: list[FindingResult], by_rules: list[FindingResult
              if f.finding == FindingType.pneumothorax and f.change in APPEARING and f.side in air - have]
     extra = list({f.side: f for f in reversed(extra)}.values())  # one per side, the strongest
     return extra + by_reader, len(extra)
+
+
+def _ptx_from_lines(findings: list[FindingResult], changes: list[LineChange], lungs: LungFields,
+                    cur_shape: tuple[int, ...], *, params: EngineParams) -> tuple[list[FindingResult], int]:
+    """The pleural-line detector's claims (`comparison.pleural_line.compare_lines`) as pneumothorax evidence.
+    A line new or moved inwards (new / worsened) on a side: that side's appearing pneumothorax is made urgent,
+    or one is added (urgent, zone of the line, `PL_CONFIDENCE`), replacing a "pneumothorax improved / resolved"
+    there (the line says the lung was pulled in). A line gone or moved out (resolved / improved): a pneumothorax
+    of that change is added where the side has none; an urgent claim is never dropped for it.
+    Returns the findings and how many the lines added or changed."""
+    out, n = list(findings), 0
+    for ch in changes:
+        side = ch.side
+        here = [f for f in out if f.finding == FindingType.pneumothorax and f.side == side]
+        ys, xs = np.nonzero(ch.line.mask)
+        sy, sx = cur_shape[0] / ch.line.mask.shape[0], cur_shape[1] / ch.line.mask.shape[1]
+        box = (int(ys.min() * sy), int(xs.min() * sx), int((ys.max() + 1) * sy), int((xs.max() + 1) * sx))
+        zone = lungs.zone_of(side, ch.line.row)
+        made = FindingResult(finding=FindingType.pneumothorax, side=side, zone=zone, change=ch.change,
+                             urgent=ch.change in APPEARING, confidence=params.PL_CONFIDENCE,
+                             evidence=Evidence(zone=zone, side=side, box=box, score=round(ch.line.strength, 3)))
+        if ch.change in APPEARING:
+            if any(f.change in APPEARING for f in here):
+                if not all(f.urgent for f in here if f.change in APPEARING):
+                    out = [f.model_copy(update={"urgent": True}) if f in here and f.change in APPEARING else f for f in out]
+                    n += 1
+                continue
+            out = [made] + [f for f in out if f not in here]
+            n += 1
+        elif not here:
+            out.append(made)
+            n += 1
+    out.sort(key=lambda f: (not f.urgent, -f.confidence))
+    return out, n
+
+
 OPACITIES = (FindingType.nodule, FindingType.mass, FindingType.consolidation)
 ROUND = (FindingType.nodule, FindingType.mass)
 

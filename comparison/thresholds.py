@@ -374,6 +374,25 @@ class EngineParams:
     FLUID_TISSUE_ROWS: tuple[float, ...] = (0.03, 0.12)  # the soft tissue is read this far under the prior's lung base
     #                                                       (shares of lung height): diaphragm and abdomen
 
+    # --- the visceral pleural line (comparison.pleural_line; issue 28: a pneumothorax drawn as a thin line with the lung
+    #     pulled in and little extra darkness beyond it, how a small real one often looks, was missed 18 of 18 times) ------
+    PLEURAL_LINE_DETECTOR: bool = False  # the pleural-line detector is evidence for a pneumothorax (new / worsened: urgent)
+    PL_SCALE_PX: float = 1.0  # Hessian scale (px of the working grid, ~1.6 mm): the visceral pleura is under a pixel wide
+    PL_RIDGE_Z: float = 1.0  # a ridge pixel: its response over the lungs' 90th centile of it (the vessels') at least this
+    PL_ORIENT_COS: float = 0.8  # across the ridge within ~37 degrees of the direction to the nearest wall: parallel to it
+    PL_MIN_GAP_MM: float = 3.0  # the line lies at least this far inside the lung's edge (nearer is the wall's own edge)
+    PL_MAX_GAP: float = 0.45  # and at most this share of the lung's width from it (a lung collapsed further is not subtle)
+    PL_MAX_DEPTH: float = 0.75  # above this share of the lung's height from the apex: air rises; the base is the diaphragm's
+    PL_MIN_LENGTH_MM: float = 20.0  # a line this long at least (a vessel segment or a rib's corner is shorter)
+    PL_OUTSIDE_SHARE: float = 0.2  # a ridge with more than this share of its length outside the lung: a skin fold or device
+    PL_FINE_PX: float = 1.0  # the fine detail (vessels, markings) is the image minus its blur at this scale
+    PL_LINE_HALF_PX: float = 1.5  # the line's own pixels are left out of the bands beside it
+    PL_MIN_BAND_PX: int = 12  # fewer band pixels than this beside the line: not judged (no line)
+    PL_BEYOND_RATIO: float = 0.6  # detail beyond the line over medial to it under this: no markings beyond (air, not lung)
+    PL_SAME_PLACE_PX: int = 2  # the other image shows the line "at the same place" within this many px
+    PL_PRIOR_RATIO: float = 0.5  # and there its ridge reaches this share of the line's: shown (stable), not new
+    PL_CONFIDENCE: float = 0.6  # a pneumothorax from the pleural line alone: a single sign, said with this confidence
+
 
 DEFAULT_PARAMS = EngineParams()
 
