@@ -195,16 +195,78 @@ class Guard:
             for slot in ended:
                 self._slots.release(slot)
 
+    # -- the node's own accept path (dicom_node.lean): no pynetdicom Association ------------
+    def admit(self, *, peer: str, called: str, calling: str, n_contexts: int,
+              established: Any = ()) -> tuple[tuple[int, int, int] | None, Any]:
+        """The checks of `check_request` for an A-ASSOCIATE-RQ read by `dicom_node.lean`: (reject,
+        None), or (None, give_back) where give_back() frees the association's slot (idempotent).
+        `established`: the peer addresses of this process's other established associations (used
+        where no node-wide `NodeSlots` are shared)."""
+        if not n_contexts:
+            self.rejected += 1
+            return REJECT_NO_REASON, None
+        if self.identity is not None:
+            reject = self._identity_reject(called, calling, lambda: None, self.identity)
+            if reject:
+                self.rejected += 1
+                return reject, None
+        if self._slots is not None:
+            slots = self._slots
+            got = slots.acquire(peer, self.limits.max_associations, self.limits.max_per_peer)
+            if isinstance(got, str):
+                self.rejected += 1
+                log.warning("association refused: %s across the node",
+                            f"{self.limits.max_per_peer} associations open from one peer" if got == "peer"
+                            else f"{self.limits.max_associations} associations open")
+                return REJECT_LOCAL_LIMIT, None
+            done = threading.Event()
+
+            def give_back() -> None:
+                if not done.is_set():
+                    done.set()
+                    slots.release(got)
+
+            return None, give_back
+        peers = list(established)
+        if len(peers) >= self.limits.max_associations:
+            self.rejected += 1
+            log.warning("association refused: %d associations open", len(peers))
+            return REJECT_LOCAL_LIMIT, None
+        if sum(1 for p in peers if p == peer) >= self.limits.max_per_peer:
+            self.rejected += 1
+            log.warning("association refused: %d associations open from one peer", self.limits.max_per_peer)
+            return REJECT_LOCAL_LIMIT, None
+        return None, lambda: None
+
+    def evict_oldest(self, pending: list[tuple[float, str, Any]], new_peer: str) -> list[Any]:
+        """Which connections still negotiating to drop for a new one from `new_peer` (`pending`:
+        (connected at, peer, handle), the new one included), by the pending caps, oldest first."""
+        live = sorted(pending, key=lambda x: x[0])
+        victims: list[Any] = []
+        mine = [x for x in live if x[1] == new_peer]
+        while len(mine) > self.limits.max_pending_per_peer:
+            victims.append(mine.pop(0)[2])
+        rest = [x for x in live if x[2] not in victims]
+        while len(rest) > self.limits.max_pending:
+            victims.append(rest.pop(0)[2])
+        if victims:
+            with self._lock:
+                self.evicted += len(victims)
+            log.warning("dropped %d connection(s) that had not sent an association request", len(victims))
+        return victims
+
     def _check_identity(self, assoc: Any, rq: Any, ident: Identity) -> tuple[int, int, int] | None:
-        called = _title(rq.called_ae_title)
-        calling = _title(rq.calling_ae_title)
+        return self._identity_reject(_title(rq.called_ae_title), _title(rq.calling_ae_title),
+                                     lambda: certificate_cn(assoc), ident)
+
+    def _identity_reject(self, called: str, calling: str, cn_of: Any, ident: Identity) -> tuple[int, int, int] | None:
         if called != ident.called_ae.strip():
             log.warning("association refused: called AE title %s is not ours (calling AE %s)",
                         _shown(called), _shown(calling))
             return REJECT_CALLED_AE
         if not ident.client_aes:
             return None
-        cn = certificate_cn(assoc)
+        cn = cn_of()
         if cn is None or cn not in ident.client_aes:
             log.warning("association refused: client certificate %s is not in the certificate map (calling AE %s)",
                         "without one subject CN" if cn is None else f"CN {_shown(cn)}", _shown(calling))

@@ -31,7 +31,7 @@ from dicom_node.completion import CompletionMonitor
 from dicom_node.guard import Guard, Identity, Limits
 from dicom_node.tls import server_context
 from dicom_node.index import mark_released
-from dicom_node.ingest import Ingest
+from dicom_node.ingest import Ingest, StoreResult
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,9 @@ class StorageNode:
             (evt.EVT_CONN_OPEN, self._on_conn_open),
         ]
         n = self.settings.receive_processes or receivers.auto_count()
+        if self.settings.node_accept == "lean" and self._ssl_context is None:
+            self._start_lean(n)
+            return self
         listener = self._listener
         if listener is None and n > 1:
             listener = receivers.listen(self.settings.dicom_host, self.settings.dicom_port)
@@ -160,6 +163,66 @@ class StorageNode:
             self.monitor.start()
         log.info("storage node %s listening on %s:%d", self.settings.ae_title, self.settings.dicom_host, self.port)
         return self
+
+    def _start_lean(self, n: int) -> None:
+        """The node's own upper layer (dicom_node.lean) on the node's port or shared listener."""
+        from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+
+        from dicom_node import assoc_slots, lean
+
+        listener = self._listener
+        board = slots = None
+        if listener is None:
+            listener = receivers.listen(self.settings.dicom_host, self.settings.dicom_port)
+        if self._listener is not None or n > 1:
+            if self._listener is None:
+                self._receivers = receivers.spawn(self.settings, listener, n - 1)
+            slot, n_slots = self._slot or (0, n)
+            board = receivers.LoadBoard(receivers.board_path(self.settings), slot, n_slots)
+            slots = assoc_slots.NodeSlots(board.path.parent / assoc_slots.FOLDER, self.guard.limits.max_associations)
+        config = lean.Config(
+            ae_title=self.settings.ae_title,
+            abstract_syntaxes=frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts) | {str(Verification)},
+            transfer_syntaxes=tuple(str(ts) for ts in ALL_TRANSFER_SYNTAXES),
+            max_pdu=self.settings.dicom_max_pdu_bytes,
+            idle_timeout_s=self.settings.dicom_idle_timeout_s,
+            allowed_calling_aes=frozenset(t.strip() for t in self.settings.allowed_calling_aes),
+            implementation_class_uid=PYNETDICOM_IMPLEMENTATION_UID,
+            implementation_version_name=PYNETDICOM_IMPLEMENTATION_VERSION,
+            store=self._store_lean,
+            on_released=self._mark_released,
+        )
+        self._server = lean.LeanServer(listener, config, self.guard, board=board, slots=slots).start()
+        if self.monitor is not None:
+            self.monitor.start()
+        log.info("storage node %s listening on %s:%d (lean accept path)", self.settings.ae_title,
+                 self.settings.dicom_host, self.port)
+
+    def _store_lean(self, dataset: io.BytesIO, transfer_syntax: str, sop_class_uid: str, sop_instance_uid: str,
+                    calling: str, originator: str, implementation_class_uid: str,
+                    implementation_version_name: str):  # type: ignore[no-untyped-def]
+        from dicom_node.lean import StoreOutcome
+
+        result = self._store(dataset, transfer_syntax=transfer_syntax, sop_class_uid=sop_class_uid,
+                             sop_instance_uid=sop_instance_uid, calling=calling, originator=originator,
+                             implementation_class_uid=implementation_class_uid,
+                             implementation_version_name=implementation_version_name)
+        return StoreOutcome(result.status, result.comment if result.status else None, result.study_id)
+
+    def _store(self, dataset: io.BytesIO, *, transfer_syntax: str, sop_class_uid: str, sop_instance_uid: str,
+               calling: str, originator: str, implementation_class_uid: str,
+               implementation_version_name: str) -> StoreResult:
+        """One received C-STORE data set, as either accept path hands it over."""
+        # A C-STORE sub-operation of a C-MOVE we asked for names us as its Move Originator:
+        # file it as a prior whatever the calling AE (a PACS also forwards new studies to us).
+        role = StudyRole.prior.value if originator and originator == self.settings.ae_title.strip() else None
+        return self.ingest.store_dataset(
+            dataset, transfer_syntax=transfer_syntax, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
+            calling_ae=calling, role=role, implementation_class_uid=implementation_class_uid,
+            implementation_version_name=implementation_version_name)
+
+    def _mark_released(self, ids: set[int]) -> None:
+        mark_released(self.ingest.engine, ids)
 
     def stop(self) -> None:
         receivers.stop(self._receivers)
@@ -197,14 +260,11 @@ class StorageNode:
         if not isinstance(dataset, io.BytesIO):
             log.warning("cannot read the received data set (sop %s)", phi_safe(expected))
             return _status(0xC210, "cannot understand: the data set could not be read")
-        # A C-STORE sub-operation of a C-MOVE we asked for names us as its Move Originator:
-        # file it as a prior whatever the calling AE (a PACS also forwards new studies to us).
         originator = str(getattr(request, "MoveOriginatorApplicationEntityTitle", None) or "").strip()
-        role = StudyRole.prior.value if originator and originator == self.settings.ae_title.strip() else None
-        result = self.ingest.store_dataset(
+        result = self._store(
             dataset, transfer_syntax=str(event.context.transfer_syntax),
             sop_class_uid=str(request.AffectedSOPClassUID or ""), sop_instance_uid=expected,
-            calling_ae=calling, role=role,
+            calling=calling, originator=originator,
             implementation_class_uid=str(requestor.implementation_class_uid or ""),
             implementation_version_name=str(requestor.implementation_version_name or ""))
         if result.study_id is not None:
