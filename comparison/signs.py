@@ -24,7 +24,8 @@ from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from comparison._anatomy import LungFields, fill_convex_hull, robust_sd
 from priorwatch.vocabulary import Side, Zone
 
-__all__ = ["Place", "RegionSigns", "locate", "measure", "texture_map", "texture_signs", "vessel_markings", "mirror", "hull_area"]
+__all__ = ["Place", "RegionSigns", "locate", "measure", "texture_map", "texture_signs", "vessel_markings", "mirror", "hull_area",
+           "outline_shape", "edge_over_within"]
 
 
 @dataclass
@@ -96,6 +97,11 @@ class RegionSigns:
     fl_c: float = 0.0
     vessels_c: float = 0.0  # vessel markings inside the region away from its edges, current (noise sd)
     vessels_p: float = 0.0  # the same on the prior
+    # set by measure from the region's outline (`outline_shape`): roundness and extent in the lung
+    ellipse_fit: float = 0.0  # overlap (intersection over union) of the region with its moment ellipse (1 = an ellipse)
+    axis_ratio: float = 1.0  # that ellipse's long over short axis (1 = round)
+    lung_span: float = 0.0  # median share of the lung's width the region fills along its rows (~1: lobar / segmental)
+    edge_ratio: float = 0.0  # the change's gradient on its outline over its gradient inside (`edge_over_within`): > 1 sharp
 
     @property
     def vessel_ratio(self) -> float:
@@ -228,6 +234,7 @@ def measure(sign: int, z: float, at: Place, cur: np.ndarray, prior: np.ndarray, 
     strip_c = (in_c - float(np.median(cur[outer]))) / sigma if outer.sum() >= 6 else 0.0
     d_below, o_below = below_band(sign, m, reg_cols, cur, prior, sd, sigma)
     lucent_img = cur if sign < 0 else prior  # the image that holds the air, for a lucency
+    ellipse_fit, axis_ratio, lung_span = outline_shape(m, at.side_mask)
     return RegionSigns(
         c_con=c_con, p_con=p_con, c_core=c_core, p_core=p_core, h=h, w=w, solidity=area / max(1.0, hull_area(m)),
         diam_mm=2 * np.sqrt(area / np.pi) * spacing_mm, height_mm=h * spacing_mm, width_mm=max(h, w) * spacing_mm,
@@ -238,7 +245,60 @@ def measure(sign: int, z: float, at: Place, cur: np.ndarray, prior: np.ndarray, 
         d_below=d_below, o_below=o_below, margin=margin_sharpness(m, sd, params=params),
         meniscus=meniscus_rise(m, at.side, at.lung_h, params=params), cp_angle=covers_cp_angle(m, at.side_mask, at.side, params=params),
         pleural_line=pleural_line(m, lucent_img, dist_edge, sigma, params=params),
-        bronchogram=air_bronchogram(m, sd, sigma, params=params))
+        bronchogram=air_bronchogram(m, sd, sigma, params=params),
+        ellipse_fit=ellipse_fit, axis_ratio=axis_ratio, lung_span=lung_span, edge_ratio=edge_over_within(m, sd))
+
+
+def outline_shape(m: np.ndarray, side_mask: np.ndarray) -> tuple[float, float, float]:
+    """(ellipse_fit, axis_ratio, lung_span) of a region's outline: how well the ellipse with its second
+    moments covers it (intersection over union: ~0.9 or more for a disc or an ellipse, less for a lobed,
+    notched or branching outline), that ellipse's long over short axis, and the median share of the lung's
+    width (`side_mask`, its row) that the region fills along its rows (a lobar or segmental opacity fills
+    the lung from the chest wall to the mediastinum or a fissure; a nodule or mass sits inside it).
+    (0, 1, 0) for a region too small to have an outline (under 9 px)."""
+    ys, xs = np.nonzero(m)
+    if ys.size < 9:
+        return 0.0, 1.0, 0.0
+    cy, cx = float(ys.mean()), float(xs.mean())
+    cov = np.cov(np.vstack([ys - cy, xs - cx])) + np.eye(2) / 12.0  # a pixel's own extent
+    ev, evec = np.linalg.eigh(cov)
+    semi = 2.0 * np.sqrt(np.maximum(ev, 1e-6))  # a uniform ellipse's variance along an axis is a^2 / 4
+    reach = int(np.ceil(semi.max())) + 1
+    y0, x0 = max(0, int(cy) - reach), max(0, int(cx) - reach)
+    y1, x1 = min(m.shape[0], int(cy) + reach + 2), min(m.shape[1], int(cx) + reach + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = np.stack([yy - cy, xx - cx], axis=-1) @ evec  # coordinates along the ellipse's axes
+    ell = ((d / semi) ** 2).sum(axis=-1) <= 1.0
+    crop = m[y0:y1, x0:x1]
+    inside = int(crop.sum())
+    union = int((crop | ell).sum()) + (ys.size - inside)  # region pixels outside the crop (never for a mask this size)
+    fit = float((crop & ell).sum() / max(1, union))
+    rows = np.unique(ys)
+    lung_w = side_mask[rows].sum(axis=1).astype(float)
+    reg_w = m[rows].sum(axis=1).astype(float)
+    ok = lung_w > 0
+    span = float(np.median(np.minimum(1.0, reg_w[ok] / lung_w[ok]))) if ok.any() else 0.0
+    return fit, float(semi[1] / semi[0]), span
+
+
+def edge_over_within(m: np.ndarray, sd: np.ndarray) -> float:
+    """Margin sharpness as the change's own contrast of gradients: the median gradient of the change `sd`
+    on the region's outline (its outer pixel ring) over the median gradient inside it (two pixels in and
+    deeper). A well-defined lesion rises at its outline and is level inside (a sphere's path length is
+    steepest at its edge): well over 1, and more so the larger it is. An ill-defined airspace opacity fades
+    into the lung, its steepest slope inside the outline: about 1 or under. Unlike `margin_sharpness` it
+    needs no core level, so it does not fall with the lesion's size. 0 when the inside has under 9 px."""
+    if m.sum() < 9:
+        return 0.0
+    box = _box(m, 2)
+    m, sd = m[box], sd[box]
+    inside = ndi.binary_erosion(m, iterations=2)
+    if inside.sum() < 9:
+        return 0.0
+    gy, gx = np.gradient(sd.astype(np.float64))
+    grad = np.hypot(gy, gx)
+    edge = m & ~ndi.binary_erosion(m)
+    return float(np.median(grad[edge]) / max(float(np.median(grad[inside])), 1e-9))
 
 
 def below_band(sign: int, m: np.ndarray, reg_cols: np.ndarray, cur: np.ndarray, prior: np.ndarray,

@@ -307,6 +307,20 @@ class EngineParams:
     #                                      7 -> 9 of 56 (a normal and a rotated pair: an "improved" lower/middle opacity became an urgent
     #                                      pneumothorax), type 19 -> 18 of 50; atlas2d and cxrpairs (first 60) unchanged. Nothing gained
     SIGNS_CHECK_EFFUSION: bool = True  # a lower-zone opacity with fluid signs (basal, meniscus or blunted angle) is effusion
+    SIGNS_CHECK_SHAPE: bool = True  # the reader's nodule / mass / consolidation retyped by the region's own measured margin, shape
+    #                                 and size in mm (`typing_rules.opacity_by_shape`, issue 28's invariant); supersedes the
+    #                                 margin-only SIGNS_CHECK_AIRSPACE where on. Engine 0.4.15's reader typed a drawn round 18 mm
+    #                                 opacity consolidation (p 0.70-0.75)
+    SHAPE_APPEARING_ONLY: bool = False  # the shape check only on new / worsened changes (an improving lesion's change is its rim)
+    SHAPE_IRREGULAR_AIRSPACE: bool = True  # a region of AIRSPACE_MIN_DIAM_MM or more that is not round is consolidation
+    EDGE_SHARP_RATIO: float = 1.5  # the change's gradient on its outline over inside (`signs.edge_over_within`) at least this:
+    #                                a well-defined margin. Drawn spheres read 2.0-3.0 (steepest at the edge), the drawn
+    #                                fuzzy patch 1.01 (steepest inside its outline): halfway between level (1) and a sphere's 2
+    EDGE_ILL_DEFINED_RATIO: float = 1.2  # under this: ill-defined (fades into lung); between the two cuts the reader's type stands
+    ROUND_ELLIPSE_FIT: float = 0.8  # a round / oval lesion covers its moment ellipse this well (IoU; a drawn disc 0.98, a
+    #                                 lobed or notched outline less); with ROUND_SOLIDITY and ROUND_ASPECT (now the moment axes)
+    LOBAR_SPAN: float = 0.7  # a region filling this median share of the lung's width along its rows is lobar / segmental
+    #                          (wall to mediastinum or fissure): consolidation, never a mass (a 4 cm mass in a 12 cm lung ~0.35)
     SIGNS_CHECK_AIRSPACE: bool = True  # a new or growing nodule / mass with an ill-defined margin or air bronchi is consolidation
     #                                    Both on, validation seed 1001 (thorax3d, atlas2d, slabs 70 pairs each, cxrpairs heldout9 first
     #                                    60), on the same alignments: every strict figure identical with and without them (after

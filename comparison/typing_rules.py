@@ -26,7 +26,7 @@ from priorwatch.vocabulary import APPEARING, Change, FindingType
 
 __all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_change", "measured_large", "describe", "new_air",
            "prior_air_going", "pneumothorax_direction",
-           "reconcile"]
+           "reconcile", "round_outline", "opacity_by_shape"]
 
 
 def opacity_type(s: RegionSigns, area: int, params: EngineParams = DEFAULT_PARAMS) -> FindingType:
@@ -143,6 +143,35 @@ def _airspace_signs(s: RegionSigns, *, params: EngineParams) -> bool:
     return s.margin < params.MARGIN_ILL_DEFINED or s.bronchogram >= params.BRONCHOGRAM_SHARE
 
 
+def round_outline(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> bool:
+    """Round or oval: convex (`ROUND_SOLIDITY`), covering its moment ellipse (`ROUND_ELLIPSE_FIT`), not elongated
+    (`ROUND_ASPECT`, long over short moment axis)."""
+    return (s.solidity >= params.ROUND_SOLIDITY and s.ellipse_fit >= params.ROUND_ELLIPSE_FIT
+            and s.axis_ratio <= params.ROUND_ASPECT)
+
+
+def opacity_by_shape(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> FindingType | None:
+    """The opacity a region's own margin, shape and size in mm say it is (issue 28's invariant), or None where
+    they do not decide:
+
+    - consolidation: a region of at least `AIRSPACE_MIN_DIAM_MM` (a smaller one is all edge) that is
+      ill-defined (`edge_ratio` under `EDGE_ILL_DEFINED_RATIO`), holds air bronchi (`BRONCHOGRAM_SHARE`), is
+      lobar / segmental (`LOBAR_SPAN`) or, with `SHAPE_IRREGULAR_AIRSPACE`, is not round; never a mass;
+    - nodule under `MASS_DIAMETER_MM`, mass from it: round (`round_outline`) and sharp-margined (`edge_ratio`
+      at least `EDGE_SHARP_RATIO`);
+    - None: a basal region (fluid is the effusion check's), or one neither sharp and round nor airspace-like."""
+    if s.basal:
+        return None
+    round_ = round_outline(s, params=params)
+    if s.diam_mm >= params.AIRSPACE_MIN_DIAM_MM and (
+            s.edge_ratio < params.EDGE_ILL_DEFINED_RATIO or s.bronchogram >= params.BRONCHOGRAM_SHARE
+            or s.lung_span >= params.LOBAR_SPAN or (params.SHAPE_IRREGULAR_AIRSPACE and not round_)):
+        return FindingType.consolidation
+    if round_ and s.edge_ratio >= params.EDGE_SHARP_RATIO:
+        return FindingType.nodule if s.diam_mm < params.MASS_DIAMETER_MM else FindingType.mass
+    return None
+
+
 def reconcile(finding: FindingType, change: Change, zone: object,
               here: list[tuple[int, RegionSigns]], params: EngineParams = DEFAULT_PARAMS) -> tuple[FindingType, Change]:
     """Another reader's (finding, change) for a lung and zone, checked against the measured signs of
@@ -153,7 +182,10 @@ def reconcile(finding: FindingType, change: Change, zone: object,
        issue's own example);
     2. an opacity typed in the lower zone whose region is basal with a meniscus or a blunted
        costophrenic angle -> effusion;
-    3. a nodule or mass whose region is ill-defined or holds air bronchi -> consolidation.
+    3. with `SIGNS_CHECK_SHAPE`: a nodule, mass or consolidation retyped by the region's own margin, shape and
+       size in mm where they decide (`opacity_by_shape`: round and sharp a nodule under 30 mm, a mass from it;
+       ill-defined, irregular, lobar or with air bronchi consolidation); else (`SIGNS_CHECK_AIRSPACE`) a
+       new or growing nodule or mass whose region is ill-defined or holds air bronchi -> consolidation.
     Anything else is left as read. Each step is switched by `thresholds.SIGNS_CHECK_*`."""
     worse = change in APPEARING
     same = [s for g, s in here if (g > 0) == worse]
@@ -166,6 +198,9 @@ def reconcile(finding: FindingType, change: Change, zone: object,
     s = same[0]
     if params.SIGNS_CHECK_EFFUSION and finding in OPACITIES and getattr(zone, "value", zone) == "lower" and _fluid_signs(s, params=params):
         return FindingType.effusion, change
+    if params.SIGNS_CHECK_SHAPE:
+        by_shape = opacity_by_shape(s, params=params) if finding in OPACITIES and (worse or not params.SHAPE_APPEARING_ONLY) else None
+        return (by_shape or finding), change
     if params.SIGNS_CHECK_AIRSPACE and finding in ROUND and worse and _airspace_signs(s, params=params):
         return FindingType.consolidation, change
     return finding, change

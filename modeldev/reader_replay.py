@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--weights", type=Path, help="reader weights (default: the shipped ones)")
     r.add_argument("--cuts", nargs="+", default=None, metavar="CHANGE_P,URGENT_P",
                    help="reader cut-off pairs to try (default: those in comparison.thresholds)")
+    r.add_argument("--variant", action="append", default=[], metavar="LABEL:NAME=VALUE,...",
+                   help="engine parameters other than shipped (modeldev.evaluate.engine_params), repeatable: each variant "
+                        "is replayed at every pair of cut-offs")
+    r.add_argument("--diff", action="store_true", help="list the pairs whose strict score differs from the first variant's")
     a = ap.parse_args(argv)
     if a.cmd == "save":
         print(f"saved {len(list(save(a.folder, a.out).glob('*.pkl')))} pairs into {a.out}")
@@ -140,10 +144,21 @@ def main(argv: list[str] | None = None) -> None:
     loaded = {g: load(d) for d, g in sets}
     cuts = ([tuple(float(v) for v in c.split(",")) for c in a.cuts] if a.cuts
             else [(DEFAULT_PARAMS.READER_CHANGE_P, DEFAULT_PARAMS.READER_URGENT_P)])
+    from modeldev.evaluate import engine_params
+
+    variants = [(lbl, [x for x in spec.split(",") if x]) for lbl, _, spec in (v.partition(":") for v in a.variant)] or [("shipped", [])]
     for cp, up in cuts:  # another engine value per pair of cut-offs; the shipped parameters stay untouched
-        engine = RegistrationEngine(reader=reader, params=replace(DEFAULT_PARAMS, READER_CHANGE_P=cp, READER_URGENT_P=up))
         for g, pairs in loaded.items():
-            print(f"cuts {cp:.2f},{up:.2f} {g:9s} {line(summarise(replay(pairs, engine)))}", flush=True)
+            first: list[Any] | None = None
+            for lbl, assignments in variants:
+                params = replace(engine_params(assignments), READER_CHANGE_P=cp, READER_URGENT_P=up)
+                scores = replay(pairs, RegistrationEngine(reader=reader, params=params))
+                print(f"cuts {cp:.2f},{up:.2f} {g:9s} {lbl:10s} {line(summarise(scores))}", flush=True)
+                if a.diff and first is not None:
+                    for s0, s1 in zip(first, scores, strict=True):
+                        if s0.misses != s1.misses:
+                            print(f"    {s1.pair_id} {s1.case}: {'; '.join(s0.misses) or '-'}  ->  {'; '.join(s1.misses) or '-'}")
+                first = first if first is not None else scores
 
 if __name__ == "__main__":
     main()

@@ -91,11 +91,6 @@ def test_unregistrable_prior_is_not_compared(stable_pair) -> None:
     assert not r.findings and "could not be registered" in r.draft_text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect of engine 0.4.15 (issue 28): the reader fine-tuned across generators types this drawn round "
-    "opacity on the own generator's anatomy as consolidation (p 0.70-0.75 at both spacings); 0.4.14's reader "
-    "typed it nodule / mass by its size in mm. The typing rules do not yet override a round, sharp-margined "
-    "opacity; strict, so the test passes again the day they do"))
 def test_sizes_use_the_pixel_spacing(stable_pair) -> None:
     """The same round opacity is a nodule at a fine pixel spacing and a mass at a coarse one."""
     cur, pri, _ = stable_pair

@@ -56,7 +56,7 @@ RECONCILE = [
     ("meniscus, right, large", 1, (F.consolidation, Change.new), Zone.middle, (F.consolidation, Change.new)),
     ("fuzzy patch", 1, (F.nodule, Change.new), Zone.upper, (F.consolidation, Change.new)),
     ("nodule 24 mm", 1, (F.nodule, Change.new), Zone.middle, (F.nodule, Change.new)),  # sharp and solid: kept
-    ("nodule 24 mm", 1, (F.consolidation, Change.new), Zone.middle, (F.consolidation, Change.new)),
+    ("nodule 24 mm", 1, (F.consolidation, Change.new), Zone.middle, (F.nodule, Change.new)),  # round, sharp, 24 mm (issue 28)
     ("resolved disc", -1, (F.nodule, Change.resolved), Zone.middle, (F.nodule, Change.resolved)),
 ]
 
