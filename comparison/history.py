@@ -1,18 +1,20 @@
 """The current study against its relevant history: one comparison per prior, one result (issue 29).
 
-`compare_history(comparator, current, priors, ctx)` compares the current with the most recent
-prior in full (the draft is written against it); every finding it reports is a place (its side,
-zone, type family and its own extent), and each older prior is then only measured at those places
-(`CompareContext.measure_only`: registration on a small grid and the lesion segmented at each place,
-no change detection, no reader, no sign rules; a quarter of a full call). `priorwatch.trajectory.assemble`
-then gives each finding its history and words.
+`compare_history(comparator, current, priors, ctx)` compares the current in full with the most recent prior (the
+draft is written against it) and with the baseline, the oldest prior (what changed over the whole history: a nodule
+that appeared two studies ago and stayed is no change against the last prior). Every finding either reports is a
+place (its side, zone, type family and its own extent; the most recent comparison's first, a baseline finding at
+the same place is that one); the baseline is measured at the most recent comparison's places, the studies between
+(and the most recent again, at places only the baseline saw) only measured (`CompareContext.measure_only`:
+registration on a small grid and the lesion segmented at each place, no change detection, no reader, no sign
+rules; a quarter of a full call). With `earlier`, the stored result of the most recent prior, its findings are
+carried forward: each box mapped onto the current (`map_box`) and measured in both full calls, so a lesion stable
+across the last interval is still followed and reported. `priorwatch.trajectory.assemble` then gives each finding
+its history and words.
 
-Why only one full call: the latency bar (3 priors <= 2x one prior). `benchmarks/pipeline_latency.py --history 4`
-gave 2.84x with a full call per prior, 1.52x / 1.57x with this (load 13-15 / 6-7 on 2 CPUs). What it costs: a
-finding only an older comparison saw is not followed. Development series (thorax3d and atlas2d, seeds 3101 and
-3102, 10 series each, `modeldev.series_eval`), a full call per prior -> this, same engine: direction per interval
-17 -> 13 of 103, first seen 12 -> 7 of 47, size 2 -> 2 of 126, recurrent 1 -> 2 of 8, extra claims 1.05 -> 0.68 per
-series. Both are bound by the pairwise engine's misses and false changes (issue 28) more than by the history.
+Engine 0.4.15 made one full call (the most recent prior; `full_baseline=False` still does): the latency bar (3 priors
+<= 2x one prior; `benchmarks/pipeline_latency.py --history 4` gave 2.84x with a full call per prior, 1.52x / 1.57x
+with one). Its cost: a finding only an older comparison saw was never followed.
 
 It needs only something with `compare(current, prior, ctx) -> ComparisonOutput`: the worker passes
 its Triton client (`comparison.triton_client`), modeldev the in-process `RegistrationEngine`, so the
@@ -30,9 +32,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from comparison.contract import CompareContext, ComparisonOutput, MeasureRequest
+from comparison.measure import MEASURED_KINDS
+from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from priorwatch.sentences import change_sentence
 from priorwatch.trajectory import StudyRef, assemble, history_sentence, place
-from priorwatch.vocabulary import APPEARING, DISAPPEARING, ComparisonResult, FindingResult, FindingType, Measured, PriorUsed
+from priorwatch.vocabulary import (APPEARING, DISAPPEARING, Change, ComparisonResult, FindingResult, FindingType, Measured,
+                                   PriorUsed)
 
 __all__ = ["Comparator", "HistoryImage", "compare_history"]
 
@@ -77,45 +82,157 @@ Box = tuple[int, int, int, int]
 
 
 def compare_history(comparator: Comparator, current: np.ndarray, current_ref: StudyRef, priors: list[HistoryImage],
-                    ctx: CompareContext, choices: list[PriorUsed] | None = None, parallel: int = 1) -> ComparisonOutput:
+                    ctx: CompareContext, choices: list[PriorUsed] | None = None, parallel: int = 1,
+                    full_baseline: bool = True, earlier: ComparisonResult | None = None,
+                    params: EngineParams = DEFAULT_PARAMS) -> ComparisonOutput:
     """`priors` oldest first (those without pixels are not assessable in every history); `ctx` is the
     current's context (its spacing, view, orientation); returns the most recent comparison's output
     with the assembled findings, `priors`, `prior_choices` and the history in the draft. `parallel` > 1:
     after the first comparison the others run that many at a time (a thread-safe comparator only, such as
-    the Triton client; Triton then needs as many model instances to gain from it)."""
+    the Triton client; Triton then needs as many model instances to gain from it). `full_baseline`: the
+    baseline gets a full comparison too (False: only measured, the engine 0.4.15 history). `earlier`: the
+    patient's stored result of the most recent prior (when it was the current): its findings present then are
+    carried forward, each box mapped onto the current (`map_box`), measured on every study and reported where
+    present now (a nodule stable across the last interval, which no comparison calls changed); `params`: the
+    figures of that mapping (`EngineParams.CARRY_*`)."""
     usable = [p for p in priors if p.pixels is not None]
     if not usable:
         out = comparator.compare(current, None, ctx)
         out.result = out.result.model_copy(update={"prior_choices": list(choices or [])})
         return out
     recent, older = usable[-1], usable[:-1]
+    base = older[0] if older and full_baseline else None
     where: dict[Place, Box] = {}  # place -> the box it is measured at (the finding's own extent where one was found)
     look: dict[Place, int] = {}  # places whose box is still an engine's wide box: the change's sign to look for there
 
+    carried = _carried(earlier, recent.pixels, current, params) if earlier is not None else {}
+    asked = {k: b for k, (b, _) in carried.items()}  # measured in both full calls (a request costs little there)
+
     def run(p: HistoryImage, places: dict[Place, Box], measure_only: bool) -> ComparisonOutput:
         reqs = [MeasureRequest(finding=_FINDING_OF[k[0]], box=b, sign=look.get(k, 0)) for k, b in places.items()]
+        reqs += [] if measure_only else [MeasureRequest(finding=_FINDING_OF[k[0]], box=b) for k, b in asked.items()]
         c = _ctx(ctx, current_ref.date, p, reqs).model_copy(update={"measure_only": measure_only})
         return comparator.compare(current, p.pixels, c)
 
-    out = run(recent, {}, False)  # the one full comparison: what changed since the last study, and the draft
+    # The full comparisons: the most recent prior (what changed since the last study, and the draft) and the
+    # baseline (what changed over the whole history: a finding the last interval barely changed shows against it),
+    # at once where the comparator allows it.
+    fulls = _map(lambda p: run(p, {}, False), [recent] + ([base] if base is not None else []), parallel)
+    out = fulls[0]
     _learn(out.result, where, look)
     results = {recent.study_uid: out.result}
-    if where and older:  # each older prior is only measured at those places: registration and sizes, no reader, no rules
-        first = run(older[0], dict(where), True).result  # the baseline first: against it most of a change shows, so a
-        results[older[0].study_uid] = first  # finding the last interval barely changed gets its own extent there
+    from_recent = dict(where)
+    if base is not None:
+        results[base.study_uid] = fulls[1].result
+    if where and older:  # the baseline measured at the most recent comparison's places: registration and sizes only
+        first = run(older[0], dict(where), True).result  # against the baseline most of a change shows, so a finding
+        r0 = results.get(older[0].study_uid)  # the last interval barely changed gets its own extent there
+        results[older[0].study_uid] = first if r0 is None else r0.model_copy(update={"measured": r0.measured + first.measured})
         found = {k: m.at for k in list(look) if (m := _at(first, where[k])) is not None and m.at is not None}
         for k, b in found.items():
             where[k] = b
             del look[k]
+    else:
+        found = {}
+    if base is not None:  # the places only the baseline's comparison saw: followed on every other study
+        _learn(fulls[1].result, where, look)
+    added = {k: b for k, b in where.items() if k not in from_recent}
+    kept = [f for k, (b, f) in carried.items() if k not in where]  # an earlier finding no comparison saw now
+    where.update({k: b for k, (b, _) in carried.items() if k not in where})  # measured in both full calls already
+    if where and older:
         jobs = [(p, dict(where)) for p in older[1:]]
-        jobs += [(recent, found)] if found else []  # the most recent prior measured again at those extents
+        again = {**found, **added}
+        jobs += [(recent, again)] if again else []  # the most recent prior measured again at those places
         for (p, _), o in zip(jobs, _map(lambda j: run(j[0], j[1], True), jobs, parallel)):
             r = results.get(p.study_uid)
             results[p.study_uid] = o.result if r is None else r.model_copy(update={"measured": r.measured + o.result.measured})
     refs = [StudyRef(study_uid=p.study_uid, date=p.date) for p in priors]
-    findings = assemble(current_ref, refs, results, recent.study_uid, where) if where else list(out.result.findings)
+    findings = (assemble(current_ref, refs, results, recent.study_uid, where, carried=kept) if where
+                else list(out.result.findings))
     out.result = _with_history(out.result, findings, [p.study_uid for p in usable], choices or [])
     return out
+
+
+def _carried(earlier: ComparisonResult, prior: np.ndarray, current: np.ndarray,
+             params: EngineParams) -> dict[Place, tuple[Box, FindingResult]]:
+    """The earlier result's findings present on its study (the most recent prior now), each at its own extent
+    there (`Measured.at` where the earlier history found one, else its box), mapped onto the current."""
+    out: dict[Place, tuple[Box, FindingResult]] = {}
+    for f in earlier.findings:
+        box = f.evidence.box if f.evidence else None
+        if box is None or not f.size_mm or f.change == Change.resolved or _FINDING_OF.get(place(f)[0]) is None:
+            continue
+        if FindingType(_FINDING_OF[place(f)[0]]) not in MEASURED_KINDS:
+            continue
+        m = next((m for m in earlier.measured if m.box == box and m.at is not None), None)
+        own = m.at if m is not None and m.at is not None else box
+        mapped = map_box(prior, current, own, params)
+        if mapped is None or place(f) in out:
+            continue
+        ev = f.evidence.model_copy(update={"box": mapped}) if f.evidence else None
+        out[place(f)] = (mapped, f.model_copy(update={"evidence": ev, "history": [], "trajectory": None}))
+    return out
+
+
+def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The translation (rows, cols) that carries `a` onto `b` (same shape), by phase correlation."""
+    win = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    fa, fb = np.fft.fft2((a - a.mean()) * win), np.fft.fft2((b - b.mean()) * win)
+    cross = fb * np.conj(fa)
+    corr = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real
+    r, c = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    h, w = a.shape
+    return float(r - h if r > h // 2 else r), float(c - w if c > w // 2 else c)
+
+
+def map_box(prior: np.ndarray, current: np.ndarray, box: Box, params: EngineParams = DEFAULT_PARAMS) -> Box | None:
+    """`box` of `prior` (prepared pixels) at the same place of the patient on `current`: the whole images'
+    translation (phase correlation on a coarse grid), then the box's neighbourhood matched locally (normalised
+    correlation over a search window, `params.CARRY_SEARCH` of the image's long side). None: it falls outside."""
+    from scipy import ndimage as ndi
+    from scipy.signal import fftconvolve
+
+    def grid(a: np.ndarray) -> tuple[np.ndarray, float]:
+        f = params.CARRY_COARSE_PX / max(a.shape)
+        return ndi.zoom(np.asarray(a, np.float32), f, order=1), f
+
+    if prior.ndim != 2 or current.ndim != 2:
+        return None
+    sp, fp = grid(prior)
+    sc, fc = grid(current)
+    h, w = max(sp.shape[0], sc.shape[0]), max(sp.shape[1], sc.shape[1])
+    pad = lambda a: np.pad(a, ((0, h - a.shape[0]), (0, w - a.shape[1])), mode="edge")  # noqa: E731
+    dr, dc = _shift(pad(sp), pad(sc))
+    scale = (current.shape[0] / prior.shape[0], current.shape[1] / prior.shape[1])
+    r0, c0, r1, c1 = box
+    bh, bw = r1 - r0, c1 - c0
+    gr, gc = r0 * scale[0] + dr / fc, c0 * scale[1] + dc / fc  # the box's corner on the current, from the translation
+    m = max(params.CARRY_MARGIN_PX, max(bh, bw) // 2)  # the box's surroundings: the anatomy that tells where it is
+    tpl = np.asarray(prior, np.float32)[max(r0 - m, 0):r1 + m, max(c0 - m, 0):c1 + m]
+    if tpl.size == 0 or tpl.std() == 0:
+        return None
+    off_r, off_c = r0 - max(r0 - m, 0), c0 - max(c0 - m, 0)
+    s = int(round(params.CARRY_SEARCH * max(current.shape)))
+    top, left = int(round(gr)) - off_r - s, int(round(gc)) - off_c - s
+    H, W = current.shape
+    a0, b0 = max(top, 0), max(left, 0)
+    area = np.asarray(current, np.float32)[a0:min(top + tpl.shape[0] + 2 * s, H), b0:min(left + tpl.shape[1] + 2 * s, W)]
+    if area.shape[0] < tpl.shape[0] or area.shape[1] < tpl.shape[1]:
+        return None
+    t = (tpl - tpl.mean()) / (tpl.std() + 1e-9)
+    th, tw = t.shape
+    num = fftconvolve(area, t[::-1, ::-1], mode="valid")  # sum of area * t at every position
+    c1 = np.cumsum(np.cumsum(np.pad(area, ((1, 0), (1, 0))), 0), 1)  # the windows' sums and sums of squares
+    c2 = np.cumsum(np.cumsum(np.pad(area.astype(np.float64) ** 2, ((1, 0), (1, 0))), 0), 1)
+    wsum = lambda c: c[th:, tw:] - c[:-th, tw:] - c[th:, :-tw] + c[:-th, :-tw]  # noqa: E731
+    n = th * tw
+    sd = np.sqrt(np.maximum(wsum(c2) / n - (wsum(c1) / n) ** 2, 0.0)) + 1e-6
+    ncc = num / n / sd  # t has zero mean: the window's mean drops out
+    at = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    R0, C0 = a0 + at[0] + off_r, b0 + at[1] + off_c
+    if R0 < 0 or C0 < 0 or R0 + bh > H or C0 + bw > W:
+        return None
+    return int(R0), int(C0), int(R0 + bh), int(C0 + bw)
 
 
 def _at(r: ComparisonResult, box: Box) -> Measured | None:

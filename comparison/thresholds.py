@@ -38,6 +38,12 @@ class EngineParams:
     WORK_SIZE: int = 256  # long side of the working grid: ~1.5 mm/pixel on a 43 cm film, enough for a 5 mm nodule
     REG_QUALITY_FAIL: float = 0.45  # correlation after matching below this: the images do not line up; nothing is compared
     REG_QUALITY_WARN: float = 0.8  # below this a note says registration is limited and confidence is lowered
+    # Carrying an earlier result's finding onto the current (`comparison.history.map_box`, issue 29): where the patient stood
+    # is found from the whole images, then the finding's surroundings are matched locally
+    CARRY_COARSE_PX: int = 128  # the whole images' translation on this grid (long side): ribs and lung edges, not pixel noise
+    CARRY_MARGIN_PX: int = 16  # at least this much of the surroundings (prepared pixels) is matched with the box
+    CARRY_SEARCH: float = 0.06  # the local search reaches this share of the long side each way (a 10 % magnification
+    #                             difference, AP against PA, moves a point half-way to the edge by ~5 %)
     # Coarse pose search (comparison.coarse_pose), issue 28: mutual information from a centred, unrotated start fell into
     # wrong optima on rotated, magnified and shifted priors of independent generators ("could not be registered")
     POSE_SEARCH: bool = True  # search the start pose (rotation x scale grid) before the MI stages: it is the start where it beats

@@ -19,7 +19,11 @@ same type family — lung opacity or the finding itself; an unmatched lesion fai
 - every reported disease finding matching no lesion is an **extra claim**.
 
     .venv/bin/python -m modeldev.generators.thorax3d --series --seed 5 --n 20 --out /tmp/s3d
-    .venv/bin/python -m modeldev.series_eval /tmp/s3d:thorax3d [--json out.json] [-v]
+    .venv/bin/python -m modeldev.series_eval /tmp/s3d:thorax3d [--json out.json] [-v] [--in-order] [--old-history]
+
+`--in-order` runs each series as production meets it: every study from the second on compared with its
+history, with the stored result of its most recent prior carried forward; only the last study is scored.
+Without it only the last study is compared, with no earlier result.
 """
 
 from __future__ import annotations
@@ -133,8 +137,12 @@ def score_series(rec: dict[str, Any], found: list[dict[str, Any]]) -> SeriesScor
     return s
 
 
-def run_set(folder: Path, engine: Any, size: int, limit: int | None = None) -> list[tuple[dict, SeriesScore, list]]:
-    """Each series through load_image and compare_history, as the worker runs it."""
+def run_set(folder: Path, engine: Any, size: int, limit: int | None = None, in_order: bool = False,
+            full_baseline: bool = True) -> list[tuple[dict, SeriesScore, list]]:
+    """Each series through load_image and compare_history, as the worker runs it. `in_order`: every study
+    from the second on is compared with its history in turn, as production meets them, each with the
+    stored result of its most recent prior (`compare_history(earlier=...)`); only the last is scored.
+    Otherwise only the last study is compared, with no earlier result."""
     from comparison import CompareContext, HistoryImage, compare_history, load_image
     from priorwatch.trajectory import StudyRef
 
@@ -144,12 +152,15 @@ def run_set(folder: Path, engine: Any, size: int, limit: int | None = None) -> l
         studies = sorted(rec["studies"], key=lambda st: st["index"])
         imgs = [load_image(folder / rec["series_id"] / f"{st['index']}.dcm", size=size) for st in studies]
         dates = [dt.date.fromisoformat(st["date"]) for st in studies]
-        cur = imgs[-1]
-        priors = [HistoryImage.of(st["study_uid"], d, im) for st, d, im in zip(studies[:-1], dates[:-1], imgs[:-1])]
-        ctx = CompareContext(interval_days=(dates[-1] - dates[-2]).days).with_current(cur)  # as the worker builds it
         try:
-            res = compare_history(engine, cur.pixels, StudyRef(study_uid=studies[-1]["study_uid"], date=dates[-1]),
-                                  priors, ctx).result
+            earlier = None
+            for k in (range(1, len(studies)) if in_order else [len(studies) - 1]):
+                cur = imgs[k]
+                priors = [HistoryImage.of(st["study_uid"], d, im) for st, d, im in zip(studies[:k], dates[:k], imgs[:k])]
+                ctx = CompareContext(interval_days=(dates[k] - dates[k - 1]).days).with_current(cur)  # as the worker
+                res = compare_history(engine, cur.pixels, StudyRef(study_uid=studies[k]["study_uid"], date=dates[k]),
+                                      priors, ctx, full_baseline=full_baseline, earlier=earlier).result
+                earlier = res
             found = [json.loads(f.model_dump_json()) for f in res.findings]
         except Exception as exc:  # an engine failure is scored as nothing reported, with its reason
             found = []
@@ -176,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", dest="json_out", default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--in-order", action="store_true",
+                    help="compare every study with its history in turn, each with its prior's stored result (production)")
+    ap.add_argument("--old-history", action="store_true",
+                    help="the engine 0.4.15 history: one full comparison (the most recent prior), the others only measured")
     args = ap.parse_args(argv)
     from comparison import RegistrationEngine
 
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for spec in args.sets:
         folder, gen = spec.rsplit(":", 1)
-        rows = run_set(Path(folder), engine, args.size, args.limit)
+        rows = run_set(Path(folder), engine, args.size, args.limit, in_order=args.in_order,
+                       full_baseline=not args.old_history)
         summ = summarise([s for _, s, _ in rows])
         dump[gen] = {"summary": summ, "series": [{"label": r, "found": f, "misses": s.misses} for r, s, f in rows]}
 

@@ -190,14 +190,16 @@ def _observation(study: StudyRef, size: float | None) -> Observation:
 
 def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, ComparisonResult],
              most_recent: str,
-             where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]] | None = None
-             ) -> list[FindingResult]:
+             where: dict[tuple[str, str | None, str | None], tuple[int, int, int, int]] | None = None,
+             carried: Sequence[FindingResult] = ()) -> list[FindingResult]:
     """The current's findings with their history. `priors` oldest first; `results` maps a prior's
     StudyInstanceUID to the comparison of the current with it (a prior not compared is absent
     from it: not assessable there). The findings are those of the comparison with `most_recent`,
     then each finding another comparison saw that is still present now (a nodule stable since it
     appeared is no change against the most recent prior), its change against the most recent from
-    the sizes. `where`: the box each place was measured at when the history asked (`place`)."""
+    the sizes. `where`: the box each place was measured at when the history asked (`place`). `carried`:
+    findings of the patient's earlier result, their boxes mapped to the current (a nodule stable across
+    the last interval), followed like those another comparison saw: kept where present now."""
     where = where or {}
     base = results.get(most_recent)
     tracks = list(base.findings) if base else []
@@ -211,6 +213,10 @@ def assemble(current: StudyRef, priors: Sequence[StudyRef], results: dict[str, C
                 m = _size_on(r, f, where)
                 if m is not None and m.current_mm:
                     extra.append(f)
+    for f in carried:
+        m = _size_on(base, f, where)  # measured now on the pair with the most recent prior (where it was asked)
+        if not any(_matches(f, t) for t in tracks + extra) and m is not None and m.current_mm:
+            extra.append(f)
     out: list[FindingResult] = []
     for t in tracks + extra:
         seen = {p.study_uid: _size_on(results.get(p.study_uid), t, where) for p in priors}

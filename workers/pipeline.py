@@ -127,6 +127,20 @@ def _prior_report(session: Session, prior_id: int, files: InstanceFiles) -> str 
     return report_text([files.path(i, p) for i, p in srs]) if srs else None
 
 
+def _earlier_result(session: Session, prior_id: int) -> ComparisonResult | None:
+    """The most recent prior's own stored result (its latest version), whose findings the history carries
+    forward (issue 29); None when it has none or it cannot be read (then nothing is carried)."""
+    row = session.exec(select(Comparison.result_json).where(Comparison.study_id == prior_id)
+                       .order_by(Comparison.study_version.desc(), Comparison.id.desc())).first()  # type: ignore[attr-defined, union-attr]
+    if not row:
+        return None
+    try:
+        return ComparisonResult.model_validate_json(row)
+    except ValueError:
+        log.warning("the most recent prior's stored result could not be read; nothing carried forward")
+        return None
+
+
 def _history(s: Session, study: Study, settings: Settings, files: InstanceFiles,
              not_fetched: list[PriorUsed]) -> tuple[PriorChoice, list[tuple[PriorUsed, int | None, str | None]]]:
     """The relevant history in our store (`choose_history`) plus what the PACS could not give, oldest
@@ -194,6 +208,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
         if choice.prior_id is None and pacs_reason:
             choice.reason = pacs_reason
         prior_report = _prior_report(s, choice.prior_id, files) if choice.prior_id else None
+        earlier = _earlier_result(s, choice.prior_id) if choice.prior_id else None
         ctx = CompareContext(interval_days=choice.interval_days, reason=study.reason or None, prior_report=prior_report)
         cur_path = files.path(current.id, current.path)
         cur_instance_id, cur_ref = current.id, StudyRef(study_uid=study.study_uid, date=when(study).date())
@@ -218,7 +233,7 @@ def run_job(job_id: int, settings: Settings, comparator: TritonComparator | VlmC
     try:
         with TRITON_LATENCY.time():
             out = compare_history(comparator, cur_img.pixels, cur_ref, priors, ctx, [u for u, _, _ in history],
-                                  parallel=settings.history_parallel if threadsafe else 1)
+                                  parallel=settings.history_parallel if threadsafe else 1, earlier=earlier)
     except EngineUnavailable as exc:
         raise TransientError(f"comparison engine unavailable: {exc}") from exc
     except EngineError as exc:

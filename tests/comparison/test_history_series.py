@@ -83,17 +83,19 @@ class _Counting:
         return self.engine.compare(current, prior, context)
 
 
-def test_one_full_comparison_the_older_priors_only_measured(engine: RegistrationEngine, tmp_path: Path) -> None:
-    """The latency bar (3 priors <= 2x one prior): only the most recent prior gets the full comparison;
-    the baseline and the studies between are measured at its findings' places (issue 29)."""
+@pytest.mark.parametrize("full_baseline", [True, False])
+def test_full_comparisons_with_the_most_recent_and_the_baseline_the_others_only_measured(
+        engine: RegistrationEngine, tmp_path: Path, full_baseline: bool) -> None:
+    """The latency bar (3 priors <= 2x one prior): the most recent prior and the baseline get full comparisons
+    (only the most recent with `full_baseline=False`); the studies between are measured at the findings' places."""
     studies = write_series(tmp_path, "PW-HIST-2", "nodule", [0.0, 0.5, 0.75, 1.0], DATES, seed=5)
     imgs = [load_image(s.path) for s in studies]
     priors = [HistoryImage.of(s.study_uid, s.date, im) for s, im in zip(studies[:-1], imgs[:-1])]
     counting = _Counting(engine)
     result = compare_history(counting, imgs[-1].pixels, StudyRef(study_uid=studies[-1].study_uid, date=studies[-1].date),
-                             priors, CompareContext().with_current(imgs[-1])).result
-    assert counting.full == 1
-    assert counting.measuring >= 2  # the baseline and the study between (and the most recent again at a refined place)
+                             priors, CompareContext().with_current(imgs[-1]), full_baseline=full_baseline).result
+    assert counting.full == (2 if full_baseline else 1)
+    assert counting.measuring >= 2  # the study between and the baseline at the most recent comparison's places
     [f] = [f for f in result.findings if f.finding in ("nodule", "mass", "consolidation")]
     assert [o.state for o in f.history][0] == "absent"
 
@@ -117,3 +119,55 @@ def test_measuring_only_reads_what_the_full_comparison_reads(engine: Registratio
     assert n.prior_mm is not None and m.prior_mm is not None
     assert n.prior_mm > 0
     assert abs(n.prior_mm - m.prior_mm) <= 2.0  # the prior registered on the small grid lands where the full call put it
+
+
+def test_a_nodule_that_appeared_then_stayed_is_followed_from_the_baseline_comparison(
+        engine: RegistrationEngine, tmp_path: Path) -> None:
+    """Absent on the baseline, present and unchanged since: the most recent comparison sees no change there,
+    the baseline's full comparison sees it new; it is reported, first seen when it appeared, on every study."""
+    studies = write_series(tmp_path, "PW-HIST-4", "nodule", [0.0, 1.0, 1.0, 1.0], DATES, seed=5)
+    imgs = [load_image(s.path) for s in studies]
+    priors = [HistoryImage.of(s.study_uid, s.date, im) for s, im in zip(studies[:-1], imgs[:-1])]
+    counting = _Counting(engine)
+    result = compare_history(counting, imgs[-1].pixels, StudyRef(study_uid=studies[-1].study_uid, date=studies[-1].date),
+                             priors, CompareContext().with_current(imgs[-1])).result
+    assert counting.full == 2  # the most recent prior and the baseline
+    [f] = [f for f in result.findings if f.finding in ("nodule", "mass", "consolidation")]
+    assert f.side == "right"
+    assert [o.state for o in f.history] == ["absent", "present", "present", "present"]
+    assert f.first_seen == DATES[1]
+    assert f.change == "stable"
+
+
+def test_an_earlier_result_s_nodule_is_carried_forward_and_reported_stable(engine: RegistrationEngine,
+                                                                          tmp_path: Path) -> None:
+    """The stored result of the most recent prior named a new nodule; the current shows it unchanged, so no
+    comparison calls it changed: carried forward (its box mapped onto the current), measured and reported stable."""
+    studies = write_series(tmp_path, "PW-HIST-5", "nodule", [0.0, 1.0, 1.0], DATES[1:], seed=5)
+    imgs = [load_image(s.path) for s in studies]
+    refs = [StudyRef(study_uid=s.study_uid, date=s.date) for s in studies]
+    hist = [HistoryImage.of(s.study_uid, s.date, im) for s, im in zip(studies, imgs)]
+    earlier = compare_history(engine, imgs[1].pixels, refs[1], hist[:1], CompareContext().with_current(imgs[1])).result
+    [e] = [f for f in earlier.findings if f.finding in ("nodule", "mass", "consolidation")]
+    assert e.change == "new"
+    ctx = CompareContext().with_current(imgs[2])
+    alone = compare_history(engine, imgs[2].pixels, refs[2], hist[1:2], ctx).result
+    assert [f for f in alone.findings if f.finding in ("nodule", "mass", "consolidation")] == []
+    carried = compare_history(engine, imgs[2].pixels, refs[2], hist[1:2], ctx, earlier=earlier).result
+    [f] = [f for f in carried.findings if f.finding in ("nodule", "mass", "consolidation")]
+    assert (f.side, f.zone) == (e.side, e.zone)
+    assert f.change == "stable"
+    assert [o.state for o in f.history] == ["present", "present"]
+    assert f.size_mm is not None and e.size_mm is not None
+    assert abs(f.size_mm - e.size_mm) <= 3.0
+
+
+def test_map_box_follows_the_patient(tmp_path: Path) -> None:
+    """A box of the prior lands where the same anatomy is on the current, the patient having moved."""
+    from comparison.history import map_box
+
+    [s] = write_series(tmp_path, "PW-HIST-6", "nodule", [1.0], DATES[:1], seed=5)
+    img = load_image(s.path).pixels
+    moved = np.clip(ndi.shift(img, (14.0, -10.0), order=1, mode="nearest"), 0.0, 1.0)
+    for box in [(200, 100, 240, 140), (300, 300, 330, 330), (120, 180, 170, 230)]:
+        assert map_box(img, moved, box) == (box[0] + 14, box[1] - 10, box[2] + 14, box[3] - 10)
