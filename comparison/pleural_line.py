@@ -26,6 +26,14 @@ not show at the same place (its ridge there under `PL_PRIOR_RATIO` of the curren
 pneumothorax, worsened where the prior had one nearer the wall; a prior's line gone (or moved
 towards the wall) is resolved (improved). Everything is in the working grid's pixels; sizes in mm
 use `spacing_mm`. Every threshold is an `EngineParams` field.
+
+Status (H1, issue 28): the engine does not use it by default (`PLEURAL_LINE_DETECTOR` off, the figures
+are there). It finds the lines drawn in its table tests, but not sdfphantom's: on the 256 px working
+grid that generator's visceral line is about a pixel wide and fainter than rib and vessel ridges,
+and the lung masks there are hulls reaching the lateral soft tissue, so "distance from the wall" is
+read from the wrong edge; on the trained-on generators it calls rib and mask-edge ridges new lines.
+What it would need: the chest wall read from the image (not the lung mask) and the line read at
+the prepared image's resolution, not the working grid's.
 """
 
 from __future__ import annotations
@@ -177,10 +185,10 @@ def compare_lines(cur: np.ndarray, prior: np.ndarray, lungs: LungFields, spacing
     spread = _spread(rc[0], lungs.both)  # one scale for both images (they are intensity-matched)
     out: list[LineChange] = []
     for side in (Side.right, Side.left):
-        lc = find_lines(cur, lungs, side, spacing_mm, params, rc, spread)
-        lp = find_lines(prior, lungs, side, spacing_mm, params, rp, spread)
-        new_c = [l_ for l_ in lc if not _shown(l_, prior, params)]
-        gone_p = [l_ for l_ in lp if not _shown(l_, cur, params)]
+        lc = find_lines(cur, lungs, side, spacing_mm, params=params, ridge=rc, spread=spread)
+        lp = find_lines(prior, lungs, side, spacing_mm, params=params, ridge=rp, spread=spread)
+        new_c = [l_ for l_ in lc if not _shown(l_, prior, params=params)]
+        gone_p = [l_ for l_ in lp if not _shown(l_, cur, params=params)]
         if new_c:
             line = new_c[0]
             wider = [p for p in lp if p.gap_mm < line.gap_mm]

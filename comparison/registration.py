@@ -281,12 +281,10 @@ class RegistrationEngine:
             findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes, trace)
         else:
             findings = by_rules
-        if self.params.PLEURAL_LINE_DETECTOR:  # issue 28: the visceral pleural line, a pneumothorax without a dark rim
-            findings, added = _ptx_from_lines(findings, compare_lines(cw, mapped, lungs, spacing, params=self.params),
-                                              lungs, cur_shape, params=self.params)
-            if added:
-                notes.append("A thin pleural line parallel to the chest wall with no lung markings beyond it differs from "
-                             "the prior: pneumothorax evidence the density change did not show; verify.")
+        findings, added = pleural_line_findings(findings, cw, mapped, lungs, spacing, cur_shape, params=self.params)
+        if added:  # issue 28: the visceral pleural line, a pneumothorax without a dark rim
+            notes.append("A thin pleural line parallel to the chest wall with no lung markings beyond it differs from "
+                         "the prior: pneumothorax evidence the density change did not show; verify.")
             findings = findings[: self.max_findings]
         findings, caution = _cautious(findings, ctx, params=self.params)
         notes += caution
@@ -773,6 +771,16 @@ def _ptx_from_signs(by_reader: list[FindingResult], by_rules: list[FindingResult
              if f.finding == FindingType.pneumothorax and f.change in APPEARING and f.side in air - have]
     extra = list({f.side: f for f in reversed(extra)}.values())  # one per side, the strongest
     return extra + by_reader, len(extra)
+
+
+def pleural_line_findings(findings: list[FindingResult], cw: np.ndarray, mapped: np.ndarray, lungs: LungFields,
+                          spacing: float, cur_shape: tuple[int, ...], *,
+                          params: EngineParams) -> tuple[list[FindingResult], int]:
+    """The findings with the pleural-line detector's evidence (`_ptx_from_lines`) where `PLEURAL_LINE_DETECTOR`
+    is on (unchanged, 0 where it is off): the engine's one entry to `comparison.pleural_line`."""
+    if not params.PLEURAL_LINE_DETECTOR:
+        return list(findings), 0
+    return _ptx_from_lines(findings, compare_lines(cw, mapped, lungs, spacing, params=params), lungs, cur_shape, params=params)
 
 
 def _ptx_from_lines(findings: list[FindingResult], changes: list[LineChange], lungs: LungFields,

@@ -396,7 +396,18 @@ class EngineParams:
 
     # --- the visceral pleural line (comparison.pleural_line; issue 28: a pneumothorax drawn as a thin line with the lung
     #     pulled in and little extra darkness beyond it, how a small real one often looks, was missed 18 of 18 times) ------
-    PLEURAL_LINE_DETECTOR: bool = False  # the pleural-line detector is evidence for a pneumothorax (new / worsened: urgent)
+    PLEURAL_LINE_DETECTOR: bool = False  # the pleural-line detector is evidence for a pneumothorax (new / worsened: urgent).
+    #                                       Off: it finds the lines drawn in tests/comparison/test_pleural_line.py but, replayed on
+    #                                       the validation sets' saved alignments (H1, engine 0.4.15 tree, off -> on), it found the
+    #                                       line of none of sdfphantom 999001's new pneumothoraces (50 pairs: urgent 3 -> 4 of 9, one
+    #                                       worsened right one, zone wrong; false urgent 4 -> 8 of 31; quiet called changed 2 -> 3 of
+    #                                       13; stricter PL_RIDGE_Z 2, PL_MIN_LENGTH_MM 40, PL_BEYOND_RATIO 0.4, PL_MAX_GAP 0.3: no
+    #                                       change on sdfphantom, thorax3d quiet called changed 2 -> 3 of 8) and it raised
+    #                                       false urgent on the trained-on generators (seed 1001, 28 pairs each: thorax3d 1 -> 8 of
+    #                                       21, atlas2d 1 -> 5 of 19, slabs 0 -> 5 of 20; quiet called changed 2 -> 7, 2 -> 3, 2 -> 5
+    #                                       of 8). On the 256 px working grid sdfphantom's visceral line is ~1 px and fainter than
+    #                                       rib and vessel ridges, and the lung masks there are hulls reaching the lateral soft
+    #                                       tissue and the frame, so distance to the mask's edge is not distance to the chest wall
     PL_SCALE_PX: float = 1.0  # Hessian scale (px of the working grid, ~1.6 mm): the visceral pleura is under a pixel wide
     PL_RIDGE_Z: float = 1.0  # a ridge pixel: its response over the lungs' 90th centile of it (the vessels') at least this
     PL_ORIENT_COS: float = 0.8  # across the ridge within ~37 degrees of the direction to the nearest wall: parallel to it

@@ -19,7 +19,7 @@ from comparison import thresholds
 from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from priorwatch.vocabulary import Change, FindingType
 
-ENGINE_MODULES = ("registration", "signs", "typing_rules", "fluid", "coarse_pose", "nonrigid")
+ENGINE_MODULES = ("registration", "signs", "typing_rules", "fluid", "coarse_pose", "nonrigid", "pleural_line")
 ROOT = Path(__file__).resolve().parents[2] / "comparison"
 
 

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from comparison._anatomy import LungFields
 from comparison.pleural_line import compare_lines, find_lines
-from comparison.registration import _ptx_from_lines
+from comparison.registration import _ptx_from_lines, pleural_line_findings
 from comparison.thresholds import DEFAULT_PARAMS
 from priorwatch.vocabulary import Change, FindingResult, FindingType, Side, Zone
 
@@ -126,10 +126,10 @@ def test_line_pulled_further_in_is_worsened() -> None:
 
 
 def _engine_claims(params) -> list[FindingResult]:
-    """What the engine's wiring makes of a drawn new right pneumothorax with a reader that called nothing."""
+    """What the engine's entry (`registration.pleural_line_findings`) makes of a drawn new right pneumothorax
+    with a reader that called nothing."""
     prior, cur = _chest(13), _chest(14, Side.right)
-    changes = compare_lines(cur, prior, _lungs(), SPACING_MM, params=params) if params.PLEURAL_LINE_DETECTOR else []
-    return _ptx_from_lines([], changes, _lungs(), (H * 2, W * 2), params=params)[0]
+    return pleural_line_findings([], cur, prior, _lungs(), SPACING_MM, (H * 2, W * 2), params=params)[0]
 
 
 def test_engine_wiring_new_line_is_an_urgent_pneumothorax_and_not_without_the_detector() -> None:
