@@ -122,27 +122,34 @@ def compare_history(comparator: Comparator, current: np.ndarray, current_ref: St
     _learn(out.result, where, look)
     results = {recent.study_uid: out.result}
     from_recent = dict(where)
-    if base is not None:
-        results[base.study_uid] = fulls[1].result
-    if where and older:  # the baseline measured at the most recent comparison's places: registration and sizes only
+    jobs: list[tuple[HistoryImage, dict[Place, Box]]] = []
+    found: dict[Place, Box] = {}
+    if base is not None:  # the baseline's full comparison answers for the places it saw too (`assemble` reads its finding
+        res0 = fulls[1].result  # there); its own extent of a finding the most recent comparison only boxed is taken
+        results[base.study_uid] = res0
+        own = _own_extents(res0)
+        found = {k: own[k] for k in list(look) if k in own}
+        for k, b in found.items():
+            where[k] = b
+            del look[k]
+        saw = {place(f) for f in (res0.findings if res0.not_compared is None else [])}
+        unseen = {k: where[k] for k in from_recent if k not in saw}
+        jobs += [(base, unseen)] if unseen else []  # measured only where its comparison saw nothing
+        _learn(res0, where, look)  # the places only the baseline's comparison saw: followed on every other study
+    elif where and older:  # engine 0.4.15: the baseline measured at the most recent comparison's places first
         first = run(older[0], dict(where), True).result  # against the baseline most of a change shows, so a finding
-        r0 = results.get(older[0].study_uid)  # the last interval barely changed gets its own extent there
-        results[older[0].study_uid] = first if r0 is None else r0.model_copy(update={"measured": r0.measured + first.measured})
+        results[older[0].study_uid] = first  # the last interval barely changed gets its own extent there
         found = {k: m.at for k in list(look) if (m := _at(first, where[k])) is not None and m.at is not None}
         for k, b in found.items():
             where[k] = b
             del look[k]
-    else:
-        found = {}
-    if base is not None:  # the places only the baseline's comparison saw: followed on every other study
-        _learn(fulls[1].result, where, look)
     added = {k: b for k, b in where.items() if k not in from_recent}
     kept = [f for k, (b, f) in carried.items() if k not in where]  # an earlier finding no comparison saw now
     where.update({k: b for k, (b, _) in carried.items() if k not in where})  # measured in both full calls already
-    if where and older:
-        jobs = [(p, dict(where)) for p in older[1:]]
+    if where and older:  # the studies between measured at every place, the most recent again where a place was refined
+        jobs += [(p, dict(where)) for p in older[1:]]  # or added (registration and sizes only: no reader, no rules)
         again = {**found, **added}
-        jobs += [(recent, again)] if again else []  # the most recent prior measured again at those places
+        jobs += [(recent, again)] if again else []
         for (p, _), o in zip(jobs, _map(lambda j: run(j[0], j[1], True), jobs, parallel)):
             r = results.get(p.study_uid)
             results[p.study_uid] = o.result if r is None else r.model_copy(update={"measured": r.measured + o.result.measured})
@@ -233,6 +240,16 @@ def map_box(prior: np.ndarray, current: np.ndarray, box: Box, params: EnginePara
     if R0 < 0 or C0 < 0 or R0 + bh > H or C0 + bw > W:
         return None
     return int(R0), int(C0), int(R0 + bh), int(C0 + bw)
+
+
+def _own_extents(r: ComparisonResult) -> dict[Place, Box]:
+    """Each place a comparison's findings name, at the finding's own extent where the comparison found one."""
+    out: dict[Place, Box] = {}
+    for f in (r.findings if r.not_compared is None else []):
+        m = _at(r, f.evidence.box) if f.evidence and f.evidence.box else None
+        if m is not None and m.at is not None:
+            out.setdefault(place(f), m.at)
+    return out
 
 
 def _at(r: ComparisonResult, box: Box) -> Measured | None:
