@@ -19,6 +19,9 @@ Senders (both by default, each for every receiver):
   the P-DATA fragmenting (the maximum PDU length that receiver states).
 - pynetdicom: our own SCU (`dicom_node.send_files`), on request.
 
+Receivers: ours (the node as settings say), ours-lean / ours-pynetdicom (the node on a named accept
+path, `PRIORWATCH_NODE_ACCEPT`), storescp, orthanc; the table has a column per sender and our path.
+
 Each cell is the median of --repeat runs, each on a fresh receiver after a warm-up send.
 "study" rows send 2-instance small studies, a new association per study (what a modality
 does), so they also weigh each receiver's association set-up and release.
@@ -126,14 +129,28 @@ class Receiver:
 
 class Ours(Receiver):
     name = "ours"
+    accept: str | None = None  # Settings.node_accept; None: the environment's or the default
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         self.aet = "PRIORWATCH"
+        extra = {"node_accept": self.accept} if self.accept else {}
         s = Settings(data_dir=self.work / "data", dicom_port=self.port, ae_title=self.aet,
-                     quiet_period_s={"default": 600.0}, completion_grace_s=2.0)
+                     quiet_period_s={"default": 600.0}, completion_grace_s=2.0, **extra)
         env = {**os.environ, **as_env(s), "PYTHONPATH": str(REPO), "PRIORWATCH_LOG_LEVEL": "WARNING"}
         env.pop("PRIORWATCH_CONFIG", None)
         return [sys.executable, "-m", "dicom_node"], env
+
+
+class OursLean(Ours):
+    """Our node on its own accept path (`dicom_node.lean`), whatever the environment says."""
+    name = "ours-lean"
+    accept = "lean"
+
+
+class OursPynetdicom(Ours):
+    """Our node on pynetdicom's accept path (`dicom_node.netfast`), whatever the environment says."""
+    name = "ours-pynetdicom"
+    accept = "pynetdicom"
 
 
 class StoreSCP(Receiver):
@@ -268,7 +285,8 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=200, help="small instances per run (~0.45 MB)")
     ap.add_argument("--large", type=int, default=20, help="large instances per run (~7.2 MB)")
     ap.add_argument("--parallel", type=int, nargs="+", default=[1, 4], help="associations in parallel")
-    ap.add_argument("--receivers", nargs="+", default=["ours", "storescp", "orthanc"])
+    ap.add_argument("--receivers", nargs="+", default=["ours", "storescp", "orthanc"],
+                    help="ours, ours-lean, ours-pynetdicom (our node on a named accept path), storescp, orthanc")
     ap.add_argument("--sender", choices=SENDERS, nargs="+", default=["storescu", "raw"],
                     help="senders, each used for every receiver (storescu: DCMTK, one process per "
                          "association; raw: benchmarks.rawscu, pre-encoded PDUs)")
@@ -278,7 +296,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", choices=["small", "large", "study"], default=["small", "large", "study"],
                     help="which rows to run")
     args = ap.parse_args()
-    classes = {"ours": Ours, "storescp": StoreSCP, "orthanc": Orthanc}
+    classes = {"ours": Ours, "ours-lean": OursLean, "ours-pynetdicom": OursPynetdicom, "storescp": StoreSCP,
+               "orthanc": Orthanc}
     table: list[tuple[str, str, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = Path(tmp)
@@ -318,21 +337,24 @@ def main() -> int:
                         print(f"{sender:8s} {size:5s} x{len(files):4d} ({mb / len(files):.2f} MB) assoc={par}  "
                               f"{name:9s} {rates[name]:8.1f} inst/s {rates[name] * mb / len(files):8.1f} MB/s "
                               f"{unit[0]:7.2f} {unit[1]}", flush=True)
-                    ours = rates.get("ours", 0.0)
-                    ratio = "  ".join(f"ours/{k}={ours / v:.2f}" for k, v in rates.items() if k != "ours" and v)
-                    print(f"      -> {ratio}", flush=True)
-                    if "orthanc" in rates and rates["orthanc"]:
-                        table.append((sender, size, par, ours / rates["orthanc"]))
+                    for me in [k for k in rates if k.startswith("ours")]:
+                        ours = rates[me]
+                        ratio = "  ".join(f"{me}/{k}={ours / v:.2f}" for k, v in rates.items()
+                                          if not k.startswith("ours") and v)
+                        print(f"      -> {ratio}", flush=True)
+                        if "orthanc" in rates and rates["orthanc"]:
+                            table.append((sender if me == "ours" else f"{sender}:{me}", size, par, ours / rates["orthanc"]))
     if table:
         print("\nours/Orthanc (inst/s ratio, median of --repeat runs):")
-        print(f"{'row':12s} " + " ".join(f"{s:>10s}" for s in args.sender))
+        columns = list(dict.fromkeys(s for s, _, _, _ in table))  # senders, or our accept paths
+        print(f"{'row':12s} " + " ".join(f"{s:>24s}" for s in columns))
         for size in ("small", "large", "study"):
             for par in args.parallel:
                 cells = {s: r for s, z, p, r in table if z == size and p == par}
                 if cells:
                     label = f"{'per-study' if size == 'study' else size} x{par}"
-                    print(f"{label:12s} " + " ".join(f"{cells[s]:10.2f}" if s in cells else f"{'-':>10s}"
-                                                   for s in args.sender))
+                    print(f"{label:12s} " + " ".join(f"{cells[s]:24.2f}" if s in cells else f"{'-':>24s}"
+                                                   for s in columns))
     return 0
 
 

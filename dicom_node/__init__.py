@@ -9,6 +9,7 @@ Public API::
     echo(host, port, called_ae, calling_ae)               C-ECHO
     statuses                                              the C-STORE statuses we answer
     netfast.apply()                                       pynetdicom network-loop fixes (applied on import)
+    lean                                                  the node's own accept path (Settings.node_accept)
     Guard, Limits                                         starvation limits (PDU deadline/cap, association limits)
     tls.server_context(settings) / tls.client_context()   DICOM TLS contexts from settings
 """

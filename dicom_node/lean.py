@@ -38,6 +38,7 @@ connections only accepts. What an association does, in order:
 
 from __future__ import annotations
 
+import _thread
 import io
 import logging
 import os
@@ -325,6 +326,8 @@ class LeanAssociation:
     # -- I/O ---------------------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
         with self._send_lock:
+            # a read leaves the socket's timeout at what its deadline had left: send under our own
+            self.sock.settimeout(self.server.guard.limits.pdu_timeout_s)
             self.sock.sendall(data)
 
     def _fill(self, view: memoryview, deadline: float, then_within: float | None = None) -> float:
@@ -388,7 +391,7 @@ class LeanAssociation:
         except ProtocolError as exc:
             log.warning("association aborted: %s", exc)
             self._abort_quietly(exc.reason)
-        except _Closed:
+        except (_Closed, OSError):  # the peer went, or the node stopping shut the socket
             pass
         except Exception as exc:  # never take the node down
             log.exception("association failed: %s", type(exc).__name__)
@@ -398,16 +401,14 @@ class LeanAssociation:
 
     def _abort_quietly(self, reason: int) -> None:
         try:
-            self.sock.settimeout(1.0)
             self._send(encode_abort(0x02, reason))
         except OSError:
             pass
 
     def abort(self) -> None:
         """From another thread (the node stopping): A-ABORT (service user) and shut the socket."""
-        try:
-            self.sock.settimeout(1.0)
-            self._send(encode_abort(0x00, 0x00))
+        try:  # never waits: a peer that does not read must not hold up the node's stop
+            self.sock.send(encode_abort(0x00, 0x00), socket.MSG_DONTWAIT)
         except OSError:
             pass
         self.drop()
@@ -438,7 +439,6 @@ class LeanAssociation:
         rq = parse_associate_rq(body)
         reject = self._decide(rq)
         if reject is not None:
-            self.sock.settimeout(5.0)
             self._send(encode_associate_rj(*reject))
             return
         results = negotiate(rq.contexts, cfg.abstract_syntaxes, server.syntax_rank)
@@ -447,7 +447,6 @@ class LeanAssociation:
         self.calling = rq.calling
         self.implementation_class_uid = rq.implementation_class_uid
         self.implementation_version_name = rq.implementation_version_name
-        self.sock.settimeout(server.guard.limits.pdu_timeout_s)
         self._send(encode_associate_ac(rq, results, cfg.max_pdu, cfg.implementation_class_uid,
                                        cfg.implementation_version_name))
         self.established = True
@@ -658,7 +657,9 @@ class LeanServer:
                 self.board.set(len(self.associations))
         for victim in victims:
             victim.drop()
-        threading.Thread(target=assoc.run, name="priorwatch-lean-assoc", daemon=True).start()
+        # A bare thread: threading.Thread.start() would also wait until the new thread runs (a
+        # wake-up round trip per association in the thread that accepts; the node never joins them).
+        _thread.start_new_thread(assoc.run, ())
 
     def _negotiating_done(self, assoc: LeanAssociation) -> None:
         with self.lock:

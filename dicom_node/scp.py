@@ -18,7 +18,8 @@ from collections import Counter
 
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import (AE, ALL_TRANSFER_SYNTAXES, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION,
+                        AllStoragePresentationContexts, evt)
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -26,7 +27,7 @@ from priorwatch.log import phi_safe
 from priorwatch.models import StudyRole
 from priorwatch.settings import Settings
 
-from dicom_node import netfast, receivers, recovery, spool
+from dicom_node import assoc_slots, lean, netfast, receivers, recovery, spool
 from dicom_node.completion import CompletionMonitor
 from dicom_node.guard import Guard, Identity, Limits
 from dicom_node.tls import server_context
@@ -166,10 +167,6 @@ class StorageNode:
 
     def _start_lean(self, n: int) -> None:
         """The node's own upper layer (dicom_node.lean) on the node's port or shared listener."""
-        from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-
-        from dicom_node import assoc_slots, lean
-
         listener = self._listener
         board = slots = None
         if listener is None:
@@ -200,14 +197,12 @@ class StorageNode:
 
     def _store_lean(self, dataset: io.BytesIO, transfer_syntax: str, sop_class_uid: str, sop_instance_uid: str,
                     calling: str, originator: str, implementation_class_uid: str,
-                    implementation_version_name: str):  # type: ignore[no-untyped-def]
-        from dicom_node.lean import StoreOutcome
-
+                    implementation_version_name: str) -> lean.StoreOutcome:
         result = self._store(dataset, transfer_syntax=transfer_syntax, sop_class_uid=sop_class_uid,
                              sop_instance_uid=sop_instance_uid, calling=calling, originator=originator,
                              implementation_class_uid=implementation_class_uid,
                              implementation_version_name=implementation_version_name)
-        return StoreOutcome(result.status, result.comment if result.status else None, result.study_id)
+        return lean.StoreOutcome(result.status, result.comment if result.status else None, result.study_id)
 
     def _store(self, dataset: io.BytesIO, *, transfer_syntax: str, sop_class_uid: str, sop_instance_uid: str,
                calling: str, originator: str, implementation_class_uid: str,

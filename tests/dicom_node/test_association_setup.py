@@ -35,6 +35,15 @@ def _storescu(node: StorageNode, files: list[Path]) -> None:
 
 
 @pytest.fixture
+def settings(tmp_path: Path) -> object:
+    """These tests are about pynetdicom's accept path (`dicom_node.netfast`; the lean path,
+    `dicom_node.lean`, has no pynetdicom negotiation): its node, whatever the default."""
+    from .conftest import make_settings
+
+    return make_settings(tmp_path, node_accept="pynetdicom")
+
+
+@pytest.fixture
 def uid_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every UID whose conformance pydicom checks (each stock `set_uid` and
     `add_transfer_syntax` call checks it), recorded while the fixture is live."""

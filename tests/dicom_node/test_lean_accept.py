@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE, build_context
+from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from benchmarks import rawscu
@@ -328,3 +328,62 @@ def test_disk_full_gets_a700_and_the_node_keeps_serving(tmp_path: Path, maker: S
             str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in small}
     finally:
         _stop(proc)
+
+
+def test_negotiation_items_it_does_not_support_are_read_past(lean_node: StorageNode, maker: StudyMaker) -> None:
+    """User identity (positive response asked), SCP/SCU role selection, asynchronous operations and
+    SOP class extended negotiation: accepted without answering them (PS3.7 D.3.3: the defaults hold)."""
+    from pynetdicom.pdu_primitives import (AsynchronousOperationsWindowNegotiation, SCP_SCU_RoleSelectionNegotiation,
+                                           SOPClassExtendedNegotiation, UserIdentityNegotiation)
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CTImageStorage)
+    uid = UserIdentityNegotiation()
+    uid.user_identity_type = 2
+    uid.positive_response_requested = True
+    uid.primary_field = b"tech"
+    uid.secondary_field = b"secret"
+    role = SCP_SCU_RoleSelectionNegotiation()
+    role.sop_class_uid = CTImageStorage
+    role.scu_role, role.scp_role = True, False
+    window = AsynchronousOperationsWindowNegotiation()
+    window.maximum_number_operations_invoked, window.maximum_number_operations_performed = 4, 4
+    ext = SOPClassExtendedNegotiation()
+    ext.sop_class_uid = CTImageStorage
+    ext.service_class_application_information = b"\x02\x00\x00\x00\x01\x00"
+    assoc = ae.associate(HOST, lean_node.port, ae_title="PRIORWATCH", ext_neg=[uid, role, window, ext])
+    try:
+        assert assoc.is_established
+        assert assoc.acceptor.user_identity is None and assoc.acceptor.asynchronous_operations == (1, 1)
+        assert assoc.send_c_store(dcmread(maker.study(1, CT)[0])).Status == 0
+    finally:
+        assoc.release()
+    assert lean_node.counts["stored"] == 1
+
+
+def test_a_store_naming_us_as_move_originator_is_filed_as_a_prior(lean_node: StorageNode, maker: StudyMaker) -> None:
+    ae = AE(ae_title="PACS")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(HOST, lean_node.port, ae_title="PRIORWATCH")
+    try:
+        [moved] = maker.study(1, CT)
+        [incoming] = maker.study(1, CT)
+        assert assoc.send_c_store(dcmread(moved), originator_aet="PRIORWATCH", originator_id=7).Status == 0
+        assert assoc.send_c_store(dcmread(incoming)).Status == 0
+    finally:
+        assoc.release()
+    roles = {s.study_uid: s.role for s in indexed_studies(lean_node.settings)}
+    assert roles == {str(dcmread(moved).StudyInstanceUID): "prior", str(dcmread(incoming).StudyInstanceUID): "incoming"}
+
+
+def test_stopping_the_node_aborts_an_open_association_at_once(tmp_path: Path) -> None:
+    node = StorageNode(_lean(tmp_path / "n")).start()
+    s = _associated(node.port)
+    try:
+        t0 = time.monotonic()
+        node.stop()
+        assert time.monotonic() - t0 < 3
+        kind, body = _read_pdu(s, 5)
+        assert kind == 0x07 and body[2] == 0x00  # A-ABORT, service user
+    finally:
+        s.close()

@@ -194,6 +194,7 @@ def test_association_is_set_up_in_the_accepting_thread(settings, maker) -> None:
     """pynetdicom started a thread per connection only to build its Association; the node builds
     it in the thread that accepted the connection (one thread start and end fewer per
     association). EVT_CONN_OPEN fires where the association is built."""
+    settings.node_accept = "pynetdicom"  # pynetdicom's accept path (dicom_node.netfast), whatever the default
     import threading
 
     from dicom_node import StorageNode, send_files
@@ -219,6 +220,7 @@ def test_negotiation_sees_only_the_requested_classes(settings) -> None:  # type:
     """Negotiation is handed only the supported contexts of the abstract syntaxes requested
     (pynetdicom indexed all ~170 per association); it decides as before: a supported class is
     accepted with a transfer syntax it proposed, an unknown one refused (0x03)."""
+    settings.node_accept = "pynetdicom"  # pynetdicom's accept path (dicom_node.netfast), whatever the default
     from pynetdicom import AE
     from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
