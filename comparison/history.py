@@ -4,8 +4,9 @@
 draft is written against it) and with the baseline, the oldest prior (what changed over the whole history: a nodule
 that appeared two studies ago and stayed is no change against the last prior). Every finding either reports is a
 place (its side, zone, type family and its own extent; the most recent comparison's first, a baseline finding at
-the same place is that one); the baseline is measured at the most recent comparison's places, the studies between
-(and the most recent again, at places only the baseline saw) only measured (`CompareContext.measure_only`:
+the same place is that one, and gives its own extent to a place the most recent comparison only boxed). The baseline
+is measured where its comparison saw nothing, the studies between at every place, and the most recent again where a
+place was refined or added, all in one parallel round of measuring-only calls (`CompareContext.measure_only`:
 registration on a small grid and the lesion segmented at each place, no change detection, no reader, no sign
 rules; a quarter of a full call). With `earlier`, the stored result of the most recent prior, its findings are
 carried forward: each box mapped onto the current (`map_box`) and measured in both full calls, so a lesion stable
@@ -14,7 +15,12 @@ its history and words.
 
 Engine 0.4.15 made one full call (the most recent prior; `full_baseline=False` still does): the latency bar (3 priors
 <= 2x one prior; `benchmarks/pipeline_latency.py --history 4` gave 2.84x with a full call per prior, 1.52x / 1.57x
-with one). Its cost: a finding only an older comparison saw was never followed.
+with one). Its cost: a finding only an older comparison saw was never followed. With the baseline's full call:
+1.84x (load 9.4-11.0; 0.4.15's history 1.27x at 7.9-9.4 the same session). Development series 3101 (10 thorax3d, 10
+atlas2d; `modeldev.series_eval`, last study, same engine), one full call -> two: direction 2 -> 2 of 29 and 4 -> 6 of
+28, first seen 0 -> 0 of 14 and 2 -> 3 of 11, size 0 of 35 and 33 both, extra claims 0.20 -> 0.30 per series. Bound
+by the pairwise engine: most labelled lesions are seen by neither comparison (a stable nodule present since the
+first study by none: no comparison calls it changed, and a study without a prior reports nothing).
 
 It needs only something with `compare(current, prior, ctx) -> ComparisonOutput`: the worker passes
 its Triton client (`comparison.triton_client`), modeldev the in-process `RegistrationEngine`, so the
