@@ -687,7 +687,7 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
     out: list[FindingResult] = []
     sy, sx = cur_shape[0] / work_shape[0], cur_shape[1] / work_shape[1]
     for rd in reads:
-        if rd.p_change < params.READER_CHANGE_P:
+        if rd.p_change < change_cut(rd.finding, params=params):
             continue
         side, zone = Side(rd.side), Zone(rd.zone)
         finding, change = FindingType(rd.finding), Change(rd.change)
@@ -751,6 +751,12 @@ def _from_reads(reads: list, regions: list[_Region], lungs: LungFields, quality:
 
 
 ZONE_ORDER = (Zone.upper, Zone.middle, Zone.lower)
+
+
+def change_cut(finding: str, params: EngineParams = DEFAULT_PARAMS) -> float:
+    """The reader's change cut-off for a lung whose top finding is `finding` (`READER_CHANGE_P_BY_FINDING`),
+    else the global `READER_CHANGE_P`."""
+    return dict(params.READER_CHANGE_P_BY_FINDING).get(str(finding), params.READER_CHANGE_P)
 
 
 def _strongest(regions: list[_Region], lungs: LungFields, side: Side, sign: int) -> _Region | None:

@@ -234,6 +234,9 @@ class EngineParams:
     #                                 33->33; quiet pairs called changed 12->8, 8->3, 13->7 of 25. cxrpairs dev (600 px): detected 74->73/80, quiet
     #                                 1->0/24, urgent 9/9 both, false urgent 5->3/95. New weights at 0.35: false urgent thorax3d 4/57 (a stable
     #                                 and an improved pneumothorax read worsened / new), quiet 10 / 3 / 10 of 25
+    READER_CHANGE_P_BY_FINDING: tuple[tuple[str, float], ...] = ()  # (finding, cut-off) pairs: the change cut-off for a lung
+    #                                 whose top reader finding is that type (evidence types differ in how sure the reader is
+    #                                 of a true change); any other finding uses READER_CHANGE_P
     READER_URGENT_P: float = 0.6  # reader urgent probability over which the finding is flagged urgent whatever its type
     #                               (set on dev: errs towards urgent; an urgent flag is never dropped). Stop 13: 0.5 -> 0.4,
     #                               a new 10 cm effusion at 2000 px read at 0.43 was not flagged; on dev and realdev (600 px)
@@ -318,7 +321,14 @@ class EngineParams:
     #                                 margin-only SIGNS_CHECK_AIRSPACE where on. Engine 0.4.15's reader typed a drawn round 18 mm
     #                                 opacity consolidation (p 0.70-0.75)
     SHAPE_APPEARING_ONLY: bool = False  # the shape check only on new / worsened changes (an improving lesion's change is its rim)
-    SHAPE_IRREGULAR_AIRSPACE: bool = True  # a region of AIRSPACE_MIN_DIAM_MM or more that is not round is consolidation
+    SHAPE_PLATEAU_GUARD: bool = True  # a round sharp region whose change is a flat plateau (typing_rules.plateau) is not called
+    #                                   nodule / mass by its shape: validation (thorax3d g-0035, sdfphantom 999001 g-0005), two
+    #                                   ~40 mm consolidations whose regions measured 27-29 mm round and sharp, peaked 0.80-0.81,
+    #                                   were retyped nodule without it; the true masses retyped from consolidation peaked 0.68-0.74
+    SHAPE_IRREGULAR_AIRSPACE: bool = False  # a region of AIRSPACE_MIN_DIAM_MM or more that is not round is consolidation. Off:
+    #                                         on atlas2d seed 1001 it turned two masses consolidation (a2d-0023, a2d-0027: the
+    #                                         strongest region there a merged or elongated one) and fixed nothing on three sets;
+    #                                         ill-defined, air bronchi and lobar still make consolidation
     EDGE_SHARP_RATIO: float = 1.5  # the change's gradient on its outline over inside (`signs.edge_over_within`) at least this:
     #                                a well-defined margin. Drawn spheres read 2.0-3.0 (steepest at the edge), the drawn
     #                                fuzzy patch 1.01 (steepest inside its outline): halfway between level (1) and a sphere's 2
@@ -425,6 +435,26 @@ class EngineParams:
     PL_SAME_PLACE_PX: int = 2  # the other image shows the line "at the same place" within this many px
     PL_PRIOR_RATIO: float = 0.5  # and there its ridge reaches this share of the line's: shown (stable), not new
     PL_CONFIDENCE: float = 0.6  # a pneumothorax from the pleural line alone: a single sign, said with this confidence
+    # the pleural line read at the prepared image's resolution against the chest wall found on the image (H5):
+    PL_AT_FULL_SIZE: bool = True  # with the detector on, read the line on each prepared image (512 px) on its own, not the
+    #                               registered pair on the working grid (there sdfphantom's line is a pixel wide, H1)
+    PL_WALL_SMOOTH_PX: float = 3.0  # the chest wall is the steepest outward rise of the image smoothed this much (px at 512)
+    PL_WALL_REACH: float = 0.15  # searched up to this share of the side's width past the lung mask's lateral edge
+    PL_WALL_RISE: float = 0.25  # a row whose steepest outward rise is under this share of the side's typical: no lung wall
+    PL_WALL_JUMP_PX: int = 15  # the wall moves less than this from one row to the next (a shoulder or the frame jumps)
+    PL_WALL_ROWS: int = 15  # the wall's column median-filtered over this many rows (a rib on one row does not move it)
+    PL_FULL_SCALE_PX: float = 1.2  # Hessian scale at the prepared size (~0.9 mm): the visceral pleura is 1-2 px wide there
+    PL_FULL_Z_CAP: float = 3.0  # a ridge's response over the lung's 90th centile counts at most this (one rib edge cannot carry a path)
+    PL_FULL_Z_BIAS: float = 1.0  # and less this: a path gains only where the ridge stands above the vessels' upper decile
+    PL_FULL_MIN_GAP_MM: float = 3.0  # the line lies at least this far inside the wall (nearer is the wall's own edge)
+    PL_FULL_MAX_GAP_MM: float = 40.0  # and at most this far (a lung collapsed further is not a subtle line)
+    PL_FULL_DEPTH: float = 0.6  # over the upper share of the lung's height (air rises on an erect film)
+    PL_FULL_MIN_LENGTH_MM: float = 30.0  # a path this long at least (a vessel or a rib tip is shorter)
+    PL_FULL_FINE_PX: float = 1.0  # the fine detail (markings) is the band between blur at this and at three times this
+    PL_FULL_BEYOND_RATIO: float = 0.8  # detail between the wall and the line over medial to it under this: no markings beyond
+    PL_FULL_GAP_WINDOW_MM: float = 4.0  # the prior "shows the line" when its best path within this of the current's gap
+    PL_FULL_PRIOR_RATIO: float = 0.5  # scores at least this share of the current line's path: stable, not new
+    PL_FULL_WORSE_MM: float = 4.0  # a prior line this much nearer the wall: worsened, not new
 
 
 DEFAULT_PARAMS = EngineParams()

@@ -26,7 +26,7 @@ from priorwatch.vocabulary import APPEARING, Change, FindingType
 
 __all__ = ["opacity_type", "persists", "fluid_both", "effusion_large", "type_change", "measured_large", "describe", "new_air",
            "prior_air_going", "pneumothorax_direction",
-           "reconcile", "round_outline", "opacity_by_shape"]
+           "reconcile", "round_outline", "opacity_by_shape", "plateau"]
 
 
 def opacity_type(s: RegionSigns, area: int, params: EngineParams = DEFAULT_PARAMS) -> FindingType:
@@ -159,7 +159,8 @@ def opacity_by_shape(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> F
       lobar / segmental (`LOBAR_SPAN`) or, with `SHAPE_IRREGULAR_AIRSPACE`, is not round; never a mass;
     - nodule under `MASS_DIAMETER_MM`, mass from it: round (`round_outline`) and sharp-margined (`edge_ratio`
       at least `EDGE_SHARP_RATIO`);
-    - None: a basal region (fluid is the effusion check's), or one neither sharp and round nor airspace-like."""
+    - None: a basal region (fluid is the effusion check's), or one neither sharp and round nor airspace-like; with
+      `SHAPE_PLATEAU_GUARD` also a round sharp one whose change is a plateau (`plateau`), not a dome."""
     if s.basal:
         return None
     round_ = round_outline(s, params=params)
@@ -167,9 +168,15 @@ def opacity_by_shape(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> F
             s.edge_ratio < params.EDGE_ILL_DEFINED_RATIO or s.bronchogram >= params.BRONCHOGRAM_SHARE
             or s.lung_span >= params.LOBAR_SPAN or (params.SHAPE_IRREGULAR_AIRSPACE and not round_)):
         return FindingType.consolidation
-    if round_ and s.edge_ratio >= params.EDGE_SHARP_RATIO:
+    if round_ and s.edge_ratio >= params.EDGE_SHARP_RATIO and not (params.SHAPE_PLATEAU_GUARD and plateau(s, params=params)):
         return FindingType.nodule if s.diam_mm < params.MASS_DIAMETER_MM else FindingType.mass
     return None
+
+
+def plateau(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> bool:
+    """The change is a flat plateau of density (airspace filling), not a dome (a sphere's path length): its hull core
+    as dense as its top decile and its mean near its 95th centile (`PLATEAU_PEAKED`, as `opacity_type` reads it)."""
+    return s.core_ratio >= 0.8 and s.peaked >= params.PLATEAU_PEAKED - 0.01
 
 
 def reconcile(finding: FindingType, change: Change, zone: object,

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--weights", type=Path, help="reader weights (default: the shipped ones)")
     r.add_argument("--cuts", nargs="+", default=None, metavar="CHANGE_P,URGENT_P",
                    help="reader cut-off pairs to try (default: those in comparison.thresholds)")
-    r.add_argument("--variant", action="append", default=[], metavar="LABEL:NAME=VALUE,...",
+    r.add_argument("--variant", action="append", default=[], metavar="LABEL:NAME=VALUE;...",
                    help="engine parameters other than shipped (modeldev.evaluate.engine_params), repeatable: each variant "
                         "is replayed at every pair of cut-offs")
     r.add_argument("--diff", action="store_true", help="list the pairs whose strict score differs from the first variant's")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             else [(DEFAULT_PARAMS.READER_CHANGE_P, DEFAULT_PARAMS.READER_URGENT_P)])
     from modeldev.evaluate import engine_params
 
-    variants = [(lbl, [x for x in spec.split(",") if x]) for lbl, _, spec in (v.partition(":") for v in a.variant)] or [("shipped", [])]
+    variants = [(lbl, [x for x in spec.split(";") if x]) for lbl, _, spec in (v.partition(":") for v in a.variant)] or [("shipped", [])]
     for cp, up in cuts:  # another engine value per pair of cut-offs; the shipped parameters stay untouched
         for g, pairs in loaded.items():
             first: list[Any] | None = None

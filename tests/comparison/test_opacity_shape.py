@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 
 from comparison.signs import RegionSigns, edge_over_within, locate, measure, outline_shape
 from comparison.thresholds import DEFAULT_PARAMS
-from comparison.typing_rules import opacity_by_shape, reconcile, round_outline
+from comparison.typing_rules import opacity_by_shape, plateau, reconcile, round_outline
 from priorwatch.vocabulary import Change, FindingType as F, Side, Zone
 
 from .test_signs_table import NOISE, Chest, _base, _disc, _ellipse, _fuzzy_patch, _meniscus, _new_opacity
@@ -127,8 +127,8 @@ DECIDE = [
     ("disc 48 mm", 0.6, F.nodule),  # 19 mm
     ("fuzzy patch", 1.5, F.consolidation),  # ill-defined, air bronchi
     ("lobar band", 1.5, F.consolidation),  # sharp at its fissure, but lobar: never a mass
-    ("three lobes", 1.5, F.consolidation),  # not round
-    ("plate", 1.5, F.consolidation),  # elongated
+    ("three lobes", 1.5, None),  # not round, but sharp: no say while SHAPE_IRREGULAR_AIRSPACE is off
+    ("plate", 1.5, None),  # elongated: the same
     ("meniscus", 1.5, None),  # basal: the effusion check's
 ]
 
@@ -147,12 +147,32 @@ def test_a_round_region_of_unsure_margin_is_left_to_the_reader(measured) -> None
     assert opacity_by_shape(disc) == F.nodule
 
 
+IRREGULAR = replace(DEFAULT_PARAMS, SHAPE_IRREGULAR_AIRSPACE=True)
+
+
+@pytest.mark.parametrize("chest", ["three lobes", "plate"])
+def test_not_round_is_consolidation_when_asked(measured, chest: str) -> None:
+    """With SHAPE_IRREGULAR_AIRSPACE a sharp region that is not round (lobed, elongated) is consolidation."""
+    assert opacity_by_shape(measured[chest], params=IRREGULAR) == F.consolidation
+    assert opacity_by_shape(measured[chest]) is None
+
+
 def test_a_small_irregular_region_is_not_called_consolidation(measured) -> None:
     """Under AIRSPACE_MIN_DIAM_MM a region is all edge: its outline says nothing (cxrpairs heldout9-058)."""
     lobes = measured["three lobes"]
     small = replace(lobes, diam_mm=DEFAULT_PARAMS.AIRSPACE_MIN_DIAM_MM - 5.0)
-    assert opacity_by_shape(lobes) == F.consolidation
-    assert opacity_by_shape(small) is None
+    assert opacity_by_shape(lobes, params=IRREGULAR) == F.consolidation
+    assert opacity_by_shape(small, params=IRREGULAR) is None
+
+
+def test_a_round_sharp_plateau_is_not_called_nodule_or_mass(drawn, measured) -> None:
+    """A flat-topped round patch (uniform density, sharp edge: a coin of airspace, not a sphere's dome) gets no
+    nodule / mass call from its shape with SHAPE_PLATEAU_GUARD; the domed disc of the same size does."""
+    coin = signs_at(_sharp(_ellipse(70, 44, 8, 8)), 1.5)
+    assert round_outline(coin) and coin.edge_ratio >= DEFAULT_PARAMS.EDGE_SHARP_RATIO
+    assert plateau(coin) and not plateau(measured["disc 24 mm"])
+    assert opacity_by_shape(coin) is None
+    assert opacity_by_shape(coin, params=replace(DEFAULT_PARAMS, SHAPE_PLATEAU_GUARD=False)) == F.nodule
 
 
 # (chest, the reader's words, want); the strongest region in the reader's lung and zone, same polarity
@@ -162,7 +182,7 @@ RECONCILE = [
     ("disc 48 mm", (F.nodule, Change.new), (F.mass, Change.new)),  # round and sharp: its size in mm decides
     ("fuzzy patch", (F.mass, Change.new), (F.consolidation, Change.new)),
     ("lobar band", (F.mass, Change.new), (F.consolidation, Change.new)),
-    ("three lobes", (F.nodule, Change.worsened), (F.consolidation, Change.worsened)),
+    ("three lobes", (F.nodule, Change.worsened), (F.nodule, Change.worsened)),  # sharp, not round: the reader's word stands
 ]
 
 
