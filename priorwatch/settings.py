@@ -60,10 +60,10 @@ class Settings(BaseSettings):
     dicom_artim_timeout_s: float = 10.0  # a connection must send its association request within this
     dicom_max_associations: int = 32  # established associations at once
     dicom_max_associations_per_peer: int = 16  # established associations at once from one address
-    # How the node accepts associations: "pynetdicom" (its upper layer, patched by dicom_node.netfast)
-    # or "lean" (dicom_node.lean: the node's own upper layer for Verification and Storage SCP only;
-    # a node with TLS on uses pynetdicom's whatever this says).
-    node_accept: Literal["pynetdicom", "lean"] = "pynetdicom"
+    # How the node accepts associations: "lean" (dicom_node.lean: the node's own upper layer for
+    # Verification and Storage SCP only) or "pynetdicom" (its upper layer, patched by
+    # dicom_node.netfast). A node with TLS on uses pynetdicom's whatever this says.
+    node_accept: Literal["pynetdicom", "lean"] = "lean"
     dicom_idle_timeout_s: float = 60.0  # lean accept path: an established association silent this long is aborted
     # DICOM TLS (node and our SCU/retrievals): PEM files. A set cert+key turns TLS on for the node's
     # port; pacs_tls turns it on towards the PACS (our cert/key as client certificate if set).
