@@ -87,7 +87,7 @@ from comparison.thresholds import DEFAULT_PARAMS, LATERAL_VIEWS, OBLIQUE_VIEWS, 
 from comparison.draft import DRAFT_HEADER, render_draft
 from comparison.fluid import new_fluid_height
 from comparison.measure import measure_only, measure_pair
-from comparison.pleural_line import LineChange, compare_lines
+from comparison.pleural_line import LineChange, PleuralLine, compare_lines, compare_wall_lines
 from comparison.signs import Place, RegionSigns, locate, measure, texture_map, texture_signs
 from comparison.typing_rules import describe, measured_large, new_air, opacity_type, pneumothorax_direction, reconcile
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, Evidence, FindingResult, FindingType, Side, Zone
@@ -120,6 +120,8 @@ class Aligned:
     affine_mapped: np.ndarray | None = None  # the prior after the affine stage only (before the B-spline), matched:
     #                                         what the identity check reads, as a B-spline bends another person's
     #                                         anatomy towards the current's
+    current_full: np.ndarray | None = None  # the prepared images as given to `align` (not the working grid): the
+    prior_full: np.ndarray | None = None  #   pleural line at full size reads each on its own (PL_AT_FULL_SIZE)
 
 
 @dataclass
@@ -281,7 +283,8 @@ class RegistrationEngine:
             findings = self._read(reader, al, spacing, regions, q, cur_shape, by_rules, sigma, timings, notes, trace)
         else:
             findings = by_rules
-        findings, added = pleural_line_findings(findings, cw, mapped, lungs, spacing, cur_shape, params=self.params)
+        findings, added = pleural_line_findings(findings, cw, mapped, lungs, spacing, cur_shape, params=self.params,
+                                                full=(al.current_full, al.prior_full), lungs_c=lungs_c)
         if added:  # issue 28: the visceral pleural line, a pneumothorax without a dark rim
             notes.append("A thin pleural line parallel to the chest wall with no lung markings beyond it differs from "
                          "the prior: pneumothorax evidence the density change did not show; verify.")
@@ -385,7 +388,7 @@ class RegistrationEngine:
                 break
         timings["register"] = time.perf_counter() - t1
         assert best is not None
-        return best
+        return replace(best, current_full=cur, prior_full=pri)
 
     def _align_from(self, cw: np.ndarray, pw: np.ndarray, lungs_c: LungFields, lungs_p: LungFields,
                     start: Pose | None) -> "Aligned":
@@ -781,12 +784,48 @@ def _ptx_from_signs(by_reader: list[FindingResult], by_rules: list[FindingResult
 
 def pleural_line_findings(findings: list[FindingResult], cw: np.ndarray, mapped: np.ndarray, lungs: LungFields,
                           spacing: float, cur_shape: tuple[int, ...], *,
-                          params: EngineParams) -> tuple[list[FindingResult], int]:
+                          params: EngineParams, full: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+                          lungs_c: LungFields | None = None) -> tuple[list[FindingResult], int]:
     """The findings with the pleural-line detector's evidence (`_ptx_from_lines`) where `PLEURAL_LINE_DETECTOR`
-    is on (unchanged, 0 where it is off): the engine's one entry to `comparison.pleural_line`."""
+    is on (unchanged, 0 where it is off): the engine's one entry to `comparison.pleural_line`. With
+    `PL_AT_FULL_SIZE` and the prepared images (`full`: current, prior) and the current's own lung fields, the line
+    is read on each prepared image on its own against the chest wall found on it (`compare_wall_lines`); else on the
+    registered pair on the working grid (`compare_lines`)."""
     if not params.PLEURAL_LINE_DETECTOR:
         return list(findings), 0
+    cur_full, pri_full = full
+    if params.PL_AT_FULL_SIZE and cur_full is not None and pri_full is not None and lungs_c is not None:
+        return _ptx_from_lines(findings, _wall_line_changes(cur_full, pri_full, lungs_c, spacing * cw.shape[0] / cur_shape[0],
+                                                            cw.shape, params=params), lungs, cur_shape, params=params)
     return _ptx_from_lines(findings, compare_lines(cw, mapped, lungs, spacing, params=params), lungs, cur_shape, params=params)
+
+
+def _full_masks(lungs: LungFields, shape: tuple[int, ...]) -> dict[Side, np.ndarray]:
+    """A working grid's lung fields scaled up (nearest) onto a prepared image's grid."""
+    z = (shape[0] / lungs.right.shape[0], shape[1] / lungs.right.shape[1])
+    out = {}
+    for side in (Side.right, Side.left):
+        m = ndi.zoom(lungs.mask(side).astype(np.uint8), z, order=0)[: shape[0], : shape[1]].astype(bool)
+        out[side] = np.pad(m, ((0, shape[0] - m.shape[0]), (0, shape[1] - m.shape[1])))
+    return out
+
+
+def _wall_line_changes(cur_full: np.ndarray, pri_full: np.ndarray, lungs_c: LungFields, spacing_full: float,
+                       work_shape: tuple[int, ...], params: EngineParams) -> list[LineChange]:
+    """`compare_wall_lines` on the prepared images (the prior's own lung fields segmented on its working grid; the
+    prior's pixel size taken as the current's: the prepared images share a long side), as `LineChange`s whose line
+    mask is on the prepared current's grid and whose row is on the working grid (for the zone)."""
+    lungs_p = segment_lungs(_to_work(pri_full, params.WORK_SIZE))
+    changes = compare_wall_lines(cur_full, pri_full, _full_masks(lungs_c, cur_full.shape), _full_masks(lungs_p, pri_full.shape),
+                                 spacing_full, spacing_full, params=params)
+    out = []
+    for side, change, wl in changes:
+        mask = np.zeros(cur_full.shape, bool)
+        mask[wl.rows, np.clip(wl.cols, 0, cur_full.shape[1] - 1)] = True
+        line = PleuralLine(side=side, mask=mask, strength=wl.strength, length_mm=wl.length_mm, gap_mm=wl.gap_mm,
+                           beyond_ratio=wl.beyond_ratio, row=wl.row * work_shape[0] / cur_full.shape[0])
+        out.append(LineChange(side, change, line))
+    return out
 
 
 def _ptx_from_lines(findings: list[FindingResult], changes: list[LineChange], lungs: LungFields,

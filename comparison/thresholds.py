@@ -437,16 +437,24 @@ class EngineParams:
     PL_CONFIDENCE: float = 0.6  # a pneumothorax from the pleural line alone: a single sign, said with this confidence
     # the pleural line read at the prepared image's resolution against the chest wall found on the image (H5):
     PL_AT_FULL_SIZE: bool = True  # with the detector on, read the line on each prepared image (512 px) on its own, not the
-    #                               registered pair on the working grid (there sdfphantom's line is a pixel wide, H1)
+    #                               registered pair on the working grid (there sdfphantom's line is a pixel wide, H1). The
+    #                               detector stays off with it too (H5, replayed off -> on, validation): sdfphantom 999001
+    #                               urgent 3 -> 4/9, false urgent 4 -> 8/31; 500011 urgent 1 -> 2/6, false urgent 0 -> 5/30;
+    #                               fresh seed 500013 (40 pairs, rule fixed first) urgent 0 -> 0/6, false urgent 0 -> 10/30,
+    #                               quiet called changed 3 -> 6/12; seed 1001 false urgent thorax3d 1 -> 9/21, atlas2d
+    #                               1 -> 11/19, slabs 0 -> 1/20. It reads the lung's own edge inside the rib tips as a line
     PL_WALL_SMOOTH_PX: float = 3.0  # the chest wall is the steepest outward rise of the image smoothed this much (px at 512)
     PL_WALL_REACH: float = 0.15  # searched up to this share of the side's width past the lung mask's lateral edge
     PL_WALL_RISE: float = 0.25  # a row whose steepest outward rise is under this share of the side's typical: no lung wall
     PL_WALL_JUMP_PX: int = 15  # the wall moves less than this from one row to the next (a shoulder or the frame jumps)
+    PL_ENV_SMOOTH_PX: float = 10.0  # the rib cage's edge energy smoothed this much along the rows (a rib and an interspace)
+    PL_ENV_DROP: float = 0.5  # the rib cage ends where that energy falls under this share of the lung's beside its edge
+    PL_WALL_BORDER: float = 0.04  # a wall within this share of the image's width of its border is the frame's edge
     PL_WALL_ROWS: int = 15  # the wall's column median-filtered over this many rows (a rib on one row does not move it)
     PL_FULL_SCALE_PX: float = 1.2  # Hessian scale at the prepared size (~0.9 mm): the visceral pleura is 1-2 px wide there
     PL_FULL_Z_CAP: float = 3.0  # a ridge's response over the lung's 90th centile counts at most this (one rib edge cannot carry a path)
     PL_FULL_Z_BIAS: float = 1.0  # and less this: a path gains only where the ridge stands above the vessels' upper decile
-    PL_FULL_MIN_GAP_MM: float = 3.0  # the line lies at least this far inside the wall (nearer is the wall's own edge)
+    PL_FULL_MIN_GAP_MM: float = 5.0  # the line lies at least this far inside the rib cage's end (nearer: the rib tips' own curve)
     PL_FULL_MAX_GAP_MM: float = 40.0  # and at most this far (a lung collapsed further is not a subtle line)
     PL_FULL_DEPTH: float = 0.6  # over the upper share of the lung's height (air rises on an erect film)
     PL_FULL_MIN_LENGTH_MM: float = 30.0  # a path this long at least (a vessel or a rib tip is shorter)
