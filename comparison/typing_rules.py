@@ -155,7 +155,8 @@ def opacity_by_shape(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> F
     they do not decide:
 
     - consolidation: a region of at least `AIRSPACE_MIN_DIAM_MM` (a smaller one is all edge) that is
-      ill-defined (`edge_ratio` under `EDGE_ILL_DEFINED_RATIO`), holds air bronchi (`BRONCHOGRAM_SHARE`), is
+      ill-defined (`edge_ratio` under `EDGE_ILL_DEFINED_RATIO`; 0 is unmeasured, a band too thin to have an
+      inside, never ill-defined), holds air bronchi (`BRONCHOGRAM_SHARE`), is
       lobar / segmental (`LOBAR_SPAN`) or, with `SHAPE_IRREGULAR_AIRSPACE`, is not round; never a mass;
     - nodule under `MASS_DIAMETER_MM`, mass from it: round (`round_outline`) and sharp-margined (`edge_ratio`
       at least `EDGE_SHARP_RATIO`);
@@ -165,7 +166,7 @@ def opacity_by_shape(s: RegionSigns, params: EngineParams = DEFAULT_PARAMS) -> F
         return None
     round_ = round_outline(s, params=params)
     if s.diam_mm >= params.AIRSPACE_MIN_DIAM_MM and (
-            s.edge_ratio < params.EDGE_ILL_DEFINED_RATIO or s.bronchogram >= params.BRONCHOGRAM_SHARE
+            0.0 < s.edge_ratio < params.EDGE_ILL_DEFINED_RATIO or s.bronchogram >= params.BRONCHOGRAM_SHARE
             or s.lung_span >= params.LOBAR_SPAN or (params.SHAPE_IRREGULAR_AIRSPACE and not round_)):
         return FindingType.consolidation
     if round_ and s.edge_ratio >= params.EDGE_SHARP_RATIO and not (params.SHAPE_PLATEAU_GUARD and plateau(s, params=params)):

@@ -157,6 +157,14 @@ def test_not_round_is_consolidation_when_asked(measured, chest: str) -> None:
     assert opacity_by_shape(measured[chest]) is None
 
 
+def test_a_band_too_thin_to_have_an_inside_is_not_ill_defined(measured) -> None:
+    """edge_over_within is 0 where the region has no inside (a band 1-2 px wide: sdfphantom 500021 g-0021, an
+    improving mass whose strongest region was a thin band, axis ratio 42): unmeasured, not ill-defined."""
+    band = replace(measured["disc 48 mm"], edge_ratio=0.0)
+    assert opacity_by_shape(band) is None
+    assert opacity_by_shape(replace(band, edge_ratio=1.0)) == F.consolidation
+
+
 def test_a_small_irregular_region_is_not_called_consolidation(measured) -> None:
     """Under AIRSPACE_MIN_DIAM_MM a region is all edge: its outline says nothing (cxrpairs heldout9-058)."""
     lobes = measured["three lobes"]
