@@ -16,7 +16,8 @@ its history and words.
 Engine 0.4.15 made one full call (the most recent prior; `full_baseline=False` still does): the latency bar (3 priors
 <= 2x one prior; `benchmarks/pipeline_latency.py --history 4` gave 2.84x with a full call per prior, 1.52x / 1.57x
 with one). Its cost: a finding only an older comparison saw was never followed. With the baseline's full call:
-1.84x (load 9.4-11.0; 0.4.15's history 1.27x at 7.9-9.4 the same session). Development series 3101 (10 thorax3d, 10
+1.84x, 1.37x, 1.65x in three runs (n = 4, 4, 6 per kind; load 11 -> 4 as the session went), 0.4.15's history
+1.27x, 1.89x, 1.54x run beside each (noisy on 2 shared CPUs; never over 2x). Development series 3101 (10 thorax3d, 10
 atlas2d; `modeldev.series_eval`, last study, same engine), one full call -> two: direction 2 -> 3 of 29 and 4 -> 6 of
 28, first seen 0 -> 1 of 14 and 2 -> 4 of 11, size 0 of 35 and 33 both, recurrent 0 -> 1 and 1 -> 1 of 2, extra claims
 0.20 -> 0.30 per series; validation series (thorax3d 500031, atlas2d 500032, 10 each): direction 1 -> 5 of 26 and
