@@ -22,8 +22,9 @@ atlas2d; `modeldev.series_eval`, last study, same engine), one full call -> two:
 28, first seen 0 -> 1 of 14 and 2 -> 4 of 11, size 0 of 35 and 33 both, recurrent 0 -> 1 and 1 -> 1 of 2, extra claims
 0.20 -> 0.30 per series; validation series (thorax3d 500031, atlas2d 500032, 10 each): direction 1 -> 5 of 26 and
 2 -> 3 of 25, first seen 0 -> 2 of 10 and 2 -> 3 of 11, size 0 of 31 and 1 of 31 both, recurrent 0 -> 1 and 0 -> 0 of
-2, extra 0.00 -> 0.10 and 0.20 -> 0.20. Bound by the pairwise engine: most labelled lesions are seen by neither comparison (a stable nodule present since the
-first study by none: no comparison calls it changed, and a study without a prior reports nothing).
+2, extra 0.00 -> 0.10 and 0.20 -> 0.20. Bound by the pairwise engine: most labelled lesions are seen by neither
+comparison (a stable nodule present since the first study by none: no comparison calls it changed, and a study
+without a prior reports nothing, so there is nothing to carry forward either).
 
 It needs only something with `compare(current, prior, ctx) -> ComparisonOutput`: the worker passes
 its Triton client (`comparison.triton_client`), modeldev the in-process `RegistrationEngine`, so the
