@@ -319,7 +319,11 @@ class EngineParams:
     SIGNS_CHECK_SHAPE: bool = True  # the reader's nodule / mass / consolidation retyped by the region's own measured margin, shape
     #                                 and size in mm (`typing_rules.opacity_by_shape`, issue 28's invariant); supersedes the
     #                                 margin-only SIGNS_CHECK_AIRSPACE where on. Engine 0.4.15's reader typed a drawn round 18 mm
-    #                                 opacity consolidation (p 0.70-0.75)
+    #                                 opacity consolidation (p 0.70-0.75). Validation, same alignments replayed, off -> on (type;
+    #                                 detected, zone, urgent, false urgent and quiet unchanged on every set): thorax3d seed 1001
+    #                                 13 -> 14/40, 888002 17 -> 18/40; atlas2d 1001 31 -> 31/42; slabs 1001 20 -> 21/43; sdfphantom
+    #                                 999001 13 -> 13/31, 500021 11 -> 12/29. Six masses read consolidation fixed, two ~50-95 mm
+    #                                 consolidations (round, sharp, domed regions) turned mass; no nodule call fired on them
     SHAPE_APPEARING_ONLY: bool = False  # the shape check only on new / worsened changes (an improving lesion's change is its rim)
     SHAPE_PLATEAU_GUARD: bool = True  # a round sharp region whose change is a flat plateau (typing_rules.plateau) is not called
     #                                   nodule / mass by its shape: validation (thorax3d g-0035, sdfphantom 999001 g-0005), two
