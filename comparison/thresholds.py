@@ -236,7 +236,11 @@ class EngineParams:
     #                                 and an improved pneumothorax read worsened / new), quiet 10 / 3 / 10 of 25
     READER_CHANGE_P_BY_FINDING: tuple[tuple[str, float], ...] = ()  # (finding, cut-off) pairs: the change cut-off for a lung
     #                                 whose top reader finding is that type (evidence types differ in how sure the reader is
-    #                                 of a true change); any other finding uses READER_CHANGE_P
+    #                                 of a true change); any other finding uses READER_CHANGE_P. Empty: on validation (per-lung reads
+    #                                 of thorax3d / atlas2d 1001, sdfphantom 999001) effusion 0.5 took thorax3d-1001 quiet pairs
+    #                                 called changed 5 -> 3/20 but detected 17 -> 16/40, and on thorax3d 888002 lost one (21 -> 20/40,
+    #                                 quiet 4 -> 4); pneumothorax 0.3 gave slabs-1001 false urgent 1 -> 3/41, quiet 5 -> 6/20, nothing
+    #                                 detected. Lower nodule cuts add quiet lungs as fast as true ones
     READER_URGENT_P: float = 0.6  # reader urgent probability over which the finding is flagged urgent whatever its type
     #                               (set on dev: errs towards urgent; an urgent flag is never dropped). Stop 13: 0.5 -> 0.4,
     #                               a new 10 cm effusion at 2000 px read at 0.43 was not flagged; on dev and realdev (600 px)
