@@ -98,7 +98,7 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_NAME", "ENGINE_VERSION", "CompareContext", "ComparisonOutput", "RegistrationEngine"]
 
 ENGINE_NAME = "registration"
-ENGINE_VERSION = "0.4.15"  # 0.4.14 with the reader fine-tuned across thorax3d, atlas2d, slabs and cxrpairs and its cut-offs 0.45 / 0.6 (issue 28); 0.4.14: 0.4.13 with parameters as one frozen value, zones on the image, fluid against the lung's contrast, a lower opacity over large new fluid an effusion, and the rules' apical pneumothorax only with new air (issue 28); 0.4.13: 0.4.12 (0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type) and registration that survives other sources: pose search, fallback, B-spline (issue 28)
+ENGINE_VERSION = "0.4.16"  # 0.4.15 with opacities typed by their own shape, margin and size in mm (SIGNS_CHECK_SHAPE; nodule/mass vs consolidation) and a pleural-line pneumothorax detector present but off (PLEURAL_LINE_DETECTOR: it missed and raised false urgent on validation sets) (issue 28); 0.4.15: 0.4.14 with the reader fine-tuned across thorax3d, atlas2d, slabs and cxrpairs and its cut-offs 0.45 / 0.6 (issue 28); 0.4.14: 0.4.13 with parameters as one frozen value, zones on the image, fluid against the lung's contrast, a lower opacity over large new fluid an effusion, and the rules' apical pneumothorax only with new air (issue 28); 0.4.13: 0.4.12 (0.4.10 with the region signs and typing as pure modules (comparison.signs, comparison.typing_rules) checking the reader's type) and registration that survives other sources: pose search, fallback, B-spline (issue 28)
 MODEL_NAME = "sitk-affine-mi"
 READER_MODEL = "hemithorax-cnn"
 
