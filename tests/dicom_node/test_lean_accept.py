@@ -387,3 +387,24 @@ def test_stopping_the_node_aborts_an_open_association_at_once(tmp_path: Path) ->
         assert kind == 0x07 and body[2] == 0x00  # A-ABORT, service user
     finally:
         s.close()
+
+
+def test_a_connection_that_cannot_be_served_leaves_the_node_accepting(lean_node: StorageNode,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    real = lean.LeanServer._start
+    calls = []
+
+    def failing_once(self: lean.LeanServer, sock: socket.socket, address: object) -> lean.LeanAssociation:
+        calls.append(address)
+        if len(calls) == 1:
+            raise RuntimeError("can't start new thread")
+        return real(self, sock, address)
+
+    monkeypatch.setattr(lean.LeanServer, "_start", failing_once)
+    s = socket.create_connection((HOST, lean_node.port), timeout=10)
+    assert _closed_within(s, 5)
+    s.close()
+    from dicom_node import echo
+
+    assert echo(HOST, lean_node.port, "PRIORWATCH") == 0
+    assert len(calls) == 2
