@@ -22,7 +22,20 @@ from pydantic import BaseModel, Field
 
 from priorwatch.vocabulary import ComparisonResult, FindingType
 
-__all__ = ["CompareContext", "ComparisonOutput", "EngineError", "EngineUnavailable", "MeasureRequest"]
+__all__ = ["CompareContext", "ComparisonOutput", "EngineError", "EngineUnavailable", "MEASURED_KINDS", "MeasureRequest"]
+
+# What is measured for each finding type; a type not listed has no size (cardiomegaly is a ratio,
+# a device a position, oedema is diffuse). Here, in the contract, because the history (which the
+# worker imports) asks it too, and the worker must not load the engine's measuring code.
+MEASURED_KINDS: dict[FindingType, str] = {
+    FindingType.nodule: "diameter",
+    FindingType.mass: "diameter",
+    FindingType.effusion: "height",
+    FindingType.pneumothorax: "rim",
+    FindingType.consolidation: "extent",
+    FindingType.atelectasis: "extent",
+    FindingType.other: "extent",
+}
 
 
 class MeasureRequest(BaseModel):

@@ -41,8 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from comparison.contract import CompareContext, ComparisonOutput, MeasureRequest
-from comparison.measure import MEASURED_KINDS
+from comparison.contract import MEASURED_KINDS, CompareContext, ComparisonOutput, MeasureRequest
 from comparison.thresholds import DEFAULT_PARAMS, EngineParams
 from priorwatch.sentences import change_sentence
 from priorwatch.trajectory import StudyRef, assemble, history_sentence, place

@@ -34,22 +34,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from comparison import thresholds as T
-from comparison.contract import CompareContext, ComparisonOutput, MeasureRequest
+from comparison.contract import MEASURED_KINDS, CompareContext, ComparisonOutput, MeasureRequest
 from priorwatch.vocabulary import APPEARING, DISAPPEARING, Change, ComparisonResult, FindingType, Measured
 
 __all__ = ["lesion_extent", "measure_at", "measure_only", "measure_pair", "MEASURED_KINDS"]
-
-# What is measured for each finding type; a type not listed has no size (cardiomegaly is a ratio,
-# a device a position, oedema is diffuse).
-MEASURED_KINDS: dict[FindingType, str] = {
-    FindingType.nodule: "diameter",
-    FindingType.mass: "diameter",
-    FindingType.effusion: "height",
-    FindingType.pneumothorax: "rim",
-    FindingType.consolidation: "extent",
-    FindingType.atelectasis: "extent",
-    FindingType.other: "extent",
-}
 
 Box = tuple[int, int, int, int]
 
