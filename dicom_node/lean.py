@@ -6,8 +6,9 @@ uses pynetdicom's path whatever the setting says. Why: pynetdicom spends ~2.1 ms
 threads (association reactor + DUL reactor) on every association before the first C-STORE,
 Orthanc 0.1-0.17 ms (issue 32); a modality opens one association per study.
 
-One thread per connection, blocking reads against deadlines; the thread that accepts
-connections only accepts. What an association does, in order:
+One thread per connection, blocking reads against deadlines: the thread that accepts a
+connection serves it, after starting the next acceptor (leader/follower; bare `_thread` threads:
+`threading.Thread.start()` waits for the new thread to run). What an association does, in order:
 
 - the connection must send its A-ASSOCIATE-RQ within `Limits.artim_timeout_s` (ARTIM), and
   every PDU must arrive whole within `Limits.pdu_timeout_s` of its first byte; an established
@@ -587,6 +588,7 @@ class LeanServer:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
+        self._acceptor_done = threading.Event()  # the acceptor of the moment saw the stop
         self._deferring_since = 0.0
 
     @property
@@ -600,32 +602,43 @@ class LeanServer:
         return self
 
     def serve_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self.listener, self._wake_r], [], [], 0.5)
-            except (OSError, ValueError):
-                if self._stop.is_set():
-                    return
-                raise
-            if self.listener not in ready or self._stop.is_set():
-                continue
-            if self.board is not None and self._defer():
-                continue
-            try:
-                sock, address = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                continue  # another receiving process took it
-            except OSError as exc:
-                if self._stop.is_set():
-                    return
-                log.warning("accept failed: %s", os.strerror(exc.errno or 0))
-                time.sleep(0.01)
-                continue
-            try:
-                self._start(sock, address)
-            except Exception as exc:  # the acceptor goes on; this connection goes
-                log.error("cannot serve a new connection: %s", type(exc).__name__)
-                self._drop_new(sock)
+        """Accept one connection, hand the listener to a new thread, and serve that connection in
+        this one (leader/follower): the thread start is off the connection's path, which is served
+        by the thread that woke for it (no hand-off to another thread)."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    ready, _, _ = select.select([self.listener, self._wake_r], [], [], 0.5)
+                except (OSError, ValueError):
+                    if self._stop.is_set():
+                        return
+                    raise
+                if self.listener not in ready or self._stop.is_set():
+                    continue
+                if self.board is not None and self._defer():
+                    continue
+                try:
+                    sock, address = self.listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue  # another receiving process took it
+                except OSError as exc:
+                    if self._stop.is_set():
+                        return
+                    log.warning("accept failed: %s", os.strerror(exc.errno or 0))
+                    time.sleep(0.01)
+                    continue
+                try:
+                    assoc = self._start(sock, address)
+                    _thread.start_new_thread(self.serve_forever, ())  # the next acceptor
+                except Exception as exc:  # this thread stays the acceptor; the connection goes
+                    log.error("cannot serve a new connection: %s", type(exc).__name__)
+                    self._drop_new(sock)
+                    continue
+                assoc.run()
+                return
+        finally:
+            if self._stop.is_set():
+                self._acceptor_done.set()
 
     def _defer(self) -> bool:
         """Let a less busy receiving process take the connection, for at most DEFER_S."""
@@ -643,7 +656,7 @@ class LeanServer:
         self._deferring_since = 0.0
         return False
 
-    def _start(self, sock: socket.socket, address: Any) -> None:
+    def _start(self, sock: socket.socket, address: Any) -> LeanAssociation:
         sock.setblocking(True)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -662,9 +675,7 @@ class LeanServer:
                 self.board.set(len(self.associations))
         for victim in victims:
             victim.drop()
-        # A bare thread: threading.Thread.start() would also wait until the new thread runs (a
-        # wake-up round trip per association in the thread that accepts; the node never joins them).
-        _thread.start_new_thread(assoc.run, ())
+        return assoc
 
     def _drop_new(self, sock: socket.socket) -> None:
         with self.lock:
@@ -693,8 +704,8 @@ class LeanServer:
             os.write(self._wake_w, b"\0")
         except OSError:
             pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+        if self._thread is not None:
+            self._acceptor_done.wait(5.0)
 
     def server_close(self) -> None:
         try:
