@@ -14,10 +14,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+_ISSUED: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port not handed out before in this test process. The kernel may give a
+    just-closed ephemeral port again, and a test that asks for several ports at once (node, Triton
+    gRPC/HTTP/metrics) then wants one port twice (seen: a PortConflict in a clean-clone run)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _ISSUED:
+            _ISSUED.add(port)
+            return port
 
 
 def require_binary(name: str) -> str:

@@ -20,11 +20,9 @@ from typing import Any, Self
 
 
 def _free_port() -> int:
-    import socket
+    from tests.conftest import free_port  # one port registry for the whole test process
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 class _Peer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from priorwatch.settings import Settings
+from tests.conftest import free_port  # one port registry for the whole test process
 
 if TYPE_CHECKING:
     from priorwatch.models import Instance, Study
@@ -25,10 +25,6 @@ CR = "RG1_UNCR.dcm"  # real chest CR, 1955 x 1841, ~7.2 MB
 CT = "CT_small.dcm"  # small CT, ~39 kB
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_settings(tmp: Path, **kw: object) -> Settings:

@@ -29,16 +29,13 @@ from comparison.synthetic import Change, FindingType, PairSpec, Side, Zone
 from priorwatch.db import session_scope
 from priorwatch.models import Comparison, Delivery, Job, JobState, Study
 from priorwatch.settings import Settings, as_env
+from tests.conftest import free_port  # one port registry for the whole test process
 
 ARCHIVE, MODALITY = "PW_ARCHIVE", "PW_MODALITY"
 SECRET = "fault-suite-secret"
 STORESCU = "/usr/bin/storescu"  # DCMTK's (the venv's bin has pynetdicom's own storescu)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- studies -----------------------------------------------------------------------------------
