@@ -114,12 +114,7 @@ class Guard:
                           key=lambda x: x[0])
             for a in [a for a, _ in list(self._pending.items()) if not _still_pending(a)]:
                 self._pending.pop(a, None)
-            mine = [x for x in live if x[1] == peer]
-            while len(mine) > self.limits.max_pending_per_peer:
-                victims.append(mine.pop(0)[2])
-            rest = [x for x in live if x[2] not in victims]
-            while len(rest) > self.limits.max_pending:
-                victims.append(rest.pop(0)[2])
+            victims = self._over_caps(live, peer)
             for v in victims:
                 self._pending.pop(v, None)
         for v in victims:
@@ -241,7 +236,16 @@ class Guard:
     def evict_oldest(self, pending: list[tuple[float, str, Any]], new_peer: str) -> list[Any]:
         """Which connections still negotiating to drop for a new one from `new_peer` (`pending`:
         (connected at, peer, handle), the new one included), by the pending caps, oldest first."""
-        live = sorted(pending, key=lambda x: x[0])
+        victims = self._over_caps(sorted(pending, key=lambda x: x[0]), new_peer)
+        if victims:
+            with self._lock:
+                self.evicted += len(victims)
+            log.warning("dropped %d connection(s) that had not sent an association request", len(victims))
+        return victims
+
+    def _over_caps(self, live: list[tuple[float, str, Any]], new_peer: str) -> list[Any]:
+        """The pending caps, one policy for both accept paths: of `live` (oldest first), the handles
+        to drop so that `new_peer` keeps at most `max_pending_per_peer` and all at most `max_pending`."""
         victims: list[Any] = []
         mine = [x for x in live if x[1] == new_peer]
         while len(mine) > self.limits.max_pending_per_peer:
@@ -249,10 +253,6 @@ class Guard:
         rest = [x for x in live if x[2] not in victims]
         while len(rest) > self.limits.max_pending:
             victims.append(rest.pop(0)[2])
-        if victims:
-            with self._lock:
-                self.evicted += len(victims)
-            log.warning("dropped %d connection(s) that had not sent an association request", len(victims))
         return victims
 
     def _check_identity(self, assoc: Any, rq: Any, ident: Identity) -> tuple[int, int, int] | None:
